@@ -1,0 +1,33 @@
+"""Backends: OpenAI-compatible servers, the embedded local model, vLLM in-process, scripted.
+
+The heavy ones load lazily, so `import ponder` stays fast and works without the extras.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from ponder.backends.base import Backend
+from ponder.backends.scripted import ScriptedBackend
+
+if TYPE_CHECKING:
+    from ponder.backends.local import LocalBackend
+    from ponder.backends.openai import OpenAIBackend
+    from ponder.backends.vllm import VLLMBackend
+
+_LAZY = {
+    "OpenAIBackend": "ponder.backends.openai",
+    "LocalBackend": "ponder.backends.local",
+    "VLLMBackend": "ponder.backends.vllm",
+}
+
+
+def __getattr__(name: str) -> Any:
+    if name in _LAZY:
+        import importlib
+
+        return getattr(importlib.import_module(_LAZY[name]), name)
+    raise AttributeError(f"module 'ponder.backends' has no attribute {name!r}")
+
+
+__all__ = ["Backend", "LocalBackend", "OpenAIBackend", "ScriptedBackend", "VLLMBackend"]

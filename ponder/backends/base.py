@@ -1,0 +1,42 @@
+"""The `Backend` protocol every model server, engine or script implements."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Protocol, runtime_checkable
+
+from ponder.types import Completion, Message
+
+
+@runtime_checkable
+class Backend(Protocol):
+    """Generates completions for chat messages.
+
+    `generate` returns at most `n` completions; each carries its text, finish reason and usage,
+    and the usages add up to what the call cost. A backend may return fewer than `n` (the caller
+    decides whether to ask again) but never charges the prompt more than `prompt_copies(n)`
+    times, which is what the budget reserves for.
+    """
+
+    name: str
+
+    async def generate(
+        self,
+        messages: Sequence[Message],
+        *,
+        n: int = 1,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+        seed: int | None = None,
+    ) -> list[Completion]: ...
+
+    def prompt_copies(self, n: int) -> int:
+        """How many times a call for `n` samples may charge the prompt (1 when `n` is native)."""
+        ...
+
+    async def count_prompt_tokens(self, messages: Sequence[Message]) -> int | None:
+        """The exact prompt token count where the backend can tell, else None."""
+        ...
+
+    async def aclose(self) -> None: ...

@@ -1,0 +1,229 @@
+"""The `Context` a strategy works through: prompts, model calls, verification, budget, trace.
+
+A strategy never talks to a backend, a template file or the clock directly, so budgets,
+traces and the `n` fallback hold for every strategy, built-in or a user's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections import Counter
+from collections.abc import Sequence
+from typing import Any
+
+from ponder.backends.base import Backend
+from ponder.budget import BudgetMeter
+from ponder.errors import BudgetExhausted
+from ponder.prompts import PromptLibrary
+from ponder.tokens import prompt_upper_bound
+from ponder.tracing import Trace
+from ponder.types import Candidate, Completion, Message, Problem, TraceEvent, Usage, Verdict
+from ponder.verifiers.base import Verifier, canonical_with, extract_with, run_verifier
+
+
+class Context:
+    """Everything one problem's run may use. Built by `ponder.solve`; strategies receive it.
+
+    >>> completions = await ctx.generate("self_refine/generate", n=3, temperature=0.7)
+    >>> best = max(ctx.candidates(completions), key=lambda c: c.score)
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        *,
+        backend: Backend,
+        meter: BudgetMeter,
+        trace: Trace,
+        prompts: PromptLibrary,
+        verifier: Verifier | None = None,
+        seed: int | None = None,
+    ) -> None:
+        self.problem = problem
+        self.backend = backend
+        self.budget = meter
+        self.trace = trace
+        self.prompts = prompts
+        self.verifier = verifier
+        self.seed = seed
+        self.info: dict[str, Any] = {}
+        self.stop_reason: str | None = None
+        self.seen: list[Candidate] = []
+        self._seed_offset = 0
+
+    # -- model calls -------------------------------------------------------------------------
+
+    def render(self, template: str, **variables: Any) -> list[Message]:
+        """Render a template; `problem` is the problem text (gold fields never reach a prompt)."""
+        variables.setdefault("problem", self.problem.problem)
+        variables.setdefault("entry_point", self.problem.entry_point)
+        return self.prompts.render(template, **variables)
+
+    async def generate(
+        self,
+        template: str,
+        *,
+        n: int = 1,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+        step: str | None = None,
+        backend: Backend | None = None,
+        min_n: int = 1,
+        **variables: Any,
+    ) -> list[Completion]:
+        """Render `template`, ask the backend for `n` samples, charge and trace the call.
+
+        Fewer samples than `n` may come back when the budget only fits fewer (at least
+        `min_n`); a backend that returns fewer than asked is asked again for the rest.
+        Raises `BudgetExhausted` when not even `min_n` samples fit.
+        """
+        messages = self.render(template, **variables)
+        return await self.generate_messages(
+            messages, n=n, max_tokens=max_tokens, temperature=temperature, stop=stop,
+            step=step or template, template=template, backend=backend, min_n=min_n,
+        )
+
+    async def generate_messages(
+        self,
+        messages: Sequence[Message],
+        *,
+        n: int = 1,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+        step: str = "generate",
+        template: str | None = None,
+        backend: Backend | None = None,
+        min_n: int = 1,
+    ) -> list[Completion]:
+        backend = backend or self.backend
+        out: list[Completion] = []
+        while len(out) < n:
+            try:
+                got = await self._one_call(
+                    backend, list(messages), n=n - len(out), max_tokens=max_tokens,
+                    temperature=temperature, stop=stop, step=step, template=template,
+                    min_n=max(1, min_n - len(out)),
+                )
+            except BudgetExhausted:
+                if len(out) >= min_n and out:
+                    break  # keep the samples this call already paid for
+                raise
+            if not got:
+                break
+            out.extend(got)
+        return out
+
+    async def _one_call(
+        self, backend: Backend, messages: list[Message], *, n: int, max_tokens: int,
+        temperature: float, stop: Sequence[str] | None, step: str, template: str | None,
+        min_n: int,
+    ) -> list[Completion]:
+        prompt_tokens = await self._prompt_bound(backend, messages, n, max_tokens)
+        reservation = self.budget.reserve(
+            prompt_tokens=prompt_tokens, prompt_copies=backend.prompt_copies(n), n=n,
+            max_tokens=max_tokens, min_n=min_n,
+        )
+        seed = None if self.seed is None else self.seed + self._seed_offset
+        self._seed_offset += reservation.n
+        started = time.monotonic()
+        event = TraceEvent(kind="generate", step=step, template=template, messages=messages,
+                           data={"n": reservation.n, "max_tokens": reservation.max_tokens,
+                                 "temperature": temperature})
+        try:
+            call = backend.generate(
+                messages, n=reservation.n, max_tokens=reservation.max_tokens,
+                temperature=temperature, stop=stop, seed=seed,
+            )
+            timeout = self.budget.remaining_seconds
+            completions = await (call if math.isinf(timeout) else asyncio.wait_for(call, timeout))
+        except TimeoutError:
+            self.budget.release(reservation)
+            event.error = f"time limit of {self.budget.budget.seconds}s reached mid-call"
+            event.latency_s = time.monotonic() - started
+            self.trace.add(event)
+            self.budget.exhausted_reason = event.error
+            raise BudgetExhausted(event.error) from None
+        except BaseException as exc:
+            self.budget.release(reservation)
+            event.error = f"{type(exc).__name__}: {exc}"
+            event.retries = getattr(exc, "retries", 0)
+            event.latency_s = time.monotonic() - started
+            self.trace.add(event)
+            raise
+        usage = sum((c.usage for c in completions), Usage()) + Usage(calls=1)
+        self.budget.charge(reservation, usage)
+        event.completions = completions
+        event.usage = usage
+        event.retries = max((c.retries for c in completions), default=0)
+        event.latency_s = time.monotonic() - started
+        self.trace.add(event)
+        return completions
+
+    async def _prompt_bound(self, backend: Backend, messages: list[Message], n: int,
+                            max_tokens: int) -> int:
+        """An upper bound on the prompt's tokens; asks the backend's tokenizer only when the
+        cheap bound would cut this call short, since that costs a round trip."""
+        bound = prompt_upper_bound(messages)
+        copies = backend.prompt_copies(n)
+        if bound * copies + n * max_tokens <= self.budget.remaining_tokens:
+            return bound
+        exact = await backend.count_prompt_tokens(messages)
+        return bound if exact is None else min(bound, exact)
+
+    # -- candidates and verification -----------------------------------------------------------
+
+    def candidate(self, text: str, *, source: str = "", usage: Usage | None = None) -> Candidate:
+        """A candidate from reply text, with its answer extracted (code for coding problems)."""
+        answer = extract_with(self.verifier, text)
+        cand = Candidate(text=text, answer=answer, source=source, usage=usage or Usage())
+        self.seen.append(cand)
+        return cand
+
+    def candidates(self, completions: Sequence[Completion], *, source: str = "") -> list[Candidate]:
+        return [self.candidate(c.text, source=source, usage=c.usage) for c in completions]
+
+    async def verify(self, candidate: Candidate) -> Verdict | None:
+        """Judge `candidate` with the problem's verifier (None when there is none) and keep the
+        verdict on it."""
+        if self.verifier is None:
+            return None
+        started = time.monotonic()
+        verdict = await run_verifier(self.verifier, self.problem, candidate, self)
+        candidate.verdict = verdict
+        self.trace.add(TraceEvent(kind="verify", step=getattr(self.verifier, "name", "verify"),
+                                  verdict=verdict, latency_s=time.monotonic() - started,
+                                  data={"answer": candidate.answer}))
+        return verdict
+
+    def canonical(self, answer: str) -> str | None:
+        """A key under which equal answers group, for voting and consensus."""
+        return canonical_with(self.verifier, answer)
+
+    def vote(self, candidates: Sequence[Candidate]) -> tuple[Candidate | None, float]:
+        """Majority vote over canonical answers: the first candidate of the largest group, and
+        that group's share of the votes."""
+        keyed = [(self.canonical(c.answer), c) for c in candidates]
+        counts = Counter(k for k, _ in keyed if k is not None)
+        if not counts:
+            return (candidates[-1] if candidates else None), 0.0
+        top, votes = counts.most_common(1)[0]
+        winner = next(c for k, c in keyed if k == top)
+        return winner, votes / len(candidates)
+
+    @property
+    def best(self) -> Candidate | None:
+        """The best candidate seen so far: the highest verdict score, ties to the latest."""
+        if not self.seen:
+            return None
+        judged = [c for c in self.seen if c.verdict is not None]
+        if judged:
+            return max(reversed(judged), key=lambda c: c.score)
+        return self.seen[-1]
+
+    def note(self, step: str, **data: Any) -> None:
+        """Record a strategy decision (a vote, a pruned beam) in the trace."""
+        self.trace.add(TraceEvent(kind="note", step=step, data=data))

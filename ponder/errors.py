@@ -1,0 +1,40 @@
+"""Exceptions ponder raises. Each message names the failing value, so one line is enough."""
+
+from __future__ import annotations
+
+
+class PonderError(Exception):
+    """Base class for every error ponder raises on purpose."""
+
+
+class ConfigError(PonderError, ValueError):
+    """A strategy, verifier or backend was configured with something invalid."""
+
+
+class BudgetExhausted(PonderError):
+    """Too little budget remains for a useful call. Strategies return their best so far."""
+
+
+class BackendError(PonderError):
+    """A backend call failed for good (after retries, or on a non-retryable status)."""
+
+    def __init__(self, message: str, *, status: int | None = None, retries: int = 0) -> None:
+        super().__init__(message)
+        self.status = status
+        self.retries = retries
+
+
+class MissingDependency(PonderError, ImportError):
+    """An optional extra is not installed; the message says what to pip install."""
+
+
+class TemplateError(PonderError):
+    """A prompt template could not be found or rendered."""
+
+
+class ProblemFileError(PonderError):
+    """A problem file has bad rows; `errors` holds one line per problem found."""
+
+    def __init__(self, errors: list[str]) -> None:
+        super().__init__("\n".join(errors))
+        self.errors = errors

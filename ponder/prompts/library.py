@@ -1,0 +1,98 @@
+"""Loads and renders prompt templates.
+
+Convention: a template is a `.j2` file named `<strategy>/<role>.j2` whose `{% block system %}`
+and `{% block user %}` render the system and user messages (a block that renders empty is
+left out; `{% block assistant %}` adds an assistant turn). A user's folder is searched first,
+so a file there with the same relative name overrides the built-in one, and may
+`{% extends "<strategy>/<role>.j2" %}` a built-in to change one block only.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import jinja2
+
+from ponder.errors import TemplateError
+from ponder.types import Message
+
+BUILTIN_DIR = Path(__file__).parent / "templates"
+ROLES = ("system", "user", "assistant")
+
+
+class PromptLibrary:
+    """Built-in templates, overridden by any file of the same name under `user_dir`.
+
+    >>> PromptLibrary().render("single/answer.j2", problem="2+2?")[-1].role
+    'user'
+    """
+
+    def __init__(self, user_dir: str | Path | None = None) -> None:
+        search = [str(BUILTIN_DIR)]
+        if user_dir is not None:
+            path = Path(user_dir)
+            if not path.is_dir():
+                raise TemplateError(f"templates folder {str(path)!r} does not exist")
+            search.insert(0, str(path))
+        self.user_dir = Path(user_dir) if user_dir is not None else None
+        self.env = jinja2.Environment(
+            loader=jinja2.FileSystemLoader(search),
+            undefined=jinja2.StrictUndefined,
+            trim_blocks=True,
+            lstrip_blocks=True,
+            keep_trailing_newline=False,
+            autoescape=False,
+        )
+
+    def names(self) -> list[str]:
+        return sorted(n for n in self.env.list_templates() if n.endswith(".j2"))
+
+    def render(self, name: str, /, **variables: Any) -> list[Message]:
+        """Render template `name` to chat messages; errors name the template, line and variable."""
+        name = name if name.endswith(".j2") else f"{name}.j2"
+        try:
+            template = self.env.get_template(name)
+        except jinja2.TemplateNotFound as exc:
+            where = f"{self.user_dir} or the built-ins" if self.user_dir else "the built-ins"
+            raise TemplateError(f"template {name!r} not found in {where}") from exc
+        except jinja2.TemplateSyntaxError as exc:
+            raise TemplateError(
+                f"template {exc.name or name!r} line {exc.lineno}: {exc.message}"
+            ) from exc
+        return _render_blocks(template, name, variables)
+
+
+def _render_blocks(
+    template: jinja2.Template, name: str, variables: Mapping[str, Any]
+) -> list[Message]:
+    messages: list[Message] = []
+    try:
+        if not any(role in template.blocks for role in ROLES):
+            text = template.render(**variables).strip()
+            return [Message(role="user", content=text)]
+        context = template.new_context(dict(variables))
+        for role in ROLES:
+            block = template.blocks.get(role)
+            if block is None:
+                continue
+            text = "".join(block(context)).strip()
+            if text:
+                messages.append(Message(role=role, content=text))
+    except jinja2.UndefinedError as exc:
+        raise TemplateError(f"template {name!r} line {_error_line(exc, name)}: {exc.message}") from exc
+    if not messages:
+        raise TemplateError(f"template {name!r} rendered no messages")
+    return messages
+
+
+def _error_line(exc: BaseException, name: str) -> str:
+    """The template line an exception came from, mapped back from Jinja's compiled code."""
+    tb, line = exc.__traceback__, "?"
+    while tb is not None:
+        template = tb.tb_frame.f_globals.get("__jinja_template__")
+        if template is not None and (template.name or "").endswith(name):
+            line = str(template.get_corresponding_lineno(tb.tb_lineno))
+        tb = tb.tb_next
+    return line

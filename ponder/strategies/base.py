@@ -1,0 +1,54 @@
+"""What a strategy is: an async function of a `Context` and its pydantic config."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from typing import Any, Generic, TypeVar
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from ponder.context import Context
+from ponder.errors import ConfigError
+from ponder.types import Candidate
+
+
+class StrategyConfig(BaseModel):
+    """Parameters every strategy has. Subclass it to add a strategy's own."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    max_tokens: int = Field(default=512, gt=0, description="completion tokens per call, at most")
+    temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="sampling temperature")
+
+
+C = TypeVar("C", bound=StrategyConfig)
+StrategyFn = Callable[[Context, C], Awaitable[Candidate | str | None]]
+
+
+@dataclass(frozen=True)
+class StrategySpec(Generic[C]):
+    """A registered strategy: its name, function, config model and one-line description."""
+
+    name: str
+    run: StrategyFn[C]
+    config: type[C]
+    description: str = ""
+
+    def make_config(self, params: dict[str, Any] | None = None) -> C:
+        """Validate `params` against the config model; the error lists what is valid."""
+        try:
+            return self.config.model_validate(params or {})
+        except ValidationError as exc:
+            problems = "; ".join(
+                f"{'.'.join(str(p) for p in err['loc']) or 'params'}: {err['msg']}"
+                for err in exc.errors()
+            )
+            raise ConfigError(
+                f"strategy {self.name!r}: {problems}. Valid parameters: {self.describe_params()}"
+            ) from None
+
+    def describe_params(self) -> str:
+        return ", ".join(
+            f"{name}={field.default!r}" for name, field in self.config.model_fields.items()
+        )

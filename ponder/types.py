@@ -1,0 +1,152 @@
+"""The data that crosses ponder's boundaries, as pydantic models."""
+
+from __future__ import annotations
+
+import time
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+
+
+class Message(BaseModel):
+    """One chat message."""
+
+    model_config = ConfigDict(frozen=True)
+
+    role: Literal["system", "user", "assistant"]
+    content: str
+
+
+class Usage(BaseModel):
+    """Tokens and calls, as the backend reported them (or estimated, and then marked)."""
+
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    calls: int = 0
+    estimated: bool = False
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def total_tokens(self) -> int:
+        return self.prompt_tokens + self.completion_tokens
+
+    def __add__(self, other: Usage) -> Usage:
+        return Usage(
+            prompt_tokens=self.prompt_tokens + other.prompt_tokens,
+            completion_tokens=self.completion_tokens + other.completion_tokens,
+            calls=self.calls + other.calls,
+            estimated=self.estimated or other.estimated,
+        )
+
+
+class Completion(BaseModel):
+    """One sampled reply from a backend, with the usage it cost."""
+
+    text: str
+    finish_reason: str | None = None
+    usage: Usage = Field(default_factory=Usage)
+    retries: int = 0
+
+
+class Problem(BaseModel):
+    """A problem to solve. Gold fields (`answer`, `test`, `tests`) never reach a prompt."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    id: str = "problem"
+    problem: str
+    answer: str | None = None
+    test: str | None = None
+    entry_point: str | None = None
+    tests: str | list[str] | None = None
+    verifier: str | None = None
+    metadata: dict[str, Any] = Field(default_factory=dict)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _coerce(cls, data: Any) -> Any:
+        if isinstance(data, dict):
+            data = dict(data)
+            if data.get("id") is not None and not isinstance(data["id"], str):
+                data["id"] = str(data["id"])
+            if data.get("answer") is not None and not isinstance(data["answer"], str):
+                data["answer"] = str(data["answer"])
+        return data
+
+    @property
+    def is_code(self) -> bool:
+        return self.entry_point is not None or self.test is not None or self.tests is not None
+
+
+class Verdict(BaseModel):
+    """A verifier's judgement. `feedback` is written for the model to read in a refine prompt."""
+
+    passed: bool
+    score: float = Field(ge=0.0, le=1.0)
+    feedback: str = ""
+    details: dict[str, Any] = Field(default_factory=dict)
+
+    @classmethod
+    def from_bool(cls, ok: bool, feedback: str = "") -> Verdict:
+        return cls(passed=ok, score=1.0 if ok else 0.0, feedback=feedback)
+
+
+class Candidate(BaseModel):
+    """An answer a strategy is considering: the raw text, the extracted answer, its verdict."""
+
+    text: str
+    answer: str
+    verdict: Verdict | None = None
+    usage: Usage = Field(default_factory=Usage)
+    source: str = ""  # which step or agent produced it
+
+    @property
+    def score(self) -> float:
+        return self.verdict.score if self.verdict is not None else 0.0
+
+
+class TraceEvent(BaseModel):
+    """One backend call or verification, as it happened."""
+
+    kind: Literal["generate", "verify", "note"] = "generate"
+    problem_id: str = ""
+    step: str = ""
+    template: str | None = None
+    messages: list[Message] = Field(default_factory=list)
+    completions: list[Completion] = Field(default_factory=list)
+    usage: Usage = Field(default_factory=Usage)
+    verdict: Verdict | None = None
+    latency_s: float = 0.0
+    retries: int = 0
+    error: str | None = None
+    data: dict[str, Any] = Field(default_factory=dict)
+    ts: float = Field(default_factory=time.time)
+
+
+StopReason = Literal[
+    "done", "verified", "no_improvement", "max_iters", "consensus", "max_rounds",
+    "majority", "budget", "error",
+]
+
+
+class Result(BaseModel):
+    """What solving one problem produced. `answer` is the winner; `trace` says how."""
+
+    id: str
+    answer: str | None
+    text: str | None = None
+    verdict: Verdict | None = None
+    usage: Usage = Field(default_factory=Usage)
+    elapsed_s: float = 0.0
+    strategy: str = "single"
+    params: dict[str, Any] = Field(default_factory=dict)
+    stop_reason: str = "done"
+    budget_exhausted: bool = False
+    info: dict[str, Any] = Field(default_factory=dict)
+    error: str | None = None
+    trace: list[TraceEvent] = Field(default_factory=list)
+
+    @property
+    def correct(self) -> bool | None:
+        """True/False when a verifier judged the answer, None when nothing could."""
+        return None if self.verdict is None else self.verdict.passed
