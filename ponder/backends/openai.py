@@ -1,4 +1,10 @@
-"""Any OpenAI-compatible chat server (OpenAI, vLLM's, llama.cpp's): async, with retries."""
+"""Any OpenAI-compatible chat server (OpenAI, vLLM's, llama.cpp's): async, with retries.
+
+One request asks for all `n` samples; a server that returns fewer is topped up with
+concurrent single-sample requests. 429, 5xx, timeouts, dropped connections and malformed
+replies are retried with bounded exponential backoff and jitter (a `Retry-After` header is
+honoured); 400, 401 and 404 fail at once with the server's own message.
+"""
 
 from __future__ import annotations
 
@@ -6,8 +12,9 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import openai
 from tenacity import (
@@ -24,19 +31,21 @@ from ponder.types import Completion, Message, Usage
 
 log = logging.getLogger(__name__)
 
-RETRYABLE_STATUS = {408, 409, 425, 429, 500, 502, 503, 504}
+T = TypeVar("T")
+
+RETRYABLE_STATUS = {408, 409, 425, 429}
+
+
+class _MalformedReply(Exception):
+    """A 200 whose body is not the chat completion it should be."""
 
 
 def _retryable(exc: BaseException) -> bool:
     if isinstance(exc, openai.APIStatusError):
         return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
-    # Timeouts, dropped connections, and a 200 whose body is not the JSON it should be.
+    # Timeouts (the SDK's, or our own cap on a whole attempt), dropped connections, bad JSON.
     return isinstance(exc, openai.APIConnectionError | openai.APIResponseValidationError
-                      | json.JSONDecodeError | _MalformedReply)
-
-
-class _MalformedReply(Exception):
-    pass
+                      | json.JSONDecodeError | _MalformedReply | TimeoutError)
 
 
 class _RetryAfterOrBackoff:
@@ -48,19 +57,34 @@ class _RetryAfterOrBackoff:
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        response = getattr(exc, "response", None)
-        header = response.headers.get("retry-after") if response is not None else None
-        if header:
+        asked = _retry_after(getattr(exc, "response", None))
+        if asked is not None:
+            return min(asked, self.maximum)
+        return min(float(self.backoff(state)), self.maximum)
+
+
+def _retry_after(response: Any) -> float | None:
+    """Seconds a response's `retry-after-ms` / `retry-after` header asks to wait, if any."""
+    if response is None:
+        return None
+    for header, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
+        value = response.headers.get(header)
+        if value:
             try:
-                return min(max(float(header), 0.0), self.maximum)
+                return max(float(value) / scale, 0.0)
             except ValueError:
-                pass
-        return float(self.backoff(state))
+                continue  # an HTTP date: fall back to our own backoff
+    return None
 
 
 class OpenAIBackend:
     """A chat-completions server. Base URL and key come from the arguments or
-    `OPENAI_BASE_URL` / `OPENAI_API_KEY`; with no model named, the server's first is used.
+    `OPENAI_BASE_URL` / `OPENAI_API_KEY`; with no model named (nor `PONDER_MODEL`), the
+    server's first model is used.
+
+    `timeout` bounds each attempt as a whole; a call makes at most `max_retries + 1` attempts
+    and waits at most `backoff_max` seconds between them. `native_n` says whether the server
+    honours `n` (None: learn it from the first reply to a request with n > 1).
 
     >>> backend = OpenAIBackend(base_url="http://127.0.0.1:8000/v1", model="qwen")
     """
@@ -81,11 +105,17 @@ class OpenAIBackend:
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
             raise BackendError("no base URL: pass base_url= or set OPENAI_BASE_URL")
+        if timeout <= 0 or max_retries < 0 or backoff_initial < 0 or backoff_max < 0:
+            raise BackendError(
+                f"timeout={timeout}, max_retries={max_retries}, backoff_initial="
+                f"{backoff_initial}, backoff_max={backoff_max}: timeout must be > 0, the rest >= 0"
+            )
         self.base_url = base_url.rstrip("/")
         self.model = model or os.environ.get("PONDER_MODEL")
         self.name = name or f"openai:{self.base_url}"
         self.timeout = timeout
         self.max_retries = max_retries
+        self.backoff_max = backoff_max
         self._wait = _RetryAfterOrBackoff(backoff_initial, backoff_max)
         # The SDK's own retries are off: tenacity owns them, so they are counted and traced.
         self.client = openai.AsyncOpenAI(
@@ -94,7 +124,6 @@ class OpenAIBackend:
             max_retries=0,
             timeout=timeout,
         )
-        # Whether the server honours `n` (None: learn it from the first reply with n > 1).
         self._native_n = native_n
         self._tokenize: str | None = None  # "vllm", "llama.cpp", or "none" once probed
         self._model_lock = asyncio.Lock()
@@ -114,54 +143,57 @@ class OpenAIBackend:
         stop: Sequence[str] | None = None,
         seed: int | None = None,
     ) -> list[Completion]:
+        # `_native_n` only ever leaves None (never True -> False), so whatever this reads, a
+        # call reserved under an earlier value charges the prompt no more often than that
+        # value's prompt_copies(n) promised. Read once, so one call acts on one belief.
+        native = self._native_n
         model = await self._model_name()
         request = _Request(model, messages, max_tokens, temperature, stop, seed)
-        if n == 1 or self._native_n is False:
-            batches = await asyncio.gather(*(request.send(self, 1, i) for i in range(n)))
-            return [c for batch in batches for c in batch]
-        believed_native = self._native_n
+        if n == 1 or native is False:
+            return await self._singles(request, range(n), partial_ok=False)
         first = await request.send(self, n, 0)
-        self._native_n = len(first) >= n
-        if len(first) >= n or believed_native:
-            # A server we trusted with n that now returns fewer: the caller asks again, so the
-            # prompt is never charged more often than prompt_copies() promised.
-            return first[:n]
-        missing = n - len(first)
-        rest = await asyncio.gather(*(request.send(self, 1, i + 1) for i in range(missing)))
-        return first + [c for batch in rest for c in batch]
+        if len(first) >= n or native:
+            # A server trusted with n that returns fewer: the caller asks again for the rest,
+            # so the prompt is charged once, as promised.
+            if native is None:
+                self._native_n = True
+            return first
+        # Only a server not yet known comes here, and prompt_copies(n) was n: one copy went
+        # into the first request, and each top-up request adds one.
+        self._native_n = False
+        rest = await self._singles(request, range(1, 1 + n - len(first)), partial_ok=True)
+        return first + rest
 
     async def count_prompt_tokens(self, messages: Sequence[Message]) -> int | None:
         """Ask the server's tokenizer (vLLM's `/tokenize`, llama.cpp's `/apply-template` +
-        `/tokenize`); None where the server has neither."""
+        `/tokenize`); None where the server has neither, or is failing just now."""
         if self._tokenize == "none":
             return None
         root = self.base_url.removesuffix("/v1")
         payload = [m.model_dump() for m in messages]
         try:
             if self._tokenize in (None, "vllm"):
-                reply = await self._post(f"{root}/tokenize",
-                                         {"model": await self._model_name(), "messages": payload})
-                if isinstance(reply, dict) and "count" in reply:
+                reply = await self._probe(f"{root}/tokenize",
+                                          {"model": await self._model_name(),
+                                           "messages": payload})
+                if isinstance(reply, dict) and isinstance(reply.get("count"), int):
                     self._tokenize = "vllm"
                     return int(reply["count"])
-            templated = await self._post(f"{root}/apply-template", {"messages": payload})
-            if isinstance(templated, dict) and "prompt" in templated:
-                reply = await self._post(f"{root}/tokenize",
-                                         {"content": templated["prompt"], "add_special": True})
-                if isinstance(reply, dict) and "tokens" in reply:
-                    self._tokenize = "llama.cpp"
-                    return len(reply["tokens"])
+            if self._tokenize in (None, "llama.cpp"):
+                templated = await self._probe(f"{root}/apply-template", {"messages": payload})
+                if isinstance(templated, dict) and "prompt" in templated:
+                    reply = await self._probe(f"{root}/tokenize",
+                                              {"content": templated["prompt"],
+                                               "add_special": True})
+                    if isinstance(reply, dict) and isinstance(reply.get("tokens"), list):
+                        self._tokenize = "llama.cpp"
+                        return len(reply["tokens"])
         except BackendError as exc:
-            log.debug("tokenize probe failed at %s: %s", root, exc)
+            # A passing failure (5xx, timeout): try again next time rather than give up.
+            log.debug("tokenize at %s failed: %s", root, exc)
+            return None
         self._tokenize = "none"
         return None
-
-    async def _post(self, url: str, body: dict[str, Any]) -> Any:
-        """POST JSON to a server route outside the OpenAI API (the SDK takes absolute URLs)."""
-        try:
-            return await self.client.post(url, body=body, cast_to=object)
-        except (openai.APIError, ValueError) as exc:
-            raise BackendError(f"{url}: {exc}") from None
 
     async def aclose(self) -> None:
         await self.client.close()
@@ -174,19 +206,64 @@ class OpenAIBackend:
 
     # -- internals ------------------------------------------------------------------------------
 
+    async def _singles(self, request: _Request, indices: range, *,
+                       partial_ok: bool) -> list[Completion]:
+        """One single-sample request per index, concurrently. Samples already paid for are
+        kept when some requests fail for good (the caller may ask again for the rest); the
+        first failure is raised only when none succeeded and `partial_ok` is false."""
+        outcomes = await asyncio.gather(*(request.send(self, 1, i) for i in indices),
+                                        return_exceptions=True)
+        done: list[Completion] = []
+        failures: list[BackendError] = []
+        for outcome in outcomes:
+            if isinstance(outcome, BackendError):
+                failures.append(outcome)
+            elif isinstance(outcome, BaseException):
+                raise outcome
+            else:
+                done.extend(outcome)
+        if failures and not done and not partial_ok:
+            raise failures[0]
+        if failures:
+            log.warning("%d of %d requests to %s failed; keeping %d sample(s): %s",
+                        len(failures), len(indices), self.base_url, len(done), failures[0])
+        return done
+
+    async def _probe(self, url: str, body: dict[str, Any]) -> Any:
+        """POST JSON to a route outside the OpenAI API; None when the server has no such route
+        or refuses it (a 4xx), so probing moves on."""
+        try:
+            return await self._with_retries(lambda: self.client.post(url, body=body,
+                                                                     cast_to=object))
+        except BackendError as exc:
+            if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
+                return None
+            raise
+
     async def _model_name(self) -> str:
         if self.model:
             return self.model
         async with self._model_lock:
             if not self.model:
-                models = await self._with_retries(lambda: self.client.models.list())
-                first = next(iter(models.data), None)
+                models = await self._with_retries(self.client.models.list)
+                first = next(iter(getattr(models, "data", None) or []), None)
                 if first is None:
                     raise BackendError(f"{self.base_url} lists no models; pass model=")
-                self.model = first.id
+                self.model = str(first.id)
         return self.model
 
-    async def _with_retries(self, fn: Any) -> Any:
+    async def _attempt(self, fn: Callable[[], Awaitable[T]]) -> T:
+        # The SDK's timeout is per read; this caps the attempt as a whole (a trickling reply).
+        async with asyncio.timeout(self.timeout):
+            return await fn()
+
+    async def _with_retries(self, fn: Callable[[], Awaitable[T]]) -> T:
+        value, _ = await self._with_retries_counted(fn)
+        return value
+
+    async def _with_retries_counted(self, fn: Callable[[], Awaitable[T]]) -> tuple[T, int]:
+        """`fn()`'s value and how many retries it took; a `BackendError` once retries run out
+        or the failure is not one to retry."""
         attempts = 0
         try:
             async for attempt in AsyncRetrying(
@@ -197,13 +274,14 @@ class OpenAIBackend:
             ):
                 with attempt:
                     attempts = attempt.retry_state.attempt_number
-                    return await fn(), attempts - 1
+                    return await self._attempt(fn), attempts - 1
         except openai.APIStatusError as exc:
             raise BackendError(
-                f"{self.base_url} answered {exc.status_code}: {_server_message(exc)}",
+                f"{self.base_url} answered {exc.status_code}: {_server_message(exc)}"
+                + (f" (after {attempts} attempts)" if attempts > 1 else ""),
                 status=exc.status_code, retries=attempts - 1,
             ) from None
-        except openai.APITimeoutError:
+        except (openai.APITimeoutError, TimeoutError):
             raise BackendError(
                 f"{self.base_url} did not answer within {self.timeout}s "
                 f"({attempts} attempt(s))", retries=attempts - 1,
@@ -218,7 +296,36 @@ class OpenAIBackend:
                 f"{self.base_url} sent a malformed reply after {attempts} attempt(s): {exc}",
                 retries=attempts - 1,
             ) from None
-        raise AssertionError("unreachable")
+        raise AssertionError("unreachable: AsyncRetrying either returns or raises")
+
+
+@dataclass(frozen=True)
+class _Reply:
+    """The parts of a chat completion ponder uses, checked."""
+
+    texts: list[str]
+    reasons: list[str | None]
+    prompt_tokens: int | None
+    completion_tokens: int | None
+
+    @classmethod
+    def parse(cls, response: Any) -> _Reply:
+        try:
+            choices = list(response.choices or [])
+            if not choices:
+                raise _MalformedReply("reply has no choices")
+            texts = [str((c.message.content if c.message else None) or "") for c in choices]
+            reasons = [c.finish_reason for c in choices]
+            usage = getattr(response, "usage", None)
+            prompt = getattr(usage, "prompt_tokens", None)
+            completion = getattr(usage, "completion_tokens", None)
+        except (AttributeError, TypeError) as exc:
+            raise _MalformedReply(f"reply is not a chat completion: {exc}") from None
+        if prompt is not None and not isinstance(prompt, int):
+            raise _MalformedReply(f"usage.prompt_tokens is {prompt!r}")
+        if completion is not None and not isinstance(completion, int):
+            raise _MalformedReply(f"usage.completion_tokens is {completion!r}")
+        return cls(texts, reasons, prompt, completion)
 
 
 class _Request:
@@ -227,14 +334,15 @@ class _Request:
     def __init__(self, model: str, messages: Sequence[Message], max_tokens: int,
                  temperature: float, stop: Sequence[str] | None, seed: int | None) -> None:
         self.model = model
+        self.message_models = list(messages)
         self.messages = [m.model_dump() for m in messages]
         self.max_tokens = max_tokens
         self.temperature = temperature
         self.stop = list(stop) if stop else None
         self.seed = seed
-        self.prompt_bound = prompt_upper_bound(messages)
 
     async def send(self, backend: OpenAIBackend, n: int, index: int) -> list[Completion]:
+        """At most `n` completions; raises `BackendError` when the request fails for good."""
         kwargs: dict[str, Any] = {
             "model": self.model, "messages": self.messages, "max_tokens": self.max_tokens,
             "temperature": self.temperature,
@@ -246,34 +354,35 @@ class _Request:
         if self.seed is not None:
             kwargs["seed"] = self.seed + index  # distinct samples from parallel requests
 
-        async def call() -> Any:
-            response = await backend.client.chat.completions.create(**kwargs)
-            if not getattr(response, "choices", None):
-                raise _MalformedReply("reply has no choices")
-            return response
+        async def call() -> _Reply:
+            return _Reply.parse(await backend.client.chat.completions.create(**kwargs))
 
-        response, retries = await backend._with_retries(call)
-        return self._completions(response, retries)
-
-    def _completions(self, response: Any, retries: int) -> list[Completion]:
-        texts = [(c.message.content or "") if c.message else "" for c in response.choices]
-        reasons = [c.finish_reason for c in response.choices]
-        usage = response.usage
-        if usage is not None and usage.prompt_tokens is not None:
-            prompt, completion, estimated = usage.prompt_tokens, usage.completion_tokens or 0, False
+        reply, retries = await backend._with_retries_counted(call)
+        if reply.prompt_tokens is not None:
+            prompt, completion = reply.prompt_tokens, reply.completion_tokens or 0
+            estimated = False
         else:
-            # Bounds, not guesses, so that a budget still holds: bytes bound BPE tokens.
-            prompt = self.prompt_bound
-            completion = sum(min(self.max_tokens, len(t.encode())) for t in texts)
+            # Bounds, not guesses, so that a budget still holds: bytes bound BPE tokens, and
+            # the server's tokenizer (where the budget asked it too) bounds them tighter.
+            prompt = prompt_upper_bound(self.message_models)
+            if backend._tokenize not in (None, "none"):
+                exact = await backend.count_prompt_tokens(self.message_models)
+                prompt = prompt if exact is None else min(prompt, exact)
+            completion = sum(min(self.max_tokens, len(t.encode())) for t in reply.texts)
             estimated = True
-        shares = _split(completion, [len(t) for t in texts])
+        # A server sending more choices than asked for still charged for them all: their
+        # tokens stay on the kept completions, so the budget sees the whole cost.
+        keep = min(n, len(reply.texts))
+        shares = _split(completion, [len(t) for t in reply.texts])
+        shares = [*shares[: keep - 1], sum(shares[keep - 1:])]
         return [
             Completion(
                 text=text, finish_reason=reason, retries=retries,
                 usage=Usage(prompt_tokens=prompt if i == 0 else 0, completion_tokens=share,
                             estimated=estimated),
             )
-            for i, (text, reason, share) in enumerate(zip(texts, reasons, shares, strict=True))
+            for i, (text, reason, share) in enumerate(
+                zip(reply.texts[:keep], reply.reasons[:keep], shares, strict=True))
         ]
 
 
@@ -281,8 +390,9 @@ def _split(total: int, weights: list[int]) -> list[int]:
     """Share `total` tokens among choices by text length; the shares add up exactly."""
     if not weights:
         return []
-    weight_sum = sum(weights) or len(weights)
-    shares = [total * (w or (1 if not sum(weights) else 0)) // weight_sum for w in weights]
+    if not any(weights):
+        weights = [1] * len(weights)
+    shares = [total * w // sum(weights) for w in weights]
     shares[-1] += total - sum(shares)
     return shares
 
