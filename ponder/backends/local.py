@@ -34,7 +34,8 @@ INSTALL_HINT = 'pip install "ponder[local]"'
 
 
 def cache_dir() -> Path:
-    return Path(os.environ.get("PONDER_CACHE_DIR") or platformdirs.user_cache_dir("ponder")) / "models"
+    root = os.environ.get("PONDER_CACHE_DIR") or platformdirs.user_cache_dir("ponder")
+    return Path(root) / "models"
 
 
 def chunk_paths() -> list[Path]:
@@ -49,7 +50,7 @@ def chunk_paths() -> list[Path]:
             )
         path = Path(next(iter(spec.submodule_search_locations))) / "data" / f"part{i:02d}.bin"
         if not path.is_file():
-            raise MissingDependency(f"weight chunk {path} is missing; reinstall with: {INSTALL_HINT}")
+            raise MissingDependency(f"weight chunk {path} is missing; reinstall: {INSTALL_HINT}")
         paths.append(path)
     return paths
 

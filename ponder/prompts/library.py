@@ -81,7 +81,8 @@ def _render_blocks(
             if text:
                 messages.append(Message(role=role, content=text))
     except jinja2.UndefinedError as exc:
-        raise TemplateError(f"template {name!r} line {_error_line(exc, name)}: {exc.message}") from exc
+        line = _error_line(exc, name)
+        raise TemplateError(f"template {name!r} line {line}: {exc.message}") from exc
     if not messages:
         raise TemplateError(f"template {name!r} rendered no messages")
     return messages

@@ -29,7 +29,8 @@ class Verifier(Protocol):
     async def verify(self, problem: Problem, candidate: Candidate) -> Verdict: ...
 
 
-VerifierFn = Callable[[Problem, Candidate], "Verdict | bool | float | Awaitable[Verdict | bool | float]"]
+VerdictLike = Verdict | bool | float
+VerifierFn = Callable[[Problem, Candidate], VerdictLike | Awaitable[VerdictLike]]
 
 
 def to_verdict(value: Any, *, source: str = "verifier") -> Verdict:
@@ -79,7 +80,9 @@ def as_verifier(obj: Any, *, name: str | None = None) -> Verifier:
         return obj
     if callable(obj):
         return FunctionVerifier(obj, name=name)
-    raise ConfigError(f"{obj!r} is not a verifier: give an object with async verify() or a function")
+    raise ConfigError(
+        f"{obj!r} is not a verifier: give an object with async verify(), or a function"
+    )
 
 
 async def run_verifier(verifier: Verifier, problem: Problem, candidate: Candidate,

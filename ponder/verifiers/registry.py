@@ -34,7 +34,7 @@ class VerifierRegistry:
         return sorted(set(self._factories) | set(BUILTINS))
 
     def get(self, spec: str | Verifier | Callable[..., Any]) -> Verifier:
-        """A verifier from a name, a `module:attr` / `file.py:func` spec, a Verifier or a callable."""
+        """A verifier from a name, a `module:attr` or `file.py:func` spec, or an object."""
         if not isinstance(spec, str):
             return as_verifier(spec)
         if spec in self._factories:
