@@ -52,7 +52,7 @@ class _RetryAfterOrBackoff:
     """Waits what the server's `Retry-After` asks (capped), else exponential backoff + jitter."""
 
     def __init__(self, initial: float, maximum: float) -> None:
-        self.backoff = wait_exponential_jitter(initial=initial, max=maximum, jitter=initial)
+        self.backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
         self.maximum = maximum
 
     def __call__(self, state: RetryCallState) -> float:

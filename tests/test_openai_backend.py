@@ -1,0 +1,220 @@
+"""The OpenAI backend against a real HTTP server (the fake one), never a mocked client."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import time
+from collections.abc import Iterator
+
+import pytest
+
+import ponder
+from ponder.backends.openai import OpenAIBackend
+from ponder.errors import BackendError
+from ponder.testing import FakeOpenAIServer
+from ponder.testing.fake_server import count_prompt_tokens
+from ponder.types import Message
+
+QUESTION = "Tom has 3 apples and buys 5 more. How many apples does Tom have now?"
+MESSAGES = [Message(role="system", content="Answer briefly."),
+            Message(role="user", content=QUESTION)]
+PROMPT_TOKENS = count_prompt_tokens([m.model_dump() for m in MESSAGES])
+
+
+def fast(server: FakeOpenAIServer, **kwargs: object) -> OpenAIBackend:
+    """A backend that gives up quickly, for tests."""
+    options: dict[str, object] = {"timeout": 2.0, "max_retries": 2, "backoff_initial": 0.01,
+                                  "backoff_max": 0.05}
+    options.update(kwargs)
+    return OpenAIBackend(server.base_url, **options)  # type: ignore[arg-type]
+
+
+@pytest.fixture
+def server() -> Iterator[FakeOpenAIServer]:
+    with FakeOpenAIServer() as fake:
+        yield fake
+
+
+async def test_native_n_is_one_request_charging_the_prompt_once(server: FakeOpenAIServer) -> None:
+    async with fast(server) as backend:
+        assert backend.prompt_copies(4) == 4  # not known yet: reserve for the worst case
+        completions = await backend.generate(MESSAGES, n=4, max_tokens=100)
+        assert backend.prompt_copies(4) == 1  # learned
+
+    assert len(completions) == 4
+    assert server.requests == 1 and server.received[0]["n"] == 4
+    assert sum(c.usage.prompt_tokens for c in completions) == PROMPT_TOKENS
+    assert all(c.text.endswith("Final answer: 8") for c in completions)
+    assert not any(c.usage.estimated for c in completions)
+
+
+async def test_server_ignoring_n_is_topped_up_with_concurrent_requests() -> None:
+    with FakeOpenAIServer(native_n=False) as server:
+        async with fast(server) as backend:
+            completions = await backend.generate(MESSAGES, n=3, max_tokens=100, seed=7)
+            assert len(completions) == 3
+            # one request asked for n=3 and got one choice; two single requests made up the rest
+            assert [body.get("n") for body in server.received] == [3, None, None]
+            assert sorted(body["seed"] for body in server.received) == [7, 8, 9]
+            # each request charged the prompt: as often as prompt_copies(3) promised, no more
+            assert sum(c.usage.prompt_tokens for c in completions) == 3 * PROMPT_TOKENS
+
+            assert backend.prompt_copies(3) == 3
+            await backend.generate(MESSAGES, n=3, max_tokens=100)
+            assert [body.get("n") for body in server.received[3:]] == [None, None, None]
+
+
+async def test_server_trusted_with_n_returning_fewer_leaves_the_rest_to_the_caller() -> None:
+    with FakeOpenAIServer(native_n=False) as server:
+        async with fast(server, native_n=True) as backend:
+            completions = await backend.generate(MESSAGES, n=3, max_tokens=100)
+            assert len(completions) == 1  # the budget reserved one prompt copy, so no top-up
+            assert server.requests == 1
+            assert backend.prompt_copies(3) == 1
+
+
+async def test_usage_is_read_from_the_reply(server: FakeOpenAIServer) -> None:
+    async with fast(server) as backend:
+        [completion] = await backend.generate(MESSAGES, max_tokens=5)
+    assert completion.finish_reason == "length"
+    assert len(completion.text.split()) == 5
+    assert completion.usage.prompt_tokens == PROMPT_TOKENS
+    assert completion.usage.completion_tokens == 5
+    assert completion.usage.estimated is False
+
+
+async def test_missing_usage_is_estimated_as_an_upper_bound_and_marked() -> None:
+    with FakeOpenAIServer(include_usage=False) as server:
+        async with fast(server) as backend:
+            completions = await backend.generate(MESSAGES, n=2, max_tokens=100)
+    assert all(c.usage.estimated for c in completions)
+    words = sum(len(c.text.split()) for c in completions)
+    assert sum(c.usage.completion_tokens for c in completions) >= words
+    assert sum(c.usage.prompt_tokens for c in completions) >= PROMPT_TOKENS
+
+
+async def test_estimated_prompt_uses_the_servers_tokenizer_once_it_is_known() -> None:
+    with FakeOpenAIServer(include_usage=False) as server:
+        async with fast(server) as backend:
+            assert await backend.count_prompt_tokens(MESSAGES) == PROMPT_TOKENS
+            [completion] = await backend.generate(MESSAGES, max_tokens=100)
+    assert completion.usage.estimated
+    assert completion.usage.prompt_tokens == PROMPT_TOKENS
+
+
+async def test_stop_sequences_reach_the_server(server: FakeOpenAIServer) -> None:
+    async with fast(server) as backend:
+        [completion] = await backend.generate(MESSAGES, max_tokens=100, stop=["Final answer"])
+    assert server.received[0]["stop"] == ["Final answer"]
+    assert "Final answer" not in completion.text and completion.finish_reason == "stop"
+
+
+@pytest.mark.parametrize(
+    ("fake", "backend_kwargs", "status", "message"),
+    [
+        ({"api_key": "sk-right"}, {"api_key": "sk-wrong"}, 401, "Incorrect API key provided"),
+        ({}, {"model": "no-such-model"}, 404, "The model `no-such-model` does not exist"),
+        ({"max_context": 50}, {}, 400, "maximum context length is 50"),
+    ],
+)
+async def test_client_errors_fail_fast_with_the_servers_message(
+    fake: dict[str, object], backend_kwargs: dict[str, object], status: int, message: str,
+) -> None:
+    with FakeOpenAIServer(**fake) as server:  # type: ignore[arg-type]
+        async with fast(server, **{"model": "fake-model", **backend_kwargs}) as backend:
+            with pytest.raises(BackendError, match=message) as caught:
+                await backend.generate(MESSAGES, max_tokens=100)
+        assert caught.value.status == status
+        assert caught.value.retries == 0
+        assert server.requests == 1  # not retried
+
+
+async def test_transient_errors_are_retried_and_counted() -> None:
+    replies = itertools.count()
+    with FakeOpenAIServer(status_for=lambda body: 503 if next(replies) < 2 else None) as server:
+        async with fast(server) as backend:
+            [completion] = await backend.generate(MESSAGES, max_tokens=100)
+    assert completion.retries == 2
+    assert server.requests == 3
+
+
+async def test_retry_after_is_honoured_over_a_longer_backoff() -> None:
+    with FakeOpenAIServer(fault_rate=1.0, faults=["429"], retry_after_s=0.05) as server:
+        # Were the backoff used instead of Retry-After, the three attempts would take minutes.
+        async with fast(server, max_retries=2, backoff_initial=60, backoff_max=120) as backend:
+            with pytest.raises(BackendError, match="answered 429") as caught:
+                await asyncio.wait_for(backend.generate(MESSAGES, max_tokens=100), timeout=10)
+    assert caught.value.retries == 2
+    assert server.requests == 3
+
+
+@pytest.mark.parametrize(
+    ("fault", "message"),
+    [("hang", "did not answer within"), ("drop", "cannot reach"), ("malformed", "malformed"),
+     ("500", "answered 500")],
+)
+async def test_each_fault_ends_in_a_clear_error_after_the_retries(fault: str, message: str) -> None:
+    with FakeOpenAIServer(fault_rate=1.0, faults=[fault], hang_s=30) as server:
+        async with fast(server, model="fake-model", timeout=0.3, max_retries=1) as backend:
+            started = time.monotonic()
+            with pytest.raises(BackendError, match=message) as caught:
+                await backend.generate(MESSAGES, max_tokens=100)
+            elapsed = time.monotonic() - started
+    assert caught.value.retries == 1 and server.requests == 2
+    assert elapsed < 2 * (0.3 + 0.05) + 1.0
+
+
+async def test_samples_already_paid_for_are_kept_when_a_top_up_fails() -> None:
+    replies = itertools.count()
+    # The second request (a top-up) is refused for good; the first and third succeed.
+    status_for = lambda body: 400 if next(replies) == 1 else None  # noqa: E731
+    with FakeOpenAIServer(native_n=False, status_for=status_for) as server:
+        async with fast(server) as backend:
+            completions = await backend.generate(MESSAGES, n=3, max_tokens=100)
+    assert len(completions) == 2
+    assert sum(c.usage.prompt_tokens for c in completions) == 2 * PROMPT_TOKENS
+
+
+async def test_count_prompt_tokens_asks_the_servers_tokenizer(server: FakeOpenAIServer) -> None:
+    async with fast(server) as backend:
+        counted = await backend.count_prompt_tokens(MESSAGES)
+        [completion] = await backend.generate(MESSAGES, max_tokens=100)
+    assert counted == completion.usage.prompt_tokens == PROMPT_TOKENS
+
+
+async def test_server_without_a_tokenizer_counts_none() -> None:
+    with FakeOpenAIServer() as server:
+        base_url = server.base_url
+    # Nothing listens there now; a server that is down is not taken to lack a tokenizer.
+    async with OpenAIBackend(base_url, model="m", max_retries=0, timeout=1) as backend:
+        assert await backend.count_prompt_tokens(MESSAGES) is None
+        assert backend._tokenize is None
+
+
+async def test_base_url_and_key_come_from_the_environment(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    with FakeOpenAIServer(api_key="sk-from-env") as server:
+        monkeypatch.setenv("OPENAI_BASE_URL", server.base_url)
+        monkeypatch.setenv("OPENAI_API_KEY", "sk-from-env")
+        async with OpenAIBackend() as backend:
+            [completion] = await backend.generate(MESSAGES, max_tokens=100)
+            assert backend.model == "fake-model"  # the server's first model
+    assert completion.text.endswith("Final answer: 8")
+
+
+def test_no_base_url_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
+    with pytest.raises(BackendError, match="OPENAI_BASE_URL"):
+        OpenAIBackend()
+
+
+def test_solve_with_a_base_url(server: FakeOpenAIServer) -> None:
+    result = ponder.solve(QUESTION, backend=server.base_url)
+
+    assert result.answer == "8" and result.error is None
+    [event] = [e for e in result.trace if e.kind == "generate"]
+    assert event.usage.prompt_tokens == count_prompt_tokens(server.received[0]["messages"])
+    assert result.usage.calls == 1
+    assert result.usage.total_tokens == event.usage.total_tokens > 0
