@@ -1,0 +1,5 @@
+"""`python -m ponder …` runs the command-line interface."""
+
+from ponder.cli import app
+
+app(prog_name="ponder")

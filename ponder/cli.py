@@ -1,0 +1,635 @@
+"""`ponder` on the command line: solve a problem file, list strategies and verifiers, show a
+result with its trace.
+
+    ponder solve problems.jsonl -s best_of_n -p n=5 --budget-tokens 4000 -o runs/bon.jsonl
+    ponder show runs/bon.jsonl --id gsm8k-test-3
+
+Exit codes: 0 done, 1 the run could not start (e.g. the model), 2 bad usage or input,
+130 interrupted (finished rows are kept; `--resume` carries on).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import os
+import subprocess
+import sys
+from collections.abc import Callable, Sequence
+from contextlib import AsyncExitStack, nullcontext
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from ponder.backends.base import Backend
+from ponder.budget import Budget
+from ponder.errors import PonderError, ProblemFileError
+from ponder.orchestrator import START_STEP, Solver, resume_plan, run_all
+from ponder.problem_files import VerifierChoice, load_problems
+from ponder.prompts import PromptLibrary
+from ponder.results import ResultsWriter, read_results
+from ponder.strategies import REGISTRY as STRATEGIES
+from ponder.strategies.base import StrategyConfig, StrategySpec
+from ponder.summary import Summary, Tally
+from ponder.tracing import JsonlTraceWriter
+from ponder.types import Problem, Result, TraceEvent
+from ponder.verifiers import REGISTRY as VERIFIERS
+from ponder.verifiers import Verifier, get_verifier
+from ponder.verifiers.registry import BUILTINS
+from ponder.verifiers.registry import ENTRY_POINT_GROUP as VERIFIER_ENTRY_POINTS
+
+app = typer.Typer(
+    name="ponder", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
+    help="Make small language models think harder, within a token budget.",
+)
+out = Console(highlight=False)
+err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+LOCAL_SLOTS = 8  # the embedded model's parallel slots: its natural concurrency
+REMOTE_CONCURRENCY = 16
+ERRORS_SHOWN = 10  # per-problem errors printed during a run; the rest are in the results
+
+
+class UsageError(Exception):
+    """Bad arguments or input: reported in one line per problem, exit code 2."""
+
+    def __init__(self, *lines: str) -> None:
+        super().__init__("\n".join(lines))
+        self.lines = lines
+
+
+def _fail(lines: Sequence[str], code: int = 2) -> NoReturn:
+    for line in lines:
+        err.print(f"[red]error:[/red] {escape(line)}")
+    raise typer.Exit(code)
+
+
+# -- solve ----------------------------------------------------------------------------------------
+
+
+def parse_params(pairs: Sequence[str]) -> dict[str, Any]:
+    """`key=value` pairs; a value is JSON when it parses as JSON (numbers, bools, lists), else
+    the text itself."""
+    params: dict[str, Any] = {}
+    for pair in pairs:
+        key, sep, text = pair.partition("=")
+        if not sep or not key.strip():
+            raise UsageError(f"-p {pair!r}: expected key=value")
+        try:
+            params[key.strip()] = json.loads(text)
+        except json.JSONDecodeError:
+            params[key.strip()] = text
+    return params
+
+
+def default_out(problems: Path, strategy: str) -> Path:
+    return Path(f"{problems.stem}.{strategy}.results.jsonl")
+
+
+def default_trace(results: Path) -> Path:
+    """Where a run's trace goes unless `--trace` says otherwise: beside its results, so that
+    `ponder show` finds it (`run.jsonl` → `run.trace.jsonl`)."""
+    stem = results.name.removesuffix(".jsonl")
+    return results.with_name(f"{stem}.trace.jsonl")
+
+
+@dataclass
+class Plan:
+    """Everything `solve` checked before the first model call."""
+
+    spec: StrategySpec[Any]
+    config: StrategyConfig
+    problems: list[Problem]
+    verifiers: VerifierChoice
+    budget: Budget
+    prompts: PromptLibrary
+    out: Path
+    trace: Path | None
+    todo: list[Problem]
+    previous: list[Result]
+
+
+def _is_nonempty(path: Path | None) -> bool:
+    return path is not None and path.is_file() and path.stat().st_size > 0
+
+
+def _plan(problems_path: Path, strategy: str, param: Sequence[str], verifier: str | None,
+          budget: Budget, templates: Path | None, out_path: Path | None, trace: Path | None,
+          no_trace: bool, resume: bool, overwrite: bool) -> Plan:
+    if resume and overwrite:
+        raise UsageError("--resume and --overwrite contradict each other; choose one")
+    try:
+        spec = STRATEGIES.get(strategy)
+        config = spec.make_config(parse_params(param))
+        prompts = PromptLibrary(templates)
+        choice = VerifierChoice(_load_verifier(verifier) if verifier else None)
+    except PonderError as exc:
+        raise UsageError(str(exc)) from None
+    try:
+        problems = load_problems(problems_path, choice)
+    except ProblemFileError as exc:
+        raise UsageError(*exc.errors) from None
+    out_path = out_path or default_out(problems_path, spec.name)
+    trace_path = None if no_trace else (trace or default_trace(out_path))
+    if resume:
+        todo, previous = resume_plan(problems, out_path, trace_path)
+    else:
+        for path in (out_path, trace_path):
+            if _is_nonempty(path) and not overwrite:
+                raise UsageError(f"{path} already holds a run; pass --resume to carry it on, "
+                                 "or --overwrite to start again")
+        for path in (out_path, trace_path):
+            if path is not None and path.is_file():
+                path.unlink()
+        todo, previous = list(problems), []
+    return Plan(spec, config, problems, choice, budget, prompts, out_path, trace_path,
+                todo, previous)
+
+
+def _load_verifier(spec: str) -> Verifier:
+    try:
+        return get_verifier(spec)
+    except PonderError:
+        raise
+    except Exception as exc:  # a user's verifier file may fail to import in any way
+        raise UsageError(f"--verifier {spec!r} cannot be loaded: {type(exc).__name__}: {exc}")\
+            from None
+
+
+def _backend(base_url: str | None, model: str | None, model_path: Path | None,
+             api_key_env: str | None, request_timeout: float | None,
+             retries: int | None) -> Backend:
+    if base_url is None:
+        if model is not None or api_key_env is not None:
+            raise UsageError("--model and --api-key-env need --base-url; the embedded model "
+                             "takes --model-path")
+        from ponder.backends.local import LocalBackend
+
+        kwargs: dict[str, Any] = {"parallel": LOCAL_SLOTS}
+        if request_timeout is not None:
+            kwargs["timeout"] = request_timeout
+        return LocalBackend(model_path=model_path, **kwargs)
+    if model_path is not None:
+        raise UsageError("--model-path runs the embedded model; it cannot go with --base-url")
+    api_key = None
+    if api_key_env is not None:
+        api_key = os.environ.get(api_key_env)
+        if not api_key:
+            raise UsageError(f"--api-key-env {api_key_env}: that environment variable is not set")
+    from ponder.backends.openai import OpenAIBackend
+
+    options: dict[str, Any] = {}
+    if request_timeout is not None:
+        options["timeout"] = request_timeout
+    if retries is not None:
+        options["max_retries"] = retries
+    try:
+        return OpenAIBackend(base_url=base_url, model=model, api_key=api_key, **options)
+    except PonderError as exc:
+        raise UsageError(str(exc)) from None
+
+
+class Reporter:
+    """The progress bar and the per-problem errors on stderr while a run goes."""
+
+    def __init__(self, tally: Tally, total: int, *, quiet: bool) -> None:
+        self.tally = tally
+        self.quiet = quiet
+        self.errors_shown = 0
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"),
+            TimeRemainingColumn(), console=err, disable=quiet,
+        )
+        self.task: TaskID = self.progress.add_task(
+            "solving", total=total, completed=tally.done, stats=self._stats())
+
+    def _stats(self) -> str:
+        acc = self.tally.accuracy
+        parts = [f"acc {acc:.1%}" if acc is not None else "acc –",
+                 f"{self.tally.session_usage.total_tokens:,} tok",
+                 f"{self.tally.tokens_per_s:,.0f} tok/s"]
+        return " · ".join(parts)
+
+    def on_result(self, result: Result) -> None:
+        self.tally.add(result)
+        self.progress.update(self.task, completed=self.tally.done, stats=self._stats())
+        if result.error and self.errors_shown < ERRORS_SHOWN:
+            self.errors_shown += 1
+            more = " (further errors are in the results file)" \
+                if self.errors_shown == ERRORS_SHOWN else ""
+            self.progress.console.print(
+                f"[red]problem {escape(result.id)}:[/red] {escape(result.error)}{more}")
+
+
+async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | None,
+               reporter: Reporter) -> None:
+    async with AsyncExitStack() as stack:
+        stack.push_async_callback(backend.aclose)
+        start = getattr(backend, "start", None)
+        if callable(start):  # the embedded model: load it once, before the first problem
+            reporter.progress.update(reporter.task, description="loading model")
+            await start()
+            reporter.progress.update(reporter.task, description="solving")
+        sink = stack.enter_context(JsonlTraceWriter(plan.trace)) if plan.trace else None
+        writer = stack.enter_context(ResultsWriter(plan.out))
+        solver = Solver(plan.spec, plan.config, backend, budget=plan.budget,
+                        prompts=plan.prompts, verifier_for=plan.verifiers.for_problem,
+                        seed=seed, trace_sink=sink)
+        await run_all(plan.todo, solver, concurrency=concurrency, writer=writer,
+                      on_result=reporter.on_result)
+
+
+@app.command()
+def solve(
+    problems: Annotated[Path, typer.Argument(help="JSONL, JSON array or YAML problem file")],
+    strategy: Annotated[str, typer.Option("-s", "--strategy", help="see `ponder strategies`")]
+    = "single",
+    param: Annotated[list[str] | None, typer.Option(
+        "-p", "--param", help="strategy parameter key=value (repeat); values parse as JSON")]
+    = None,
+    verifier: Annotated[str | None, typer.Option(
+        help="NAME, module:attr or file.py:func; default: from each problem's fields")] = None,
+    base_url: Annotated[str | None, typer.Option(
+        help="an OpenAI-compatible server; default: the embedded model")] = None,
+    model: Annotated[str | None, typer.Option(help="model name on --base-url")] = None,
+    model_path: Annotated[Path | None, typer.Option(help="a GGUF for the embedded runtime")]
+    = None,
+    api_key_env: Annotated[str | None, typer.Option(
+        help="environment variable holding the API key")] = None,
+    budget_tokens: Annotated[int | None, typer.Option(min=1, help="tokens per problem")] = None,
+    max_calls: Annotated[int | None, typer.Option(min=1, help="model calls per problem")]
+    = None,
+    timeout: Annotated[float | None, typer.Option(
+        min=0.001, help="wall-clock seconds per problem")] = None,
+    request_timeout: Annotated[float | None, typer.Option(
+        min=0.001, help="seconds one HTTP attempt may take before it is retried")] = None,
+    retries: Annotated[int | None, typer.Option(min=0, help="retries per model call")] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, help=f"problems in flight; default {LOCAL_SLOTS} (embedded model) or "
+                    f"{REMOTE_CONCURRENCY}")] = None,
+    out_path: Annotated[Path | None, typer.Option(
+        "-o", "--out", help="results JSONL; default <problems>.<strategy>.results.jsonl")]
+    = None,
+    resume: Annotated[bool, typer.Option(
+        "--resume", help="carry on a stopped run: skip problems the results file has")] = False,
+    overwrite: Annotated[bool, typer.Option(
+        "--overwrite", help="replace an existing results file")] = False,
+    trace: Annotated[Path | None, typer.Option(
+        help="trace JSONL; default beside the results, <results>.trace.jsonl")] = None,
+    no_trace: Annotated[bool, typer.Option("--no-trace", help="record no trace")] = False,
+    templates: Annotated[Path | None, typer.Option(
+        help="folder of .j2 templates overriding the built-ins")] = None,
+    seed: Annotated[int | None, typer.Option(help="sampling seed")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="print only errors")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+) -> None:
+    """Solve every problem in a file, one result line per problem as it finishes."""
+    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING,
+                        format="ponder: %(message)s", stream=sys.stderr)
+    try:
+        budget = Budget(tokens=budget_tokens, calls=max_calls, seconds=timeout)
+        plan = _plan(problems, strategy, param or [], verifier, budget, templates, out_path,
+                     trace, no_trace, resume, overwrite)
+        backend = _backend(base_url, model, model_path, api_key_env, request_timeout, retries)
+    except UsageError as exc:
+        _fail(exc.lines)
+    if not quiet:
+        _warn_resumed(plan)
+    tally = Tally(len(plan.problems), plan.previous)
+    reporter = Reporter(tally, len(plan.problems), quiet=quiet)
+    in_flight = concurrency or (LOCAL_SLOTS if base_url is None else REMOTE_CONCURRENCY)
+    interrupted = False
+    try:
+        with reporter.progress if plan.todo else nullcontext():
+            asyncio.run(_run(plan, backend, concurrency=in_flight, seed=seed,
+                             reporter=reporter))
+    except KeyboardInterrupt:
+        interrupted = True
+    except PonderError as exc:  # the model would not start: nothing was solved
+        _fail([str(exc)], code=1)
+    summary = tally.summary(interrupted=interrupted)
+    if as_json:
+        payload = {**summary.model_dump(), "results_path": str(plan.out),
+                   "trace_path": str(plan.trace) if plan.trace else None}
+        out.print_json(json.dumps(payload))
+    elif not quiet:
+        out.print(summary_table(summary, plan.out, plan.trace))
+    if interrupted:
+        err.print(f"interrupted: {summary.remaining} of {summary.problems} problems remain; "
+                  f"run again with --resume to finish them")
+        raise typer.Exit(130)
+
+
+def _warn_resumed(plan: Plan) -> None:
+    if plan.previous:
+        err.print(f"resuming {plan.out}: {len(plan.previous)} done, {len(plan.todo)} to go")
+    params = plan.config.model_dump()
+    other = [r for r in plan.previous if r.strategy != plan.spec.name or r.params != params]
+    if other:
+        err.print(f"[yellow]warning:[/yellow] {len(other)} earlier rows were made with another "
+                  f"strategy or parameters (e.g. {escape(other[0].strategy)} "
+                  f"{escape(json.dumps(other[0].params))})")
+
+
+def summary_table(summary: Summary, results: Path | None = None,
+                  trace: Path | None = None, *, timing: bool = True) -> Table:
+    table = Table(title="ponder summary", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    done = f"{summary.done} / {summary.problems}"
+    if summary.remaining:
+        done += f" ({summary.remaining} remain)"
+    if summary.resumed:
+        done += f" ({summary.resumed} from earlier runs)"
+    table.add_row("problems", done)
+    if summary.judged:
+        table.add_row("solved", f"{summary.solved} / {summary.judged} judged "
+                                f"({summary.accuracy or 0.0:.1%})")
+    else:
+        table.add_row("solved", "– (no gold answers or tests to judge by)")
+    estimated = " (some estimated)" if summary.usage_estimated else ""
+    table.add_row("tokens", f"{summary.total_tokens:,} ({summary.prompt_tokens:,} prompt + "
+                            f"{summary.completion_tokens:,} completion){estimated}")
+    table.add_row("mean tokens", f"{summary.mean_tokens:,.0f} per problem")
+    table.add_row("calls", f"{summary.calls:,}")
+    if timing:
+        table.add_row("wall time",
+                      f"{summary.wall_s:.1f}s ({summary.tokens_per_s:,.0f} tok/s)")
+    failures = ", ".join(f"{kind} {n}" for kind, n in summary.failures.items()) or "none"
+    table.add_row("failures", failures)
+    table.add_row("budget exhausted", str(summary.budget_exhausted))
+    table.add_row("stop reasons", ", ".join(f"{k} {n}" for k, n in summary.stop_reasons.items()))
+    if results is not None:
+        table.add_row("results", str(results))
+    if trace is not None:
+        table.add_row("trace", str(trace))
+    return table
+
+
+# -- strategies, verifiers --------------------------------------------------------------------
+
+
+@app.command()
+def strategies(as_json: Annotated[bool, typer.Option("--json", help="as JSON")] = False) -> None:
+    """Each strategy with its parameters and their defaults."""
+    specs = STRATEGIES.all()
+    if as_json:
+        out.print_json(json.dumps({
+            spec.name: {"description": spec.description,
+                        "params": {name: {"default": field.default,
+                                          "type": _type_name(field.annotation),
+                                          "description": field.description or ""}
+                                   for name, field in spec.config.model_fields.items()}}
+            for spec in specs}, default=str))
+        return
+    table = Table(title="strategies  (set a parameter with -p key=value)",
+                  title_justify="left", show_lines=True)
+    table.add_column("strategy", style="bold")
+    table.add_column("description")
+    table.add_column("parameters (default)")
+    for spec in specs:
+        params = "\n".join(
+            f"{name}: {_type_name(field.annotation)} = {field.default!r}"
+            + (f"  [dim]{escape(field.description)}[/dim]" if field.description else "")
+            for name, field in spec.config.model_fields.items())
+        table.add_row(spec.name, escape(spec.description), params)
+    out.print(table)
+
+
+def _type_name(annotation: Any) -> str:
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+@app.command()
+def verifiers() -> None:
+    """Each verifier: built-in, registered in code, or installed as a plug-in."""
+    from importlib.metadata import entry_points
+
+    plugins = {ep.name: ep.value for ep in entry_points(group=VERIFIER_ENTRY_POINTS)}
+    table = Table(title="verifiers  (choose with --verifier NAME; also module:attr or "
+                        "file.py:func)", title_justify="left")
+    table.add_column("verifier", style="bold")
+    table.add_column("source")
+    table.add_column("description")
+    for name in VERIFIERS.names():
+        source = ("built-in" if name in BUILTINS
+                  else f"plug-in {plugins[name]}" if name in plugins else "registered")
+        table.add_row(name, escape(source), escape(_describe_verifier(name)))
+    out.print(table)
+
+
+def _describe_verifier(name: str) -> str:
+    try:
+        verifier = get_verifier(name)
+    except Exception as exc:  # a broken plug-in must not hide the others
+        return f"(cannot load: {type(exc).__name__}: {exc})"
+    target = getattr(verifier, "fn", verifier)
+    doc = (getattr(target, "__doc__", None) or type(verifier).__doc__ or "").strip()
+    return doc.splitlines()[0] if doc else ""
+
+
+# -- show -------------------------------------------------------------------------------------
+
+
+@app.command()
+def show(
+    results: Annotated[Path, typer.Argument(help="a results JSONL written by `ponder solve`")],
+    problem_id: Annotated[str | None, typer.Option("--id", help="one problem in detail")]
+    = None,
+    trace: Annotated[Path | None, typer.Option(
+        help="its trace JSONL; default <results>.trace.jsonl")] = None,
+    full: Annotated[bool, typer.Option("--full", help="do not shorten texts")] = False,
+) -> None:
+    """One problem's answer, verdict, usage and trace as a timeline; without --id, every row."""
+    if not results.is_file():
+        _fail([f"{results}: no such results file"])
+    try:
+        rows = read_results(results)
+    except PonderError as exc:
+        _fail([str(exc)])
+    if problem_id is None:
+        out.print(rows_table(rows))
+        tally = Tally(len(rows))
+        for row in rows:
+            tally.add(row)
+        out.print(summary_table(tally.summary(), timing=False))
+        return
+    matches = [r for r in rows if r.id == problem_id]
+    if not matches:
+        some = ", ".join(r.id for r in rows[:5])
+        _fail([f"{results}: no row with id {problem_id!r} (ids include {some})"])
+    row = matches[-1]
+    shorten = _identity if full else _shortener(400)
+    out.print(result_panel(row, shorten))
+    trace_path = trace or default_trace(results)
+    if not trace_path.is_file():
+        out.print(f"[dim]no trace at {escape(str(trace_path))}; `ponder solve` writes one "
+                  "unless --no-trace[/dim]")
+        return
+    events = last_attempt(read_trace_events(trace_path, problem_id))
+    if not events:
+        out.print(f"[dim]{escape(str(trace_path))} has no events for {escape(problem_id)}[/dim]")
+        return
+    out.print(timeline_table(events, shorten))
+
+
+def _identity(text: str) -> str:
+    return text
+
+
+def _shortener(limit: int) -> Callable[[str], str]:
+    def shorten(text: str) -> str:
+        return text if len(text) <= limit else f"{text[:limit]}… [{len(text) - limit} more chars]"
+    return shorten
+
+
+def rows_table(rows: Sequence[Result]) -> Table:
+    table = Table(title="results", title_justify="left")
+    for column in ("id", "answer", "verdict", "tokens", "calls", "seconds", "stop", "error"):
+        table.add_column(column, justify="right" if column in ("tokens", "calls", "seconds")
+                         else "left")
+    for r in rows:
+        table.add_row(escape(r.id), escape(_one_line(r.answer or "", 30)), _verdict_mark(r),
+                      f"{r.usage.total_tokens:,}", str(r.usage.calls), f"{r.elapsed_s:.1f}",
+                      r.stop_reason, escape(_one_line(r.error or "", 50)))
+    return table
+
+
+def _one_line(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _verdict_mark(result: Result) -> str:
+    if result.verdict is None:
+        return "–"
+    mark = "[green]✓[/green]" if result.verdict.passed else "[red]✗[/red]"
+    return f"{mark} {result.verdict.score:.2f}"
+
+
+def result_panel(r: Result, shorten: Callable[[str], str]) -> Table:
+    table = Table(title=f"problem {escape(r.id)}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("answer", escape(r.answer if r.answer is not None else "–"))
+    if r.verdict is not None:
+        verdict = f"{_verdict_mark(r)}"
+        if r.verdict.feedback:
+            verdict += f"  {escape(shorten(r.verdict.feedback))}"
+        table.add_row("verdict", verdict)
+    else:
+        table.add_row("verdict", "– (no verifier)")
+    estimated = " (estimated)" if r.usage.estimated else ""
+    table.add_row("usage", f"{r.usage.total_tokens:,} tokens ({r.usage.prompt_tokens:,} prompt "
+                           f"+ {r.usage.completion_tokens:,} completion) in {r.usage.calls} "
+                           f"call(s){estimated}")
+    table.add_row("elapsed", f"{r.elapsed_s:.2f}s")
+    table.add_row("strategy", escape(f"{r.strategy} {json.dumps(r.params)}"))
+    stop = r.stop_reason + (" (budget exhausted)" if r.budget_exhausted else "")
+    table.add_row("stop", escape(stop))
+    if r.error:
+        table.add_row("error", f"[red]{escape(r.error)}[/red]")
+    if r.info:
+        table.add_row("info", escape(shorten(json.dumps(r.info, default=str))))
+    if r.text is not None:
+        table.add_row("reply", escape(shorten(r.text)))
+    return table
+
+
+def read_trace_events(path: Path, problem_id: str) -> list[TraceEvent]:
+    """`problem_id`'s events in a trace file, skipping a line torn by a killed run."""
+    events = []
+    with path.open(encoding="utf-8") as file:
+        for line in file:
+            if f'"problem_id":{json.dumps(problem_id)}' not in line.replace(" ", ""):
+                continue
+            try:
+                event = TraceEvent.model_validate_json(line)
+            except ValueError:
+                continue
+            if event.problem_id == problem_id:
+                events.append(event)
+    return events
+
+
+def last_attempt(events: list[TraceEvent]) -> list[TraceEvent]:
+    """The events since the last start of this problem: a resumed run may have begun it before
+    being stopped, and only the attempt that wrote the result counts."""
+    starts = [i for i, e in enumerate(events) if e.kind == "note" and e.step == START_STEP]
+    return events[starts[-1]:] if starts else events
+
+
+def timeline_table(events: Sequence[TraceEvent], shorten: Callable[[str], str]) -> Table:
+    table = Table(title="timeline", title_justify="left", show_lines=True)
+    table.add_column("t", justify="right")
+    table.add_column("event")
+    table.add_column("detail")
+    t0 = events[0].ts
+    for e in events:
+        table.add_row(f"+{e.ts - t0:.2f}s", escape(f"{e.kind} {e.step}"), _event_detail(e, shorten))
+    return table
+
+
+def _event_detail(e: TraceEvent, shorten: Callable[[str], str]) -> str:
+    lines: list[str] = []
+    if e.kind == "generate":
+        head = [f"n={e.data.get('n', 1)}", f"max_tokens={e.data.get('max_tokens', '?')}",
+                f"{e.usage.prompt_tokens}+{e.usage.completion_tokens} tok",
+                f"{e.latency_s:.2f}s"]
+        if e.retries:
+            head.append(f"{e.retries} retries")
+        lines.append(" · ".join(head))
+        if e.messages:
+            last = e.messages[-1]
+            lines.append(f"[dim]{last.role}:[/dim] {escape(shorten(last.content))}")
+        for i, c in enumerate(e.completions):
+            label = f"reply {i + 1}" if len(e.completions) > 1 else "reply"
+            lines.append(f"[cyan]{label}:[/cyan] {escape(shorten(c.text))}")
+    elif e.kind == "verify" and e.verdict is not None:
+        mark = "[green]passed[/green]" if e.verdict.passed else "[red]failed[/red]"
+        answer = e.data.get("answer")
+        lines.append(f"{mark} score {e.verdict.score:.2f}"
+                     + (f" · answer {escape(shorten(str(answer)))}" if answer is not None else ""))
+        if e.verdict.feedback:
+            lines.append(escape(shorten(e.verdict.feedback)))
+    elif e.data:
+        lines.append(escape(shorten(json.dumps(e.data, default=str))))
+    if e.error:
+        lines.append(f"[red]{escape(e.error)}[/red]")
+    return "\n".join(lines)
+
+
+# -- bench ------------------------------------------------------------------------------------
+
+
+@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+def bench(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="a script in benchmarks/, without .py")],
+) -> None:
+    """Run benchmarks/NAME.py (from a source checkout) with any further arguments."""
+    roots = [Path.cwd(), Path(__file__).resolve().parents[1]]
+    scripts = [root / "benchmarks" / f"{name}.py" for root in roots]
+    script = next((s for s in scripts if s.is_file()), None)
+    if script is None:
+        found = sorted({p.stem for root in roots for p in (root / "benchmarks").glob("*.py")})
+        _fail([f"no benchmark {name!r}; found: {', '.join(found) or 'none'} "
+               "(benchmarks live in a source checkout)"])
+    code = subprocess.call([sys.executable, str(script), *ctx.args])
+    raise typer.Exit(code)

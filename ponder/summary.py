@@ -1,0 +1,119 @@
+"""What a run over many problems came to: solved, accuracy, tokens, calls, time, failures."""
+
+from __future__ import annotations
+
+import time
+from collections import Counter
+from collections.abc import Iterable
+
+from pydantic import BaseModel, Field
+
+from ponder.types import Result, Usage
+
+
+class Summary(BaseModel):
+    """A run's totals. Counts cover every row of the results file (resumed ones included);
+    `wall_s` and `tokens_per_s` cover this session only."""
+
+    problems: int = Field(description="problems in the problem file")
+    done: int = Field(description="problems with a result row")
+    remaining: int = Field(description="problems without one (an interrupted run)")
+    resumed: int = Field(default=0, description="rows already there when this session began")
+    judged: int = Field(description="results a verifier judged (a gold answer or tests)")
+    solved: int = Field(description="results a verifier passed")
+    accuracy: float | None = Field(description="solved / judged; None when nothing was judged")
+    errors: int = Field(description="results whose problem failed (the run went on)")
+    failures: dict[str, int] = Field(default_factory=dict, description="errors by kind")
+    budget_exhausted: int = 0
+    stop_reasons: dict[str, int] = Field(default_factory=dict)
+    prompt_tokens: int = 0
+    completion_tokens: int = 0
+    total_tokens: int = 0
+    mean_tokens: float = Field(description="total tokens per done problem")
+    calls: int = 0
+    usage_estimated: bool = Field(default=False, description="some usage was estimated")
+    wall_s: float = 0.0
+    tokens_per_s: float = 0.0
+    interrupted: bool = False
+
+
+def failure_kind(error: str) -> str:
+    """`BackendError: … answered 429: …` → `BackendError`: the exception name leads the text."""
+    kind, sep, _ = error.partition(":")
+    return kind.strip() if sep and kind.strip().isidentifier() else "error"
+
+
+class Tally:
+    """Counts results as they come in; the progress bar reads it, `summary()` closes it.
+
+    >>> tally = Tally(problems=300)
+    >>> tally.add(result)
+    >>> tally.summary().accuracy
+    """
+
+    def __init__(self, problems: int, previous: Iterable[Result] = ()) -> None:
+        self.problems = problems
+        self.started = time.monotonic()
+        self._rows: dict[str, Result] = {}
+        for row in previous:
+            self._rows[row.id] = row
+        self.resumed = len(self._rows)
+        self.session_usage = Usage()
+
+    def add(self, result: Result) -> None:
+        self._rows[result.id] = result
+        self.session_usage = self.session_usage + result.usage
+
+    @property
+    def done(self) -> int:
+        return len(self._rows)
+
+    @property
+    def judged(self) -> int:
+        return sum(1 for r in self._rows.values() if r.correct is not None)
+
+    @property
+    def solved(self) -> int:
+        return sum(1 for r in self._rows.values() if r.correct)
+
+    @property
+    def accuracy(self) -> float | None:
+        judged = self.judged
+        return self.solved / judged if judged else None
+
+    @property
+    def elapsed_s(self) -> float:
+        return time.monotonic() - self.started
+
+    @property
+    def tokens_per_s(self) -> float:
+        elapsed = self.elapsed_s
+        return self.session_usage.total_tokens / elapsed if elapsed > 0 else 0.0
+
+    def summary(self, *, interrupted: bool = False) -> Summary:
+        rows = list(self._rows.values())
+        usage = sum((r.usage for r in rows), Usage())
+        errors = [r.error for r in rows if r.error]
+        done = len(rows)
+        return Summary(
+            problems=self.problems,
+            done=done,
+            remaining=max(0, self.problems - done),
+            resumed=self.resumed,
+            judged=self.judged,
+            solved=self.solved,
+            accuracy=self.accuracy,
+            errors=len(errors),
+            failures=dict(Counter(failure_kind(e) for e in errors).most_common()),
+            budget_exhausted=sum(1 for r in rows if r.budget_exhausted),
+            stop_reasons=dict(Counter(r.stop_reason for r in rows).most_common()),
+            prompt_tokens=usage.prompt_tokens,
+            completion_tokens=usage.completion_tokens,
+            total_tokens=usage.total_tokens,
+            mean_tokens=usage.total_tokens / done if done else 0.0,
+            calls=usage.calls,
+            usage_estimated=usage.estimated,
+            wall_s=self.elapsed_s,
+            tokens_per_s=self.tokens_per_s,
+            interrupted=interrupted,
+        )
