@@ -1,12 +1,20 @@
 """Built-in strategies and the registry a user's own strategy joins."""
 
 from ponder.strategies.base import StrategyConfig, StrategySpec
+from ponder.strategies.best_of_n import BestOfNConfig, best_of_n
+from ponder.strategies.ice import Agent, ICEConfig, ice
 from ponder.strategies.registry import StrategyRegistry, make_register
+from ponder.strategies.self_refine import SelfRefineConfig, self_refine
 from ponder.strategies.single import SingleConfig, single
+from ponder.strategies.tree_search import TreeSearchConfig, tree_search
 
 REGISTRY = StrategyRegistry()
 register_strategy = make_register(REGISTRY)
 
 register_strategy("single", config=SingleConfig)(single)
+register_strategy("self_refine", config=SelfRefineConfig)(self_refine)
+register_strategy("best_of_n", config=BestOfNConfig)(best_of_n)
+register_strategy("ice", config=ICEConfig)(ice)
+register_strategy("tree_search", config=TreeSearchConfig)(tree_search)
 
-__all__ = ["REGISTRY", "StrategyConfig", "StrategySpec", "register_strategy"]
+__all__ = ["REGISTRY", "Agent", "StrategyConfig", "StrategySpec", "register_strategy"]

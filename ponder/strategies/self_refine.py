@@ -1,0 +1,102 @@
+"""`self_refine` (Madaan et al., 2023): draft, critique, rewrite, until nothing is left to fix."""
+
+from __future__ import annotations
+
+from pydantic import Field
+
+from ponder.context import Context
+from ponder.errors import BudgetExhausted
+from ponder.strategies.base import StrategyConfig
+from ponder.strategies.outcome import pick_best, stop_for_budget, tally
+from ponder.strategies.replies import has_marker
+from ponder.types import Candidate, Verdict
+
+
+class SelfRefineConfig(StrategyConfig):
+    max_iters: int = Field(default=3, ge=0, description="rewrites after the first draft, at most")
+    stop_marker: str = Field(default="NO ISSUES", min_length=1,
+                             description="what the feedback says when nothing needs to change")
+    feedback_max_tokens: int | None = Field(
+        default=None, gt=0, description="completion tokens for a critique (default: max_tokens)")
+
+
+async def self_refine(ctx: Context, cfg: SelfRefineConfig) -> Candidate | None:
+    """Draft → feedback → refine, repeated.
+
+    Stops at the first of: the verifier passes a version (`verified`); the feedback holds
+    `stop_marker` (`no_improvement`); `max_iters` rewrites (`max_iters`); the budget runs out
+    (`budget`). A failing verdict's feedback goes into both the critique and the rewrite, and
+    overrides a critique that says nothing needs to change.
+
+    The winner is the best version, not the last: with a verifier, the highest score; without
+    one, a vote over the versions' answers in which the version the feedback approved counts
+    twice and ties go to the earlier version. A small model's critique often talks a right
+    draft into a wrong rewrite, so an unverified change must win a vote to replace the draft.
+    """
+    versions: list[Candidate] = []
+    approved: Candidate | None = None
+    try:
+        [draft] = await ctx.generate("self_refine/generate", max_tokens=cfg.max_tokens,
+                                     temperature=cfg.temperature, step="generate")
+        current = ctx.candidate(draft.text, source="draft")
+        versions.append(current)
+        for iteration in range(cfg.max_iters + 1):
+            verdict = await ctx.verify(current)
+            if verdict is not None and verdict.passed:
+                ctx.stop_reason = "verified"
+                break
+            if iteration == cfg.max_iters:
+                ctx.stop_reason = "max_iters"
+                break
+            feedback = await _critique(ctx, cfg, current, verdict)
+            if has_marker(feedback, cfg.stop_marker) and verdict is None:
+                approved = current
+                ctx.stop_reason = "no_improvement"
+                break
+            current = await _rewrite(ctx, cfg, current, feedback, verdict, iteration + 1)
+            versions.append(current)
+    except BudgetExhausted:
+        stop_for_budget(ctx)
+    ctx.info["iterations"] = max(0, len(versions) - 1)
+    ctx.info["versions"] = [
+        {"source": v.source, "answer": v.answer,
+         "score": v.verdict.score if v.verdict is not None else None}
+        for v in versions
+    ]
+    ctx.info["approved"] = None if approved is None else approved.source
+    return _choose(ctx, versions, approved)
+
+
+async def _critique(ctx: Context, cfg: SelfRefineConfig, current: Candidate,
+                    verdict: Verdict | None) -> str:
+    [reply] = await ctx.generate(
+        "self_refine/feedback", max_tokens=cfg.feedback_max_tokens or cfg.max_tokens,
+        temperature=cfg.temperature, step="feedback", solution=current.text,
+        verifier_feedback=verdict.feedback if verdict is not None else None,
+        stop_marker=cfg.stop_marker,
+    )
+    return reply.text
+
+
+async def _rewrite(ctx: Context, cfg: SelfRefineConfig, current: Candidate, feedback: str,
+                   verdict: Verdict | None, iteration: int) -> Candidate:
+    [reply] = await ctx.generate(
+        "self_refine/refine", max_tokens=cfg.max_tokens, temperature=cfg.temperature,
+        step="refine", solution=current.text, feedback=feedback,
+        verifier_feedback=verdict.feedback if verdict is not None else None,
+    )
+    refined = ctx.candidate(reply.text, source=f"refine {iteration}", usage=reply.usage)
+    if ctx.verifier is None and ctx.canonical(refined.answer) != ctx.canonical(current.answer):
+        ctx.info["unverified_changes"] = ctx.info.get("unverified_changes", 0) + 1
+        ctx.note("unverified_change", before=current.answer, after=refined.answer)
+    return refined
+
+
+def _choose(ctx: Context, versions: list[Candidate],
+            approved: Candidate | None) -> Candidate | None:
+    if ctx.verifier is not None:
+        return pick_best(ctx, versions)
+    weights = [2.0 if v is approved else 1.0 for v in versions]
+    votes = tally(ctx, versions, weights)
+    ctx.info["votes"] = votes.counts()
+    return votes.winner or (versions[-1] if versions else None)

@@ -1,0 +1,157 @@
+"""`tree_search`: beam search over reasoning steps, each partial solution scored on the way."""
+
+from __future__ import annotations
+
+import inspect
+from dataclasses import dataclass, field
+from typing import Any
+
+from pydantic import Field
+
+from ponder.context import Context
+from ponder.errors import BudgetExhausted
+from ponder.strategies.base import StrategyConfig
+from ponder.strategies.outcome import gather_within_budget, stop_for_budget, tally
+from ponder.strategies.replies import has_marker, parse_rating
+from ponder.types import Candidate
+
+NEUTRAL = 0.5  # the score of a step whose value reply held no rating: neither kept nor cut for it
+
+class TreeSearchConfig(StrategyConfig):
+    temperature: float = Field(default=0.7, ge=0.0, le=2.0, description="sampling temperature")
+    max_tokens: int = Field(default=160, gt=0, description="completion tokens per step, at most")
+    beam_width: int = Field(default=2, ge=1, description="partial solutions kept at each depth")
+    branching: int = Field(default=3, ge=1, description="next steps sampled per kept node (n=k)")
+    max_depth: int = Field(default=6, ge=1, description="steps in a solution, at most")
+    value_max_tokens: int = Field(default=16, gt=0, description="completion tokens for a rating")
+    step_stop: list[str] = Field(default_factory=lambda: ["\n\n", "\nStep "],
+                                 description="stop sequences that end one step")
+    final_marker: str = Field(default="Final answer", min_length=1,
+                              description="a step holding this ends its branch")
+
+
+@dataclass
+class Node:
+    id: str
+    steps: list[str] = field(default_factory=list)
+    score: float | None = None
+    final: bool = False
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.steps)
+
+
+async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Candidate | None:
+    """Beam search over steps.
+
+    Each kept node gets `branching` children from ONE `n=k` request on its shared prefix
+    (`tree_search/step.j2`, cut at `step_stop`); the last depth's prompt asks for the final
+    answer. Every child is scored: by the verifier's `score_partial(problem, text)` where the
+    verifier has one and it returns a number, else by the model rating progress 0-10
+    (`tree_search/value.j2`). A child whose step holds `final_marker` is a finished solution;
+    with a verifier it is verified at once, and a pass ends the search (`verified`).
+
+    The top `beam_width` children (finished or not) are kept; finished ones leave the beam.
+    The search ends when the beam is empty (`done`), at `max_depth` (`max_depth`), or when the
+    budget runs out (`budget`). The answer is the highest-scoring finished solution (ties to
+    the answer more finished solutions share), else the best partial one.
+    `ctx.info["beam"]` lists, per depth, the nodes kept and dropped with their scores.
+    """
+    beam = [Node(id="root")]
+    finished: list[tuple[Node, Candidate]] = []
+    ctx.info["beam"] = []
+    ctx.stop_reason = "max_depth"
+    try:
+        for depth in range(1, cfg.max_depth + 1):
+            last = depth == cfg.max_depth
+            expanded, refused = await gather_within_budget(
+                _expand(ctx, cfg, node, last) for node in beam)
+            children = [child for group in expanded if group for child in group]
+            _, unscored = await gather_within_budget(_score(ctx, cfg, c) for c in children)
+            # An unscored child (the budget refused its rating) ranks last, not out.
+            ranked = sorted(children, key=lambda c: -(c.score if c.score is not None else -1.0))
+            kept, dropped = ranked[: cfg.beam_width], ranked[cfg.beam_width :]
+            _record(ctx, depth, kept, dropped)
+            beam = []
+            for node in kept:
+                if not node.final:
+                    beam.append(node)
+                    continue
+                cand = ctx.candidate(node.text, source=f"node {node.id}")
+                finished.append((node, cand))
+                verdict = await ctx.verify(cand)
+                if verdict is not None and verdict.passed:
+                    ctx.stop_reason = "verified"
+                    return cand
+            if refused or unscored:
+                stop_for_budget(ctx)
+                break
+            if not beam:
+                ctx.stop_reason = "done"
+                break
+    except BudgetExhausted:
+        stop_for_budget(ctx)
+    return _choose(ctx, finished, beam)
+
+
+async def _expand(ctx: Context, cfg: TreeSearchConfig, node: Node, last: bool) -> list[Node]:
+    replies = await ctx.generate(
+        "tree_search/step", n=cfg.branching, max_tokens=cfg.max_tokens,
+        temperature=cfg.temperature, stop=cfg.step_stop, step=f"expand {node.id}",
+        steps=node.steps, last_step=last,
+    )
+    children: list[Node] = []
+    seen: set[str] = set()
+    for reply in replies:
+        step = reply.text.strip()
+        if not step or step in seen:  # identical siblings would only waste a rating each
+            continue
+        seen.add(step)
+        child_id = f"{node.id.removeprefix('root')}.{len(children)}".lstrip(".")
+        children.append(Node(id=child_id, steps=[*node.steps, step],
+                             final=has_marker(step, cfg.final_marker)))
+    return children
+
+
+async def _score(ctx: Context, cfg: TreeSearchConfig, node: Node) -> None:
+    scorer = getattr(ctx.verifier, "score_partial", None)
+    if callable(scorer):
+        value: Any = scorer(ctx.problem, node.text)
+        if inspect.isawaitable(value):
+            value = await value
+        if value is not None:
+            node.score = float(value)
+            return
+    [reply] = await ctx.generate(
+        "tree_search/value", max_tokens=cfg.value_max_tokens, temperature=0.0,
+        step=f"value {node.id}", steps=node.steps,
+    )
+    rating = parse_rating(reply.text)
+    node.score = NEUTRAL if rating is None else rating
+
+
+def _record(ctx: Context, depth: int, kept: list[Node], dropped: list[Node]) -> None:
+    entry = {
+        "depth": depth,
+        "kept": [{"id": n.id, "score": n.score, "final": n.final} for n in kept],
+        "dropped": [{"id": n.id, "score": n.score} for n in dropped],
+    }
+    ctx.info["beam"].append(entry)
+    ctx.note("beam", **entry)
+
+
+def _choose(ctx: Context, finished: list[tuple[Node, Candidate]],
+            beam: list[Node]) -> Candidate | None:
+    if finished:
+        votes = tally(ctx, [cand for _, cand in finished])
+        _, cand = max(
+            finished,  # max keeps the first of equals: the earlier node
+            key=lambda pair: (pair[1].score, pair[0].score or 0.0,
+                              votes.votes_for(ctx.canonical(pair[1].answer))),
+        )
+        return cand
+    if beam:
+        best = max(beam, key=lambda n: n.score or 0.0)
+        return ctx.candidate(best.text, source=f"node {best.id} (unfinished)")
+    return None
