@@ -173,7 +173,7 @@ def _load_verifier(spec: str) -> Verifier:
 
 def _backend(base_url: str | None, model: str | None, model_path: Path | None,
              api_key_env: str | None, request_timeout: float | None,
-             retries: int | None) -> Backend:
+             retries: int | None, backoff_max: float | None) -> Backend:
     if base_url is None:
         if model is not None or api_key_env is not None:
             raise UsageError("--model and --api-key-env need --base-url; the embedded model "
@@ -198,6 +198,8 @@ def _backend(base_url: str | None, model: str | None, model_path: Path | None,
         options["timeout"] = request_timeout
     if retries is not None:
         options["max_retries"] = retries
+    if backoff_max is not None:
+        options["backoff_max"] = backoff_max
     try:
         return OpenAIBackend(base_url=base_url, model=model, api_key=api_key, **options)
     except PonderError as exc:
@@ -280,6 +282,8 @@ def solve(
     request_timeout: Annotated[float | None, typer.Option(
         min=0.001, help="seconds one HTTP attempt may take before it is retried")] = None,
     retries: Annotated[int | None, typer.Option(min=0, help="retries per model call")] = None,
+    backoff_max: Annotated[float | None, typer.Option(
+        min=0.0, help="longest wait in seconds between retries")] = None,
     concurrency: Annotated[int | None, typer.Option(
         min=1, help=f"problems in flight; default {LOCAL_SLOTS} (embedded model) or "
                     f"{REMOTE_CONCURRENCY}")] = None,
@@ -306,7 +310,8 @@ def solve(
         budget = Budget(tokens=budget_tokens, calls=max_calls, seconds=timeout)
         plan = _plan(problems, strategy, param or [], verifier, budget, templates, out_path,
                      trace, no_trace, resume, overwrite)
-        backend = _backend(base_url, model, model_path, api_key_env, request_timeout, retries)
+        backend = _backend(base_url, model, model_path, api_key_env, request_timeout, retries,
+                           backoff_max)
     except UsageError as exc:
         _fail(exc.lines)
     if not quiet:

@@ -163,9 +163,14 @@ def _to_problem(row: Any, default_id: str, where: str, errors: list[str]) -> Pro
     try:
         return Problem.model_validate(fields)
     except ValidationError as exc:
+        # One line per field: a union field's alternatives each add an error of their own.
+        by_field: dict[str, list[str]] = {}
         for err in exc.errors():
-            field = ".".join(str(part) for part in err["loc"]) or "row"
-            errors.append(f"{where}: field {field!r}: {err['msg']}")
+            field = str(err["loc"][0]) if err["loc"] else "row"
+            if err["msg"] not in by_field.setdefault(field, []):
+                by_field[field].append(err["msg"])
+        errors.extend(f"{where}: field {field!r}: {' or '.join(messages)}"
+                      for field, messages in by_field.items())
         return None
 
 
