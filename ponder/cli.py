@@ -20,9 +20,10 @@ from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import Annotated, Any, Literal, NoReturn, get_args, get_origin
 
 import typer
+from pydantic.fields import FieldInfo
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import (
@@ -397,7 +398,7 @@ def strategies(as_json: Annotated[bool, typer.Option("--json", help="as JSON")] 
     if as_json:
         out.print_json(json.dumps({
             spec.name: {"description": spec.description,
-                        "params": {name: {"default": field.default,
+                        "params": {name: {"default": _default(field),
                                           "type": _type_name(field.annotation),
                                           "description": field.description or ""}
                                    for name, field in spec.config.model_fields.items()}}
@@ -410,7 +411,7 @@ def strategies(as_json: Annotated[bool, typer.Option("--json", help="as JSON")] 
     table.add_column("parameters (default)")
     for spec in specs:
         params = "\n".join(
-            f"{name}: {_type_name(field.annotation)} = {field.default!r}"
+            f"{name}: {_type_name(field.annotation)} = {_default(field)!r}"
             + (f"  [dim]{escape(field.description)}[/dim]" if field.description else "")
             for name, field in spec.config.model_fields.items())
         table.add_row(spec.name, escape(spec.description), params)
@@ -418,7 +419,13 @@ def strategies(as_json: Annotated[bool, typer.Option("--json", help="as JSON")] 
 
 
 def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return " | ".join(repr(arg) for arg in get_args(annotation))
     return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def _default(field: FieldInfo) -> Any:
+    return field.get_default(call_default_factory=True)
 
 
 @app.command()
@@ -427,8 +434,9 @@ def verifiers() -> None:
     from importlib.metadata import entry_points
 
     plugins = {ep.name: ep.value for ep in entry_points(group=VERIFIER_ENTRY_POINTS)}
-    table = Table(title="verifiers  (choose with --verifier NAME; also module:attr or "
-                        "file.py:func)", title_justify="left")
+    table = Table(title="verifiers", title_justify="left",
+                  caption="choose with --verifier NAME, module:attr or path/to/file.py:func; "
+                          "by default from each problem's fields", caption_justify="left")
     table.add_column("verifier", style="bold")
     table.add_column("source")
     table.add_column("description")
