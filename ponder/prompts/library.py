@@ -3,8 +3,9 @@
 Convention: a template is a `.j2` file named `<strategy>/<role>.j2` whose `{% block system %}`
 and `{% block user %}` render the system and user messages (a block that renders empty is
 left out; `{% block assistant %}` adds an assistant turn). A user's folder is searched first,
-so a file there with the same relative name overrides the built-in one, and may
-`{% extends "<strategy>/<role>.j2" %}` a built-in to change one block only.
+so a file there with the same relative name overrides the built-in one. The built-ins are
+also reachable as `builtin/<strategy>/<role>.j2`, so an override may
+`{% extends "builtin/<strategy>/<role>.j2" %}` to change one block only.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from ponder.errors import TemplateError
 from ponder.types import Message
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
+BUILTIN_PREFIX = "builtin"
 ROLES = ("system", "user", "assistant")
 
 
@@ -38,7 +40,11 @@ class PromptLibrary:
             search.insert(0, str(path))
         self.user_dir = Path(user_dir) if user_dir is not None else None
         self.env = jinja2.Environment(
-            loader=jinja2.FileSystemLoader(search),
+            loader=jinja2.ChoiceLoader([
+                jinja2.FileSystemLoader(search),
+                # An override extending the template it replaces would otherwise extend itself.
+                jinja2.PrefixLoader({BUILTIN_PREFIX: jinja2.FileSystemLoader(str(BUILTIN_DIR))}),
+            ]),
             undefined=jinja2.StrictUndefined,
             trim_blocks=True,
             lstrip_blocks=True,
@@ -47,7 +53,8 @@ class PromptLibrary:
         )
 
     def names(self) -> list[str]:
-        return sorted(n for n in self.env.list_templates() if n.endswith(".j2"))
+        return sorted(n for n in self.env.list_templates()
+                      if n.endswith(".j2") and not n.startswith(f"{BUILTIN_PREFIX}/"))
 
     def render(self, name: str, /, **variables: Any) -> list[Message]:
         """Render template `name` to chat messages; errors name the template, line and variable."""
@@ -69,15 +76,17 @@ def _render_blocks(
 ) -> list[Message]:
     messages: list[Message] = []
     try:
-        if not any(role in template.blocks for role in ROLES):
-            text = template.render(**variables).strip()
-            return [Message(role="user", content=text)]
         context = template.new_context(dict(variables))
+        # Rendering the whole template runs any `{% extends %}`, which puts the parents' blocks
+        # in `context.blocks` (most derived first): a child need not repeat what it inherits.
+        whole = "".join(template.root_render_func(context)).strip()
+        if not any(role in context.blocks for role in ROLES):
+            return [Message(role="user", content=whole)]
         for role in ROLES:
-            block = template.blocks.get(role)
-            if block is None:
+            stack = context.blocks.get(role)
+            if not stack:
                 continue
-            text = "".join(block(context)).strip()
+            text = "".join(stack[0](context)).strip()
             if text:
                 messages.append(Message(role=role, content=text))
     except jinja2.UndefinedError as exc:
