@@ -135,7 +135,7 @@ class FakeOpenAIServer:
         self._stopping.clear()
         self._httpd = _HTTPServer(("127.0.0.1", self._port), _Handler, self)
         self._thread = threading.Thread(target=self._httpd.serve_forever,
-                                        kwargs={"poll_interval": 0.05},
+                                        kwargs={"poll_interval": 0.01},
                                         name="fake-openai-server", daemon=True)
         self._thread.start()
         return self
@@ -257,6 +257,9 @@ class _HTTPServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"  # keep-alive, so clients can pool connections
+    # Headers and body go out in two writes; with Nagle on, the body would wait for the
+    # client's delayed ACK (40 ms a request).
+    disable_nagle_algorithm = True
     server: _HTTPServer
     timeout = 120  # an idle keep-alive connection is closed after this
 

@@ -1,0 +1,102 @@
+"""The total must never exceed the budget: over random budgets, prompts, replies and calls.
+
+Each example runs `single` through `ponder.asolve`, or a random sequence (and a concurrent
+burst) of `ctx.generate` calls with random `n`, on a scripted backend or a real HTTP server,
+and checks what the meter charged against the limits, and against the trace.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable
+
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ponder
+from ponder.backends.base import Backend
+from ponder.backends.openai import OpenAIBackend
+from ponder.backends.scripted import ScriptedBackend
+from ponder.budget import Budget
+from ponder.errors import BudgetExhausted
+from ponder.testing import FakeOpenAIServer, make_context
+from ponder.types import Usage
+
+SETTINGS = settings(deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+budgets = st.builds(
+    Budget,
+    tokens=st.integers(min_value=1, max_value=4000),
+    calls=st.none() | st.integers(min_value=1, max_value=6),
+    min_completion_tokens=st.integers(min_value=1, max_value=32),
+)
+prompts = st.text(max_size=300)  # any unicode, empty included
+words = st.text(min_size=1, max_size=12).map(lambda s: "".join(s.split()) or "x")
+replies = st.lists(words, max_size=400).map(" ".join)
+max_tokens = st.integers(min_value=1, max_value=1000)
+ns = st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=6)
+
+
+def within(budget: Budget, used: Usage) -> bool:
+    return ((budget.tokens is None or used.total_tokens <= budget.tokens)
+            and (budget.calls is None or used.calls <= budget.calls))
+
+
+async def solve_single(prompt: str, backend: Backend, budget: Budget, tokens: int) -> None:
+    result = await ponder.asolve(prompt, strategy="single", backend=backend, budget=budget,
+                                 max_tokens=tokens)
+    assert within(budget, result.usage), (budget, result.usage)
+    assert result.error is None
+    traced = sum((e.usage for e in result.trace), Usage())
+    assert traced.total_tokens == result.usage.total_tokens
+
+
+async def generate_many(prompt: str, backend: Backend, budget: Budget, tokens: int,
+                        sizes: list[int]) -> None:
+    ctx = make_context(prompt, backend=backend, budget=budget)
+
+    async def one(n: int) -> None:
+        try:
+            completions = await ctx.generate("single/answer", n=n, max_tokens=tokens)
+        except BudgetExhausted:
+            return
+        assert 1 <= len(completions) <= n
+
+    for n in sizes:  # one after another, then all at once
+        await one(n)
+    await asyncio.gather(*(one(n) for n in sizes))
+    assert within(budget, ctx.budget.used), (budget, ctx.budget.used)
+    assert ctx.budget.reserved_tokens == 0 and ctx.budget.reserved_calls == 0
+    traced = sum((e.usage for e in ctx.trace.events), Usage())
+    assert traced.total_tokens == ctx.budget.used.total_tokens
+
+
+@SETTINGS
+@given(budget=budgets, prompt=prompts, reply=replies, tokens=max_tokens, sizes=ns,
+       native_n=st.booleans(), max_n=st.none() | st.integers(min_value=1, max_value=3))
+def test_scripted_backend_never_overspends(budget: Budget, prompt: str, reply: str, tokens: int,
+                                           sizes: list[int], native_n: bool,
+                                           max_n: int | None) -> None:
+    def backend() -> ScriptedBackend:
+        return ScriptedBackend(reply, native_n=native_n, max_n=max_n)
+
+    asyncio.run(solve_single(prompt, backend(), budget, tokens))
+    asyncio.run(generate_many(prompt, backend(), budget, tokens, sizes))
+
+
+@settings(SETTINGS, max_examples=40)
+@given(budget=budgets, prompt=prompts, reply=replies, tokens=max_tokens, sizes=ns,
+       native_n=st.booleans(), include_usage=st.booleans())
+def test_http_server_never_overspends(budget: Budget, prompt: str, reply: str, tokens: int,
+                                      sizes: list[int], native_n: bool,
+                                      include_usage: bool) -> None:
+    with FakeOpenAIServer(reply=lambda messages: reply, native_n=native_n,
+                          include_usage=include_usage) as server:
+
+        async def run(check: Callable[[OpenAIBackend], Awaitable[None]]) -> None:
+            async with OpenAIBackend(server.base_url, timeout=10, max_retries=0) as backend:
+                await check(backend)
+
+        asyncio.run(run(lambda b: solve_single(prompt, b, budget, tokens)))
+        asyncio.run(run(lambda b: generate_many(prompt, b, budget, tokens, sizes)))
