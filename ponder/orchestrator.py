@@ -93,10 +93,12 @@ async def run_all(
         for problem in pending:
             result = await solver.solve(problem)
             if writer is not None:
-                writer.write(result)
+                writer.append(result)
             finished.append(result)
             if on_result is not None:
                 on_result(result)
+            if writer is not None:
+                await writer.sync()
 
     async with asyncio.TaskGroup() as group:
         for _ in range(min(concurrency, len(problems))):

@@ -8,6 +8,7 @@ trace (the trace goes to its own file).
 
 from __future__ import annotations
 
+import asyncio
 import os
 from pathlib import Path
 
@@ -84,7 +85,8 @@ def _first_error(exc: ValidationError) -> str:
 
 
 class ResultsWriter:
-    """Appends result rows to `path`, each flushed to disk before `write` returns.
+    """Appends result rows to `path`, each made durable with fsync (`write`, or `append` then
+    `await sync()` inside an event loop); `close` syncs whatever is left.
 
     >>> with ResultsWriter("results.jsonl") as out:  # doctest: +SKIP
     ...     out.write(result)
@@ -96,6 +98,20 @@ class ResultsWriter:
         self._fd: int | None = None
 
     def write(self, result: Result) -> None:
+        """Append `result`'s line and fsync it."""
+        self.append(result)
+        if self.fsync and self._fd is not None:
+            os.fsync(self._fd)
+
+    async def sync(self) -> None:
+        """fsync in a thread, so an event loop goes on meanwhile (concurrent calls overlap, and
+        each covers every line appended before it)."""
+        if self.fsync and self._fd is not None:
+            await asyncio.to_thread(os.fsync, self._fd)
+
+    def append(self, result: Result) -> None:
+        """Append `result`'s line in one write: readers (and a resumed run) see it at once,
+        and lines never interleave. It is on disk for good after `sync`."""
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -103,11 +119,11 @@ class ResultsWriter:
         written = os.write(self._fd, data)
         while written < len(data):  # only on a full disk or a signal; finish the line
             written += os.write(self._fd, data[written:])
-        if self.fsync:
-            os.fsync(self._fd)
 
     def close(self) -> None:
         if self._fd is not None:
+            if self.fsync:
+                os.fsync(self._fd)
             os.close(self._fd)
             self._fd = None
 

@@ -55,26 +55,30 @@ class Tally:
         self.problems = problems
         self.started = time.monotonic()
         self._rows: dict[str, Result] = {}
+        # Kept as rows come, so a progress bar over a long run costs O(1) per row.
+        self.judged = 0
+        self.solved = 0
         for row in previous:
-            self._rows[row.id] = row
+            self._count(row)
         self.resumed = len(self._rows)
         self.session_usage = Usage()
 
     def add(self, result: Result) -> None:
-        self._rows[result.id] = result
+        self._count(result)
         self.session_usage = self.session_usage + result.usage
+
+    def _count(self, row: Result) -> None:
+        replaced = self._rows.get(row.id)
+        if replaced is not None:
+            self.judged -= replaced.correct is not None
+            self.solved -= bool(replaced.correct)
+        self._rows[row.id] = row
+        self.judged += row.correct is not None
+        self.solved += bool(row.correct)
 
     @property
     def done(self) -> int:
         return len(self._rows)
-
-    @property
-    def judged(self) -> int:
-        return sum(1 for r in self._rows.values() if r.correct is not None)
-
-    @property
-    def solved(self) -> int:
-        return sum(1 for r in self._rows.values() if r.correct)
 
     @property
     def accuracy(self) -> float | None:

@@ -226,3 +226,10 @@ def test_summary_counts_accuracy_tokens_and_failures() -> None:
 def test_failure_kind_is_the_exception_name() -> None:
     assert failure_kind("BackendError: http://x answered 429: slow down") == "BackendError"
     assert failure_kind("something odd happened") == "error"
+
+
+def test_a_later_row_for_the_same_id_replaces_the_earlier_one() -> None:
+    tally = Tally(1, [Result(id="a", answer="1", verdict=Verdict.from_bool(False))])
+    tally.add(Result(id="a", answer="2", verdict=Verdict.from_bool(True)))
+    summary = tally.summary()
+    assert (summary.done, summary.judged, summary.solved) == (1, 1, 1)
