@@ -16,6 +16,7 @@ from ponder.errors import (
 from ponder.strategies import StrategyConfig, register_strategy
 from ponder.types import Candidate, Completion, Message, Problem, Result, TraceEvent, Usage, Verdict
 from ponder.verifiers import Verifier, get_verifier, register_verifier
+from ponder.verify import averify, verify
 
 __version__ = "0.1.0"
 
@@ -44,8 +45,10 @@ __all__ = [
     "Verdict",
     "Verifier",
     "asolve",
+    "averify",
     "get_verifier",
     "register_strategy",
     "register_verifier",
     "solve",
+    "verify",
 ]

@@ -6,21 +6,34 @@ Shared by the context (every candidate gets an `answer`), voting, and the math v
 from __future__ import annotations
 
 import re
+from decimal import Decimal, InvalidOperation
 
-_FINAL = re.compile(r"(?:final answer|the answer is|answer)\s*[:：]?\s*(.+)", re.IGNORECASE)
+# "Final answer: 8", "The final answer is $8$.", "The answer is 8", "**Answer:** 8". A bare
+# "answer" needs its colon, or "Let me answer this: first…" would count.
+_FINAL = re.compile(
+    r"(?:final\s+answer(?:\s+is)?|the\s+answer\s+is|\banswer\s*\**\s*[:：])\s*(.+)",
+    re.IGNORECASE,
+)
 _HASHES = re.compile(r"####\s*(.+)")
 _NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-_CODE_BLOCK = re.compile(r"```(?:python|py)?[^\n]*\n(.*?)```", re.DOTALL)
+_CODE_BLOCK = re.compile(r"```(?:python|py|python3)?[^\n]*\n(.*?)```", re.DOTALL)
+_BOX_COMMANDS = ("\\boxed", "\\fbox")
 
 
 def last_boxed(text: str) -> str | None:
-    """The content of the last `\\boxed{...}` (or `\\fbox{...}`), nested braces included."""
-    start = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    """The content of the last `\\boxed{...}` (or `\\fbox{...}`), nested braces included;
+    `\\boxed 5` (no braces) gives `5`. None when there is no complete box."""
+    start = max(text.rfind(command) for command in _BOX_COMMANDS)
     if start < 0:
         return None
-    i = text.find("{", start)
-    if i < 0:
+    i = start + len("\\boxed" if text.startswith("\\boxed", start) else "\\fbox")
+    while i < len(text) and text[i] == " ":
+        i += 1
+    if i >= len(text):
         return None
+    if text[i] != "{":
+        token = re.match(r"[^\s$]+", text[i:])
+        return token.group(0).rstrip(".") if token else None
     depth = 0
     for j in range(i, len(text)):
         if text[j] == "{":
@@ -33,16 +46,20 @@ def last_boxed(text: str) -> str | None:
 
 
 def extract_answer(text: str) -> str:
-    """The final answer in a reply: `\\boxed{}`, `Final answer:`, `####`, else the last number."""
+    """The final answer in a reply: `\\boxed{}`, `####`, `Final answer:`, else the last number.
+
+    >>> extract_answer("3 + 5 = 8.\\nFinal answer: 8")
+    '8'
+    """
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed
     for pattern in (_HASHES, _FINAL):
         matches = pattern.findall(text)
         if matches:
-            answer = matches[-1].strip().rstrip(".").strip()
+            answer = _strip_markup(matches[-1])
             if answer:
-                return _strip_markup(answer)
+                return answer
     numbers = _NUMBER.findall(text)
     if numbers:
         return numbers[-1].replace(",", "")
@@ -53,26 +70,42 @@ def extract_code(text: str) -> str:
     """The code in a reply: the longest fenced block, else the reply itself."""
     blocks = _CODE_BLOCK.findall(text)
     if blocks:
-        return max(blocks, key=len).strip("\n")
+        return str(max(blocks, key=len)).strip("\n")
     return text.strip("\n")
 
 
 def _strip_markup(answer: str) -> str:
-    answer = answer.strip()
-    for wrapper in ("**", "$", "`"):
-        if answer.startswith(wrapper) and answer.endswith(wrapper) and len(answer) > 2 * len(wrapper):
-            answer = answer[len(wrapper) : -len(wrapper)].strip()
-    return answer
+    """Drop what surrounds an answer on its line: bold, `$`/`\\(`, code ticks, a final period."""
+    answer = answer.strip().lstrip("*:： ").rstrip()
+    answer = re.sub(r"[.。]+$", "", answer).strip()
+    changed = True
+    while changed:
+        changed = False
+        for left, right in (("**", "**"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("`", "`")):
+            if (answer.startswith(left) and answer.endswith(right)
+                    and len(answer) > len(left) + len(right)):
+                answer = answer[len(left) : -len(right)].strip()
+                changed = True
+        if answer.endswith("**") and "**" not in answer[:-2]:
+            answer, changed = answer[:-2].rstrip(), True
+    return re.sub(r"[.。]+$", "", answer).strip()
 
 
 def canonical_number(answer: str) -> str | None:
-    """A plain number's canonical string (`1,000.50` → `1000.5`), or None if it is not one."""
+    """A plain number's canonical string (`1,000.50` → `1000.5`), or None if it is not one.
+
+    Exact (decimal, not float), so large integers keep every digit.
+    """
     cleaned = answer.strip().replace(",", "").replace("$", "").rstrip("%").strip()
-    try:
-        value = float(cleaned)
-    except ValueError:
+    if len(cleaned) > 200 or not re.fullmatch(r"[-+]?(?:\d+\.?\d*|\.\d+)", cleaned):
         return None
-    return str(int(value)) if value == int(value) else repr(value)
+    try:
+        value = Decimal(cleaned)
+    except InvalidOperation:
+        return None
+    if value == value.to_integral_value():
+        return str(int(value))
+    return format(value.normalize(), "f")
 
 
 def canonical_answer(answer: str) -> str | None:

@@ -16,7 +16,14 @@ from ponder.verifiers.base import Verifier, as_verifier
 ENTRY_POINT_GROUP = "ponder.verifiers"
 
 # Built-ins are imported on first use: the unit-test sandbox and sympy are not cheap to load.
-BUILTINS: dict[str, str] = {}
+BUILTINS: dict[str, str] = {
+    "math": "ponder.verifiers.math:MathVerifier",
+    "unit_tests": "ponder.verifiers.unit_tests:UnitTestVerifier",
+    "exact": "ponder.verifiers.exact:ExactVerifier",
+    "regex": "ponder.verifiers.exact:RegexVerifier",
+    "contains": "ponder.verifiers.exact:ContainsVerifier",
+    "llm_judge": "ponder.verifiers.llm_judge:LLMJudge",
+}
 
 
 class VerifierRegistry:
@@ -84,7 +91,11 @@ def _from_spec(spec: str) -> Verifier:
         if module_spec is None or module_spec.loader is None:
             raise ConfigError(f"verifier spec {spec!r}: cannot load {target!r} as Python")
         module = importlib.util.module_from_spec(module_spec)
-        module_spec.loader.exec_module(module)
+        try:
+            module_spec.loader.exec_module(module)
+        except Exception as exc:
+            raise ConfigError(f"verifier spec {spec!r}: running {target!r} failed: "
+                              f"{type(exc).__name__}: {exc}") from exc
     else:
         try:
             module = importlib.import_module(target)

@@ -1,0 +1,145 @@
+"""`llm_judge`: a model grades the candidate, optionally against the reference answer.
+
+Inside a run (`ctx` given) the judge's call goes through `ctx.generate`, so its tokens are
+charged to the problem's budget and it appears in the trace; outside one it needs a backend
+of its own. The template (`llm_judge/judge.j2`, overridable) asks for a `Feedback:` line and a
+`Score:`; the score is read from that or from the usual other ways a model writes one.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import TYPE_CHECKING, Any
+
+from ponder.backends.base import Backend
+from ponder.errors import ConfigError
+from ponder.prompts import PromptLibrary
+from ponder.types import Candidate, Problem, Verdict
+
+if TYPE_CHECKING:
+    from ponder.context import Context
+
+_NUM = r"(-?\d+(?:\.\d+)?)"
+_SCORE_PATTERNS = (
+    # "Score: 7", "**Score:** 7/10", '"score": 0.8', "score = 7 out of 10"
+    re.compile(rf"\"?score\"?\**\s*[:=]\s*\**\s*{_NUM}\s*(?:/\s*{_NUM}|out\s+of\s+{_NUM})?",
+               re.IGNORECASE),
+    re.compile(rf"{_NUM}\s*(?:/\s*{_NUM}|out\s+of\s+{_NUM})", re.IGNORECASE),
+)
+_VERDICT_WORD = re.compile(r"(?:verdict|grade|judgement|judgment)\s*\**\s*:\s*\**\s*"
+                           r"(pass|fail|correct|incorrect|yes|no)\b", re.IGNORECASE)
+_FEEDBACK = re.compile(r"feedback\s*\**\s*:\s*\**\s*(.+?)(?=\n[^\n]*score\s*\**\s*[:=]|\Z)",
+                       re.IGNORECASE | re.DOTALL)
+
+
+def parse_score(reply: str, scale: float = 10.0) -> float | None:
+    """The grade in a judge's reply as a number in [0, 1], or None when it gives none.
+
+    >>> parse_score("Feedback: fine.\\nScore: 8"), parse_score("I'd give it 3 out of 4.")
+    (0.8, 0.75)
+    """
+    for pattern in _SCORE_PATTERNS:
+        matches = pattern.findall(reply)
+        if matches:
+            value, *out_of = matches[-1]
+            denominator = next((float(d) for d in out_of if d), None)
+            return _to_unit(float(value), denominator, scale)
+    words = _VERDICT_WORD.findall(reply)
+    if words:
+        return 1.0 if words[-1].lower() in ("pass", "correct", "yes") else 0.0
+    return None
+
+
+def _to_unit(value: float, denominator: float | None, scale: float) -> float | None:
+    if value < 0:
+        return None
+    if denominator:
+        return min(value / denominator, 1.0)
+    if value <= scale:
+        return value / scale
+    if value <= 100:  # a percentage given without its sign
+        return value / 100
+    return None
+
+
+class LLMJudge:
+    """Asks a model to grade the candidate on a 0–`scale` scale; passes at `threshold`.
+
+    >>> judge = LLMJudge(threshold=0.7)           # inside ponder.solve: the run's backend
+    >>> judge = LLMJudge(backend=OpenAIBackend())  # standalone, e.g. with ponder.verify
+    """
+
+    name = "llm_judge"
+
+    def __init__(self, *, backend: Backend | None = None, template: str = "llm_judge/judge",
+                 max_tokens: int = 256, temperature: float = 0.0, threshold: float = 0.7,
+                 scale: int = 10, use_reference: bool = True, criteria: str | None = None,
+                 prompts: PromptLibrary | None = None) -> None:
+        if not 0.0 <= threshold <= 1.0:
+            raise ConfigError(f"llm_judge threshold must lie in [0, 1], got {threshold}")
+        if scale <= 0 or max_tokens <= 0:
+            raise ConfigError(f"llm_judge needs a positive scale and max_tokens, got {scale} "
+                              f"and {max_tokens}")
+        self.backend = backend
+        self.template = template
+        self.max_tokens = max_tokens
+        self.temperature = temperature
+        self.threshold = threshold
+        self.scale = scale
+        self.use_reference = use_reference
+        self.criteria = criteria
+        self.prompts = prompts
+
+    async def verify(self, problem: Problem, candidate: Candidate,
+                     ctx: Context | None = None) -> Verdict:
+        reference = problem.answer if self.use_reference else None
+        variables: dict[str, Any] = {"response": candidate.text, "reference": reference,
+                                     "criteria": self.criteria, "scale": self.scale}
+        if ctx is not None:
+            completions = await ctx.generate(
+                self.template, max_tokens=self.max_tokens, temperature=self.temperature,
+                step="llm_judge", backend=self.backend, **variables,
+            )
+        elif self.backend is not None:
+            messages = (self.prompts or PromptLibrary()).render(
+                self.template, problem=problem.problem, entry_point=problem.entry_point,
+                **variables,
+            )
+            completions = await self.backend.generate(
+                messages, n=1, max_tokens=self.max_tokens, temperature=self.temperature,
+            )
+        else:
+            raise ConfigError("llm_judge needs a model: use it inside ponder.solve (it then uses "
+                              "the run's backend and budget) or give LLMJudge(backend=...)")
+        reply = completions[0].text if completions else ""
+        return self.judge_reply(reply, reference)
+
+    def judge_reply(self, reply: str, reference: str | None = None) -> Verdict:
+        """The verdict a judge's reply gives; its feedback never quotes `reference`."""
+        score = parse_score(reply, self.scale)
+        feedback = _redact(_feedback(reply), reference)
+        details: dict[str, Any] = {"judge_reply": reply[:2000], "score_parsed": score is not None}
+        if score is None:
+            return Verdict(passed=False, score=0.0, feedback=feedback, details=details)
+        return Verdict(passed=score >= self.threshold, score=score, feedback=feedback,
+                       details=details)
+
+    def __repr__(self) -> str:
+        return f"LLMJudge(template={self.template!r}, threshold={self.threshold})"
+
+
+def _feedback(reply: str) -> str:
+    match = _FEEDBACK.search(reply)
+    text = match.group(1) if match else re.sub(r"(?im)^.*score\s*[:=].*$", "", reply)
+    text = text.strip().strip("*").strip()
+    if text.lower().rstrip(".") in ("none", "n/a", "nothing"):
+        return ""
+    return text if len(text) <= 800 else text[:799] + "…"
+
+
+def _redact(text: str, reference: str | None) -> str:
+    """Refine prompts carry this feedback to the solver, which must not see the gold."""
+    if not reference or not reference.strip():
+        return text
+    return re.sub(rf"(?<!\w){re.escape(reference.strip())}(?!\w)", "[the reference answer]",
+                  text)

@@ -1,0 +1,487 @@
+"""Running untrusted Python in a separate, limited process that cannot get out.
+
+Each layer is used when this machine allows it; `Sandbox.isolation()` says which are, and
+every `SandboxResult` records them:
+
+- namespaces, through util-linux `unshare`: network (a downed loopback only, so no socket
+  reaches anything), PID (the program cannot see or signal our processes, and when the
+  namespace's first process ends the kernel kills every process in it, `setsid()` or not),
+  mount (a private `/proc`, and fresh tmpfs over the world-writable `/tmp`, `/var/tmp`,
+  `/dev/shm`, so files written outside the run's directory vanish with it);
+- a pids cgroup and a memory cgroup per run: the only caps on process count that bind root,
+  and they find children that left the process group;
+- an unprivileged uid (`nobody`) when we are root: RLIMIT_NPROC binds again, and nothing
+  outside the run's directory is writable or signallable;
+- rlimits: CPU seconds, address space, file size, open files, no core dumps;
+- a wall-clock limit that kills the whole session, then whatever is left in the cgroups, then
+  any process that still carries the run's marker in its environment (a `/proc` scan), so no
+  process of a run outlives its result.
+
+Without `unshare` there is no network isolation and no private `/tmp`; without cgroups and
+a uid to drop to (not root, no user namespaces) a fork bomb meets only RLIMIT_NPROC, which
+counts all the user's processes. The result's `isolation` says so.
+
+Inside the namespaces `sandbox_boot.py` sets each run up before the program starts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import dataclasses
+import functools
+import json
+import logging
+import os
+import pwd
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+import weakref
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+MARKER_ENV = "PONDER_SANDBOX"
+REPORT_FD_ENV = "PONDER_SANDBOX_REPORT_FD"
+_BOOT = Path(__file__).with_name("sandbox_boot.py")
+_BOOT_FAILED = 125  # sandbox_boot's exit code when it could not set the run up
+_CGROUP_GROUP = "ponder-sandbox"
+_PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
+_NAMESPACE_FLAGS = ("--net", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc")
+_MB = 1 << 20
+_PATH = "/usr/local/bin:/usr/bin:/bin"
+
+
+@dataclass(frozen=True)
+class Limits:
+    """What one run may use. `processes` caps the run's pids (cgroup) or RLIMIT_NPROC."""
+
+    timeout_s: float = 10.0
+    cpu_s: int = 10
+    memory_mb: int = 2048
+    file_size_mb: int = 16
+    processes: int = 32
+    open_files: int = 256
+    output_bytes: int = 16_384
+    report_bytes: int = 1 << 20
+
+
+@dataclass(frozen=True)
+class Isolation:
+    """The mechanisms this machine allows; each run uses all of them."""
+
+    namespaces: tuple[str, ...] = ()
+    user_namespace: bool = False
+    pids_cgroup: str | None = None  # the directory runs' pids cgroups are made in
+    memory_cgroup: str | None = None
+    uid: int | None = None  # the unprivileged uid runs drop to
+    gid: int | None = None
+    python: str = sys.executable  # an interpreter that uid can run
+
+
+    def describe(self) -> dict[str, Any]:
+        return {
+            "network": "namespace" if "--net" in self.namespaces else "not isolated",
+            "pid_namespace": "--pid" in self.namespaces,
+            "private_tmp": "--mount" in self.namespaces and not self.user_namespace,
+            "user_namespace": self.user_namespace,
+            "pids_cgroup": self.pids_cgroup is not None,
+            "memory_cgroup": self.memory_cgroup is not None,
+            "user": _user_name(self.uid) if self.uid is not None else _user_name(os.geteuid()),
+            "python": self.python,
+            "rlimits": ["cpu", "address_space", "file_size", "open_files", "core"]
+            + (["processes"] if self.uid is not None or os.geteuid() != 0 else []),
+        }
+
+
+@dataclass
+class SandboxResult:
+    """How a run ended. `report` is what the program wrote to its report file descriptor."""
+
+    run_id: str
+    exit_code: int | None
+    signal: int | None
+    timed_out: bool
+    seconds: float
+    output: str
+    report: bytes
+    isolation: dict[str, Any]
+    leftovers_killed: int = 0
+    setup_error: str | None = None
+    limits: dict[str, Any] = field(default_factory=dict)
+
+
+class Sandbox:
+    """Runs Python programs in isolation, at most `max_concurrency` at once per event loop.
+
+    >>> result = await Sandbox().run({"main.py": "print(2 + 2)"}, "main.py")
+    >>> result.exit_code, result.output
+    (0, '4\\n')
+    """
+
+    def __init__(self, *, max_concurrency: int | None = None, cgroup_parent: str | None = None,
+                 namespaces: bool = True, drop_privileges: bool = True) -> None:
+        self.max_concurrency = max_concurrency or os.cpu_count() or 1
+        self.cgroup_parent = cgroup_parent
+        self.namespaces = namespaces
+        self.drop_privileges = drop_privileges
+        self._isolation: Isolation | None = None
+        self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
+            weakref.WeakKeyDictionary()
+        )
+
+    def isolation(self) -> Isolation:
+        """Probe (once) which mechanisms work here."""
+        if self._isolation is None:
+            self._isolation = probe_isolation(
+                namespaces=self.namespaces, drop_privileges=self.drop_privileges,
+                cgroup_parent=self.cgroup_parent,
+            )
+        return self._isolation
+
+    async def run(self, files: dict[str, str], entry: str, *, limits: Limits | None = None,
+                  args: tuple[str, ...] = ()) -> SandboxResult:
+        """Write `files` into a fresh temporary directory and run `python -I -B entry` there."""
+        limits = limits or Limits()
+        isolation = self._isolation or await asyncio.to_thread(self.isolation)
+        loop = asyncio.get_running_loop()
+        gate = self._gates.setdefault(loop, asyncio.Semaphore(self.max_concurrency))
+        async with gate:
+            return await _Run(isolation, limits, self.max_concurrency).execute(files, entry, args)
+
+
+@functools.cache
+def shared_sandbox() -> Sandbox:
+    """The process-wide sandbox: its concurrency gate is a machine resource (the cores), so
+    every verifier in the process shares it."""
+    return Sandbox()
+
+
+class _Run:
+    """One run: a directory, cgroups, a process tree, and their cleanup."""
+
+    def __init__(self, isolation: Isolation, limits: Limits, concurrency: int) -> None:
+        self.isolation = isolation
+        self.limits = limits
+        self.concurrency = concurrency
+        self.run_id = uuid.uuid4().hex[:16]
+        self.cgroups: list[Path] = []
+
+    async def execute(self, files: dict[str, str], entry: str,
+                      args: tuple[str, ...]) -> SandboxResult:
+        with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as report:
+            started = time.monotonic()
+            code, timed_out, leftovers = await self._spawn(files, entry, args, output, report)
+            seconds = time.monotonic() - started
+            text = _tail(output, self.limits.output_bytes).decode("utf-8", "replace")
+            report_bytes = _head(report, self.limits.report_bytes)
+        exit_code, sig = _decode_status(code)
+        setup_error = None
+        if exit_code == _BOOT_FAILED and "ponder-sandbox boot:" in text:
+            setup_error = text.split("ponder-sandbox boot:", 1)[1].strip().splitlines()[0]
+        return SandboxResult(
+            run_id=self.run_id, exit_code=None if timed_out else exit_code,
+            signal=None if timed_out else sig, timed_out=timed_out, seconds=seconds,
+            output=text, report=report_bytes, isolation=self.isolation.describe(),
+            leftovers_killed=leftovers, setup_error=setup_error,
+            limits=dataclasses.asdict(self.limits),
+        )
+
+    async def _spawn(self, files: dict[str, str], entry: str, args: tuple[str, ...],
+                     output: Any, report: Any) -> tuple[int | None, bool, int]:
+        """Run to the end or the time limit; returns (return code, timed out, leftovers)."""
+        workdir = Path(tempfile.mkdtemp(prefix="ponder-sandbox-"))
+        proc: asyncio.subprocess.Process | None = None
+        timed_out = False
+        leftovers = 0
+        try:
+            for name, text in files.items():
+                (workdir / name).write_text(text)
+            if self.isolation.uid is not None:
+                os.chown(workdir, self.isolation.uid, self.isolation.gid or -1)
+            self._make_cgroups()
+            proc = await asyncio.create_subprocess_exec(
+                *self._command(entry, args), cwd=workdir, env=self._env(workdir, report),
+                stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
+                pass_fds=(report.fileno(),), start_new_session=True,
+            )
+            try:
+                await asyncio.wait_for(proc.wait(), self.limits.timeout_s)
+            except TimeoutError:
+                timed_out = True
+        finally:
+            if proc is not None:
+                leftovers = await asyncio.to_thread(self._kill_everything, proc.pid)
+                await proc.wait()
+            await asyncio.to_thread(self._remove_cgroups)
+            shutil.rmtree(workdir, ignore_errors=True)
+        return (proc.returncode if proc is not None else None), timed_out, leftovers
+
+    def _command(self, entry: str, args: tuple[str, ...]) -> list[str]:
+        limits = self.limits
+        nproc = limits.processes
+        if self.isolation.pids_cgroup is not None:
+            # RLIMIT_NPROC counts every process of the uid, across concurrent runs.
+            nproc = limits.processes * self.concurrency + 16
+        config = {
+            "python": self.isolation.python,
+            "argv": ["-I", "-B", entry, *args],
+            "cgroups": [str(path / "cgroup.procs") for path in self.cgroups],
+            "tmpfs": list(_PRIVATE_TMP) if self._private_tmp else [],
+            "init": "--pid" in self.isolation.namespaces,
+            "uid": self.isolation.uid,
+            "gid": self.isolation.gid,
+            "rlimits": {
+                "RLIMIT_CPU": [limits.cpu_s, limits.cpu_s + 1],
+                "RLIMIT_AS": [limits.memory_mb * _MB] * 2,
+                "RLIMIT_FSIZE": [limits.file_size_mb * _MB] * 2,
+                "RLIMIT_NOFILE": [limits.open_files] * 2,
+                "RLIMIT_CORE": [0, 0],
+                "RLIMIT_NPROC": [nproc] * 2,
+            },
+        }
+        boot = [self.isolation.python, "-I", "-S", "-B", str(_BOOT), json.dumps(config)]
+        if not self.isolation.namespaces:
+            return boot
+        user = ["--user", "--map-root-user"] if self.isolation.user_namespace else []
+        return ["unshare", *user, *self.isolation.namespaces, "--", *boot]
+
+    @property
+    def _private_tmp(self) -> bool:
+        return "--mount" in self.isolation.namespaces and not self.isolation.user_namespace
+
+    def _env(self, workdir: Path, report: Any) -> dict[str, str]:
+        # Built from nothing: no API keys or tokens of ours reach the program.
+        return {
+            "PATH": _PATH,
+            "HOME": str(workdir),
+            "TMPDIR": "/tmp" if self._private_tmp else str(workdir),
+            "LANG": "C.UTF-8",
+            "PYTHONIOENCODING": "utf-8",
+            MARKER_ENV: self.run_id,
+            REPORT_FD_ENV: str(report.fileno()),
+        }
+
+    def _make_cgroups(self) -> None:
+        for parent, limit_file, value in (
+            (self.isolation.pids_cgroup, "pids.max", str(self.limits.processes)),
+            (self.isolation.memory_cgroup, _memory_limit_file(self.isolation.memory_cgroup),
+             str(self.limits.memory_mb * _MB)),
+        ):
+            if parent is None:
+                continue
+            path = Path(parent) / f"run-{self.run_id}"
+            path.mkdir()
+            self.cgroups.append(path)
+            (path / limit_file).write_text(value)
+
+    def _kill_everything(self, pgid: int) -> int:
+        """SIGKILL the session, then the cgroups' members, then marked processes; returns how
+        many processes other than the session's were found and killed."""
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(pgid, signal.SIGKILL)
+        killed = 0
+        deadline = time.monotonic() + 5.0
+        for path in self.cgroups:
+            while time.monotonic() < deadline:
+                pids = _cgroup_pids(path)
+                if not pids:
+                    break
+                for pid in pids:
+                    with contextlib.suppress(ProcessLookupError):
+                        os.kill(pid, signal.SIGKILL)
+                        killed += 1
+                time.sleep(0.01)
+        killed += kill_marked(self.run_id)
+        return killed
+
+    def _remove_cgroups(self) -> None:
+        for path in self.cgroups:
+            for _ in range(50):
+                try:
+                    path.rmdir()
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.02)  # the last killed tasks are still being released
+            else:
+                log.warning("sandbox: could not remove cgroup %s", path)
+
+
+def kill_marked(run_id: str) -> int:
+    """SIGKILL every process whose environment carries `run_id`'s marker; how many there were."""
+    marker = f"{MARKER_ENV}={run_id}".encode()
+    killed = 0
+    for _ in range(20):
+        found = [pid for pid in _pids() if marker in _environ(pid)]
+        if not found:
+            break
+        for pid in found:
+            with contextlib.suppress(ProcessLookupError, PermissionError):
+                os.kill(pid, signal.SIGKILL)
+                killed += 1
+        time.sleep(0.02)
+    return killed
+
+
+def _pids() -> list[int]:
+    me = os.getpid()
+    return [int(name) for name in os.listdir("/proc") if name.isdigit() and int(name) != me]
+
+
+def _environ(pid: int) -> bytes:
+    try:
+        with open(f"/proc/{pid}/environ", "rb") as f:
+            return f.read()
+    except OSError:
+        return b""
+
+
+def _cgroup_pids(path: Path) -> list[int]:
+    try:
+        return [int(line) for line in (path / "cgroup.procs").read_text().split()]
+    except OSError:
+        return []
+
+
+def _memory_limit_file(parent: str | None) -> str:
+    if parent is not None and (Path(parent) / "memory.max").exists():
+        return "memory.max"
+    return "memory.limit_in_bytes"
+
+
+def _decode_status(code: int | None) -> tuple[int | None, int | None]:
+    """`(exit code, signal)` from a return code; the boot init reports a signal as 128+n."""
+    if code is None:
+        return None, None
+    if code < 0:
+        return None, -code
+    if code > 128 and code - 128 < signal.NSIG:
+        return None, code - 128
+    return code, None
+
+
+def _tail(f: Any, limit: int) -> bytes:
+    size = f.seek(0, os.SEEK_END)
+    f.seek(max(0, size - limit))
+    data: bytes = f.read()
+    return data
+
+
+def _head(f: Any, limit: int) -> bytes:
+    f.seek(0)
+    data: bytes = f.read(limit)
+    return data
+
+
+def _user_name(uid: int) -> str:
+    try:
+        return pwd.getpwuid(uid).pw_name
+    except KeyError:
+        return str(uid)
+
+
+# --- probing what this machine allows ------------------------------------------------------
+
+
+def probe_isolation(*, namespaces: bool = True, drop_privileges: bool = True,
+                    cgroup_parent: str | None = None) -> Isolation:
+    """Try each mechanism for real, and keep those that work."""
+    flags: tuple[str, ...] = ()
+    user_ns = False
+    if namespaces and shutil.which("unshare"):
+        if _works(["unshare", *_NAMESPACE_FLAGS, "true"]):
+            flags = _NAMESPACE_FLAGS
+        elif os.geteuid() != 0 and _works(
+            ["unshare", "--user", "--map-root-user", *_NAMESPACE_FLAGS, "true"]
+        ):
+            flags, user_ns = _NAMESPACE_FLAGS, True
+        elif _works(["unshare", "--net", "true"]):
+            flags = ("--net",)
+    pids = _cgroup_dir("pids", cgroup_parent, "pids.max")
+    memory = _cgroup_dir("memory", None, None)
+    uid = gid = None
+    python = sys.executable
+    if drop_privileges and os.geteuid() == 0:
+        with contextlib.suppress(KeyError):
+            nobody = pwd.getpwnam("nobody")
+            same_version = f"import sys; assert sys.version_info[:2] == {sys.version_info[:2]}"
+            python = next((p for p in _interpreters() if _works(
+                [p, "-I", "-c", same_version],
+                user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[])), "")
+            if python:
+                uid, gid = nobody.pw_uid, nobody.pw_gid
+            else:
+                python = sys.executable
+    return Isolation(namespaces=flags, user_namespace=user_ns, pids_cgroup=pids,
+                     memory_cgroup=memory, uid=uid, gid=gid, python=python)
+
+
+def _interpreters() -> list[str]:
+    """Ours first; then the same Python elsewhere, for when ours sits in a directory the
+    unprivileged uid cannot enter (a pyenv under /root). That one lacks our site-packages."""
+    found = [sys.executable, os.path.realpath(sys.executable)]
+    version = f"python{sys.version_info.major}.{sys.version_info.minor}"
+    found += [p for name in (version, "python3") if (p := shutil.which(name, path=_PATH))]
+    return list(dict.fromkeys(found))
+
+
+def _works(command: list[str], **kwargs: Any) -> bool:
+    try:
+        return subprocess.run(command, capture_output=True, timeout=30, check=False,
+                              cwd="/", **kwargs).returncode == 0
+    except (OSError, subprocess.SubprocessError):
+        return False
+
+
+def _cgroup_dir(controller: str, parent: str | None, limit_file: str | None) -> str | None:
+    """A directory under which per-run cgroups of `controller` can be made (probed by making
+    one), or None. By default it sits under this process's own cgroup, so limits set above
+    us still hold."""
+    base = Path(parent) if parent is not None else _own_cgroup(controller)
+    if base is None:
+        return None
+    group = base if parent is not None else base / _CGROUP_GROUP
+    probe = group / f"probe-{uuid.uuid4().hex[:8]}"
+    try:
+        group.mkdir(exist_ok=True)
+        probe.mkdir()
+        try:
+            name = limit_file or _memory_limit_file(str(group))
+            (probe / name).write_text("64" if controller == "pids" else str(64 * _MB))
+        finally:
+            probe.rmdir()
+    except OSError:
+        return None
+    return str(group)
+
+
+def _own_cgroup(controller: str) -> Path | None:
+    """This process's cgroup directory in the v1 hierarchy of `controller`."""
+    mounts: dict[str, tuple[str, str]] = {}
+    try:
+        with open("/proc/self/mountinfo") as f:
+            for line in f:
+                left, _, right = line.partition(" - ")
+                fields, rights = left.split(), right.split()
+                if len(fields) >= 5 and len(rights) >= 3 and rights[0] == "cgroup":
+                    for option in rights[2].split(","):
+                        mounts[option] = (fields[3], fields[4])
+        with open("/proc/self/cgroup") as f:
+            for line in f:
+                _, controllers, path = line.rstrip("\n").split(":", 2)
+                if controller in controllers.split(",") and controller in mounts:
+                    root, mountpoint = mounts[controller]
+                    relative = os.path.relpath(path, root) if path.startswith(root) else "."
+                    return Path(mountpoint) / relative
+    except (OSError, ValueError):
+        return None
+    return None
