@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import Protocol, runtime_checkable
 
-from ponder.types import Completion, Message
+from ponder.types import Completion, Message, Usage
 
 
 @runtime_checkable
@@ -40,3 +40,15 @@ class Backend(Protocol):
         ...
 
     async def aclose(self) -> None: ...
+
+
+# Below this temperature sampling is greedy: every sample would be the same reply.
+GREEDY_TEMPERATURE = 1e-5
+
+
+def greedy_copies(completion: Completion, n: int) -> list[Completion]:
+    """`n` greedy samples from the one reply a backend generated: the first carries its usage,
+    the copies cost nothing. (vLLM refuses n > 1 at temperature 0; any server would only
+    repeat itself.)"""
+    free = Usage(estimated=completion.usage.estimated)
+    return [completion, *(completion.model_copy(update={"usage": free}) for _ in range(n - 1))]
