@@ -36,6 +36,7 @@ words = st.text(min_size=1, max_size=12).map(lambda s: "".join(s.split()) or "x"
 replies = st.lists(words, max_size=400).map(" ".join)
 max_tokens = st.integers(min_value=1, max_value=1000)
 ns = st.lists(st.integers(min_value=1, max_value=8), min_size=1, max_size=6)
+temperatures = st.sampled_from([0.0, 0.7])  # greedy samples are asked for once
 
 
 def within(budget: Budget, used: Usage) -> bool:
@@ -53,12 +54,13 @@ async def solve_single(prompt: str, backend: Backend, budget: Budget, tokens: in
 
 
 async def generate_many(prompt: str, backend: Backend, budget: Budget, tokens: int,
-                        sizes: list[int]) -> None:
+                        sizes: list[int], temperature: float) -> None:
     ctx = make_context(prompt, backend=backend, budget=budget)
 
     async def one(n: int) -> None:
         try:
-            completions = await ctx.generate("single/answer", n=n, max_tokens=tokens)
+            completions = await ctx.generate("single/answer", n=n, max_tokens=tokens,
+                                             temperature=temperature)
         except BudgetExhausted:
             return
         assert 1 <= len(completions) <= n
@@ -74,23 +76,24 @@ async def generate_many(prompt: str, backend: Backend, budget: Budget, tokens: i
 
 @SETTINGS
 @given(budget=budgets, prompt=prompts, reply=replies, tokens=max_tokens, sizes=ns,
-       native_n=st.booleans(), max_n=st.none() | st.integers(min_value=1, max_value=3))
+       native_n=st.booleans(), max_n=st.none() | st.integers(min_value=1, max_value=3),
+       temperature=temperatures)
 def test_scripted_backend_never_overspends(budget: Budget, prompt: str, reply: str, tokens: int,
                                            sizes: list[int], native_n: bool,
-                                           max_n: int | None) -> None:
+                                           max_n: int | None, temperature: float) -> None:
     def backend() -> ScriptedBackend:
         return ScriptedBackend(reply, native_n=native_n, max_n=max_n)
 
     asyncio.run(solve_single(prompt, backend(), budget, tokens))
-    asyncio.run(generate_many(prompt, backend(), budget, tokens, sizes))
+    asyncio.run(generate_many(prompt, backend(), budget, tokens, sizes, temperature))
 
 
 @settings(SETTINGS, max_examples=40)
 @given(budget=budgets, prompt=prompts, reply=replies, tokens=max_tokens, sizes=ns,
-       native_n=st.booleans(), include_usage=st.booleans())
+       native_n=st.booleans(), include_usage=st.booleans(), temperature=temperatures)
 def test_http_server_never_overspends(budget: Budget, prompt: str, reply: str, tokens: int,
                                       sizes: list[int], native_n: bool,
-                                      include_usage: bool) -> None:
+                                      include_usage: bool, temperature: float) -> None:
     with FakeOpenAIServer(reply=lambda messages: reply, native_n=native_n,
                           include_usage=include_usage) as server:
 
@@ -99,4 +102,4 @@ def test_http_server_never_overspends(budget: Budget, prompt: str, reply: str, t
                 await check(backend)
 
         asyncio.run(run(lambda b: solve_single(prompt, b, budget, tokens)))
-        asyncio.run(run(lambda b: generate_many(prompt, b, budget, tokens, sizes)))
+        asyncio.run(run(lambda b: generate_many(prompt, b, budget, tokens, sizes, temperature)))

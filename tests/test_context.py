@@ -128,8 +128,8 @@ async def test_samples_get_distinct_seeds_across_calls() -> None:
     with FakeOpenAIServer(native_n=False) as server:
         async with OpenAIBackend(server.base_url, native_n=False) as backend:
             ctx = make_context(backend=backend, seed=100)
-            await ctx.generate("single/answer", n=2, max_tokens=64)
-            await ctx.generate("single/answer", n=1, max_tokens=64)
+            await ctx.generate("single/answer", n=2, max_tokens=64, temperature=0.7)
+            await ctx.generate("single/answer", n=1, max_tokens=64, temperature=0.7)
     assert sorted(body["seed"] for body in server.received) == [100, 101, 102]
 
 

@@ -48,7 +48,7 @@ async def test_every_call_ends_in_a_result_or_a_clear_error(faulty: FakeOpenAISe
             started = time.monotonic()
             try:
                 out: list[Completion] | BackendError = await backend.generate(
-                    messages, n=1 + i % 3, max_tokens=64)
+                    messages, n=1 + i % 3, max_tokens=64, temperature=0.7)
             except BackendError as exc:
                 out = exc
             return out, time.monotonic() - started

@@ -39,7 +39,7 @@ def server() -> Iterator[FakeOpenAIServer]:
 async def test_native_n_is_one_request_charging_the_prompt_once(server: FakeOpenAIServer) -> None:
     async with fast(server) as backend:
         assert backend.prompt_copies(4) == 4  # not known yet: reserve for the worst case
-        completions = await backend.generate(MESSAGES, n=4, max_tokens=100)
+        completions = await backend.generate(MESSAGES, n=4, max_tokens=100, temperature=0.7)
         assert backend.prompt_copies(4) == 1  # learned
 
     assert len(completions) == 4
@@ -52,7 +52,8 @@ async def test_native_n_is_one_request_charging_the_prompt_once(server: FakeOpen
 async def test_server_ignoring_n_is_topped_up_with_concurrent_requests() -> None:
     with FakeOpenAIServer(native_n=False) as server:
         async with fast(server) as backend:
-            completions = await backend.generate(MESSAGES, n=3, max_tokens=100, seed=7)
+            completions = await backend.generate(MESSAGES, n=3, max_tokens=100, seed=7,
+                                                  temperature=0.7)
             assert len(completions) == 3
             # one request asked for n=3 and got one choice; two single requests made up the rest
             assert [body.get("n") for body in server.received] == [3, None, None]
@@ -61,17 +62,25 @@ async def test_server_ignoring_n_is_topped_up_with_concurrent_requests() -> None
             assert sum(c.usage.prompt_tokens for c in completions) == 3 * PROMPT_TOKENS
 
             assert backend.prompt_copies(3) == 3
-            await backend.generate(MESSAGES, n=3, max_tokens=100)
+            await backend.generate(MESSAGES, n=3, max_tokens=100, temperature=0.7)
             assert [body.get("n") for body in server.received[3:]] == [None, None, None]
 
 
 async def test_server_trusted_with_n_returning_fewer_leaves_the_rest_to_the_caller() -> None:
     with FakeOpenAIServer(native_n=False) as server:
         async with fast(server, native_n=True) as backend:
-            completions = await backend.generate(MESSAGES, n=3, max_tokens=100)
+            completions = await backend.generate(MESSAGES, n=3, max_tokens=100, temperature=0.7)
             assert len(completions) == 1  # the budget reserved one prompt copy, so no top-up
             assert server.requests == 1
             assert backend.prompt_copies(3) == 1
+
+
+async def test_greedy_samples_are_one_reply_asked_for_once(server: FakeOpenAIServer) -> None:
+    async with fast(server) as backend:
+        completions = await backend.generate(MESSAGES, n=3, max_tokens=100, temperature=0.0)
+    assert server.requests == 1 and "n" not in server.received[0]
+    assert len({c.text for c in completions}) == 1 and len(completions) == 3
+    assert sum(c.usage.total_tokens for c in completions) == completions[0].usage.total_tokens
 
 
 async def test_usage_is_read_from_the_reply(server: FakeOpenAIServer) -> None:
@@ -87,7 +96,7 @@ async def test_usage_is_read_from_the_reply(server: FakeOpenAIServer) -> None:
 async def test_missing_usage_is_estimated_as_an_upper_bound_and_marked() -> None:
     with FakeOpenAIServer(include_usage=False) as server:
         async with fast(server) as backend:
-            completions = await backend.generate(MESSAGES, n=2, max_tokens=100)
+            completions = await backend.generate(MESSAGES, n=2, max_tokens=100, temperature=0.7)
     assert all(c.usage.estimated for c in completions)
     words = sum(len(c.text.split()) for c in completions)
     assert sum(c.usage.completion_tokens for c in completions) >= words
@@ -171,7 +180,7 @@ async def test_samples_already_paid_for_are_kept_when_a_top_up_fails() -> None:
     status_for = lambda body: 400 if next(replies) == 1 else None  # noqa: E731
     with FakeOpenAIServer(native_n=False, status_for=status_for) as server:
         async with fast(server) as backend:
-            completions = await backend.generate(MESSAGES, n=3, max_tokens=100)
+            completions = await backend.generate(MESSAGES, n=3, max_tokens=100, temperature=0.7)
     assert len(completions) == 2
     assert sum(c.usage.prompt_tokens for c in completions) == 2 * PROMPT_TOKENS
 

@@ -1,7 +1,8 @@
 """Any OpenAI-compatible chat server (OpenAI, vLLM's, llama.cpp's): async, with retries.
 
 One request asks for all `n` samples; a server that returns fewer is topped up with
-concurrent single-sample requests. 429, 5xx, timeouts, dropped connections and malformed
+concurrent single-sample requests. At temperature 0 the `n` samples are one greedy reply,
+asked for once. 429, 5xx, timeouts, dropped connections and malformed
 replies are retried with bounded exponential backoff and jitter (a `Retry-After` header is
 honoured); 400, 401 and 404 fail at once with the server's own message.
 """
@@ -25,6 +26,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from ponder.backends.base import GREEDY_TEMPERATURE, greedy_copies
 from ponder.errors import BackendError
 from ponder.tokens import prompt_upper_bound
 from ponder.types import Completion, Message, Usage
@@ -147,6 +149,10 @@ class OpenAIBackend:
         # call reserved under an earlier value charges the prompt no more often than that
         # value's prompt_copies(n) promised. Read once, so one call acts on one belief.
         native = self._native_n
+        if n > 1 and temperature < GREEDY_TEMPERATURE:
+            [reply] = await self.generate(messages, n=1, max_tokens=max_tokens,
+                                          temperature=temperature, stop=stop, seed=seed)
+            return greedy_copies(reply, n)
         model = await self._model_name()
         request = _Request(model, messages, max_tokens, temperature, stop, seed)
         if n == 1 or native is False:
