@@ -16,6 +16,7 @@ import logging
 import os
 import subprocess
 import sys
+import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, nullcontext
 from dataclasses import dataclass
@@ -131,9 +132,11 @@ def _is_nonempty(path: Path | None) -> bool:
 
 def _plan(problems_path: Path, strategy: str, param: Sequence[str], verifier: str | None,
           budget: Budget, templates: Path | None, out_path: Path | None, trace: Path | None,
-          no_trace: bool, resume: bool, overwrite: bool) -> Plan:
+          no_trace: bool, resume: bool, overwrite: bool, retry_errors: bool) -> Plan:
     if resume and overwrite:
         raise UsageError("--resume and --overwrite contradict each other; choose one")
+    if retry_errors and not resume:
+        raise UsageError("--retry-errors goes with --resume")
     try:
         spec = STRATEGIES.get(strategy)
         config = spec.make_config(parse_params(param))
@@ -147,8 +150,14 @@ def _plan(problems_path: Path, strategy: str, param: Sequence[str], verifier: st
         raise UsageError(*exc.errors) from None
     out_path = out_path or default_out(problems_path, spec.name)
     trace_path = None if no_trace else (trace or default_trace(out_path))
+    if out_path.is_dir():
+        raise UsageError(f"-o {out_path}: that is a folder; name a file")
     if resume:
-        todo, previous = resume_plan(problems, out_path, trace_path)
+        try:
+            todo, previous = resume_plan(problems, out_path, trace_path,
+                                         retry_errors=retry_errors)
+        except PonderError as exc:
+            raise UsageError(f"cannot resume: {exc}") from None
     else:
         for path in (out_path, trace_path):
             if _is_nonempty(path) and not overwrite:
@@ -249,6 +258,7 @@ async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | No
             reporter.progress.update(reporter.task, description="loading model")
             await start()
             reporter.progress.update(reporter.task, description="solving")
+            reporter.tally.solving_since = time.monotonic()
         sink = stack.enter_context(JsonlTraceWriter(plan.trace)) if plan.trace else None
         writer = stack.enter_context(ResultsWriter(plan.out))
         solver = Solver(plan.spec, plan.config, backend, budget=plan.budget,
@@ -295,6 +305,8 @@ def solve(
         "--resume", help="carry on a stopped run: skip problems the results file has")] = False,
     overwrite: Annotated[bool, typer.Option(
         "--overwrite", help="replace an existing results file")] = False,
+    retry_errors: Annotated[bool, typer.Option(
+        "--retry-errors", help="with --resume: solve again the problems that failed")] = False,
     trace: Annotated[Path | None, typer.Option(
         help="trace JSONL; default beside the results, <results>.trace.jsonl")] = None,
     no_trace: Annotated[bool, typer.Option("--no-trace", help="record no trace")] = False,
@@ -310,7 +322,7 @@ def solve(
     try:
         budget = Budget(tokens=budget_tokens, calls=max_calls, seconds=timeout)
         plan = _plan(problems, strategy, param or [], verifier, budget, templates, out_path,
-                     trace, no_trace, resume, overwrite)
+                     trace, no_trace, resume, overwrite, retry_errors)
         backend = _backend(base_url, model, model_path, api_key_env, request_timeout, retries,
                            backoff_max)
     except UsageError as exc:
@@ -333,7 +345,7 @@ def solve(
     if as_json:
         payload = {**summary.model_dump(), "results_path": str(plan.out),
                    "trace_path": str(plan.trace) if plan.trace else None}
-        out.print_json(json.dumps(payload))
+        print(json.dumps(payload, indent=2))
     elif not quiet:
         out.print(summary_table(summary, plan.out, plan.trace))
     if interrupted:
@@ -396,13 +408,13 @@ def strategies(as_json: Annotated[bool, typer.Option("--json", help="as JSON")] 
     """Each strategy with its parameters and their defaults."""
     specs = STRATEGIES.all()
     if as_json:
-        out.print_json(json.dumps({
+        print(json.dumps({
             spec.name: {"description": spec.description,
                         "params": {name: {"default": _default(field),
                                           "type": _type_name(field.annotation),
                                           "description": field.description or ""}
                                    for name, field in spec.config.model_fields.items()}}
-            for spec in specs}, default=str))
+            for spec in specs}, default=str, indent=2))
         return
     table = Table(title="strategies  (set a parameter with -p key=value)",
                   title_justify="left", show_lines=True)

@@ -20,7 +20,7 @@ from typing import Any
 from ponder.backends.base import Backend
 from ponder.budget import Budget
 from ponder.prompts import PromptLibrary
-from ponder.results import ResultsWriter, drop_torn_tail, read_results
+from ponder.results import ResultsWriter, drop_torn_tail, read_results, rewrite_results
 from ponder.runner import run_problem
 from ponder.strategies.base import StrategyConfig, StrategySpec
 from ponder.tracing import TraceSink
@@ -107,18 +107,24 @@ async def run_all(
 
 
 def resume_plan(problems: Sequence[Problem], results_path: str | Path,
-                trace_path: str | Path | None = None) -> tuple[list[Problem], list[Result]]:
+                trace_path: str | Path | None = None, *,
+                retry_errors: bool = False) -> tuple[list[Problem], list[Result]]:
     """What a resumed run still has to do, and the rows it keeps.
 
     A torn last line (the process died mid-write) is cut from the results file and the trace
-    file first, so the rows appended next start on a line of their own.
+    file first, so the rows appended next start on a line of their own. With `retry_errors`,
+    rows whose problem failed are taken out of the file (atomically) to be solved again.
     """
     for path in (results_path, trace_path):
         if path is not None and (dropped := drop_torn_tail(path)):
             log.info("%s: dropped a torn last line (%d bytes)", path, dropped)
     wanted = {p.id for p in problems}
-    previous = {}
+    previous: dict[str, Result] = {}
     if Path(results_path).is_file():
-        previous = {row.id: row for row in read_results(results_path) if row.id in wanted}
+        rows = read_results(results_path)
+        if retry_errors and any(row.error for row in rows):
+            rows = [row for row in rows if not row.error]
+            rewrite_results(results_path, rows)
+        previous = {row.id: row for row in rows if row.id in wanted}
     todo = [p for p in problems if p.id not in previous]
     return todo, list(previous.values())

@@ -55,6 +55,16 @@ def drop_torn_tail(path: str | Path) -> int:
     return size - keep
 
 
+def rewrite_results(path: str | Path, rows: list[Result]) -> None:
+    """Replace the file's rows with `rows`, atomically: a kill leaves the old file or the new."""
+    path = Path(path)
+    tmp = path.with_name(f".{path.name}.rewrite")
+    with ResultsWriter(tmp) as writer:
+        for row in rows:
+            writer.append(row)
+    os.replace(tmp, path)
+
+
 def read_results(path: str | Path) -> list[Result]:
     """Every row in a results file, in the order written. A torn last line is skipped (it is
     cut for good when a run resumes); a bad line elsewhere is an error naming it."""

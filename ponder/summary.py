@@ -54,6 +54,7 @@ class Tally:
     def __init__(self, problems: int, previous: Iterable[Result] = ()) -> None:
         self.problems = problems
         self.started = time.monotonic()
+        self.solving_since = self.started  # tokens/s counts from here (after a model loads)
         self._rows: dict[str, Result] = {}
         # Kept as rows come, so a progress bar over a long run costs O(1) per row.
         self.judged = 0
@@ -91,7 +92,7 @@ class Tally:
 
     @property
     def tokens_per_s(self) -> float:
-        elapsed = self.elapsed_s
+        elapsed = time.monotonic() - self.solving_since
         return self.session_usage.total_tokens / elapsed if elapsed > 0 else 0.0
 
     def summary(self, *, interrupted: bool = False) -> Summary:

@@ -316,3 +316,24 @@ def test_ctrl_c_keeps_finished_rows_and_says_how_many_remain(tmp_path: Path,
     assert f"{300 - len(rows)} of 300 problems remain" in stderr
     assert "--resume" in stderr
     assert f"{len(rows)} / 300" in stdout  # the summary still prints
+
+
+def test_retry_errors_solves_failed_problems_again_and_keeps_one_row_each(
+        sums: Path, checks: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    args = ["solve", sums, "--verifier", checks, "-o", out, "--quiet"]
+
+    def refuse_s1(body: dict[str, object]) -> int | None:
+        return 400 if "1 + 2" in json.dumps(body) else None
+
+    with FakeOpenAIServer(status_for=refuse_s1) as server:
+        assert ponder(*args, "--base-url", server.base_url)[0] == 0
+    assert [r.id for r in read_results(out) if r.error] == ["s1"]
+    with FakeOpenAIServer() as server:
+        assert ponder(*args, "--base-url", server.base_url, "--resume")[0] == 0
+        assert server.requests == 0  # a failed row counts as done ...
+        assert ponder(*args, "--base-url", server.base_url, "--resume", "--retry-errors")[0] == 0
+        assert server.requests == 1  # ... until --retry-errors
+    rows = read_results(out)
+    assert sorted(r.id for r in rows) == ["s0", "s1", "s2"]
+    assert all(r.error is None and r.correct for r in rows)
