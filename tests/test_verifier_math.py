@@ -1,0 +1,250 @@
+"""The math verifier: answer extraction, equivalence, voting keys, and hang protection."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+
+import pytest
+
+import ponder
+from ponder.answers import extract_answer, last_boxed
+from ponder.errors import ConfigError
+from ponder.types import Candidate, Problem
+from ponder.verifiers.math import MathVerifier, canonical_math
+from ponder.verifiers.sympy_worker import SympyWorkerPool
+from tests.conftest import load_jsonl
+
+
+async def check(gold: str, reply: str, verifier: MathVerifier | None = None, *,
+                answer: str | None = None) -> ponder.Verdict:
+    """Verify `reply` as the context would: its answer extracted, unless `answer` is given."""
+    verifier = verifier or MathVerifier()
+    candidate = Candidate(text=reply, answer=verifier.extract(reply) if answer is None else answer)
+    return await verifier.verify(Problem(problem="?", answer=gold), candidate)
+
+
+# -- extraction -------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize(("reply", "answer"), [
+    ("so the total is \\boxed{\\frac{1}{\\sqrt{2}}}.", "\\frac{1}{\\sqrt{2}}"),
+    ("first \\boxed{1}, then \\boxed{\\{1, \\{2\\}\\}}", "\\{1, \\{2\\}\\}"),
+    ("it is \\boxed 7 in all", "7"),
+    ("3 + 5 = 8\nFinal answer: 8", "8"),
+    ("**Final Answer:** $\\dfrac{3}{4}$.", "\\dfrac{3}{4}"),
+    ("The final answer is 12 apples.", "12 apples"),
+    ("She pays 3 * 6 = 18 dollars.\n#### 18", "18"),
+    ("The answer is #### 1,234", "1,234"),
+    ("Let me answer this: 2 + 2 is 4, and 4 + 3 = 7 in total", "7"),
+])
+def test_extract_answer_finds_the_final_answer(reply: str, answer: str) -> None:
+    assert extract_answer(reply) == answer
+
+
+def test_last_boxed_needs_a_closed_box() -> None:
+    assert last_boxed("\\boxed{\\frac{1}{2}") is None
+    assert last_boxed("no box here") is None
+
+
+# -- the data sets' gold answers ---------------------------------------------------------------
+
+
+async def test_every_math500_gold_answer_verifies_against_itself_bare_and_boxed() -> None:
+    rows = load_jsonl("math500_public.jsonl")
+    failures = []
+    for row in rows:
+        gold = row["answer"]
+        sentence = f"Putting it together, the answer is $\\boxed{{{gold}}}$."
+        for verdict in (await check(gold, gold, answer=gold), await check(gold, sentence)):
+            if not verdict.passed:
+                failures.append((row["id"], verdict.details))
+    assert not failures
+
+
+def test_every_math500_gold_answer_parses_and_matches_itself_in_sympy() -> None:
+    """The in-process shortcut accepts identical strings, so ask math-verify directly: a
+    gold that did not parse could never match a differently written correct answer."""
+    pool = SympyWorkerPool(size=1)
+    try:
+        failures = []
+        for row in load_jsonl("math500_public.jsonl"):
+            reply = pool.call({"op": "equal", "gold": row["answer"], "answer": row["answer"]},
+                              timeout_s=30)
+            if not (reply["equal"] and reply["gold_parsed"]):
+                failures.append((row["answer"], reply))
+        assert not failures
+    finally:
+        pool.close()
+
+
+async def test_every_gsm8k_gold_answer_verifies_without_a_worker() -> None:
+    rows = load_jsonl("gsm8k_test_public.jsonl")
+    pool = SympyWorkerPool(size=1)  # never started: numbers must be decided in-process
+    verifier = MathVerifier(pool=pool)
+    failures = []
+    for row in rows:
+        gold = row["answer"]
+        with_commas = f"{int(gold):,}" if gold.lstrip("-").isdigit() else gold
+        for reply in (gold, f"The answer is #### {gold}", f"So she has {with_commas}.\n#### "
+                      f"{with_commas}", f"Final answer: ${with_commas}"):
+            verdict = await check(gold, reply, verifier)
+            if not verdict.passed or verdict.details["method"] not in ("exact", "numeric"):
+                failures.append((row["id"], reply, verdict.details))
+    assert not failures
+    assert pool.kills == 0
+
+
+# -- equivalence -------------------------------------------------------------------------------
+
+EQUIVALENT = [
+    ("\\frac{1}{2}", "0.5"),
+    ("\\frac12", "1/2"),
+    ("0.5", "\\dfrac{1}{2}"),
+    ("1/3", "0.333333"),
+    ("2", "x=2"),
+    ("x=5", "5"),
+    ("y = 2x + 3", "2x+3"),
+    ("1000", "1,000"),
+    ("10,\\!080", "10080"),
+    ("\\$36", "36"),
+    ("5.4 \\text{ cents}", "5.4"),
+    ("18", "18 dollars"),
+    ("30^\\circ", "30"),
+    ("10\\%", "10"),
+    ("\\text{(C)}", "C"),
+    ("\\text{Evelyn}", "Evelyn"),
+    ("3\\sqrt{13}", "\\sqrt{117}"),
+    ("2\\sqrt{2}", "\\sqrt{8}"),
+    ("\\frac{\\sqrt{2}}{2}", "\\frac{1}{\\sqrt{2}}"),
+    ("\\frac{\\pi}{2}", "\\pi/2"),
+    ("-\\frac{\\pi}{6}", "-\\pi/6"),
+    ("2\\pi", "6.283185"),
+    ("[-2, 7]", "x \\in [-2,7]"),
+    ("(-\\infty, 0]", "(-\\infty,0]"),
+    ("\\left( 3, \\frac{\\pi}{2} \\right)", "(3, \\pi/2)"),
+    ("\\{1, 2\\}", "\\{2, 1\\}"),
+    ("3, 5, 7", "7, 5, 3"),
+    ("x^2+2x+1", "(x+1)^2"),
+    ("\\cot x", "\\frac{\\cos x}{\\sin x}"),
+    ("6 - 5i", "6-5i"),
+    ("\\begin{pmatrix} -1/3 \\\\ 2/3 \\end{pmatrix}",
+     "\\begin{pmatrix} -\\frac{1}{3} \\\\ \\frac{2}{3} \\end{pmatrix}"),
+]
+
+NOT_EQUIVALENT = [
+    ("\\frac{1}{2}", "0.51"),
+    ("1/3", "0.33"),  # a decimal must agree to 6 places
+    ("1234567", "1234568"),  # no relative tolerance on integers
+    ("2", "-2"),
+    ("2", "x=3"),
+    ("10\\%", "0.1"),  # a percentage compares by its number
+    ("\\sqrt{2}", "1.414"),
+    ("2\\sqrt{2}", "\\sqrt{6}"),
+    ("\\frac{\\pi}{2}", "\\frac{\\pi}{3}"),
+    ("\\pi", "3.14"),
+    ("[-2, 7]", "(-2, 7)"),
+    ("(3,4]", "[3,4]"),
+    ("(1, 2)", "(2, 1)"),
+    ("3, 5, 7", "3, 5"),
+    ("\\{1, 2\\}", "\\{1, 3\\}"),
+    ("x^2+2x+1", "(x-1)^2"),
+    ("y = 2x + 3", "y = 2x - 3"),
+    ("6 - 5i", "6 + 5i"),
+    ("\\text{(C)}", "D"),
+    ("\\text{Evelyn}", "Navin"),
+]
+
+
+@pytest.mark.parametrize(("gold", "answer"), EQUIVALENT)
+async def test_equivalent_answers_pass(gold: str, answer: str) -> None:
+    verdict = await check(gold, f"Therefore the answer is $\\boxed{{{answer}}}$.")
+    assert verdict.passed, verdict.details
+    assert verdict.score == 1.0
+
+
+@pytest.mark.parametrize(("gold", "answer"), NOT_EQUIVALENT)
+async def test_near_misses_fail_without_revealing_the_gold(gold: str, answer: str) -> None:
+    verdict = await check(gold, f"Therefore the answer is $\\boxed{{{answer}}}$.")
+    assert not verdict.passed, verdict.details
+    assert verdict.score == 0.0
+    assert answer in verdict.feedback and "incorrect" in verdict.feedback
+    assert gold not in verdict.feedback.replace(answer, "")
+
+
+async def test_plain_numbers_never_reach_the_worker() -> None:
+    verdict = await check("72", "Natalia sold 48 + 24 = 72 clips.\n#### 72")
+    assert verdict.details["method"] == "exact"
+    verdict = await check("0.25", "1/4")
+    assert verdict.details["method"] == "numeric"
+
+
+async def test_a_reply_without_an_answer_is_told_to_box_one() -> None:
+    verdict = await MathVerifier().verify(Problem(problem="?", answer="3"),
+                                          Candidate(text="", answer=""))
+    assert not verdict.passed
+    assert "\\boxed{}" in verdict.feedback
+
+
+async def test_a_problem_without_gold_is_a_configuration_error() -> None:
+    with pytest.raises(ConfigError, match="needs a gold answer"):
+        await MathVerifier().verify(Problem(problem="?"), Candidate(text="3", answer="3"))
+
+
+# -- hanging expressions -----------------------------------------------------------------------
+
+
+async def test_a_hanging_expression_fails_within_the_limit_and_the_worker_comes_back() -> None:
+    pool = SympyWorkerPool(size=1)
+    verifier = MathVerifier(timeout_s=1.5, pool=pool)
+    try:
+        assert (await check("2\\sqrt{2}", "\\boxed{\\sqrt{8}}", verifier)).passed  # warm
+        started = time.monotonic()
+        verdict = await check("2", "\\boxed{9^{9^{9^{9}}}}", verifier)
+        elapsed = time.monotonic() - started
+        assert not verdict.passed
+        assert verdict.details["method"] == "timeout"
+        assert "could not be checked within 1.5s" in verdict.feedback
+        assert elapsed < 1.5 + 1.0
+        assert pool.kills == 1
+        assert (await check("\\frac{\\pi}{2}", "\\boxed{\\pi/2}", verifier)).passed  # restarted
+    finally:
+        pool.close()
+
+
+def test_symbolic_checks_work_outside_the_main_thread() -> None:
+    """The limit is a process kill, not signal.alarm, so threads and foreign loops are fine."""
+    verdicts: list[ponder.Verdict] = []
+    worker = threading.Thread(target=lambda: verdicts.append(
+        ponder.verify({"problem": "?", "answer": "2\\sqrt{2}"}, "\\boxed{\\sqrt{8}}")))
+    worker.start()
+    worker.join(timeout=60)
+    assert verdicts and verdicts[0].passed
+    assert verdicts[0].details["method"] == "symbolic"
+
+
+async def test_concurrent_checks_share_the_pool() -> None:
+    pairs = EQUIVALENT[16:24]
+    verdicts = await asyncio.gather(*(check(g, f"\\boxed{{{a}}}") for g, a in pairs))
+    assert all(v.passed for v in verdicts)
+
+
+# -- voting keys -------------------------------------------------------------------------------
+
+
+def test_equal_answers_share_a_voting_key() -> None:
+    halves = ["0.5", "\\frac12", "1/2", "\\dfrac{1}{2}", "$0.50$", "x = \\frac{1}{2}", "2/4"]
+    assert {canonical_math(a) for a in halves} == {"0.5"}
+    assert canonical_math("1/3") == canonical_math("0.333333")
+    assert canonical_math("1,000") == canonical_math("1000") == "1000"
+    assert canonical_math("\\left( 1, 2 \\right)") == canonical_math("(1,2)")
+    assert canonical_math("2") != canonical_math("3")
+    assert canonical_math("") is None
+
+
+def test_the_context_votes_with_the_math_key() -> None:
+    verifier = MathVerifier()
+    keys = [verifier.canonical(verifier.extract(reply)) for reply in
+            ("so \\boxed{\\frac{1}{2}}", "Final answer: 0.5", "#### 1/2")]
+    assert len(set(keys)) == 1
