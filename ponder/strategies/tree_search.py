@@ -68,6 +68,12 @@ async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Candidate | None:
             expanded, refused = await gather_within_budget(
                 _expand(ctx, cfg, node, last) for node in beam)
             children = [child for group in expanded if group for child in group]
+            if not children:  # keep the beam we have: it is still the best partial work
+                if refused:
+                    stop_for_budget(ctx)
+                else:
+                    ctx.stop_reason = "done"
+                break
             _, unscored = await gather_within_budget(_score(ctx, cfg, c) for c in children)
             # An unscored child (the budget refused its rating) ranks last, not out.
             ranked = sorted(children, key=lambda c: -(c.score if c.score is not None else -1.0))

@@ -1,0 +1,71 @@
+"""No strategy ever spends more than its budget, nor fails because the budget ran out: over
+random token and call limits, reply lengths, and strategy settings."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import ponder
+from ponder import Budget, ScriptedBackend
+
+SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
+                    suppress_health_check=[HealthCheck.too_slow])
+
+budgets = st.builds(
+    Budget,
+    tokens=st.integers(min_value=1, max_value=12_000),
+    calls=st.none() | st.integers(min_value=1, max_value=12),
+)
+# A reply: some words, sometimes a final answer, sometimes a rating or a stop marker.
+replies = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=120),
+              st.sampled_from(["", "Final answer: 7", "Final answer: 8", "Score: 6",
+                               "NO ISSUES", "Best: 2"])),
+    min_size=1, max_size=6,
+).map(lambda items: [" ".join(["word"] * n + [tail]).strip() for n, tail in items])
+
+PARAMS = {
+    "single": st.fixed_dictionaries({}),
+    "self_refine": st.fixed_dictionaries({"max_iters": st.integers(0, 3)}),
+    "best_of_n": st.fixed_dictionaries({
+        "n": st.integers(1, 6), "adaptive": st.booleans(),
+        "selector": st.sampled_from(["auto", "vote", "judge"]),
+        "min_samples": st.integers(1, 4), "batch_size": st.integers(1, 3),
+    }),
+    "ice": st.fixed_dictionaries({"agents": st.integers(1, 4), "max_rounds": st.integers(0, 3),
+                                  "agreement": st.sampled_from([0.5, 1.0])}),
+    "tree_search": st.fixed_dictionaries({
+        "beam_width": st.integers(1, 3), "branching": st.integers(1, 3),
+        "max_depth": st.integers(1, 4), "max_tokens": st.integers(8, 200),
+    }),
+}
+
+
+def cycling(texts: Sequence[str]) -> ScriptedBackend:
+    items = itertools.cycle(texts)
+    return ScriptedBackend(lambda messages: next(items) if texts else "")
+
+
+@pytest.mark.parametrize("strategy", sorted(PARAMS))
+@SETTINGS
+@given(data=st.data())
+def test_a_strategy_never_overspends(strategy: str, data: st.DataObject) -> None:
+    budget = data.draw(budgets, label="budget")
+    texts = data.draw(replies, label="replies")
+    params = data.draw(PARAMS[strategy], label="params")
+    native = data.draw(st.booleans(), label="native_n")
+    backend = cycling(texts)
+    backend.native_n = native
+    result = ponder.solve("What is 3 + 4?", strategy=strategy, backend=backend, budget=budget,
+                          **params)
+    assert result.usage.total_tokens <= budget.tokens  # type: ignore[operator]
+    assert budget.calls is None or result.usage.calls <= budget.calls
+    assert result.error is None
+    if result.answer is None:  # nothing at all fitted: the result must say so
+        assert result.budget_exhausted
+
