@@ -91,6 +91,11 @@ def _strip_markup(answer: str) -> str:
     return re.sub(r"[.。]+$", "", answer).strip()
 
 
+# A number between an optional currency sign and words that read as units ("18 dollars",
+# "\\$2.50", "3 eggs per day"); an expression such as "2 + 3" does not match.
+_NUMBER_WITH_UNITS = re.compile(r"^\\?\$?\s*([-+]?[\d,]*\.?\d+)\s*(?:[A-Za-z%][A-Za-z%\s./-]*)?$")
+
+
 def canonical_number(answer: str) -> str | None:
     """A plain number's canonical string (`1,000.50` → `1000.5`), or None if it is not one.
 
@@ -109,10 +114,16 @@ def canonical_number(answer: str) -> str | None:
 
 
 def canonical_answer(answer: str) -> str | None:
-    """A voting key for answers when no verifier offers one: numbers by value, else the text
-    without spaces or case. None for an empty answer (it gets no vote)."""
+    """A voting key for answers when no verifier offers one: numbers by value (with a currency
+    sign or trailing units dropped, so `$18`, `18.00` and `18 dollars` vote together), else the
+    text without spaces or case. None for an empty answer (it gets no vote)."""
     number = canonical_number(answer)
     if number is not None:
         return number
+    with_units = _NUMBER_WITH_UNITS.match(answer.strip())
+    if with_units:
+        number = canonical_number(with_units.group(1))
+        if number is not None:
+            return number
     key = re.sub(r"\s+", "", answer).lower()
     return key or None

@@ -17,11 +17,11 @@ def answers(*values: str) -> list[str]:
 
 
 async def test_draws_all_samples_in_one_request_and_votes_by_value():
-    backend = ScriptedBackend(answers("8", "$8.00", "7", "8.0", "9"))
+    backend = ScriptedBackend(answers("8", "$8.00", "7", "8 dollars", "9"))
     result = await ponder.asolve(PROBLEM, strategy="best_of_n", backend=backend, n=5)
     assert [r["n"] for r in backend.requests] == [5]
     assert result.info["samples"] == 5
-    assert result.info["votes"] == {"8": 3, "7": 1, "9": 1}  # "$8.00" and "8.0" vote for 8
+    assert result.info["votes"] == {"8": 3, "7": 1, "9": 1}  # "$8.00" and "8 dollars" vote 8
     assert result.answer == "8"
 
 
