@@ -292,7 +292,8 @@ def solve(
         min=0.001, help="wall-clock seconds per problem")] = None,
     request_timeout: Annotated[float | None, typer.Option(
         min=0.001, help="seconds one HTTP attempt may take before it is retried")] = None,
-    retries: Annotated[int | None, typer.Option(min=0, help="retries per model call")] = None,
+    retries: Annotated[int | None, typer.Option(
+        min=0, help="retries per model call (a server)")] = None,
     backoff_max: Annotated[float | None, typer.Option(
         min=0.0, help="longest wait in seconds between retries")] = None,
     concurrency: Annotated[int | None, typer.Option(

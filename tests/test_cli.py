@@ -19,7 +19,7 @@ from ponder.results import read_results
 from ponder.strategies import REGISTRY as STRATEGIES
 from ponder.testing import FakeOpenAIServer
 from ponder.verifiers import REGISTRY as VERIFIERS
-from tests.conftest import DATA, REPO
+from tests.conftest import DATA, REPO, load_jsonl
 
 runner = CliRunner()
 
@@ -337,3 +337,19 @@ def test_retry_errors_solves_failed_problems_again_and_keeps_one_row_each(
     rows = read_results(out)
     assert sorted(r.id for r in rows) == ["s0", "s1", "s2"]
     assert all(r.error is None and r.correct for r in rows)
+
+
+def test_humaneval_as_it_is_runs_with_unit_tests_and_no_gold_reaches_the_server(
+        server: FakeOpenAIServer, tmp_path: Path) -> None:
+    out = tmp_path / "he.jsonl"
+    code, stdout, stderr = ponder("solve", DATA / "humaneval_public.jsonl", "--base-url",
+                                  server.base_url, "--concurrency", "16", "-o", out, "--json")
+    assert code == 0, stderr
+    summary = json.loads(stdout)
+    assert (summary["done"], summary["judged"], summary["errors"]) == (100, 100, 0)
+    rows = read_results(out)
+    assert all(r.verdict is not None for r in rows)
+    sent = json.dumps(server.received)
+    for raw in load_jsonl("humaneval_public.jsonl"):
+        assert json.dumps(raw["canonical_solution"])[1:-1] not in sent
+        assert json.dumps(raw["test"].strip())[1:-1] not in sent
