@@ -55,6 +55,8 @@ def _to_unit(value: float, denominator: float | None, scale: float) -> float | N
         return None
     if denominator:
         return min(value / denominator, 1.0)
+    if value < 1 and not value.is_integer():  # "0.9": already a share, not 0.9 of 10
+        return value
     if value <= scale:
         return value / scale
     if value <= 100:  # a percentage given without its sign

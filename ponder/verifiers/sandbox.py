@@ -114,6 +114,7 @@ class SandboxResult:
     report: bytes
     isolation: dict[str, Any]
     leftovers_killed: int = 0
+    peak_processes: int | None = None  # the most the run had at once, where the cgroup says
     setup_error: str | None = None
     limits: dict[str, Any] = field(default_factory=dict)
 
@@ -127,10 +128,12 @@ class Sandbox:
     """
 
     def __init__(self, *, max_concurrency: int | None = None, cgroup_parent: str | None = None,
-                 namespaces: bool = True, drop_privileges: bool = True) -> None:
+                 namespaces: bool = True, cgroups: bool = True,
+                 drop_privileges: bool = True) -> None:
         self.max_concurrency = max_concurrency or os.cpu_count() or 1
         self.cgroup_parent = cgroup_parent
         self.namespaces = namespaces
+        self.cgroups = cgroups
         self.drop_privileges = drop_privileges
         self._isolation: Isolation | None = None
         self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
@@ -141,8 +144,8 @@ class Sandbox:
         """Probe (once) which mechanisms work here."""
         if self._isolation is None:
             self._isolation = probe_isolation(
-                namespaces=self.namespaces, drop_privileges=self.drop_privileges,
-                cgroup_parent=self.cgroup_parent,
+                namespaces=self.namespaces, cgroups=self.cgroups,
+                drop_privileges=self.drop_privileges, cgroup_parent=self.cgroup_parent,
             )
         return self._isolation
 
@@ -173,12 +176,14 @@ class _Run:
         self.concurrency = concurrency
         self.run_id = uuid.uuid4().hex[:16]
         self.cgroups: list[Path] = []
+        self.leftovers = 0
+        self.peak_processes: int | None = None
 
     async def execute(self, files: dict[str, str], entry: str,
                       args: tuple[str, ...]) -> SandboxResult:
         with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as report:
             started = time.monotonic()
-            code, timed_out, leftovers = await self._spawn(files, entry, args, output, report)
+            code, timed_out = await self._spawn(files, entry, args, output, report)
             seconds = time.monotonic() - started
             text = _tail(output, self.limits.output_bytes).decode("utf-8", "replace")
             report_bytes = _head(report, self.limits.report_bytes)
@@ -190,17 +195,17 @@ class _Run:
             run_id=self.run_id, exit_code=None if timed_out else exit_code,
             signal=None if timed_out else sig, timed_out=timed_out, seconds=seconds,
             output=text, report=report_bytes, isolation=self.isolation.describe(),
-            leftovers_killed=leftovers, setup_error=setup_error,
+            leftovers_killed=self.leftovers, peak_processes=self.peak_processes,
+            setup_error=setup_error,
             limits=dataclasses.asdict(self.limits),
         )
 
     async def _spawn(self, files: dict[str, str], entry: str, args: tuple[str, ...],
-                     output: Any, report: Any) -> tuple[int | None, bool, int]:
-        """Run to the end or the time limit; returns (return code, timed out, leftovers)."""
+                     output: Any, report: Any) -> tuple[int | None, bool]:
+        """Run to the end or the time limit; returns (return code, whether it timed out)."""
         workdir = Path(tempfile.mkdtemp(prefix="ponder-sandbox-"))
         proc: asyncio.subprocess.Process | None = None
         timed_out = False
-        leftovers = 0
         try:
             for name, text in files.items():
                 (workdir / name).write_text(text)
@@ -218,11 +223,11 @@ class _Run:
                 timed_out = True
         finally:
             if proc is not None:
-                leftovers = await asyncio.to_thread(self._kill_everything, proc.pid)
+                self.leftovers = await asyncio.to_thread(self._kill_everything, proc.pid)
                 await proc.wait()
             await asyncio.to_thread(self._remove_cgroups)
             shutil.rmtree(workdir, ignore_errors=True)
-        return (proc.returncode if proc is not None else None), timed_out, leftovers
+        return (proc.returncode if proc is not None else None), timed_out
 
     def _command(self, entry: str, args: tuple[str, ...]) -> list[str]:
         limits = self.limits
@@ -304,6 +309,9 @@ class _Run:
 
     def _remove_cgroups(self) -> None:
         for path in self.cgroups:
+            with contextlib.suppress(OSError, ValueError):
+                if (path / "pids.peak").exists():
+                    self.peak_processes = int((path / "pids.peak").read_text())
             for _ in range(50):
                 try:
                     path.rmdir()
@@ -392,9 +400,9 @@ def _user_name(uid: int) -> str:
 # --- probing what this machine allows ------------------------------------------------------
 
 
-def probe_isolation(*, namespaces: bool = True, drop_privileges: bool = True,
-                    cgroup_parent: str | None = None) -> Isolation:
-    """Try each mechanism for real, and keep those that work."""
+def probe_isolation(*, namespaces: bool = True, cgroups: bool = True,
+                    drop_privileges: bool = True, cgroup_parent: str | None = None) -> Isolation:
+    """Try each mechanism for real, and keep those that work (and are not switched off)."""
     flags: tuple[str, ...] = ()
     user_ns = False
     if namespaces and shutil.which("unshare"):
@@ -406,8 +414,8 @@ def probe_isolation(*, namespaces: bool = True, drop_privileges: bool = True,
             flags, user_ns = _NAMESPACE_FLAGS, True
         elif _works(["unshare", "--net", "true"]):
             flags = ("--net",)
-    pids = _cgroup_dir("pids", cgroup_parent, "pids.max")
-    memory = _cgroup_dir("memory", None, None)
+    pids = _cgroup_dir("pids", cgroup_parent, "pids.max") if cgroups else None
+    memory = _cgroup_dir("memory", None, None) if cgroups else None
     uid = gid = None
     python = sys.executable
     if drop_privileges and os.geteuid() == 0:
@@ -446,7 +454,7 @@ def _cgroup_dir(controller: str, parent: str | None, limit_file: str | None) -> 
     """A directory under which per-run cgroups of `controller` can be made (probed by making
     one), or None. By default it sits under this process's own cgroup, so limits set above
     us still hold."""
-    base = Path(parent) if parent is not None else _own_cgroup(controller)
+    base = Path(parent) if parent is not None else own_cgroup(controller)
     if base is None:
         return None
     group = base if parent is not None else base / _CGROUP_GROUP
@@ -464,7 +472,7 @@ def _cgroup_dir(controller: str, parent: str | None, limit_file: str | None) -> 
     return str(group)
 
 
-def _own_cgroup(controller: str) -> Path | None:
+def own_cgroup(controller: str) -> Path | None:
     """This process's cgroup directory in the v1 hierarchy of `controller`."""
     mounts: dict[str, tuple[str, str]] = {}
     try:

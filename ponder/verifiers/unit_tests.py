@@ -78,7 +78,8 @@ class UnitTestVerifier:
                                seconds=round(result.seconds, 3), isolation=result.isolation,
                                exit_code=result.exit_code, signal=result.signal,
                                timed_out=result.timed_out,
-                               leftovers_killed=result.leftovers_killed)
+                               leftovers_killed=result.leftovers_killed,
+                               peak_processes=result.peak_processes)
         return verdict
 
     def __repr__(self) -> str:

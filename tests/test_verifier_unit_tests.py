@@ -1,0 +1,171 @@
+"""The unit_tests verifier: HumanEval and plain tests, run in the sandbox, with feedback that
+says what failed."""
+
+from __future__ import annotations
+
+import asyncio
+import textwrap
+from typing import Any
+
+import pytest
+
+import ponder
+from ponder.errors import ConfigError
+from ponder.types import Candidate, Problem
+from ponder.verifiers.unit_tests import UnitTestVerifier, build_program
+from tests.conftest import load_jsonl
+
+
+def humaneval(task_id: str) -> dict[str, Any]:
+    return next(row for row in load_jsonl("humaneval_public.jsonl") if row["task_id"] == task_id)
+
+
+def as_problem(row: dict[str, Any]) -> Problem:
+    return Problem(id=row["task_id"], problem=row["prompt"], test=row["test"],
+                   entry_point=row["entry_point"])
+
+
+async def run(problem: Problem, code: str) -> ponder.Verdict:
+    return await UnitTestVerifier().verify(problem, Candidate(text=code, answer=code))
+
+
+async def test_all_100_canonical_solutions_pass() -> None:
+    rows = load_jsonl("humaneval_public.jsonl")
+    verdicts = await asyncio.gather(*(run(as_problem(r), r["canonical_solution"]) for r in rows))
+    failed = {r["task_id"]: v.feedback for r, v in zip(rows, verdicts, strict=True)
+              if not v.passed}
+    assert not failed
+    assert {v.details["shape"] for v in verdicts} == {"body"}
+
+
+@pytest.mark.parametrize("task_id", ["HumanEval/0", "HumanEval/10", "HumanEval/25", "HumanEval/39"])
+async def test_a_whole_function_and_a_bare_body_both_work(task_id: str) -> None:
+    row = humaneval(task_id)
+    problem = as_problem(row)
+    whole = await run(problem, row["prompt"] + row["canonical_solution"])
+    dedented_body = await run(problem, textwrap.dedent(row["canonical_solution"]))
+    assert (whole.passed, whole.details["shape"]) == (True, "function")
+    assert (dedented_body.passed, dedented_body.details["shape"]) == (True, "body")
+
+
+async def test_the_function_alone_gets_the_prompts_imports_and_helpers() -> None:
+    row = humaneval("HumanEval/10")  # make_palindrome calls the prompt's is_palindrome
+    solution = "def make_palindrome(string: str) -> str:\n" + row["canonical_solution"]
+    reply = f"Here it is:\n```python\n{solution}```\nIt appends the reversed prefix."
+    verifier = UnitTestVerifier()
+    verdict = await verifier.verify(as_problem(row),
+                                    Candidate(text=reply, answer=verifier.extract(reply)))
+    assert verdict.passed, verdict.feedback
+
+
+# -- wrong solutions ---------------------------------------------------------------------------
+
+
+async def test_return_none_shows_the_failing_assertion_and_what_came_back() -> None:
+    verdict = await run(as_problem(humaneval("HumanEval/53")), "    return None\n")
+    assert not verdict.passed and verdict.score == 0.0
+    assert "1 of 1 tests failed" in verdict.feedback
+    assert "assert candidate(" in verdict.feedback
+    assert "left side was: None" in verdict.feedback
+
+
+async def test_an_off_by_one_is_caught() -> None:
+    verdict = await run(as_problem(humaneval("HumanEval/60")), "    return sum(range(n))\n")
+    assert not verdict.passed
+    assert "failed: assert candidate(1) == 1" in verdict.feedback
+    assert "left side was: 0" in verdict.feedback
+
+
+async def test_a_swapped_operator_is_caught() -> None:
+    verdict = await run(as_problem(humaneval("HumanEval/3")), textwrap.dedent("""\
+        balance = 0
+        for op in operations:
+            balance += op
+            if balance > 0:
+                return True
+        return False
+    """))
+    assert not verdict.passed
+    assert "left side was: " in verdict.feedback
+
+
+async def test_an_exception_names_the_line_of_the_solution() -> None:
+    verdict = await run(as_problem(humaneval("HumanEval/35")), "    return l[len(l)]\n")
+    assert not verdict.passed
+    assert "IndexError: list index out of range" in verdict.feedback
+    assert "of your code: return l[len(l)]" in verdict.feedback
+
+
+async def test_a_syntax_error_is_reported_with_its_line() -> None:
+    verdict = await run(Problem(problem="Write inc(x).", tests="assert inc(1) == 2"),
+                        "def inc(x):\n    return x +\n")
+    assert not verdict.passed
+    assert verdict.feedback.startswith("Your code does not compile")
+    assert "SyntaxError" in verdict.feedback and "line 2" in verdict.feedback
+
+
+async def test_feedback_stays_short() -> None:
+    tests = [f"assert len(noisy()) == {i}" for i in range(30)]
+    verdict = await run(Problem(problem="?", tests=tests),
+                        "def noisy():\n    print('x' * 100000)\n    return 'y' * 5000\n")
+    assert verdict.details["failed"] == 30
+    assert len(verdict.feedback) <= 1200
+    assert verdict.feedback.startswith("30 of 30 tests failed.")
+
+
+# -- plain tests -------------------------------------------------------------------------------
+
+ADD = "def add(a, b):\n    return a + b\n"
+
+
+async def test_plain_asserts_score_the_share_that_passed() -> None:
+    problem = Problem(problem="Write add(a, b).",
+                      tests="assert add(1, 2) == 3\nassert add(-1, 1) == 0\nassert add(2, 2) == 5")
+    verdict = await run(problem, ADD)
+    assert not verdict.passed
+    assert verdict.score == pytest.approx(2 / 3)
+    assert "1 of 3 tests failed" in verdict.feedback
+    assert "assert add(2, 2) == 5" in verdict.feedback and "left side was: 4" in verdict.feedback
+
+
+async def test_pytest_style_test_functions_run_after_their_chunk() -> None:
+    tests = [
+        "import math\n\ndef test_small():\n    assert add(2, 3) == 5\n",
+        "def helper():\n    return add(10, 20)\n\ndef test_helper():\n    assert helper() == 30\n",
+    ]
+    verdict = await run(Problem(problem="Write add(a, b).", tests=tests), ADD)
+    assert verdict.passed, verdict.feedback
+    assert [r["test"] for r in verdict.details["results"]] == ["test_small()", "test_helper()"]
+
+
+async def test_through_the_public_api() -> None:
+    problem = {"problem": "Write add(a, b).", "tests": ["assert add(2, 2) == 4"]}
+    verdict = await ponder.averify(problem, f"```python\n{ADD}```")
+    assert verdict.passed
+
+
+# -- configuration, extraction, voting ---------------------------------------------------------
+
+
+def test_problems_without_tests_are_refused() -> None:
+    with pytest.raises(ConfigError, match="needs `test` or `tests`"):
+        build_program(Problem(problem="?"), "pass")
+    with pytest.raises(ConfigError, match="no `entry_point`"):
+        build_program(Problem(problem="?", test="def check(c): pass"), "pass")
+
+
+def test_extract_takes_the_code_block_and_canonical_ignores_layout() -> None:
+    verifier = UnitTestVerifier()
+    assert verifier.extract("Sure:\n```python\nx = 1\n```\nDone.") == "x = 1"
+    same = [verifier.canonical(c) for c in ("def f(a):\n    return a+1  # add\n",
+                                             "def f(a):\n\n    return a + 1\n")]
+    assert same[0] is not None and same[0] == same[1]
+    assert verifier.canonical("def f(a):\n    return a + 2\n") != same[0]
+    assert verifier.canonical("def (:") is None
+
+
+async def test_the_verdict_records_the_isolation_used() -> None:
+    verdict = await run(Problem(problem="?", tests="assert True"), "x = 1\n")
+    isolation = verdict.details["isolation"]
+    assert {"network", "pid_namespace", "pids_cgroup", "user", "rlimits"} <= set(isolation)
+    assert verdict.details["sandbox_id"]
