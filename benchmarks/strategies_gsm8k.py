@@ -1,0 +1,213 @@
+"""Strategies on GSM8K with the embedded model: accuracy, tokens per problem, wall time.
+
+    .venv/bin/python benchmarks/strategies_gsm8k.py [--limit 20] [--strategies single,ice]
+        [--seed 0] [--max-tokens 400] [--concurrency 8]
+
+No strategy sees the gold answer: problems are solved without their `answer` field and with
+no verifier, so every winner is chosen by the strategy alone (votes, self-feedback, consensus,
+value ratings). Gold is used only afterwards, to score the final answer by numeric value.
+One `LocalBackend` serves every run; strategies run one after another, problems within a
+strategy concurrently, and the requests in flight never exceed the server's parallel slots.
+Writes `benchmarks/results/strategies_gsm8k.{md,json}`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import os
+import statistics
+import time
+from collections import Counter
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import ponder
+from ponder import LocalBackend, Problem, Result
+from ponder.answers import canonical_answer, canonical_number
+from ponder.backends.local import MODEL_FILE
+from ponder.types import Completion, Message
+
+DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test_public.jsonl"
+RESULTS = Path(__file__).resolve().parent / "results"
+
+# Label → (strategy, params). Sampling strategies use temperature 0.7, `single` is greedy.
+RUNS: dict[str, tuple[str, dict[str, Any]]] = {
+    "single": ("single", {"temperature": 0.0}),
+    "best_of_n": ("best_of_n", {"n": 5, "temperature": 0.7}),
+    "best_of_n_adaptive": ("best_of_n", {"n": 5, "temperature": 0.7, "adaptive": True,
+                                         "min_samples": 3, "batch_size": 1, "agreement": 0.7}),
+    "self_refine": ("self_refine", {"max_iters": 2, "temperature": 0.0}),
+    "ice": ("ice", {"agents": 3, "max_rounds": 2, "temperature": 0.7}),
+    "tree_search": ("tree_search", {"beam_width": 2, "branching": 2, "max_depth": 6,
+                                    "temperature": 0.7}),
+}
+STEP_TOKENS = 160  # tree_search's max_tokens is per step, not per solution
+
+
+class SlotLimiter:
+    """Wraps a backend so that at most `slots` samples are being generated at once.
+
+    The embedded server queues requests beyond its parallel slots, and a queued request's
+    wait counts against its HTTP timeout; waiting here instead keeps every request short.
+    """
+
+    def __init__(self, backend: LocalBackend, slots: int) -> None:
+        self.backend = backend
+        self.name = backend.name
+        self.free = slots
+        self.slots = slots
+        self._changed = asyncio.Condition()
+
+    async def generate(self, messages: Sequence[Message], *, n: int = 1, max_tokens: int,
+                       temperature: float = 0.0, stop: Sequence[str] | None = None,
+                       seed: int | None = None) -> list[Completion]:
+        units = min(n, self.slots)
+        async with self._changed:
+            await self._changed.wait_for(lambda: self.free >= units)
+            self.free -= units
+        try:
+            return await self.backend.generate(messages, n=n, max_tokens=max_tokens,
+                                               temperature=temperature, stop=stop, seed=seed)
+        finally:
+            async with self._changed:
+                self.free += units
+                self._changed.notify_all()
+
+    def prompt_copies(self, n: int) -> int:
+        return self.backend.prompt_copies(n)
+
+    async def count_prompt_tokens(self, messages: Sequence[Message]) -> int | None:
+        return await self.backend.count_prompt_tokens(messages)
+
+    async def aclose(self) -> None:
+        return None
+
+
+def load(limit: int) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+    return rows[:limit]
+
+
+def is_correct(answer: str | None, gold: str) -> bool:
+    return answer is not None and canonical_answer(answer) == canonical_number(gold)
+
+
+async def run_strategy(label: str, rows: list[dict[str, Any]], backend: SlotLimiter, *,
+                       seed: int, max_tokens: int, concurrency: int) -> dict[str, Any]:
+    strategy, params = RUNS[label]
+    params = {**params, "max_tokens": STEP_TOKENS if strategy == "tree_search" else max_tokens}
+    gate = asyncio.Semaphore(concurrency)
+
+    async def one(row: dict[str, Any]) -> Result:
+        # No `answer` on the problem, so no verifier is chosen and nothing can see the gold.
+        problem = Problem(id=row["id"], problem=row["problem"])
+        async with gate:
+            return await ponder.asolve(problem, strategy=strategy, backend=backend,
+                                       verifier=None, seed=seed, **params)
+
+    began = time.perf_counter()
+    results = await asyncio.gather(*(one(row) for row in rows))
+    wall = time.perf_counter() - began
+    per_problem = [
+        {"id": row["id"], "gold": row["answer"], "answer": res.answer,
+         "correct": is_correct(res.answer, row["answer"]), "tokens": res.usage.total_tokens,
+         "completion_tokens": res.usage.completion_tokens, "calls": res.usage.calls,
+         "stop_reason": res.stop_reason, "error": res.error,
+         "samples": res.info.get("samples"), "elapsed_s": round(res.elapsed_s, 1)}
+        for row, res in zip(rows, results, strict=True)
+    ]
+    return {
+        "label": label, "strategy": strategy, "params": params,
+        "accuracy": sum(p["correct"] for p in per_problem) / len(per_problem),
+        "correct": sum(p["correct"] for p in per_problem),
+        "problems": len(per_problem),
+        "mean_tokens": statistics.mean(p["tokens"] for p in per_problem),
+        "mean_completion_tokens": statistics.mean(p["completion_tokens"] for p in per_problem),
+        "mean_calls": statistics.mean(p["calls"] for p in per_problem),
+        "wall_s": round(wall, 1),
+        "stop_reasons": dict(Counter(p["stop_reason"] for p in per_problem)),
+        "errors": sum(p["error"] is not None for p in per_problem),
+        "per_problem": per_problem,
+    }
+
+
+def markdown(report: dict[str, Any]) -> str:
+    lines = [
+        f"# Strategies on GSM8K ({report['problems']} problems, embedded model)",
+        "",
+        f"Command: `{report['command']}`  ",
+        f"Model: {report['model']}; seed {report['seed']}; max_tokens {report['max_tokens']} "
+        f"(tree_search: {STEP_TOKENS} per step); {report['cores']} CPU cores; load average at "
+        f"start {report['load_avg']:.1f}.  ",
+        "Winners are chosen without the gold answer (no verifier); gold only scores the result.",
+        "",
+        "| strategy | params | accuracy | mean tokens / problem | mean completion tokens "
+        "| mean calls | wall time (s) | stop reasons |",
+        "|---|---|---|---|---|---|---|---|",
+    ]
+    for run in report["runs"]:
+        shown = {k: v for k, v in run["params"].items() if k != "max_tokens"}
+        params = ", ".join(f"{k}={v}" for k, v in shown.items())
+        reasons = ", ".join(f"{k} {v}" for k, v in sorted(run["stop_reasons"].items()))
+        lines.append(
+            f"| {run['label']} | {params} | {run['correct']}/{run['problems']} "
+            f"({run['accuracy']:.0%}) | {run['mean_tokens']:.0f} | "
+            f"{run['mean_completion_tokens']:.0f} | {run['mean_calls']:.1f} | {run['wall_s']:.0f} "
+            f"| {reasons} |")
+    return "\n".join(lines) + "\n"
+
+
+async def main(args: argparse.Namespace) -> dict[str, Any]:
+    rows = load(args.limit)
+    labels = args.strategies.split(",") if args.strategies else list(RUNS)
+    unknown = [label for label in labels if label not in RUNS]
+    if unknown:
+        raise SystemExit(f"unknown strategies {unknown}; choose from {', '.join(RUNS)}")
+    local = LocalBackend(parallel=args.slots)
+    await local.start()
+    backend = SlotLimiter(local, args.slots)
+    report: dict[str, Any] = {
+        "command": "python benchmarks/strategies_gsm8k.py " + " ".join(args.argv),
+        "model": (local.model_path or Path(MODEL_FILE)).name,
+        "problems": len(rows), "seed": args.seed, "max_tokens": args.max_tokens,
+        "cores": os.cpu_count(), "load_avg": os.getloadavg()[0], "runs": [],
+    }
+    try:
+        for label in labels:
+            run = await run_strategy(label, rows, backend, seed=args.seed,
+                                     max_tokens=args.max_tokens, concurrency=args.concurrency)
+            report["runs"].append(run)
+            print(f"{label}: {run['correct']}/{run['problems']} correct, "
+                  f"{run['mean_tokens']:.0f} tokens/problem, {run['wall_s']:.0f}s", flush=True)
+    finally:
+        await local.aclose()
+    return report
+
+
+def parse(argv: list[str]) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--limit", type=int, default=20, help="first N problems")
+    parser.add_argument("--strategies", default="", help=f"comma-separated, from {list(RUNS)}")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--max-tokens", type=int, default=400,
+                        help="completion tokens per call (GSM8K solutions need ~150-300)")
+    parser.add_argument("--concurrency", type=int, default=8, help="problems in flight")
+    parser.add_argument("--slots", type=int, default=8, help="the server's parallel slots")
+    parser.add_argument("--out", type=Path, default=RESULTS / "strategies_gsm8k")
+    args = parser.parse_args(argv)
+    args.argv = argv
+    return args
+
+
+if __name__ == "__main__":
+    import sys
+
+    arguments = parse(sys.argv[1:])
+    result = asyncio.run(main(arguments))
+    arguments.out.parent.mkdir(parents=True, exist_ok=True)
+    arguments.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
+    arguments.out.with_suffix(".md").write_text(markdown(result))
+    print(markdown(result))
