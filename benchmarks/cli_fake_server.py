@@ -3,7 +3,8 @@
 The ideal is what the server's latency alone would cost with perfect overlap:
 calls × latency / concurrency. The gap is ponder's own overhead (process start, loading,
 prompt rendering, verification, writing and fsyncing each row, the trace) plus the fake
-server's (a thread per connection, on the same cores).
+server's and the HTTP client's (a thread per connection, on the same cores), which the
+`backend_only` figure isolates: the same requests straight through `OpenAIBackend`.
 
     .venv/bin/python benchmarks/cli_fake_server.py [--latency 0.05] [--concurrency 32]
         [--problems ../shared/data/gsm8k_test_public.jsonl] [--repeat 3] [--no-trace]
@@ -13,6 +14,7 @@ server's (a thread per connection, on the same cores).
 from __future__ import annotations
 
 import argparse
+import asyncio
 import json
 import os
 import statistics
@@ -21,6 +23,9 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+
+from ponder.backends.openai import OpenAIBackend
+from ponder.types import Message
 
 REPO = Path(__file__).resolve().parents[1]
 GSM8K = REPO.parent / "shared" / "data" / "gsm8k_test_public.jsonl"
@@ -58,6 +63,26 @@ def solve_once(url: str, problems: Path, concurrency: int, trace: bool,
             "problems": summary["done"], "errors": summary["errors"]}
 
 
+def backend_floor(url: str, problems: Path, concurrency: int) -> float:
+    """The same requests straight through `OpenAIBackend` at the same concurrency: what the
+    server and the HTTP client cost before ponder's per-problem work (no strategy, context,
+    verifier, trace or result rows)."""
+    texts = [json.loads(line)["problem"] for line in problems.read_text().splitlines()
+             if line.strip()]
+
+    async def run() -> float:
+        gate = asyncio.Semaphore(concurrency)
+        async with OpenAIBackend(url) as backend:
+            async def one(text: str) -> None:
+                async with gate:
+                    await backend.generate([Message(role="user", content=text)], max_tokens=512)
+            began = time.perf_counter()
+            await asyncio.gather(*(one(text) for text in texts))
+            return time.perf_counter() - began
+
+    return asyncio.run(run())
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--latency", type=float, default=0.05, help="seconds per request")
@@ -72,6 +97,8 @@ def main() -> None:
     try:
         runs = [solve_once(url, args.problems, args.concurrency, not args.no_trace,
                            args.verifier) for _ in range(args.repeat)]
+        floor = statistics.median(backend_floor(url, args.problems, args.concurrency)
+                                  for _ in range(args.repeat))
     finally:
         server.terminate()
         server.wait(timeout=10)
@@ -84,6 +111,7 @@ def main() -> None:
         "latency_s": args.latency, "concurrency": args.concurrency, "trace": not args.no_trace,
         "cores": os.cpu_count(), "load_avg": round(os.getloadavg()[0], 2),
         "ideal_s": round(ideal, 2),
+        "backend_only_s_median": round(floor, 2),
         "run_wall_s_median": round(run_wall, 2),
         "process_wall_s_median": round(process_wall, 2),
         "run_over_ideal": round(run_wall / ideal, 2),
@@ -92,7 +120,8 @@ def main() -> None:
     print(json.dumps(report, indent=2))
     print(f"\n{report['problems']} problems, {calls} calls at {args.latency * 1000:.0f} ms, "
           f"concurrency {args.concurrency}: run {run_wall:.2f}s (process {process_wall:.2f}s) "
-          f"vs ideal {ideal:.2f}s = {run_wall / ideal:.2f}× ideal")
+          f"vs ideal {ideal:.2f}s = {run_wall / ideal:.2f}× ideal; the same requests straight "
+          f"through OpenAIBackend: {floor:.2f}s")
 
 
 if __name__ == "__main__":
