@@ -14,7 +14,7 @@ from ponder.errors import BackendError, BudgetExhausted, TemplateError
 from ponder.testing import FakeOpenAIServer, make_context
 from ponder.tracing import JsonlTraceWriter, read_trace_jsonl
 from ponder.types import Problem, Usage
-from ponder.verifiers.base import FunctionVerifier
+from ponder.verifiers.base import as_verifier
 
 GOLD = Problem(
     id="gold-check", problem="Write add(a, b) returning the sum of two numbers.",
@@ -68,7 +68,8 @@ async def test_gold_fields_never_reach_the_model() -> None:
 
     await ctx.generate("single/answer", n=2, max_tokens=64)
 
-    sent = " ".join(m.content for request in backend.requests for m in request["messages"])
+    sent = " ".join(m.content for event in ctx.trace.events for m in event.messages)
+    assert backend.requests[0]["messages"] == ctx.trace.events[0].messages
     assert "add(a, b)" in sent
     for gold in ("GOLD-ANSWER-7731", "GOLD-TEST-1193", "GOLD-TESTS-5527"):
         assert gold not in sent
@@ -134,7 +135,7 @@ async def test_samples_get_distinct_seeds_across_calls() -> None:
 
 
 async def test_verification_is_traced() -> None:
-    verifier = FunctionVerifier(lambda problem, cand: cand.answer == "5", name="is-five")
+    verifier = as_verifier(lambda problem, cand: cand.answer == "5", name="is-five")
     ctx = make_context("What is 2 + 3?", backend=ScriptedBackend("Final answer: 5"),
                        verifier=verifier)
     [completion] = await ctx.generate("single/answer", max_tokens=64)

@@ -31,7 +31,7 @@ MESSAGES = [Message(role="system", content="Answer briefly."),
 def vllm(monkeypatch: pytest.MonkeyPatch) -> Iterator[ModuleType]:
     monkeypatch.syspath_prepend(str(STANDIN))
     monkeypatch.delitem(sys.modules, "vllm", raising=False)
-    import vllm
+    import vllm  # type: ignore[import-not-found]  # the stand-in, found on the path above
 
     yield vllm
     sys.modules.pop("vllm", None)  # the stand-in must not outlive the test
@@ -65,11 +65,12 @@ async def test_n_samples_are_one_request_charging_the_prompt_once(vllm: ModuleTy
 async def test_prefix_caching_is_on_unless_told_otherwise(vllm: ModuleType) -> None:
     backend = VLLMBackend("qwen-standin", engine_kwargs={"max_model_len": 2048})
     await backend.generate(MESSAGES, max_tokens=8)
+    assert backend.llm is not None
     assert backend.llm.enable_prefix_caching is True and backend.llm.max_model_len == 2048
 
     off = VLLMBackend("qwen-standin", engine_kwargs={"enable_prefix_caching": False})
     await off.generate(MESSAGES, max_tokens=8)
-    assert off.llm.enable_prefix_caching is False
+    assert off.llm is not None and off.llm.enable_prefix_caching is False
 
 
 async def test_greedy_samples_are_generated_once(vllm: ModuleType) -> None:
@@ -95,7 +96,7 @@ async def test_concurrent_calls_share_one_engine_batch(vllm: ModuleType) -> None
     replies = await asyncio.gather(*(backend.generate(q, n=2, max_tokens=64, temperature=0.7)
                                      for q in questions))
 
-    assert backend.llm.batches == [5]
+    assert backend.llm is not None and backend.llm.batches == [5]
     assert [r[0].text.split()[-1] for r in replies] == [str(2 * i) for i in range(5)]
 
 

@@ -126,8 +126,7 @@ class FakeOpenAIServer:
     def base_url(self) -> str:
         if self._httpd is None:
             raise RuntimeError("FakeOpenAIServer is not started; call start() first")
-        host, port = self._httpd.server_address[:2]
-        return f"http://{host}:{port}/v1"
+        return f"http://127.0.0.1:{self._httpd.server_port}/v1"
 
     def start(self) -> FakeOpenAIServer:
         if self._httpd is not None:
