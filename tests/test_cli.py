@@ -353,3 +353,9 @@ def test_humaneval_as_it_is_runs_with_unit_tests_and_no_gold_reaches_the_server(
     for raw in load_jsonl("humaneval_public.jsonl"):
         assert json.dumps(raw["canonical_solution"])[1:-1] not in sent
         assert json.dumps(raw["test"].strip())[1:-1] not in sent
+
+
+def test_bench_runs_a_script_from_benchmarks_and_names_them_when_unknown() -> None:
+    code, _, stderr = ponder("bench", "no-such-benchmark")
+    assert code == 2
+    assert "cli_fake_server" in stderr
