@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import signal
+import subprocess
+import sys
 import time
 from collections.abc import Iterator
 
@@ -227,3 +230,31 @@ def test_solve_with_a_base_url(server: FakeOpenAIServer) -> None:
     assert event.usage.prompt_tokens == count_prompt_tokens(server.received[0]["messages"])
     assert result.usage.calls == 1
     assert result.usage.total_tokens == event.usage.total_tokens > 0
+
+
+# -- the fake server itself ------------------------------------------------------------------
+
+
+async def test_fake_server_answers_64_connections_at_once() -> None:
+    with FakeOpenAIServer(latency_s=0.3) as server:
+        async with fast(server) as backend:
+            started = time.monotonic()
+            replies = await asyncio.gather(*(backend.generate(MESSAGES, max_tokens=100)
+                                             for _ in range(64)))
+            elapsed = time.monotonic() - started
+    assert len(replies) == 64 and server.requests == 64
+    assert elapsed < 3.0  # one at a time would take 64 × 0.3 s
+
+
+def test_fake_server_runs_as_a_process() -> None:
+    command = [sys.executable, "-m", "ponder.testing.fake_server", "--port", "0", "--seed", "1"]
+    with subprocess.Popen(command, stdout=subprocess.PIPE, text=True) as proc:
+        assert proc.stdout is not None
+        base_url = proc.stdout.readline().strip()
+        try:
+            result = ponder.solve(QUESTION, backend=base_url)
+        finally:
+            proc.send_signal(signal.SIGTERM)
+            assert proc.wait(timeout=10) == 0
+    assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
+    assert result.answer == "8"
