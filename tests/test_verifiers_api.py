@@ -20,13 +20,15 @@ from ponder.verifiers.combinators import all_of, any_of, weighted
 from ponder.verifiers.exact import ContainsVerifier, ExactVerifier, RegexVerifier
 from ponder.verifiers.llm_judge import LLMJudge, parse_score
 from ponder.verifiers.registry import BUILTINS
+from ponder.verifiers.unit_tests import UnitTestVerifier
 
 REPO = Path(__file__).resolve().parents[1]
 
 
-def context(problem: Problem, backend: ScriptedBackend, *, tokens: int | None = None) -> Context:
+def context(problem: Problem, backend: ScriptedBackend, *, tokens: int | None = None,
+            verifier: ponder.Verifier | None = None) -> Context:
     return Context(problem, backend=backend, meter=Budget(tokens=tokens).start(),
-                   trace=Trace(problem.id), prompts=PromptLibrary())
+                   trace=Trace(problem.id), prompts=PromptLibrary(), verifier=verifier)
 
 
 # -- ponder.verify -----------------------------------------------------------------------------
@@ -182,15 +184,17 @@ async def test_the_judge_in_a_run_spends_the_budget_and_never_leaks_the_referenc
         return "Feedback: The answer should be 42, not 41.\nScore: 2"
 
     problem = Problem(problem="What is 6 * 7?", answer="42")
-    ctx = context(problem, ScriptedBackend(grade), tokens=10_000)
-    verdict = await ponder.get_verifier("llm_judge").verify(
-        problem, Candidate(text="6 * 7 = 41", answer="41"), ctx=ctx)
+    ctx = context(problem, ScriptedBackend(grade), tokens=10_000,
+                  verifier=ponder.get_verifier("llm_judge"))
+    verdict = await ctx.verify(ctx.candidate("6 * 7 = 41"))  # as a strategy would
+    assert verdict is not None
     assert not verdict.passed and verdict.score == pytest.approx(0.2)
     assert "42" in seen[0][-1].content  # the judge sees the reference …
     assert "42" not in verdict.feedback  # … the solver's refine prompt does not
     assert "[the reference answer]" in verdict.feedback
     assert ctx.budget.used.calls == 1 and ctx.budget.used.total_tokens > 0
-    assert [e.template for e in ctx.trace.events] == ["llm_judge/judge"]
+    assert [(e.kind, e.template) for e in ctx.trace.events] == [
+        ("generate", "llm_judge/judge"), ("verify", None)]
 
 
 async def test_the_judge_stops_when_the_budget_cannot_pay_for_it() -> None:
@@ -251,7 +255,7 @@ async def test_combinators_forward_ctx_extract_and_canonical() -> None:
     combined = all_of("unit_tests", judge)
     reply = "```python\ndef inc(x):\n    return x + 1\n```"
     assert combined.extract(reply) == "def inc(x):\n    return x + 1"
-    assert combined.canonical("def inc(x): return x+1") == combined.parts[0].canonical(
+    assert combined.canonical("def inc(x): return x+1") == UnitTestVerifier().canonical(
         "def inc(x):\n    return x + 1")
     ctx = context(problem, ScriptedBackend("Feedback: None\nScore: 10"), tokens=10_000)
     verdict = await combined.verify(problem, Candidate(text=reply, answer=combined.extract(reply)),

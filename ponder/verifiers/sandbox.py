@@ -46,6 +46,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from pydantic import BaseModel, ConfigDict, Field
+
 log = logging.getLogger(__name__)
 
 MARKER_ENV = "PONDER_SANDBOX"
@@ -59,18 +61,24 @@ _MB = 1 << 20
 _PATH = "/usr/local/bin:/usr/bin:/bin"
 
 
-@dataclass(frozen=True)
-class Limits:
-    """What one run may use. `processes` caps the run's pids (cgroup) or RLIMIT_NPROC."""
+class Limits(BaseModel):
+    """What one run may use.
 
-    timeout_s: float = 10.0
-    cpu_s: int = 10
-    memory_mb: int = 2048
-    file_size_mb: int = 16
-    processes: int = 32
-    open_files: int = 256
-    output_bytes: int = 16_384
-    report_bytes: int = 1 << 20
+    >>> Limits(timeout_s=5, memory_mb=512)
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    timeout_s: float = Field(default=10.0, gt=0, description="wall clock for the whole run")
+    cpu_s: int = Field(default=10, gt=0, description="CPU seconds, per process")
+    memory_mb: int = Field(default=2048, gt=0,
+                           description="address space per process, and the run's memory cgroup")
+    file_size_mb: int = Field(default=16, gt=0, description="largest file or output written")
+    processes: int = Field(default=32, gt=1,
+                           description="the run's pids (its cgroup), or RLIMIT_NPROC")
+    open_files: int = Field(default=256, gt=16)
+    output_bytes: int = Field(default=16_384, gt=0, description="output kept, from the end")
+    report_bytes: int = Field(default=1 << 20, gt=0)
 
 
 @dataclass(frozen=True)
@@ -84,7 +92,6 @@ class Isolation:
     uid: int | None = None  # the unprivileged uid runs drop to
     gid: int | None = None
     python: str = sys.executable  # an interpreter that uid can run
-
 
     def describe(self) -> dict[str, Any]:
         return {
@@ -141,19 +148,35 @@ class Sandbox:
         )
 
     def isolation(self) -> Isolation:
-        """Probe (once) which mechanisms work here."""
+        """Probe (once) which mechanisms work here, then check they work together by running
+        a trivial program, dropping layers until one runs."""
         if self._isolation is None:
-            self._isolation = probe_isolation(
+            probed = probe_isolation(
                 namespaces=self.namespaces, cgroups=self.cgroups,
                 drop_privileges=self.drop_privileges, cgroup_parent=self.cgroup_parent,
             )
+            weaker = [
+                probed,
+                dataclasses.replace(probed, namespaces=tuple(
+                    f for f in probed.namespaces if f == "--net")),
+                dataclasses.replace(probed, namespaces=()),
+                dataclasses.replace(probed, namespaces=(), pids_cgroup=None, memory_cgroup=None),
+                Isolation(),
+            ]
+            self._isolation = next((iso for iso in weaker if _Run(iso, Limits(), 1).trial()),
+                                   weaker[-1])
+            if self._isolation != probed:
+                log.warning("sandbox: the probed isolation %s did not run a program; using %s",
+                            probed, self._isolation)
         return self._isolation
 
     async def run(self, files: dict[str, str], entry: str, *, limits: Limits | None = None,
                   args: tuple[str, ...] = ()) -> SandboxResult:
         """Write `files` into a fresh temporary directory and run `python -I -B entry` there."""
         limits = limits or Limits()
-        isolation = self._isolation or await asyncio.to_thread(self.isolation)
+        isolation = self._isolation
+        if isolation is None:
+            isolation = await asyncio.to_thread(self.isolation)
         loop = asyncio.get_running_loop()
         gate = self._gates.setdefault(loop, asyncio.Semaphore(self.max_concurrency))
         async with gate:
@@ -179,6 +202,34 @@ class _Run:
         self.leftovers = 0
         self.peak_processes: int | None = None
 
+    def trial(self) -> bool:
+        """Whether a trivial program runs under this isolation (synchronously: the probe may
+        run inside an event loop's thread)."""
+        workdir = Path(tempfile.mkdtemp(prefix="ponder-sandbox-"))
+        proc: subprocess.Popen[bytes] | None = None
+        try:
+            (workdir / "probe.py").write_text("print('ok')")
+            if self.isolation.uid is not None:
+                os.chown(workdir, self.isolation.uid, self.isolation.gid or -1)
+            self._make_cgroups()
+            with tempfile.TemporaryFile() as report:
+                proc = subprocess.Popen(
+                    self._command("probe.py", ()), cwd=workdir, env=self._env(workdir, report),
+                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                    stderr=subprocess.DEVNULL, pass_fds=(report.fileno(),),
+                    start_new_session=True,
+                )
+                out, _ = proc.communicate(timeout=60)
+            return proc.returncode == 0 and out.strip() == b"ok"
+        except (OSError, subprocess.SubprocessError):
+            return False
+        finally:
+            if proc is not None:
+                self._kill_everything(proc.pid)
+                proc.wait()
+            self._remove_cgroups()
+            shutil.rmtree(workdir, ignore_errors=True)
+
     async def execute(self, files: dict[str, str], entry: str,
                       args: tuple[str, ...]) -> SandboxResult:
         with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as report:
@@ -197,7 +248,7 @@ class _Run:
             output=text, report=report_bytes, isolation=self.isolation.describe(),
             leftovers_killed=self.leftovers, peak_processes=self.peak_processes,
             setup_error=setup_error,
-            limits=dataclasses.asdict(self.limits),
+            limits=self.limits.model_dump(),
         )
 
     async def _spawn(self, files: dict[str, str], entry: str, args: tuple[str, ...],
@@ -288,24 +339,24 @@ class _Run:
             (path / limit_file).write_text(value)
 
     def _kill_everything(self, pgid: int) -> int:
-        """SIGKILL the session, then the cgroups' members, then marked processes; returns how
-        many processes other than the session's were found and killed."""
+        """SIGKILL the session (in a PID namespace that ends every process in it), give the
+        kernel a moment to tear it down, then SIGKILL what is left in the cgroups and any
+        process still carrying the run's marker. Returns how many such escapees there were."""
         with contextlib.suppress(ProcessLookupError, PermissionError):
             os.killpg(pgid, signal.SIGKILL)
-        killed = 0
+        settled = time.monotonic() + 0.2
+        while time.monotonic() < settled and any(_cgroup_pids(p) for p in self.cgroups):
+            time.sleep(0.005)
+        killed: set[int] = set()
         deadline = time.monotonic() + 5.0
         for path in self.cgroups:
-            while time.monotonic() < deadline:
-                pids = _cgroup_pids(path)
-                if not pids:
-                    break
+            while (pids := _cgroup_pids(path)) and time.monotonic() < deadline:
                 for pid in pids:
                     with contextlib.suppress(ProcessLookupError):
                         os.kill(pid, signal.SIGKILL)
-                        killed += 1
+                        killed.add(pid)
                 time.sleep(0.01)
-        killed += kill_marked(self.run_id)
-        return killed
+        return len(killed) + kill_marked(self.run_id)
 
     def _remove_cgroups(self) -> None:
         for path in self.cgroups:

@@ -166,7 +166,12 @@ def shared_pool() -> SympyWorkerPool:
 
 def _equal(gold: str, answer: str) -> dict[str, Any]:
     """math-verify's comparison: exact, numeric, symbolic, sets/tuples/intervals, equations."""
-    from math_verify import ExprExtractionConfig, LatexExtractionConfig, parse, verify
+    from math_verify import (  # type: ignore[import-untyped]
+        ExprExtractionConfig,
+        LatexExtractionConfig,
+        parse,
+        verify,
+    )
 
     config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
     # Timeouts off: math-verify's own use signal.alarm; our parent's kill is the limit.
@@ -193,7 +198,7 @@ def serve() -> None:
     os.dup2(2, 1)
     logging.basicConfig(level=logging.ERROR)
     threading.Thread(target=_exit_with_parent, daemon=True).start()
-    import math_verify  # noqa: F401  # pay the import before saying ready
+    import math_verify  # type: ignore[import-untyped]  # noqa: F401  # pay it before ready
 
     channel.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
