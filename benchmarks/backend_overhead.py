@@ -34,7 +34,8 @@ def start_server(core: int | None) -> tuple[subprocess.Popen[str], str]:
         if core is not None:
             os.sched_setaffinity(0, {core})
 
-    proc = subprocess.Popen([sys.executable, "-m", "ponder.testing.fake_server", "--port", "0"],
+    proc = subprocess.Popen([sys.executable, "-m", "ponder.testing.fake_server", "--port", "0",
+                             "--exit-with-parent"],
                             stdout=subprocess.PIPE, text=True, preexec_fn=pin)
     assert proc.stdout is not None
     return proc, proc.stdout.readline().strip()

@@ -11,6 +11,8 @@ whitespace-separated word, so tests can reason about usage exactly. Faults ("429
 As a process (prints the base URL on one line, serves until SIGTERM or SIGINT):
 
     python -m ponder.testing.fake_server --port 0 --latency 0.05 --fault-rate 0.1 --seed 1
+
+(`--exit-with-parent` stops it when the process that started it is gone.)
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ import argparse
 import contextlib
 import json
 import logging
+import os
 import random
 import re
 import signal
@@ -403,7 +406,11 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", default="fake-model")
     parser.add_argument("--no-native-n", action="store_true", help="always return one choice")
     parser.add_argument("--no-usage", action="store_true", help="omit usage from replies")
+    parser.add_argument("--exit-with-parent", action="store_true",
+                        help="stop when the process that started this one ends (no leaked "
+                             "servers when a benchmark is killed)")
     args = parser.parse_args(argv)
+    parent = os.getppid()
     server = FakeOpenAIServer(
         latency_s=args.latency, fault_rate=args.fault_rate,
         faults=[f for f in args.faults.split(",") if f], seed=args.seed,
@@ -417,7 +424,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         sys.stdout.write(server.base_url + "\n")
         sys.stdout.flush()
         while not done.wait(0.5):
-            pass
+            if args.exit_with_parent and os.getppid() != parent:
+                break
 
 
 if __name__ == "__main__":
