@@ -130,7 +130,7 @@ async def test_plain_asserts_score_the_share_that_passed() -> None:
 
 async def test_pytest_style_test_functions_run_after_their_chunk() -> None:
     tests = [
-        "import math\n\ndef test_small():\n    assert add(2, 3) == 5\n",
+        "from solution import add as plus\n\ndef test_small():\n    assert plus(2, 3) == 5\n",
         "def helper():\n    return add(10, 20)\n\ndef test_helper():\n    assert helper() == 30\n",
     ]
     verdict = await run(Problem(problem="Write add(a, b).", tests=tests), ADD)

@@ -4,10 +4,11 @@ The `unit_tests` verifier copies this file into the sandbox's directory with `pa
 (`{"code": str, "tests": [str, ...]}`) and runs it as `python -I -B harness.py`. Standard
 library only: it runs in a bare interpreter.
 
-A test is a top-level `assert`, a top-level call (HumanEval's `check(candidate)`), or a
-`test_*` function a chunk defines (called with no arguments, after the chunk ran). Other
-statements (imports, helpers, `def check`) are setup. The report, one JSON object, goes to
-the file descriptor the sandbox names in `PONDER_SANDBOX_REPORT_FD`.
+The code runs as module `solution` (so tests may `from solution import f`), and the tests
+in its namespace. A test is a top-level `assert`, a top-level call (HumanEval's
+`check(candidate)`), or a `test_*` function a chunk defines (called with no arguments, after
+the chunk ran). Other statements (imports, helpers, `def check`) are setup. The report, one
+JSON object, goes to the file descriptor the sandbox names in `PONDER_SANDBOX_REPORT_FD`.
 """
 
 from __future__ import annotations
@@ -41,7 +42,10 @@ def _run(code: str, tests: list[str]) -> dict[str, Any]:
         compiled = compile(code, SOLUTION, "exec")
     except SyntaxError as exc:
         return {"phase": "compile", "error": _syntax_error(exc)}
-    namespace: dict[str, Any] = {"__name__": "__solution__"}
+    # Importable as `solution` too, for tests written as `from solution import f`.
+    module = types.ModuleType("solution")
+    sys.modules["solution"] = module
+    namespace = module.__dict__
     try:
         exec(compiled, namespace)
     except BaseException as exc:

@@ -39,6 +39,7 @@ import signal
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 import weakref
@@ -143,6 +144,7 @@ class Sandbox:
         self.cgroups = cgroups
         self.drop_privileges = drop_privileges
         self._isolation: Isolation | None = None
+        self._probe_lock = threading.Lock()
         self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
@@ -150,25 +152,29 @@ class Sandbox:
     def isolation(self) -> Isolation:
         """Probe (once) which mechanisms work here, then check they work together by running
         a trivial program, dropping layers until one runs."""
-        if self._isolation is None:
-            probed = probe_isolation(
-                namespaces=self.namespaces, cgroups=self.cgroups,
-                drop_privileges=self.drop_privileges, cgroup_parent=self.cgroup_parent,
-            )
-            weaker = [
-                probed,
-                dataclasses.replace(probed, namespaces=tuple(
-                    f for f in probed.namespaces if f == "--net")),
-                dataclasses.replace(probed, namespaces=()),
-                dataclasses.replace(probed, namespaces=(), pids_cgroup=None, memory_cgroup=None),
-                Isolation(),
-            ]
-            self._isolation = next((iso for iso in weaker if _Run(iso, Limits(), 1).trial()),
-                                   weaker[-1])
-            if self._isolation != probed:
-                log.warning("sandbox: the probed isolation %s did not run a program; using %s",
-                            probed, self._isolation)
-        return self._isolation
+        with self._probe_lock:  # concurrent first runs must not all probe
+            if self._isolation is None:
+                self._isolation = self._probe()
+            return self._isolation
+
+    def _probe(self) -> Isolation:
+        probed = probe_isolation(
+            namespaces=self.namespaces, cgroups=self.cgroups,
+            drop_privileges=self.drop_privileges, cgroup_parent=self.cgroup_parent,
+        )
+        weaker = [
+            probed,
+            dataclasses.replace(probed, namespaces=tuple(
+                flag for flag in probed.namespaces if flag == "--net")),
+            dataclasses.replace(probed, namespaces=()),
+            dataclasses.replace(probed, namespaces=(), pids_cgroup=None, memory_cgroup=None),
+            Isolation(),
+        ]
+        chosen = next((iso for iso in weaker if _Run(iso, Limits(), 1).trial()), weaker[-1])
+        if chosen != probed:
+            log.warning("sandbox: the probed isolation %s did not run a program; using %s",
+                        probed, chosen)
+        return chosen
 
     async def run(self, files: dict[str, str], entry: str, *, limits: Limits | None = None,
                   args: tuple[str, ...] = ()) -> SandboxResult:

@@ -7,7 +7,8 @@ Two shapes of problem:
   may be the whole function (the prompt is prepended for its imports and helpers, and the
   candidate's definition wins) or only its body (appended to the prompt).
 - plain tests: `problem.tests`, a string or list of strings of asserts and `test_*`
-  functions, run after the candidate's code in one namespace.
+  functions, run after the candidate's code in its namespace (it is also importable as
+  `solution`).
 
 The score is the share of tests that passed; the feedback names the first failing
 assertions (with what their left side was) or the tail of the error, in a few lines.
@@ -38,7 +39,9 @@ class UnitTestVerifier:
     """Runs candidate code against `problem.test` (HumanEval) or `problem.tests`.
 
     >>> problem = Problem(problem="Write add(a, b).", tests=["assert add(2, 3) == 5"])
-    >>> (await UnitTestVerifier().verify(problem, Candidate(text="", answer=code))).passed
+    >>> code = "def add(a, b):\\n    return a + b\\n"
+    >>> (await UnitTestVerifier().verify(problem, Candidate(text=code, answer=code))).passed
+    True
     """
 
     name = "unit_tests"
