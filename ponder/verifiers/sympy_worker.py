@@ -51,9 +51,10 @@ class _Worker:
             start_new_session=True,
         )
         self._buffer = b""
-        if self._read(STARTUP_TIMEOUT_S).get("ready") is not True:
+        hello = self._read(STARTUP_TIMEOUT_S)
+        if hello.get("ready") is not True:
             self.kill()
-            raise WorkerError("the sympy worker did not start")
+            raise WorkerError(f"the sympy worker did not start: {hello.get('error')}")
 
     def request(self, message: dict[str, Any], timeout_s: float) -> dict[str, Any]:
         assert self.proc.stdin is not None
@@ -198,8 +199,12 @@ def serve() -> None:
     os.dup2(2, 1)
     logging.basicConfig(level=logging.ERROR)
     threading.Thread(target=_exit_with_parent, daemon=True).start()
-    import math_verify  # type: ignore[import-untyped]  # noqa: F401  # pay it before ready
-
+    try:
+        import math_verify  # type: ignore[import-untyped]  # noqa: F401  # pay it before ready
+    except ImportError as exc:
+        channel.write(json.dumps({"ready": False, "error": f"{exc}; pip install math-verify"})
+                      + "\n")
+        return
     channel.write(json.dumps({"ready": True}) + "\n")
     for line in sys.stdin:
         request = json.loads(line)

@@ -62,7 +62,7 @@ class UnitTestVerifier:
         not parse."""
         try:
             tree = ast.parse(textwrap.dedent(answer))
-        except (SyntaxError, ValueError):
+        except (SyntaxError, ValueError, RecursionError, MemoryError):
             return None
         return hashlib.sha1(ast.dump(tree).encode()).hexdigest()[:16]
 
