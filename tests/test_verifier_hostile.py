@@ -17,7 +17,8 @@ import pytest
 
 import ponder
 from ponder.types import Candidate, Problem
-from ponder.verifiers.sandbox import Limits, Sandbox, own_cgroup
+from ponder.verifiers.isolation import own_cgroup
+from ponder.verifiers.sandbox import Limits, Sandbox
 from ponder.verifiers.unit_tests import UnitTestVerifier
 
 REPO = Path(__file__).resolve().parents[1]
