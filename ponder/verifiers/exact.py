@@ -107,8 +107,10 @@ class RegexVerifier(_StringVerifier):
 
 
 class ContainsVerifier(_StringVerifier):
-    """The reply contains the expected string (the whole reply by default, `target="answer"`
-    for the extracted answer only), ignoring case and runs of whitespace."""
+    """The reply contains the expected string, ignoring case and runs of whitespace.
+
+    It looks in the whole reply by default; `target="answer"` looks in the extracted answer.
+    """
 
     name = "contains"
 
