@@ -7,13 +7,15 @@ from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
+Role = Literal["system", "user", "assistant"]
+
 
 class Message(BaseModel):
     """One chat message."""
 
     model_config = ConfigDict(frozen=True)
 
-    role: Literal["system", "user", "assistant"]
+    role: Role
     content: str
 
 

@@ -96,7 +96,7 @@ class LlamaServer:
     def __init__(self, model_path: Path, *, parallel: int, threads: int, ctx_per_slot: int,
                  alias: str) -> None:
         try:
-            import xllamacpp
+            import xllamacpp  # type: ignore[import-untyped]
         except ImportError as exc:
             raise MissingDependency(
                 f"the embedded model needs the 'local' extra; run: {INSTALL_HINT}"

@@ -17,11 +17,11 @@ from typing import Any
 import jinja2
 
 from ponder.errors import TemplateError
-from ponder.types import Message
+from ponder.types import Message, Role
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
 BUILTIN_PREFIX = "builtin"
-ROLES = ("system", "user", "assistant")
+ROLES: tuple[Role, ...] = ("system", "user", "assistant")
 
 
 class PromptLibrary:

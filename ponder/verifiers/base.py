@@ -58,7 +58,7 @@ class FunctionVerifier:
     def __init__(self, fn: Callable[..., Any], *, name: str | None = None,
                  threshold: float = 1.0) -> None:
         self.fn = fn
-        self.name = name or getattr(fn, "__name__", "custom")
+        self.name: str = name or str(getattr(fn, "__name__", "custom"))
         self.threshold = threshold
 
     async def verify(self, problem: Problem, candidate: Candidate) -> Verdict:

@@ -6,7 +6,8 @@ from __future__ import annotations
 import importlib
 import importlib.util
 from collections.abc import Callable
-from importlib.metadata import entry_points
+from functools import partial
+from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
@@ -60,7 +61,11 @@ class VerifierRegistry:
             return
         self._loaded_entry_points = True
         for ep in entry_points(group=ENTRY_POINT_GROUP):
-            self._factories.setdefault(ep.name, lambda ep=ep: _instantiate(ep.load(), ep.name))
+            self._factories.setdefault(ep.name, partial(_load_entry_point, ep))
+
+
+def _load_entry_point(ep: EntryPoint) -> Verifier:
+    return _instantiate(ep.load(), ep.name)
 
 
 def _instantiate(obj: Any, name: str) -> Verifier:
