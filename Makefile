@@ -20,6 +20,7 @@ demo: install
 
 test: install
 	$(BIN)/ruff check ponder tests benchmarks examples
+	$(BIN)/mypy ponder
 	$(BIN)/pytest -q
 
 test-fast: install

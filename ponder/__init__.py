@@ -15,8 +15,8 @@ from ponder.errors import (
 )
 from ponder.strategies import StrategyConfig, register_strategy
 from ponder.types import Candidate, Completion, Message, Problem, Result, TraceEvent, Usage, Verdict
-from ponder.verifiers import Verifier, get_verifier, register_verifier
 from ponder.verification import averify, verify
+from ponder.verifiers import Verifier, get_verifier, register_verifier
 
 __version__ = "0.1.0"
 

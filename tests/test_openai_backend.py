@@ -258,3 +258,34 @@ def test_fake_server_runs_as_a_process() -> None:
             assert proc.wait(timeout=10) == 0
     assert base_url.startswith("http://127.0.0.1:") and base_url.endswith("/v1")
     assert result.answer == "8"
+
+
+async def test_max_in_flight_caps_concurrent_requests():
+    import threading
+    import time as _time
+
+    lock, state = threading.Lock(), {"now": 0, "peak": 0}
+
+    def slow_reply(messages):
+        with lock:
+            state["now"] += 1
+            state["peak"] = max(state["peak"], state["now"])
+        _time.sleep(0.05)
+        with lock:
+            state["now"] -= 1
+        return "Final answer: 1"
+
+    from ponder.backends.openai import OpenAIBackend
+    from ponder.testing import FakeOpenAIServer
+    from ponder.types import Message
+
+    with FakeOpenAIServer(reply=slow_reply) as server:
+        backend = OpenAIBackend(base_url=server.base_url, model="fake-model", max_in_flight=2,
+                                native_n=False)
+        try:
+            out = await backend.generate([Message(role="user", content="hi")], n=6,
+                                         max_tokens=8, temperature=0.7)
+        finally:
+            await backend.aclose()
+    assert len(out) == 6
+    assert state["peak"] == 2

@@ -169,7 +169,7 @@ class LocalBackend:
                                          # llama.cpp returns n choices but reports the usage
                                          # of only one, so samples go as parallel requests
                                          # (one per slot) to keep the budget's count true.
-                                         native_n=False,
+                                         native_n=False, max_in_flight=self.parallel,
                                          name=f"local:{path.name}")
 
     async def generate(self, messages: Sequence[Message], *, n: int = 1, max_tokens: int,

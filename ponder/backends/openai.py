@@ -87,6 +87,8 @@ class OpenAIBackend:
     `timeout` bounds each attempt as a whole; a call makes at most `max_retries + 1` attempts
     and waits at most `backoff_max` seconds between them. `native_n` says whether the server
     honours `n` (None: learn it from the first reply to a request with n > 1).
+    `max_in_flight` caps concurrent requests: a server that queues requests beyond its slots
+    (llama.cpp) would otherwise let the queueing eat into each request's timeout.
 
     >>> backend = OpenAIBackend(base_url="http://127.0.0.1:8000/v1", model="qwen")
     """
@@ -102,6 +104,7 @@ class OpenAIBackend:
         native_n: bool | None = None,
         backoff_initial: float = 0.5,
         backoff_max: float = 8.0,
+        max_in_flight: int | None = None,
         name: str | None = None,
     ) -> None:
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
@@ -113,6 +116,7 @@ class OpenAIBackend:
                 f"{backoff_initial}, backoff_max={backoff_max}: timeout must be > 0, the rest >= 0"
             )
         self.base_url = base_url.rstrip("/")
+        self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self.model = model or os.environ.get("PONDER_MODEL")
         self.name = name or f"openai:{self.base_url}"
         self.timeout = timeout
@@ -363,7 +367,11 @@ class _Request:
         async def call() -> _Reply:
             return _Reply.parse(await backend.client.chat.completions.create(**kwargs))
 
-        reply, retries = await backend._with_retries_counted(call)
+        if backend._slots is None:
+            reply, retries = await backend._with_retries_counted(call)
+        else:
+            async with backend._slots:
+                reply, retries = await backend._with_retries_counted(call)
         if reply.prompt_tokens is not None:
             prompt, completion = reply.prompt_tokens, reply.completion_tokens or 0
             estimated = False
