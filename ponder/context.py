@@ -9,7 +9,6 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections import Counter
 from collections.abc import Sequence
 from typing import Any
 
@@ -202,17 +201,6 @@ class Context:
     def canonical(self, answer: str) -> str | None:
         """A key under which equal answers group, for voting and consensus."""
         return canonical_with(self.verifier, answer)
-
-    def vote(self, candidates: Sequence[Candidate]) -> tuple[Candidate | None, float]:
-        """Majority vote over canonical answers: the first candidate of the largest group, and
-        that group's share of the votes."""
-        keyed = [(self.canonical(c.answer), c) for c in candidates]
-        counts = Counter(k for k, _ in keyed if k is not None)
-        if not counts:
-            return (candidates[-1] if candidates else None), 0.0
-        top, votes = counts.most_common(1)[0]
-        winner = next(c for k, c in keyed if k == top)
-        return winner, votes / len(candidates)
 
     @property
     def best(self) -> Candidate | None:
