@@ -66,8 +66,7 @@ def make_register(registry: StrategyRegistry) -> Callable[..., Any]:
         """
 
         def decorate(fn: StrategyFn[Any]) -> StrategyFn[Any]:
-            doc = description or (fn.__doc__ or "").strip().splitlines()[0:1]
-            text = doc if isinstance(doc, str) else (doc[0] if doc else "")
+            text = description or _first_paragraph(fn.__doc__)
             spec = StrategySpec(name=name, run=fn, config=config, description=text)
             registry.add(spec)
             fn.spec = spec  # type: ignore[attr-defined]
@@ -76,3 +75,9 @@ def make_register(registry: StrategyRegistry) -> Callable[..., Any]:
         return decorate
 
     return register_strategy
+
+
+def _first_paragraph(doc: str | None) -> str:
+    """A docstring's opening paragraph on one line: the strategy's description in listings."""
+    paragraph = (doc or "").strip().split("\n\n", 1)[0]
+    return " ".join(paragraph.split())
