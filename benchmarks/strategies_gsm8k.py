@@ -41,7 +41,7 @@ RUNS: dict[str, tuple[str, dict[str, Any]]] = {
                                          "min_samples": 3, "batch_size": 1, "agreement": 0.7}),
     "self_refine": ("self_refine", {"max_iters": 2, "temperature": 0.0}),
     "ice": ("ice", {"agents": 3, "max_rounds": 2, "temperature": 0.7}),
-    "tree_search": ("tree_search", {"beam_width": 2, "branching": 2, "max_depth": 6,
+    "tree_search": ("tree_search", {"beam_width": 2, "branching": 2, "max_depth": 4,
                                     "temperature": 0.7}),
 }
 STEP_TOKENS = 160  # tree_search's max_tokens is per step, not per solution

@@ -56,8 +56,8 @@ async def test_max_depth_asks_for_the_final_answer_and_stops():
     assert result.stop_reason == "max_depth"
     expansions = requests_for(backend, "step")
     assert len(expansions) == 2
-    assert "finish the solution" in user_text(expansions[-1])
-    assert "finish the solution" not in user_text(expansions[0])
+    assert "Finish the solution" in user_text(expansions[-1])
+    assert "Finish the solution" not in user_text(expansions[0])
     assert result.answer == "24"  # the best partial solution's last number
 
 
@@ -95,3 +95,12 @@ async def test_out_of_budget_mid_search_returns_the_best_so_far():
     assert result.stop_reason == "budget" and result.budget_exhausted
     assert result.answer == "24"
     assert result.usage.total_tokens <= budget.tokens
+
+
+async def test_a_boxed_answer_also_finishes_a_branch_and_ratings_stop_at_a_newline():
+    backend = ScriptedBackend(by_role(step="6 * 4 = \\boxed{24}", value="Score: 8\nbecause"))
+    result = await ponder.asolve(PROBLEM, strategy="tree_search", backend=backend, branching=1)
+    assert (result.answer, result.stop_reason) == ("24", "done")
+    [rating] = requests_for(backend, "value")
+    assert rating["stop"] == ["\n"]
+    assert result.info["beam"][0]["kept"][0]["score"] == 0.8

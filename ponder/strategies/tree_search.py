@@ -8,6 +8,7 @@ from typing import Any
 
 from pydantic import Field
 
+from ponder.answers import last_boxed
 from ponder.context import Context
 from ponder.errors import BudgetExhausted
 from ponder.strategies.base import StrategyConfig
@@ -27,7 +28,7 @@ class TreeSearchConfig(StrategyConfig):
     step_stop: list[str] = Field(default_factory=lambda: ["\n\n", "\nStep "],
                                  description="stop sequences that end one step")
     final_marker: str = Field(default="Final answer", min_length=1,
-                              description="a step holding this ends its branch")
+                              description="a step holding this (or a \\boxed{}) ends its branch")
 
 
 @dataclass
@@ -49,8 +50,9 @@ async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Candidate | None:
     (`tree_search/step.j2`, cut at `step_stop`); the last depth's prompt asks for the final
     answer. Every child is scored: by the verifier's `score_partial(problem, text)` where the
     verifier has one and it returns a number, else by the model rating progress 0-10
-    (`tree_search/value.j2`). A child whose step holds `final_marker` is a finished solution;
-    with a verifier it is verified at once, and a pass ends the search (`verified`).
+    (`tree_search/value.j2`). A child whose step holds `final_marker` or a `\\boxed{}` answer
+    is a finished solution; with a verifier it is verified at once, and a pass ends the search
+    (`verified`).
 
     The top `beam_width` children (finished or not) are kept; finished ones leave the beam.
     The search ends when the beam is empty (`done`), at `max_depth` (`max_depth`), or when the
@@ -115,8 +117,8 @@ async def _expand(ctx: Context, cfg: TreeSearchConfig, node: Node, last: bool) -
             continue
         seen.add(step)
         child_id = f"{node.id.removeprefix('root')}.{len(children)}".lstrip(".")
-        children.append(Node(id=child_id, steps=[*node.steps, step],
-                             final=has_marker(step, cfg.final_marker)))
+        final = has_marker(step, cfg.final_marker) or last_boxed(step) is not None
+        children.append(Node(id=child_id, steps=[*node.steps, step], final=final))
     return children
 
 
@@ -131,7 +133,7 @@ async def _score(ctx: Context, cfg: TreeSearchConfig, node: Node) -> None:
             return
     [reply] = await ctx.generate(
         "tree_search/value", max_tokens=cfg.value_max_tokens, temperature=0.0,
-        step=f"value {node.id}", steps=node.steps,
+        stop=["\n"], step=f"value {node.id}", steps=node.steps,  # the score is the first line
     )
     rating = parse_rating(reply.text)
     node.score = NEUTRAL if rating is None else rating
