@@ -77,3 +77,19 @@ async def test_two_gsm8k_problems_with_the_embedded_model():
             # and compared with gold by value (plain numeric comparison).
             correct = got is not None and float(got) == float(row["answer"])
             print(f"{row['id']}: answer={result.answer!r} gold={row['answer']} correct={correct}")
+
+
+@pytest.mark.slow
+async def test_the_server_listens_on_loopback_and_stops_on_close():
+    import socket
+    from urllib.parse import urlsplit
+
+    backend = ponder.LocalBackend(parallel=1)
+    await backend.start()
+    url = urlsplit(backend.base_url)
+    assert url.hostname == "127.0.0.1"
+    [reply] = await backend.generate([ponder.Message(role="user", content="Hi")], max_tokens=4)
+    assert reply.usage.completion_tokens >= 1
+    await backend.aclose()
+    with socket.socket() as sock, pytest.raises(ConnectionRefusedError):
+        sock.connect(("127.0.0.1", url.port))

@@ -179,6 +179,11 @@ class LocalBackend:
         return await client.generate(messages, n=n, max_tokens=max_tokens,
                                      temperature=temperature, stop=stop, seed=seed)
 
+    @property
+    def base_url(self) -> str | None:
+        """The embedded server's OpenAI-compatible URL once started (other tools may use it)."""
+        return self._server.base_url if self._server else None
+
     def prompt_copies(self, n: int) -> int:
         return self._client.prompt_copies(n) if self._client else n
 
