@@ -35,13 +35,17 @@ def resolve_backend(backend: BackendLike, *, model: str | None = None,
                     model_path: str | os.PathLike[str] | None = None) -> tuple[Backend, bool]:
     """The backend to use, and whether ponder made it (and so must close it).
 
-    None means the embedded local model; a string is a base URL of an OpenAI-compatible server
-    (or "local").
+    None means the embedded local model; a string is a base URL of an OpenAI-compatible server,
+    "local", or "vllm:<model>" for vLLM in this process.
     """
     if backend is None or backend == "local":
         from ponder.backends.local import LocalBackend
 
         return LocalBackend(model_path=model_path), True
+    if isinstance(backend, str) and backend.startswith("vllm:"):
+        from ponder.backends.vllm import VLLMBackend
+
+        return VLLMBackend(backend.removeprefix("vllm:")), True
     if isinstance(backend, str):
         from ponder.backends.openai import OpenAIBackend
 

@@ -150,3 +150,9 @@ async def test_budget_and_solve_work_through_the_engine(vllm: ModuleType) -> Non
 
     result = await ponder.asolve("Tom has 3 apples and buys 5 more.", backend=backend)
     assert result.answer == "8" and result.usage.calls == 1
+
+
+async def test_a_vllm_backend_string_names_the_model(vllm: ModuleType) -> None:
+    result = await ponder.asolve("Tom has 3 apples and buys 5 more.", backend="vllm:qwen-standin")
+    assert result.error is None and result.usage.calls == 1
+    assert result.trace[0].kind == "generate"
