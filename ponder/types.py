@@ -127,7 +127,7 @@ class TraceEvent(BaseModel):
 
 StopReason = Literal[
     "done", "verified", "no_improvement", "max_iters", "consensus", "max_rounds",
-    "majority", "budget", "error",
+    "majority", "max_depth", "budget", "error",
 ]
 
 
