@@ -112,4 +112,9 @@ def solve(problem: ProblemLike, **kwargs: Any) -> Result:
     >>> ponder.solve("Tom has 3 apples and buys 5 more. How many apples does Tom have now?").answer
     '8'
     """
-    return asyncio.run(asolve(problem, **kwargs))
+    try:
+        asyncio.get_running_loop()
+    except RuntimeError:
+        return asyncio.run(asolve(problem, **kwargs))
+    raise ConfigError("ponder.solve() was called inside a running event loop; "
+                      "use `await ponder.asolve(...)` there")

@@ -160,3 +160,11 @@ async def test_trace_round_trips_through_jsonl(tmp_path: Path) -> None:
     events = read_trace_jsonl(path)
     assert events == ctx.trace.events
     assert [e.kind for e in events] == ["generate", "note"]
+
+
+async def test_solve_inside_an_event_loop_points_to_asolve():
+    import ponder
+    from ponder.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"await ponder\.asolve"):
+        ponder.solve("2+2?", backend=ponder.ScriptedBackend("4"))
