@@ -39,11 +39,16 @@ RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "best_of_n": ("best_of_n", {"n": 5, "temperature": 0.7}),
     "best_of_n_adaptive": ("best_of_n", {"n": 5, "temperature": 0.7, "adaptive": True,
                                          "min_samples": 3, "batch_size": 1, "agreement": 0.7}),
+    # Stops on 2 agreeing samples of 3: cheaper, and a lead two more samples could overturn.
+    "best_of_n_adaptive_0.6": ("best_of_n", {"n": 5, "temperature": 0.7, "adaptive": True,
+                                             "min_samples": 3, "batch_size": 1,
+                                             "agreement": 0.6}),
     "self_refine": ("self_refine", {"max_iters": 2, "temperature": 0.0}),
     "ice": ("ice", {"agents": 3, "max_rounds": 2, "temperature": 0.7}),
     "tree_search": ("tree_search", {"beam_width": 2, "branching": 2, "max_depth": 4,
                                     "temperature": 0.7}),
 }
+DEFAULT = ["single", "best_of_n", "best_of_n_adaptive", "self_refine", "ice", "tree_search"]
 STEP_TOKENS = 160  # tree_search's max_tokens is per step, not per solution
 
 
@@ -162,7 +167,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
     rows = load(args.limit)
-    labels = args.strategies.split(",") if args.strategies else list(RUNS)
+    labels = args.strategies.split(",") if args.strategies else DEFAULT
     unknown = [label for label in labels if label not in RUNS]
     if unknown:
         raise SystemExit(f"unknown strategies {unknown}; choose from {', '.join(RUNS)}")
@@ -190,13 +195,16 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--limit", type=int, default=20, help="first N problems")
-    parser.add_argument("--strategies", default="", help=f"comma-separated, from {list(RUNS)}")
+    parser.add_argument("--strategies", default="",
+                        help=f"comma-separated, from {list(RUNS)} (default: {DEFAULT})")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--max-tokens", type=int, default=400,
                         help="completion tokens per call (GSM8K solutions need ~150-300)")
     parser.add_argument("--concurrency", type=int, default=8, help="problems in flight")
     parser.add_argument("--slots", type=int, default=8, help="the server's parallel slots")
     parser.add_argument("--out", type=Path, default=RESULTS / "strategies_gsm8k")
+    parser.add_argument("--append", action="store_true",
+                        help="add these runs to the report already at --out (same problems)")
     args = parser.parse_args(argv)
     args.argv = argv
     return args
@@ -207,6 +215,12 @@ if __name__ == "__main__":
 
     arguments = parse(sys.argv[1:])
     result = asyncio.run(main(arguments))
+    previous = arguments.out.with_suffix(".json")
+    if arguments.append and previous.is_file():
+        earlier = json.loads(previous.read_text())
+        fresh = {run["label"] for run in result["runs"]}
+        result["runs"] = [r for r in earlier["runs"] if r["label"] not in fresh] + result["runs"]
+        result["command"] = f"{earlier['command']}; then {result['command']}"
     arguments.out.parent.mkdir(parents=True, exist_ok=True)
     arguments.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
     arguments.out.with_suffix(".md").write_text(markdown(result))

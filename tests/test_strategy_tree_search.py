@@ -104,3 +104,24 @@ async def test_a_boxed_answer_also_finishes_a_branch_and_ratings_stop_at_a_newli
     [rating] = requests_for(backend, "value")
     assert rating["stop"] == ["\n"]
     assert result.info["beam"][0]["kept"][0]["score"] == 0.8
+
+
+async def test_among_equal_scores_a_finished_solution_is_kept_first():
+    backend = ScriptedBackend(by_role(step=["Step 1: let me think", "6 * 4 = 24. Final answer: 24"],
+                                      value="Score: 5"))
+    result = await ponder.asolve(PROBLEM, strategy="tree_search", backend=backend,
+                                 branching=2, beam_width=1)
+    assert result.info["beam"][0]["kept"] == [{"id": "1", "score": 0.5, "final": True}]
+    assert (result.answer, result.stop_reason) == ("24", "done")
+
+
+async def test_a_pruned_finished_solution_beats_an_unfinished_one_at_the_end():
+    backend = ScriptedBackend(by_role(
+        step=["Step 1: good idea", "A bad guess. Final answer: 20",
+              "Step 2: good progress", "Step 2: good, more"],
+        value=rate_good_steps))
+    result = await ponder.asolve(PROBLEM, strategy="tree_search", backend=backend,
+                                 branching=2, beam_width=1, max_depth=2)
+    assert result.stop_reason == "max_depth"
+    assert result.info["beam"][0]["dropped"] == [{"id": "1", "score": 0.2, "final": True}]
+    assert result.answer == "20"

@@ -54,14 +54,17 @@ async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Candidate | None:
     is a finished solution; with a verifier it is verified at once, and a pass ends the search
     (`verified`).
 
-    The top `beam_width` children (finished or not) are kept; finished ones leave the beam.
+    The top `beam_width` children (finished or not; a finished one first among equal scores)
+    are kept; finished ones leave the beam.
     The search ends when the beam is empty (`done`), at `max_depth` (`max_depth`), or when the
     budget runs out (`budget`). The answer is the highest-scoring finished solution (ties to
-    the answer more finished solutions share), else the best partial one.
+    the answer more finished solutions share), else the best pruned finished one, else the
+    best partial one.
     `ctx.info["beam"]` lists, per depth, the nodes kept and dropped with their scores.
     """
     beam = [Node(id="root")]
     finished: list[tuple[Node, Candidate]] = []
+    pruned_finished: list[Node] = []
     ctx.info["beam"] = []
     ctx.stop_reason = "max_depth"
     try:
@@ -77,10 +80,13 @@ async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Candidate | None:
                     ctx.stop_reason = "done"
                 break
             _, unscored = await gather_within_budget(_score(ctx, cfg, c) for c in children)
-            # An unscored child (the budget refused its rating) ranks last, not out.
-            ranked = sorted(children, key=lambda c: -(c.score if c.score is not None else -1.0))
+            # An unscored child (the budget refused its rating) ranks last, not out; among
+            # equal scores a finished solution goes first, since it needs no further guessing.
+            ranked = sorted(children, key=lambda c: (
+                -(c.score if c.score is not None else -1.0), not c.final))
             kept, dropped = ranked[: cfg.beam_width], ranked[cfg.beam_width :]
             _record(ctx, depth, kept, dropped)
+            pruned_finished.extend(n for n in dropped if n.final)
             beam = []
             for node in kept:
                 if not node.final:
@@ -100,7 +106,7 @@ async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Candidate | None:
                 break
     except BudgetExhausted:
         stop_for_budget(ctx)
-    return _choose(ctx, finished, beam)
+    return _choose(ctx, finished, pruned_finished, beam)
 
 
 async def _expand(ctx: Context, cfg: TreeSearchConfig, node: Node, last: bool) -> list[Node]:
@@ -143,14 +149,19 @@ def _record(ctx: Context, depth: int, kept: list[Node], dropped: list[Node]) -> 
     entry = {
         "depth": depth,
         "kept": [{"id": n.id, "score": n.score, "final": n.final} for n in kept],
-        "dropped": [{"id": n.id, "score": n.score} for n in dropped],
+        "dropped": [{"id": n.id, "score": n.score, "final": n.final} for n in dropped],
     }
     ctx.info["beam"].append(entry)
     ctx.note("beam", **entry)
 
 
-def _choose(ctx: Context, finished: list[tuple[Node, Candidate]],
+def _choose(ctx: Context, finished: list[tuple[Node, Candidate]], pruned_finished: list[Node],
             beam: list[Node]) -> Candidate | None:
+    """The best kept finished solution; else the best finished one that was pruned (a whole
+    solution beats a partial one); else the best partial solution."""
+    if not finished and pruned_finished:
+        best = max(pruned_finished, key=lambda n: n.score or 0.0)
+        return ctx.candidate(best.text, source=f"node {best.id} (pruned)")
     if finished:
         votes = tally(ctx, [cand for _, cand in finished])
         _, cand = max(
