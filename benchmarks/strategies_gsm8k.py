@@ -145,9 +145,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Command: `{report['command']}`  ",
         f"Model: {report['model']}; seed {report['seed']}; max_tokens {report['max_tokens']} "
-        f"(tree_search: {STEP_TOKENS} per step); {report['cores']} CPU cores; load average at "
-        f"start {report['load_avg']:.1f}.  ",
-        "Winners are chosen without the gold answer (no verifier); gold only scores the result.",
+        f"(tree_search: {STEP_TOKENS} per step); {report['cores']} CPU cores.  ",
+        "Winners are chosen without the gold answer (no verifier); gold only scores the result.  ",
+        "Wall time depends on what else ran on the shared cores; compare tokens, not seconds.",
         "",
         "| strategy | params | accuracy | mean tokens / problem | mean completion tokens "
         "| mean calls | wall time (s) | stop reasons |",
