@@ -73,6 +73,18 @@ class _Combined:
     def __repr__(self) -> str:
         return f"{self.name}"
 
+    async def _in_order(self, problem: Problem, candidate: Candidate, ctx: Context | None, *,
+                        until_passed: bool) -> list[tuple[Verifier, Verdict]]:
+        """Run the parts in order, stopping at the first verdict whose `passed` equals
+        `until_passed` (any_of stops at a pass, all_of at a failure)."""
+        verdicts: list[tuple[Verifier, Verdict]] = []
+        for part in self.parts:
+            verdict = await run_verifier(part, problem, candidate, ctx)
+            verdicts.append((part, verdict))
+            if verdict.passed == until_passed:
+                break
+        return verdicts
+
 
 class AllOf(_Combined):
     """Passes when every part passes. Parts run in order and stop at the first failure, so
@@ -82,12 +94,7 @@ class AllOf(_Combined):
 
     async def verify(self, problem: Problem, candidate: Candidate,
                      ctx: Context | None = None) -> Verdict:
-        verdicts: list[tuple[Verifier, Verdict]] = []
-        for part in self.parts:
-            verdict = await run_verifier(part, problem, candidate, ctx)
-            verdicts.append((part, verdict))
-            if not verdict.passed:
-                break
+        verdicts = await self._in_order(problem, candidate, ctx, until_passed=False)
         passed = all(v.passed for _, v in verdicts)
         return Verdict(passed=passed, score=min(v.score for _, v in verdicts),
                        feedback=self._feedback(verdicts, failed_only=not passed),
@@ -102,13 +109,11 @@ class AnyOf(_Combined):
 
     async def verify(self, problem: Problem, candidate: Candidate,
                      ctx: Context | None = None) -> Verdict:
-        verdicts: list[tuple[Verifier, Verdict]] = []
-        for part in self.parts:
-            verdict = await run_verifier(part, problem, candidate, ctx)
-            verdicts.append((part, verdict))
-            if verdict.passed:
-                return Verdict(passed=True, score=max(v.score for _, v in verdicts),
-                               feedback=verdict.feedback, details=self._details(verdicts))
+        verdicts = await self._in_order(problem, candidate, ctx, until_passed=True)
+        last = verdicts[-1][1]
+        if last.passed:
+            return Verdict(passed=True, score=max(v.score for _, v in verdicts),
+                           feedback=last.feedback, details=self._details(verdicts))
         return Verdict(passed=False, score=max(v.score for _, v in verdicts),
                        feedback=self._feedback(verdicts), details=self._details(verdicts))
 
