@@ -1,4 +1,4 @@
-"""A custom verifier in a few lines, used on its own and inside a run.
+"""A custom verifier in 15 lines, used on its own and inside a run.
 
     .venv/bin/python examples/custom_verifier.py
 
@@ -11,13 +11,18 @@ from ponder import Candidate, Problem, ScriptedBackend, Verdict
 
 
 @ponder.register_verifier("multiple_of_7")
-def multiple_of_7(problem: Problem, candidate: Candidate) -> Verdict:
-    """Feedback says what was wrong: a strategy puts it into the next refine prompt."""
-    if not candidate.answer.lstrip("-").isdigit():
-        return Verdict(passed=False, score=0.0, feedback=f"`{candidate.answer}` is not a number.")
-    remainder = int(candidate.answer) % 7
-    return Verdict(passed=remainder == 0, score=1.0 if remainder == 0 else 0.0,
-                   feedback="" if remainder == 0 else f"That leaves remainder {remainder} by 7.")
+class MultipleOf(ponder.Verifier):
+    """A whole number divisible by `k`; the feedback (read by refine prompts) says why not."""
+
+    def __init__(self, k: int = 7) -> None:
+        self.k = k
+
+    async def verify(self, problem: Problem, candidate: Candidate) -> Verdict:
+        if not candidate.answer.lstrip("-").isdigit():
+            return Verdict(passed=False, score=0.0, feedback=f"`{candidate.answer}` is no number.")
+        left = int(candidate.answer) % self.k
+        feedback = f"That leaves remainder {left} by {self.k}." if left else ""
+        return Verdict.from_bool(left == 0, feedback)
 
 
 def main() -> None:
@@ -32,7 +37,7 @@ def main() -> None:
 
     # Inside a run the verifier judges the strategy's answer.
     result = ponder.solve(question, backend=ScriptedBackend("4 * 7 = 28.\nFinal answer: 28"),
-                          verifier="multiple_of_7")
+                          verifier=MultipleOf(k=14))
     print(f"solve: answer={result.answer} passed={result.verdict and result.verdict.passed}")
 
 

@@ -14,9 +14,29 @@ from ponder.errors import (
     TemplateError,
 )
 from ponder.strategies import StrategyConfig, register_strategy
-from ponder.types import Candidate, Completion, Message, Problem, Result, TraceEvent, Usage, Verdict
+from ponder.tracing import JsonlTraceWriter
+from ponder.types import (
+    Candidate,
+    Completion,
+    Message,
+    Outcome,
+    Problem,
+    Result,
+    StopReason,
+    TraceEvent,
+    Usage,
+    Verdict,
+)
 from ponder.verification import averify, verify
-from ponder.verifiers import Verifier, get_verifier, register_verifier
+from ponder.verifiers import (
+    ModelAccess,
+    Verifier,
+    all_of,
+    any_of,
+    get_verifier,
+    register_verifier,
+    weighted,
+)
 
 __version__ = "0.1.0"
 
@@ -29,14 +49,18 @@ __all__ = [
     "Completion",
     "ConfigError",
     "Context",
+    "JsonlTraceWriter",
     "LocalBackend",
     "Message",
     "MissingDependency",
+    "ModelAccess",
     "OpenAIBackend",
+    "Outcome",
     "PonderError",
     "Problem",
     "Result",
     "ScriptedBackend",
+    "StopReason",
     "StrategyConfig",
     "TemplateError",
     "TraceEvent",
@@ -44,6 +68,8 @@ __all__ = [
     "VLLMBackend",
     "Verdict",
     "Verifier",
+    "all_of",
+    "any_of",
     "asolve",
     "averify",
     "get_verifier",
@@ -51,4 +77,5 @@ __all__ = [
     "register_verifier",
     "solve",
     "verify",
+    "weighted",
 ]

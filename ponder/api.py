@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import os
 from collections.abc import Callable
 from pathlib import Path
@@ -16,7 +15,7 @@ from ponder.runner import run_problem
 from ponder.strategies import REGISTRY as STRATEGIES
 from ponder.tracing import TraceSink
 from ponder.types import Problem, Result
-from ponder.verifiers import Verifier, get_verifier
+from ponder.verifiers import Verifier, VerifierChoice
 
 ProblemLike = Problem | str | dict[str, Any]
 BackendLike = Backend | str | None
@@ -31,17 +30,32 @@ def as_problem(problem: ProblemLike) -> Problem:
     return Problem.model_validate(problem)
 
 
-def resolve_backend(backend: BackendLike, *, model: str | None = None,
-                    model_path: str | os.PathLike[str] | None = None) -> tuple[Backend, bool]:
+def resolve_backend(
+    backend: BackendLike,
+    *,
+    model: str | None = None,
+    model_path: str | os.PathLike[str] | None = None,
+    api_key: str | None = None,
+    request_timeout: float | None = None,
+    max_retries: int | None = None,
+    backoff_max: float | None = None,
+    parallel: int | None = None,
+) -> tuple[Backend, bool]:
     """The backend to use, and whether ponder made it (and so must close it).
 
     None means the embedded local model; a string is a base URL of an OpenAI-compatible server,
-    "local", or "vllm:<model>" for vLLM in this process.
+    "local", or "vllm:<model>" for vLLM in this process. The options shape a backend ponder
+    makes; one left None keeps that backend's default. `model_path` and `parallel` (its slots)
+    are the embedded model's; `model`, `api_key`, `max_retries` and `backoff_max` a server's;
+    `request_timeout` (seconds one request may take) is either's.
     """
     if backend is None or backend == "local":
         from ponder.backends.local import LocalBackend
 
-        return LocalBackend(model_path=model_path), True
+        return LocalBackend(model_path=model_path,
+                            **_given(parallel=parallel, timeout=request_timeout)), True
+    if model_path is not None:
+        raise ConfigError(f"model_path runs the embedded model; it cannot go with {backend!r}")
     if isinstance(backend, str) and backend.startswith("vllm:"):
         from ponder.backends.vllm import VLLMBackend
 
@@ -49,27 +63,17 @@ def resolve_backend(backend: BackendLike, *, model: str | None = None,
     if isinstance(backend, str):
         from ponder.backends.openai import OpenAIBackend
 
-        return OpenAIBackend(base_url=backend, model=model), True
+        return OpenAIBackend(base_url=backend, model=model, api_key=api_key,
+                             **_given(timeout=request_timeout, max_retries=max_retries,
+                                      backoff_max=backoff_max)), True
     if not isinstance(backend, Backend):
         raise ConfigError(f"backend {backend!r} is not a Backend, a base URL, or None")
     return backend, False
 
 
-def default_verifier(problem: Problem) -> str | None:
-    """The verifier a problem's fields call for: its own `verifier`, else `math` for a gold
-    answer and `unit_tests` for tests, else none."""
-    if problem.verifier:
-        return problem.verifier
-    if problem.test is not None or problem.tests is not None:
-        return "unit_tests"
-    if problem.answer is not None:
-        return "math"
-    return None
-
-
-def resolve_verifier(verifier: VerifierLike, problem: Problem) -> Verifier | None:
-    spec = verifier if verifier is not None else default_verifier(problem)
-    return None if spec is None else get_verifier(spec)
+def _given(**options: Any) -> dict[str, Any]:
+    """The options that were set, so that the rest keep the backend's own defaults."""
+    return {name: value for name, value in options.items() if value is not None}
 
 
 async def asolve(
@@ -93,7 +97,7 @@ async def asolve(
     spec = STRATEGIES.get(strategy)
     config = spec.make_config(params)
     prob = as_problem(problem)
-    resolved_verifier = resolve_verifier(verifier, prob)
+    resolved_verifier = VerifierChoice(verifier).for_problem(prob)
     prompts = PromptLibrary(templates_dir)
     client, owned = resolve_backend(backend, model_path=model_path)
     try:
@@ -107,14 +111,13 @@ async def asolve(
 
 
 def solve(problem: ProblemLike, **kwargs: Any) -> Result:
-    """`asolve` for plain scripts (not for use inside a running event loop).
+    """`asolve` for plain scripts. Every call runs on one event loop kept for the process, so
+    a backend passed in works across any number of calls, and the default embedded model
+    starts once (on first use) and stops at exit. Not for use inside a running event loop.
 
     >>> ponder.solve("Tom has 3 apples and buys 5 more. How many apples does Tom have now?").answer
     '8'
     """
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(asolve(problem, **kwargs))
-    raise ConfigError("ponder.solve() was called inside a running event loop; "
-                      "use `await ponder.asolve(...)` there")
+    from ponder.sync import default_portal
+
+    return default_portal().solve(problem, **kwargs)

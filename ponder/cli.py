@@ -17,41 +17,42 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from contextlib import AsyncExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, Literal, NoReturn, get_args, get_origin
+from typing import Annotated, Any, NoReturn
 
 import typer
-from pydantic.fields import FieldInfo
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
-from rich.table import Table
 
+from ponder.api import resolve_backend
 from ponder.backends.base import Backend
 from ponder.budget import Budget
 from ponder.errors import PonderError, ProblemFileError
-from ponder.orchestrator import START_STEP, Solver, resume_plan, run_all
-from ponder.problem_files import VerifierChoice, load_problems
+from ponder.orchestrator import Solver, resume_plan, run_all
+from ponder.problem_files import load_problems
 from ponder.prompts import PromptLibrary
 from ponder.results import ResultsWriter, read_results
 from ponder.strategies import REGISTRY as STRATEGIES
 from ponder.strategies.base import StrategyConfig, StrategySpec
-from ponder.summary import Summary, Tally
-from ponder.tracing import JsonlTraceWriter
-from ponder.types import Problem, Result, TraceEvent
+from ponder.summary import RunTally
+from ponder.terminal import (
+    Reporter,
+    result_panel,
+    rows_table,
+    shortener,
+    strategies_table,
+    strategy_params,
+    summary_table,
+    timeline_table,
+    verifiers_table,
+)
+from ponder.tracing import JsonlTraceWriter, last_attempt, read_trace_jsonl
+from ponder.types import Problem, Result
 from ponder.verifiers import REGISTRY as VERIFIERS
-from ponder.verifiers import Verifier, get_verifier
+from ponder.verifiers import Verifier, VerifierChoice, get_verifier
 from ponder.verifiers.registry import BUILTINS
 from ponder.verifiers.registry import ENTRY_POINT_GROUP as VERIFIER_ENTRY_POINTS
 
@@ -64,7 +65,6 @@ err = Console(stderr=True, highlight=False, soft_wrap=True)
 
 LOCAL_SLOTS = 8  # the embedded model's parallel slots: its natural concurrency
 REMOTE_CONCURRENCY = 16
-ERRORS_SHOWN = 10  # per-problem errors printed during a run; the rest are in the results
 
 
 class UsageError(Exception):
@@ -184,69 +184,25 @@ def _load_verifier(spec: str) -> Verifier:
 def _backend(base_url: str | None, model: str | None, model_path: Path | None,
              api_key_env: str | None, request_timeout: float | None,
              retries: int | None, backoff_max: float | None) -> Backend:
-    if base_url is None:
-        if model is not None or api_key_env is not None:
-            raise UsageError("--model and --api-key-env need --base-url; the embedded model "
-                             "takes --model-path")
-        from ponder.backends.local import LocalBackend
-
-        kwargs: dict[str, Any] = {"parallel": LOCAL_SLOTS}
-        if request_timeout is not None:
-            kwargs["timeout"] = request_timeout
-        return LocalBackend(model_path=model_path, **kwargs)
-    if model_path is not None:
+    # The option pairs are refused here, in the CLI's words; `resolve_backend` builds the rest.
+    if base_url is None and (model is not None or api_key_env is not None):
+        raise UsageError("--model and --api-key-env need --base-url; the embedded model "
+                         "takes --model-path")
+    if base_url is not None and model_path is not None:
         raise UsageError("--model-path runs the embedded model; it cannot go with --base-url")
     api_key = None
     if api_key_env is not None:
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise UsageError(f"--api-key-env {api_key_env}: that environment variable is not set")
-    from ponder.backends.openai import OpenAIBackend
-
-    options: dict[str, Any] = {}
-    if request_timeout is not None:
-        options["timeout"] = request_timeout
-    if retries is not None:
-        options["max_retries"] = retries
-    if backoff_max is not None:
-        options["backoff_max"] = backoff_max
     try:
-        return OpenAIBackend(base_url=base_url, model=model, api_key=api_key, **options)
+        backend, _ = resolve_backend(base_url, model=model, model_path=model_path,
+                                     api_key=api_key, request_timeout=request_timeout,
+                                     max_retries=retries, backoff_max=backoff_max,
+                                     parallel=LOCAL_SLOTS)
     except PonderError as exc:
         raise UsageError(str(exc)) from None
-
-
-class Reporter:
-    """The progress bar and the per-problem errors on stderr while a run goes."""
-
-    def __init__(self, tally: Tally, total: int, *, quiet: bool) -> None:
-        self.tally = tally
-        self.quiet = quiet
-        self.errors_shown = 0
-        self.progress = Progress(
-            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
-            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"),
-            TimeRemainingColumn(), console=err, disable=quiet,
-        )
-        self.task: TaskID = self.progress.add_task(
-            "solving", total=total, completed=tally.done, stats=self._stats())
-
-    def _stats(self) -> str:
-        acc = self.tally.accuracy
-        parts = [f"acc {acc:.1%}" if acc is not None else "acc –",
-                 f"{self.tally.session_usage.total_tokens:,} tok",
-                 f"{self.tally.tokens_per_s:,.0f} tok/s"]
-        return " · ".join(parts)
-
-    def on_result(self, result: Result) -> None:
-        self.tally.add(result)
-        self.progress.update(self.task, completed=self.tally.done, stats=self._stats())
-        if result.error and self.errors_shown < ERRORS_SHOWN:
-            self.errors_shown += 1
-            more = " (further errors are in the results file)" \
-                if self.errors_shown == ERRORS_SHOWN else ""
-            self.progress.console.print(
-                f"[red]problem {escape(result.id)}:[/red] {escape(result.error)}{more}")
+    return backend
 
 
 async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | None,
@@ -255,9 +211,9 @@ async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | No
         stack.push_async_callback(backend.aclose)
         start = getattr(backend, "start", None)
         if callable(start):  # the embedded model: load it once, before the first problem
-            reporter.progress.update(reporter.task, description="loading model")
+            reporter.stage("loading model")
             await start()
-            reporter.progress.update(reporter.task, description="solving")
+            reporter.stage("solving")
             reporter.tally.solving_since = time.monotonic()
         sink = stack.enter_context(JsonlTraceWriter(plan.trace)) if plan.trace else None
         writer = stack.enter_context(ResultsWriter(plan.out))
@@ -330,8 +286,8 @@ def solve(
         _fail(exc.lines)
     if not quiet:
         _warn_resumed(plan)
-    tally = Tally(len(plan.problems), plan.previous)
-    reporter = Reporter(tally, len(plan.problems), quiet=quiet)
+    tally = RunTally(len(plan.problems), plan.previous)
+    reporter = Reporter(tally, len(plan.problems), console=err, quiet=quiet)
     in_flight = concurrency or (LOCAL_SLOTS if base_url is None else REMOTE_CONCURRENCY)
     interrupted = False
     try:
@@ -366,41 +322,6 @@ def _warn_resumed(plan: Plan) -> None:
                   f"{escape(json.dumps(other[0].params))})")
 
 
-def summary_table(summary: Summary, results: Path | None = None,
-                  trace: Path | None = None, *, timing: bool = True) -> Table:
-    table = Table(title="ponder summary", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    done = f"{summary.done} / {summary.problems}"
-    if summary.remaining:
-        done += f" ({summary.remaining} remain)"
-    if summary.resumed:
-        done += f" ({summary.resumed} from earlier runs)"
-    table.add_row("problems", done)
-    if summary.judged:
-        table.add_row("solved", f"{summary.solved} / {summary.judged} judged "
-                                f"({summary.accuracy or 0.0:.1%})")
-    else:
-        table.add_row("solved", "– (no gold answers or tests to judge by)")
-    estimated = " (some estimated)" if summary.usage_estimated else ""
-    table.add_row("tokens", f"{summary.total_tokens:,} ({summary.prompt_tokens:,} prompt + "
-                            f"{summary.completion_tokens:,} completion){estimated}")
-    table.add_row("mean tokens", f"{summary.mean_tokens:,.0f} per problem")
-    table.add_row("calls", f"{summary.calls:,}")
-    if timing:
-        table.add_row("wall time",
-                      f"{summary.wall_s:.1f}s ({summary.tokens_per_s:,.0f} tok/s)")
-    failures = ", ".join(f"{kind} {n}" for kind, n in summary.failures.items()) or "none"
-    table.add_row("failures", failures)
-    table.add_row("budget exhausted", str(summary.budget_exhausted))
-    table.add_row("stop reasons", ", ".join(f"{k} {n}" for k, n in summary.stop_reasons.items()))
-    if results is not None:
-        table.add_row("results", str(results))
-    if trace is not None:
-        table.add_row("trace", str(trace))
-    return table
-
-
 # -- strategies, verifiers --------------------------------------------------------------------
 
 
@@ -409,36 +330,11 @@ def strategies(as_json: Annotated[bool, typer.Option("--json", help="as JSON")] 
     """Each strategy with its parameters and their defaults."""
     specs = STRATEGIES.all()
     if as_json:
-        print(json.dumps({
-            spec.name: {"description": spec.description,
-                        "params": {name: {"default": _default(field),
-                                          "type": _type_name(field.annotation),
-                                          "description": field.description or ""}
-                                   for name, field in spec.config.model_fields.items()}}
-            for spec in specs}, default=str, indent=2))
+        print(json.dumps({spec.name: {"description": spec.description,
+                                      "params": strategy_params(spec)}
+                          for spec in specs}, default=str, indent=2))
         return
-    table = Table(title="strategies  (set a parameter with -p key=value)",
-                  title_justify="left", show_lines=True)
-    table.add_column("strategy", style="bold")
-    table.add_column("description")
-    table.add_column("parameters (default)")
-    for spec in specs:
-        params = "\n".join(
-            f"{name}: {_type_name(field.annotation)} = {_default(field)!r}"
-            + (f"  [dim]{escape(field.description)}[/dim]" if field.description else "")
-            for name, field in spec.config.model_fields.items())
-        table.add_row(spec.name, escape(spec.description), params)
-    out.print(table)
-
-
-def _type_name(annotation: Any) -> str:
-    if get_origin(annotation) is Literal:
-        return " | ".join(repr(arg) for arg in get_args(annotation))
-    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
-
-
-def _default(field: FieldInfo) -> Any:
-    return field.get_default(call_default_factory=True)
+    out.print(strategies_table(specs))
 
 
 @app.command()
@@ -447,17 +343,12 @@ def verifiers() -> None:
     from importlib.metadata import entry_points
 
     plugins = {ep.name: ep.value for ep in entry_points(group=VERIFIER_ENTRY_POINTS)}
-    table = Table(title="verifiers", title_justify="left",
-                  caption="choose with --verifier NAME, module:attr or path/to/file.py:func; "
-                          "by default from each problem's fields", caption_justify="left")
-    table.add_column("verifier", style="bold")
-    table.add_column("source")
-    table.add_column("description")
-    for name in VERIFIERS.names():
-        source = ("built-in" if name in BUILTINS
-                  else f"plug-in {plugins[name]}" if name in plugins else "registered")
-        table.add_row(name, escape(source), escape(_describe_verifier(name)))
-    out.print(table)
+    rows = [(name,
+             "built-in" if name in BUILTINS
+             else f"plug-in {plugins[name]}" if name in plugins else "registered",
+             _describe_verifier(name))
+            for name in VERIFIERS.names()]
+    out.print(verifiers_table(rows))
 
 
 def _describe_verifier(name: str) -> str:
@@ -491,7 +382,7 @@ def show(
         _fail([str(exc)])
     if problem_id is None:
         out.print(rows_table(rows))
-        tally = Tally(len(rows))
+        tally = RunTally(len(rows))
         for row in rows:
             tally.add(row)
         out.print(summary_table(tally.summary(), timing=False))
@@ -501,144 +392,21 @@ def show(
         some = ", ".join(r.id for r in rows[:5])
         _fail([f"{results}: no row with id {problem_id!r} (ids include {some})"])
     row = matches[-1]
-    shorten = _identity if full else _shortener(400)
+    shorten = shortener(None if full else 400)
     out.print(result_panel(row, shorten))
     trace_path = trace or default_trace(results)
     if not trace_path.is_file():
         out.print(f"[dim]no trace at {escape(str(trace_path))}; `ponder solve` writes one "
                   "unless --no-trace[/dim]")
         return
-    events = last_attempt(read_trace_events(trace_path, problem_id))
+    try:
+        events = last_attempt(read_trace_jsonl(trace_path, problem_id))
+    except PonderError as exc:
+        _fail([str(exc)])
     if not events:
         out.print(f"[dim]{escape(str(trace_path))} has no events for {escape(problem_id)}[/dim]")
         return
     out.print(timeline_table(events, shorten))
-
-
-def _identity(text: str) -> str:
-    return text
-
-
-def _shortener(limit: int) -> Callable[[str], str]:
-    def shorten(text: str) -> str:
-        return text if len(text) <= limit else f"{text[:limit]}… [{len(text) - limit} more chars]"
-    return shorten
-
-
-def rows_table(rows: Sequence[Result]) -> Table:
-    table = Table(title="results", title_justify="left")
-    for column in ("id", "answer", "verdict", "tokens", "calls", "seconds", "stop", "error"):
-        table.add_column(column, justify="right" if column in ("tokens", "calls", "seconds")
-                         else "left")
-    for r in rows:
-        table.add_row(escape(r.id), escape(_one_line(r.answer or "", 30)), _verdict_mark(r),
-                      f"{r.usage.total_tokens:,}", str(r.usage.calls), f"{r.elapsed_s:.1f}",
-                      r.stop_reason, escape(_one_line(r.error or "", 50)))
-    return table
-
-
-def _one_line(text: str, limit: int) -> str:
-    flat = " ".join(text.split())
-    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
-
-
-def _verdict_mark(result: Result) -> str:
-    if result.verdict is None:
-        return "–"
-    mark = "[green]✓[/green]" if result.verdict.passed else "[red]✗[/red]"
-    return f"{mark} {result.verdict.score:.2f}"
-
-
-def result_panel(r: Result, shorten: Callable[[str], str]) -> Table:
-    table = Table(title=f"problem {escape(r.id)}", show_header=False, title_justify="left")
-    table.add_column(style="bold")
-    table.add_column()
-    table.add_row("answer", escape(r.answer if r.answer is not None else "–"))
-    if r.verdict is not None:
-        verdict = f"{_verdict_mark(r)}"
-        if r.verdict.feedback:
-            verdict += f"  {escape(shorten(r.verdict.feedback))}"
-        table.add_row("verdict", verdict)
-    else:
-        table.add_row("verdict", "– (no verifier)")
-    estimated = " (estimated)" if r.usage.estimated else ""
-    table.add_row("usage", f"{r.usage.total_tokens:,} tokens ({r.usage.prompt_tokens:,} prompt "
-                           f"+ {r.usage.completion_tokens:,} completion) in {r.usage.calls} "
-                           f"call(s){estimated}")
-    table.add_row("elapsed", f"{r.elapsed_s:.2f}s")
-    table.add_row("strategy", escape(f"{r.strategy} {json.dumps(r.params)}"))
-    stop = r.stop_reason + (" (budget exhausted)" if r.budget_exhausted else "")
-    table.add_row("stop", escape(stop))
-    if r.error:
-        table.add_row("error", f"[red]{escape(r.error)}[/red]")
-    if r.info:
-        table.add_row("info", escape(shorten(json.dumps(r.info, default=str))))
-    if r.text is not None:
-        table.add_row("reply", escape(shorten(r.text)))
-    return table
-
-
-def read_trace_events(path: Path, problem_id: str) -> list[TraceEvent]:
-    """`problem_id`'s events in a trace file, skipping a line torn by a killed run."""
-    events = []
-    with path.open(encoding="utf-8") as file:
-        for line in file:
-            if f'"problem_id":{json.dumps(problem_id)}' not in line.replace(" ", ""):
-                continue
-            try:
-                event = TraceEvent.model_validate_json(line)
-            except ValueError:
-                continue
-            if event.problem_id == problem_id:
-                events.append(event)
-    return events
-
-
-def last_attempt(events: list[TraceEvent]) -> list[TraceEvent]:
-    """The events since the last start of this problem: a resumed run may have begun it before
-    being stopped, and only the attempt that wrote the result counts."""
-    starts = [i for i, e in enumerate(events) if e.kind == "note" and e.step == START_STEP]
-    return events[starts[-1]:] if starts else events
-
-
-def timeline_table(events: Sequence[TraceEvent], shorten: Callable[[str], str]) -> Table:
-    table = Table(title="timeline", title_justify="left", show_lines=True)
-    table.add_column("t", justify="right")
-    table.add_column("event")
-    table.add_column("detail")
-    t0 = events[0].ts
-    for e in events:
-        table.add_row(f"+{e.ts - t0:.2f}s", escape(f"{e.kind} {e.step}"), _event_detail(e, shorten))
-    return table
-
-
-def _event_detail(e: TraceEvent, shorten: Callable[[str], str]) -> str:
-    lines: list[str] = []
-    if e.kind == "generate":
-        head = [f"n={e.data.get('n', 1)}", f"max_tokens={e.data.get('max_tokens', '?')}",
-                f"{e.usage.prompt_tokens}+{e.usage.completion_tokens} tok",
-                f"{e.latency_s:.2f}s"]
-        if e.retries:
-            head.append(f"{e.retries} retries")
-        lines.append(" · ".join(head))
-        if e.messages:
-            last = e.messages[-1]
-            lines.append(f"[dim]{last.role}:[/dim] {escape(shorten(last.content))}")
-        for i, c in enumerate(e.completions):
-            label = f"reply {i + 1}" if len(e.completions) > 1 else "reply"
-            lines.append(f"[cyan]{label}:[/cyan] {escape(shorten(c.text))}")
-    elif e.kind == "verify" and e.verdict is not None:
-        mark = "[green]passed[/green]" if e.verdict.passed else "[red]failed[/red]"
-        answer = e.data.get("answer")
-        lines.append(f"{mark} score {e.verdict.score:.2f}"
-                     + (f" · answer {escape(shorten(str(answer)))}" if answer is not None else ""))
-        if e.verdict.feedback:
-            lines.append(escape(shorten(e.verdict.feedback)))
-    elif e.data:
-        lines.append(escape(shorten(json.dumps(e.data, default=str))))
-    if e.error:
-        lines.append(f"[red]{escape(e.error)}[/red]")
-    return "\n".join(lines)
 
 
 # -- bench ------------------------------------------------------------------------------------

@@ -12,21 +12,33 @@ import time
 from collections.abc import Sequence
 from typing import Any
 
-from ponder.backends.base import Backend
-from ponder.budget import BudgetMeter
-from ponder.errors import BudgetExhausted
+from ponder.answers import canonical_answer, extract_answer
+from ponder.backends.base import CURRENT_CALL, Backend, CallLabel
+from ponder.budget import Budget
+from ponder.errors import BudgetExhausted, ConfigError
 from ponder.prompts import PromptLibrary
 from ponder.tokens import prompt_upper_bound
-from ponder.tracing import Trace
-from ponder.types import Candidate, Completion, Message, Problem, TraceEvent, Usage, Verdict
-from ponder.verifiers.base import Verifier, canonical_with, extract_with, run_verifier
+from ponder.tracing import Trace, TraceSink
+from ponder.types import (
+    STOP_REASONS,
+    Candidate,
+    Completion,
+    Message,
+    Outcome,
+    Problem,
+    TraceEvent,
+    Usage,
+    Verdict,
+)
+from ponder.verifiers.base import Verifier, judge
 
 
 class Context:
-    """Everything one problem's run may use. Built by `ponder.solve`; strategies receive it.
+    """Everything one problem's run may use. Strategies receive it; `ponder.solve` builds it.
 
     >>> completions = await ctx.generate("self_refine/generate", n=3, temperature=0.7)
     >>> best = max(ctx.candidates(completions), key=lambda c: c.score)
+    >>> return ctx.finish(best, "verified" if best.score == 1 else "done", samples=3)
     """
 
     def __init__(
@@ -34,21 +46,21 @@ class Context:
         problem: Problem,
         *,
         backend: Backend,
-        meter: BudgetMeter,
-        trace: Trace,
-        prompts: PromptLibrary,
+        budget: Budget | None = None,
+        prompts: PromptLibrary | None = None,
         verifier: Verifier | None = None,
         seed: int | None = None,
+        trace_sink: TraceSink | None = None,
     ) -> None:
         self.problem = problem
         self.backend = backend
-        self.budget = meter
-        self.trace = trace
-        self.prompts = prompts
-        self.verifier = verifier
+        self.meter = (budget or Budget()).start()
+        self.trace = Trace(problem.id, trace_sink)
+        self.prompts = prompts or PromptLibrary()
+        # Bound to this run, so a verifier that calls a model (the LLM judge) spends this
+        # problem's budget through `generate` below.
+        self.verifier = None if verifier is None else verifier.bind(self)
         self.seed = seed
-        self.info: dict[str, Any] = {}
-        self.stop_reason: str | None = None
         self.seen: list[Candidate] = []
         self._seed_offset = 0
 
@@ -122,7 +134,7 @@ class Context:
         min_n: int,
     ) -> list[Completion]:
         prompt_tokens = await self._prompt_bound(backend, messages, n, max_tokens)
-        reservation = self.budget.reserve(
+        reservation = self.meter.reserve(
             prompt_tokens=prompt_tokens, prompt_copies=backend.prompt_copies(n), n=n,
             max_tokens=max_tokens, min_n=min_n,
         )
@@ -132,29 +144,32 @@ class Context:
         event = TraceEvent(kind="generate", step=step, template=template, messages=messages,
                            data={"n": reservation.n, "max_tokens": reservation.max_tokens,
                                  "temperature": temperature})
+        label = CURRENT_CALL.set(CallLabel(template=template, step=step))
         try:
             call = backend.generate(
                 messages, n=reservation.n, max_tokens=reservation.max_tokens,
                 temperature=temperature, stop=stop, seed=seed,
             )
-            timeout = self.budget.remaining_seconds
+            timeout = self.meter.remaining_seconds
             completions = await (call if math.isinf(timeout) else asyncio.wait_for(call, timeout))
         except TimeoutError:
-            self.budget.release(reservation)
-            event.error = f"time limit of {self.budget.budget.seconds}s reached mid-call"
+            self.meter.release(reservation)
+            event.error = f"time limit of {self.meter.budget.seconds}s reached mid-call"
             event.latency_s = time.monotonic() - started
             self.trace.add(event)
-            self.budget.exhausted_reason = event.error
+            self.meter.exhausted_reason = event.error
             raise BudgetExhausted(event.error) from None
         except BaseException as exc:
-            self.budget.release(reservation)
+            self.meter.release(reservation)
             event.error = f"{type(exc).__name__}: {exc}"
             event.retries = getattr(exc, "retries", 0)
             event.latency_s = time.monotonic() - started
             self.trace.add(event)
             raise
+        finally:
+            CURRENT_CALL.reset(label)
         usage = sum((c.usage for c in completions), Usage()) + Usage(calls=1)
-        self.budget.charge(reservation, usage)
+        self.meter.charge(reservation, usage)
         event.completions = completions
         event.usage = usage
         event.retries = max((c.retries for c in completions), default=0)
@@ -168,7 +183,7 @@ class Context:
         cheap bound would cut this call short, since that costs a round trip."""
         bound = prompt_upper_bound(messages)
         copies = backend.prompt_copies(n)
-        if bound * copies + n * max_tokens <= self.budget.remaining_tokens:
+        if bound * copies + n * max_tokens <= self.meter.remaining_tokens:
             return bound
         exact = await backend.count_prompt_tokens(messages)
         return bound if exact is None else min(bound, exact)
@@ -177,7 +192,7 @@ class Context:
 
     def candidate(self, text: str, *, source: str = "", usage: Usage | None = None) -> Candidate:
         """A candidate from reply text, with its answer extracted (code for coding problems)."""
-        answer = extract_with(self.verifier, text)
+        answer = self.verifier.extract(text) if self.verifier else extract_answer(text)
         cand = Candidate(text=text, answer=answer, source=source, usage=usage or Usage())
         self.seen.append(cand)
         return cand
@@ -191,26 +206,45 @@ class Context:
         if self.verifier is None:
             return None
         started = time.monotonic()
-        verdict = await run_verifier(self.verifier, self.problem, candidate, self)
+        verdict = await judge(self.verifier, self.problem, candidate)
         candidate.verdict = verdict
-        self.trace.add(TraceEvent(kind="verify", step=getattr(self.verifier, "name", "verify"),
-                                  verdict=verdict, latency_s=time.monotonic() - started,
+        self.trace.add(TraceEvent(kind="verify", step=self.verifier.name, verdict=verdict,
+                                  latency_s=time.monotonic() - started,
                                   data={"answer": candidate.answer}))
         return verdict
 
     def canonical(self, answer: str) -> str | None:
         """A key under which equal answers group, for voting and consensus."""
-        return canonical_with(self.verifier, answer)
+        return self.verifier.canonical(answer) if self.verifier else canonical_answer(answer)
 
-    @property
-    def best(self) -> Candidate | None:
-        """The best candidate seen so far: the highest verdict score, ties to the latest."""
+    async def best(self) -> Candidate | None:
+        """The best candidate seen so far, for a run cut short: every candidate not yet judged
+        is verified first (while the budget's time lasts), then the highest score wins, ties
+        to the latest. Without a verifier, the latest candidate."""
         if not self.seen:
             return None
-        judged = [c for c in self.seen if c.verdict is not None]
-        if judged:
-            return max(reversed(judged), key=lambda c: c.score)
-        return self.seen[-1]
+        if self.verifier is None:
+            return self.seen[-1]
+        for cand in self.seen:
+            if cand.verdict is None and self.meter.remaining_seconds > 0:
+                try:
+                    await self.verify(cand)
+                except BudgetExhausted:  # a judge that calls the model found no budget left
+                    break
+        return max(reversed(self.seen), key=lambda c: c.score)
+
+    def finish(self, candidate: Candidate | None, reason: str | None = None,
+               **info: Any) -> Outcome:
+        """What a strategy returns: its answer, why it stopped (one of `STOP_REASONS`; by
+        default `verified` when the verifier passed the answer, else `done`), and details that
+        go into `Result.info`."""
+        if reason is None:
+            passed = candidate is not None and candidate.verdict is not None \
+                and candidate.verdict.passed
+            reason = "verified" if passed else "done"
+        if reason not in STOP_REASONS:
+            raise ConfigError(f"stop reason {reason!r} is not one of {', '.join(STOP_REASONS)}")
+        return Outcome(candidate=candidate, reason=reason, info=info)  # type: ignore[arg-type]
 
     def note(self, step: str, **data: Any) -> None:
         """Record a strategy decision (a vote, a pruned beam) in the trace."""

@@ -23,13 +23,11 @@ from ponder.prompts import PromptLibrary
 from ponder.results import ResultsWriter, drop_torn_tail, read_results, rewrite_results
 from ponder.runner import run_problem
 from ponder.strategies.base import StrategyConfig, StrategySpec
-from ponder.tracing import TraceSink
+from ponder.tracing import START_STEP, TraceSink
 from ponder.types import Problem, Result, TraceEvent
 from ponder.verifiers import Verifier
 
 log = logging.getLogger(__name__)
-
-START_STEP = "problem/start"  # the trace note that opens each attempt at a problem
 
 
 def _no_verifier(problem: Problem) -> Verifier | None:

@@ -20,49 +20,14 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
-from ponder.api import default_verifier
 from ponder.errors import ProblemFileError
 from ponder.types import Problem
-from ponder.verifiers import Verifier, get_verifier
+from ponder.verifiers import VerifierChoice
 
 KNOWN_FIELDS = frozenset(Problem.model_fields)
 # Other data sets' names for ponder's fields: (their name, ours).
 ALIASES = (("task_id", "id"), ("prompt", "problem"), ("question", "problem"))
 _GSM8K_MARK = "####"
-
-
-class VerifierChoice:
-    """Which verifier judges each problem: `override` for all when given, else the problem's
-    own `verifier` field or the one its gold fields call for. Each spec loads once.
-
-    >>> choice = VerifierChoice()
-    >>> choice.for_problem(Problem(problem="2+2?", answer="4")).name
-    'math'
-    """
-
-    def __init__(self, override: Verifier | None = None) -> None:
-        self.override = override
-        self._loaded: dict[str, Verifier | Exception] = {}
-
-    def spec_for(self, problem: Problem) -> str | None:
-        return None if self.override is not None else default_verifier(problem)
-
-    def for_problem(self, problem: Problem) -> Verifier | None:
-        """The verifier for `problem`; raises what loading its spec raised."""
-        if self.override is not None:
-            return self.override
-        spec = default_verifier(problem)
-        if spec is None:
-            return None
-        if spec not in self._loaded:
-            try:
-                self._loaded[spec] = get_verifier(spec)
-            except Exception as exc:  # a user's plug-in may fail in any way; report, not crash
-                self._loaded[spec] = exc
-        loaded = self._loaded[spec]
-        if isinstance(loaded, Exception):
-            raise loaded
-        return loaded
 
 
 def load_problems(path: str | Path, verifiers: VerifierChoice | None = None) -> list[Problem]:

@@ -12,8 +12,8 @@ from ponder.context import Context
 from ponder.errors import BackendError, BudgetExhausted, PonderError
 from ponder.prompts import PromptLibrary
 from ponder.strategies.base import StrategyConfig, StrategySpec
-from ponder.tracing import Trace, TraceSink
-from ponder.types import Candidate, Problem, Result
+from ponder.tracing import TraceSink
+from ponder.types import Candidate, Outcome, Problem, Result
 from ponder.verifiers.base import Verifier
 
 log = logging.getLogger(__name__)
@@ -33,32 +33,34 @@ async def run_problem(
 ) -> Result:
     """Solve `problem`. Never raises for a model or budget failure: the result says what failed
     and carries the best answer found before it."""
-    meter = budget.start()
-    ctx = Context(problem, backend=backend, meter=meter, trace=Trace(problem.id, trace_sink),
-                  prompts=prompts, verifier=verifier, seed=seed)
+    ctx = Context(problem, backend=backend, budget=budget, prompts=prompts, verifier=verifier,
+                  seed=seed, trace_sink=trace_sink)
     started = time.monotonic()
     error: str | None = None
-    exhausted = False
-    chosen: Candidate | None = None
+    outcome: Outcome | None = None
     try:
-        out = await spec.run(ctx, config)
-        chosen = ctx.candidate(out, source=spec.name) if isinstance(out, str) else out
+        outcome = as_outcome(ctx, await spec.run(ctx, config), spec.name)
     except BudgetExhausted as exc:
-        exhausted = True
         log.debug("problem %s: budget exhausted: %s", problem.id, exc)
     except (BackendError, PonderError) as exc:
         error = f"{type(exc).__name__}: {exc}"
-    if chosen is None:
-        chosen = ctx.best
-    exhausted = exhausted or meter.exhausted_reason is not None
-    if chosen is not None and chosen.verdict is None and verifier is not None:
+    meter = ctx.meter
+    exhausted = meter.exhausted_reason is not None
+    if outcome is None:  # cut short: the best of what was seen
+        outcome = ctx.finish(await ctx.best(), "error" if error else "budget")
+        exhausted = exhausted or error is None
+    exhausted = exhausted or outcome.reason == "budget"
+    chosen = outcome.candidate
+    if chosen is None and outcome.reason != "error":
+        chosen = await ctx.best()
+    if chosen is not None and chosen.verdict is None and ctx.verifier is not None:
         try:
             await ctx.verify(chosen)
         except BudgetExhausted:
             exhausted = True
-    stop = ctx.stop_reason or ("budget" if exhausted else "error" if error else "done")
+    info = dict(outcome.info)
     if exhausted and meter.exhausted_reason:
-        ctx.info.setdefault("budget_note", meter.exhausted_reason)
+        info.setdefault("budget_note", meter.exhausted_reason)
     return Result(
         id=problem.id,
         answer=chosen.answer if chosen else None,
@@ -68,9 +70,19 @@ async def run_problem(
         elapsed_s=time.monotonic() - started,
         strategy=spec.name,
         params=config.model_dump(),
-        stop_reason=stop,
+        stop_reason=outcome.reason,
         budget_exhausted=exhausted,
-        info=ctx.info,
+        info=info,
         error=error,
         trace=ctx.trace.events,
     )
+
+
+def as_outcome(ctx: Context, returned: Outcome | Candidate | str | None, source: str) -> Outcome:
+    """A strategy's return value as an `Outcome`: a bare candidate (or reply text) stops with
+    `verified` when the verifier passed it, else `done`."""
+    if isinstance(returned, Outcome):
+        return returned
+    if isinstance(returned, str):
+        returned = ctx.candidate(returned, source=source)
+    return ctx.finish(returned)

@@ -43,10 +43,10 @@ def failure_kind(error: str) -> str:
     return kind.strip() if sep and kind.strip().isidentifier() else "error"
 
 
-class Tally:
+class RunTally:
     """Counts results as they come in; the progress bar reads it, `summary()` closes it.
 
-    >>> tally = Tally(problems=300)
+    >>> tally = RunTally(problems=300)
     >>> tally.add(result)
     >>> tally.summary().accuracy
     """

@@ -1,14 +1,21 @@
-"""Every backend call and verification, recorded as a `TraceEvent`."""
+"""Every backend call and verification, recorded as a `TraceEvent`; trace files written and
+read back."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+import json
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import IO
 
+from pydantic import ValidationError
+
+from ponder.errors import PonderError
 from ponder.types import TraceEvent
 
 TraceSink = Callable[[TraceEvent], None]
+
+START_STEP = "problem/start"  # the trace note that opens each attempt at a problem
 
 
 class Trace:
@@ -63,6 +70,32 @@ def write_trace_jsonl(events: Iterable[TraceEvent], path: str | Path) -> None:
             sink(event)
 
 
-def read_trace_jsonl(path: str | Path) -> list[TraceEvent]:
-    lines = Path(path).read_text(encoding="utf-8").splitlines()
-    return [TraceEvent.model_validate_json(line) for line in lines if line.strip()]
+def read_trace_jsonl(path: str | Path, problem_id: str | None = None) -> list[TraceEvent]:
+    """The events in a trace file, in the order written; only `problem_id`'s when it is given.
+    A torn last line (a killed run's) is skipped; a bad line elsewhere is an error naming it."""
+    path = Path(path)
+    # A run's trace may be large: lines that cannot be this problem's are not parsed.
+    needle = None if problem_id is None else f'"problem_id":{json.dumps(problem_id)}'
+    events: list[TraceEvent] = []
+    with path.open(encoding="utf-8") as file:
+        for number, line in enumerate(file, start=1):
+            # A line without its newline is one the writer died in (see results.drop_torn_tail).
+            if not line.endswith("\n") or not line.strip():
+                continue
+            if needle is not None and needle not in line.replace(" ", ""):
+                continue
+            try:
+                event = TraceEvent.model_validate_json(line)
+            except ValidationError as exc:
+                raise PonderError(f"{path}:{number}: not a trace event: "
+                                  f"{exc.errors()[0]['msg']}") from None
+            if problem_id is None or event.problem_id == problem_id:
+                events.append(event)
+    return events
+
+
+def last_attempt(events: Sequence[TraceEvent]) -> list[TraceEvent]:
+    """The events since the last start of this problem: a resumed run may have begun it before
+    being stopped, and only the attempt that wrote the result counts."""
+    starts = [i for i, e in enumerate(events) if e.kind == "note" and e.step == START_STEP]
+    return list(events[starts[-1]:] if starts else events)

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
 
@@ -126,9 +126,27 @@ class TraceEvent(BaseModel):
 
 
 StopReason = Literal[
-    "done", "verified", "no_improvement", "max_iters", "consensus", "max_rounds",
-    "majority", "max_depth", "budget", "error",
+    "done",            # the strategy ran its course
+    "verified",        # the verifier passed the answer
+    "no_improvement",  # self_refine: the feedback found nothing to fix
+    "max_iters",       # self_refine: out of rewrites
+    "consensus",       # enough samples or agents agree
+    "majority",        # best_of_n: the remaining samples could not change the winner
+    "max_rounds",      # ice: out of rounds
+    "max_depth",       # tree_search: out of depth
+    "budget",          # tokens, calls or time ran out; the best answer so far is kept
+    "error",           # a backend or strategy failed; see Result.error
 ]
+STOP_REASONS: tuple[str, ...] = get_args(StopReason)
+
+
+class Outcome(BaseModel):
+    """What a strategy returns: its answer, why it stopped, and details for `Result.info`.
+    Made with `ctx.finish(candidate, reason, **info)`."""
+
+    candidate: Candidate | None
+    reason: StopReason = "done"
+    info: dict[str, Any] = Field(default_factory=dict)
 
 
 class Result(BaseModel):
@@ -142,7 +160,7 @@ class Result(BaseModel):
     elapsed_s: float = 0.0
     strategy: str = "single"
     params: dict[str, Any] = Field(default_factory=dict)
-    stop_reason: str = "done"
+    stop_reason: StopReason = "done"
     budget_exhausted: bool = False
     info: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None

@@ -6,18 +6,15 @@ Verdict(passed=True, score=1.0, ...)
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
-from ponder.api import BackendLike, ProblemLike, VerifierLike, as_problem, default_verifier
+from ponder.api import BackendLike, ProblemLike, VerifierLike, as_problem, resolve_backend
 from ponder.budget import Budget
 from ponder.context import Context
 from ponder.errors import ConfigError
-from ponder.prompts import PromptLibrary
-from ponder.tracing import Trace
-from ponder.types import Candidate, Problem, Verdict
-from ponder.verifiers import get_verifier
-from ponder.verifiers.base import Verifier, extract_with, run_verifier
+from ponder.types import Candidate, Verdict
+from ponder.verifiers import VerifierChoice
+from ponder.verifiers.base import judge as judge_with
 
 
 async def averify(
@@ -36,18 +33,20 @@ async def averify(
     `llm_judge`; their calls are then bounded by `budget`.
     """
     prob = as_problem(problem)
-    judge = _resolve(verifier, prob)
+    judge = VerifierChoice(verifier).for_problem(prob)
+    if judge is None:
+        raise ConfigError(f"no verifier for problem {prob.id!r}: it has no answer or tests; "
+                          "pass verifier= (a name such as 'math', a spec or a function)")
     cand = candidate if isinstance(candidate, Candidate) else Candidate(
-        text=candidate, answer=extract_with(judge, candidate))
-    if backend is None:
-        return await run_verifier(judge, prob, cand)
-    from ponder.api import resolve_backend
-
+        text=candidate, answer=judge.extract(candidate))
+    if backend is None:  # no model: a verifier that needs one (llm_judge) says so
+        return await judge_with(judge, prob, cand)
     client, owned = resolve_backend(backend)
     try:
-        ctx = Context(prob, backend=client, meter=(budget or Budget()).start(),
-                      trace=Trace(prob.id), prompts=PromptLibrary(), verifier=judge)
-        return await run_verifier(judge, prob, cand, ctx)
+        ctx = Context(prob, backend=client, budget=budget, verifier=judge)
+        verdict = await ctx.verify(cand)
+        assert verdict is not None  # the context has a verifier
+        return verdict
     finally:
         if owned:
             await client.aclose()
@@ -59,17 +58,12 @@ def verify(
     verifier: VerifierLike = None,
     **kwargs: Any,
 ) -> Verdict:
-    """`averify` for plain scripts (not for use inside a running event loop).
+    """`averify` for plain scripts (not for use inside a running event loop); runs on the same
+    process-wide loop as `ponder.solve`, so a backend passed in can be reused.
 
     >>> ponder.verify("What is 6 * 7?", "6 * 7 = 42", verifier=lambda p, c: c.answer == "42")
     Verdict(passed=True, score=1.0, ...)
     """
-    return asyncio.run(averify(problem, candidate, verifier, **kwargs))
+    from ponder.sync import default_portal
 
-
-def _resolve(verifier: VerifierLike, problem: Problem) -> Verifier:
-    spec = verifier if verifier is not None else default_verifier(problem)
-    if spec is None:
-        raise ConfigError(f"no verifier for problem {problem.id!r}: it has no answer or tests; "
-                          "pass verifier= (a name such as 'math', a spec or a function)")
-    return get_verifier(spec)
+    return default_portal().verify(problem, candidate, verifier, **kwargs)

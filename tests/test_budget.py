@@ -125,6 +125,6 @@ async def test_concurrent_calls_cannot_overspend_together() -> None:
             return 0
 
     samples = await asyncio.gather(*(call() for _ in range(40)))
-    assert ctx.budget.used.total_tokens <= 2000
+    assert ctx.meter.used.total_tokens <= 2000
     assert sum(samples) > 0 and samples.count(0) > 0  # some calls ran, later ones were refused
-    assert ctx.budget.reserved_tokens == 0 and ctx.budget.reserved_calls == 0
+    assert ctx.meter.reserved_tokens == 0 and ctx.meter.reserved_calls == 0

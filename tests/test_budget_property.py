@@ -68,10 +68,10 @@ async def generate_many(prompt: str, backend: Backend, budget: Budget, tokens: i
     for n in sizes:  # one after another, then all at once
         await one(n)
     await asyncio.gather(*(one(n) for n in sizes))
-    assert within(budget, ctx.budget.used), (budget, ctx.budget.used)
-    assert ctx.budget.reserved_tokens == 0 and ctx.budget.reserved_calls == 0
+    assert within(budget, ctx.meter.used), (budget, ctx.meter.used)
+    assert ctx.meter.reserved_tokens == 0 and ctx.meter.reserved_calls == 0
     traced = sum((e.usage for e in ctx.trace.events), Usage())
-    assert traced.total_tokens == ctx.budget.used.total_tokens
+    assert traced.total_tokens == ctx.meter.used.total_tokens
 
 
 @SETTINGS

@@ -75,7 +75,8 @@ def test_solve_writes_a_row_per_problem_and_prints_the_summary(
     rows = read_results(out)
     assert sorted(r.id for r in rows) == ["s0", "s1", "s2"]
     row = next(r for r in rows if r.id == "s1")
-    assert (row.answer, row.correct, row.strategy, row.stop_reason) == ("3", True, "single", "done")
+    assert (row.answer, row.correct, row.strategy, row.stop_reason) == \
+        ("3", True, "single", "verified")
     assert row.usage.calls == 1 and row.usage.total_tokens > 0
 
 
@@ -291,6 +292,18 @@ def test_show_skips_a_torn_trace_line_and_an_earlier_attempt(
     code, stdout, _ = ponder("show", out, "--id", "s0")
     assert code == 0
     assert "generate single/answer" in stdout and "OLD-ATTEMPT" not in stdout
+
+
+def test_show_names_a_bad_trace_line(
+        server: FakeOpenAIServer, sums: Path, checks: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    assert ponder("solve", sums, "--base-url", server.base_url, "--verifier", checks,
+                  "-o", out, "--quiet")[0] == 0
+    trace = default_trace(out)
+    lines = trace.read_text().splitlines(keepends=True)
+    trace.write_text('{"problem_id": "s1", "kind": 7}\n' + "".join(lines))
+    code, _, stderr = ponder("show", out, "--id", "s1")
+    assert code == 2 and f"{trace}:1: not a trace event" in stderr.replace("\n", "")
 
 
 def test_ctrl_c_keeps_finished_rows_and_says_how_many_remain(tmp_path: Path,

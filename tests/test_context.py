@@ -36,7 +36,7 @@ async def test_a_call_is_traced_with_what_was_sent_and_what_it_cost() -> None:
     assert event.messages[-1].content == "What is 2 + 3?"
     assert event.completions == [completion]
     assert event.usage == completion.usage + Usage(calls=1)
-    assert event.usage == ctx.budget.used
+    assert event.usage == ctx.meter.used
     assert event.latency_s >= 0 and event.retries == 0 and event.error is None
     assert event.data == {"n": 1, "max_tokens": 64, "temperature": 0.0}
 
@@ -59,7 +59,7 @@ async def test_a_failed_call_is_traced_and_charges_nothing() -> None:
                 await ctx.generate("single/answer", max_tokens=64)
     [event] = ctx.trace.events
     assert event.error is not None and event.error.startswith("BackendError")
-    assert ctx.budget.used.total_tokens == 0 and ctx.budget.reserved_tokens == 0
+    assert ctx.meter.used.total_tokens == 0 and ctx.meter.reserved_tokens == 0
 
 
 async def test_gold_fields_never_reach_the_model() -> None:
@@ -92,7 +92,7 @@ async def test_a_backend_returning_fewer_than_n_is_asked_again() -> None:
 
     assert len(completions) == 5
     assert [r["n"] for r in backend.requests] == [5, 3, 1]
-    assert len(ctx.trace.events) == 3 and ctx.budget.used.calls == 3
+    assert len(ctx.trace.events) == 3 and ctx.meter.used.calls == 3
 
 
 async def test_budget_running_out_mid_top_up_keeps_the_samples_paid_for() -> None:
@@ -102,8 +102,8 @@ async def test_budget_running_out_mid_top_up_keeps_the_samples_paid_for() -> Non
     completions = await ctx.generate("single/answer", n=4, max_tokens=64)
 
     assert len(completions) == 2
-    assert ctx.budget.used.calls == 2
-    assert ctx.budget.used.total_tokens == sum(c.usage.total_tokens for c in completions)
+    assert ctx.meter.used.calls == 2
+    assert ctx.meter.used.total_tokens == sum(c.usage.total_tokens for c in completions)
 
 
 async def test_min_n_turns_a_short_top_up_into_budget_exhausted() -> None:
@@ -112,7 +112,7 @@ async def test_min_n_turns_a_short_top_up_into_budget_exhausted() -> None:
 
     with pytest.raises(BudgetExhausted, match="call limit"):
         await ctx.generate("single/answer", n=4, min_n=3, max_tokens=64)
-    assert ctx.budget.used.calls == 2  # what was spent stays spent
+    assert ctx.meter.used.calls == 2  # what was spent stays spent
 
 
 async def test_time_limit_ends_a_slow_call_as_budget_exhausted() -> None:
@@ -122,7 +122,7 @@ async def test_time_limit_ends_a_slow_call_as_budget_exhausted() -> None:
         await ctx.generate("single/answer", max_tokens=64)
     [event] = ctx.trace.events
     assert event.error is not None and "time limit" in event.error
-    assert ctx.budget.exhausted
+    assert ctx.meter.exhausted
 
 
 async def test_samples_get_distinct_seeds_across_calls() -> None:

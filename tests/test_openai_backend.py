@@ -13,8 +13,9 @@ from collections.abc import Iterator
 import pytest
 
 import ponder
+from ponder.api import resolve_backend
 from ponder.backends.openai import OpenAIBackend
-from ponder.errors import BackendError
+from ponder.errors import BackendError, ConfigError
 from ponder.testing import FakeOpenAIServer
 from ponder.testing.fake_server import count_prompt_tokens
 from ponder.types import Message
@@ -220,6 +221,17 @@ def test_no_base_url_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv("OPENAI_BASE_URL", raising=False)
     with pytest.raises(BackendError, match="OPENAI_BASE_URL"):
         OpenAIBackend()
+
+
+async def test_resolve_backend_makes_a_server_backend_from_its_options() -> None:
+    backend, owned = resolve_backend("http://127.0.0.1:9/v1", model="m", api_key="sk-given",
+                                     request_timeout=3.0, max_retries=1, backoff_max=0.5)
+    assert owned and isinstance(backend, OpenAIBackend)
+    async with backend:
+        assert (backend.model, backend.client.api_key, backend.client.timeout) == \
+            ("m", "sk-given", 3.0)
+    with pytest.raises(ConfigError, match="model_path runs the embedded model"):
+        resolve_backend("http://127.0.0.1:9/v1", model_path="other.gguf")
 
 
 def test_solve_with_a_base_url(server: FakeOpenAIServer) -> None:

@@ -13,12 +13,12 @@ from ponder.backends.scripted import ScriptedBackend
 from ponder.budget import Budget
 from ponder.errors import BackendError
 from ponder.orchestrator import Solver, resume_plan, run_all
-from ponder.problem_files import VerifierChoice, load_problems
+from ponder.problem_files import load_problems
 from ponder.results import ResultsWriter, drop_torn_tail, read_results, result_line
 from ponder.strategies import REGISTRY
-from ponder.summary import Tally, failure_kind
+from ponder.summary import RunTally, failure_kind
 from ponder.types import Candidate, Completion, Message, Problem, Result, Usage, Verdict
-from ponder.verifiers import FunctionVerifier
+from ponder.verifiers import FunctionVerifier, VerifierChoice
 from tests.conftest import DATA
 
 SINGLE = REGISTRY.get("single")
@@ -64,28 +64,11 @@ async def test_each_result_is_on_disk_before_the_next_step(tmp_path: Path) -> No
     assert rows[0].params == {"max_tokens": 64, "temperature": 0.0}
 
 
-class CountingBackend(ScriptedBackend):
-    """Tracks how many calls are in flight at once."""
-
-    def __init__(self, latency_s: float) -> None:
-        super().__init__("Final answer: 0", latency_s=latency_s)
-        self.in_flight = 0
-        self.most_in_flight = 0
-
-    async def generate(self, messages: Sequence[Message], **kwargs: object) -> list[Completion]:
-        self.in_flight += 1
-        self.most_in_flight = max(self.most_in_flight, self.in_flight)
-        try:
-            return await super().generate(messages, **kwargs)  # type: ignore[arg-type]
-        finally:
-            self.in_flight -= 1
-
-
 async def test_no_more_than_concurrency_problems_are_in_flight() -> None:
-    backend = CountingBackend(latency_s=0.01)
+    backend = ScriptedBackend("Final answer: 0", latency_s=0.01)
     results = await run_all(problems(20), solver_for(backend), concurrency=3)
     assert len(results) == 20
-    assert backend.most_in_flight == 3
+    assert backend.peak_in_flight == 3
 
 
 async def test_a_failing_problem_is_recorded_and_the_run_goes_on(tmp_path: Path) -> None:
@@ -110,7 +93,7 @@ async def test_a_failing_problem_is_recorded_and_the_run_goes_on(tmp_path: Path)
     assert rows["p1"].stop_reason == "error"
     assert rows["p3"].error == "BackendError: server answered 500: boom"
     assert all(rows[i].error is None and rows[i].correct for i in ("p0", "p2", "p4"))
-    summary = Tally(5, rows.values()).summary()
+    summary = RunTally(5, rows.values()).summary()
     assert summary.failures == {"BackendError": 1, "ValueError": 1}
     assert (summary.errors, summary.solved, summary.judged) == (2, 3, 3)
 
@@ -210,7 +193,7 @@ def test_summary_counts_accuracy_tokens_and_failures() -> None:
                    usage=Usage(prompt_tokens=10, completion_tokens=15, calls=2))
     unjudged = Result(id="c", answer="x", budget_exhausted=True, stop_reason="budget")
     failed = Result(id="d", answer=None, error="BackendError: cannot reach server")
-    tally = Tally(problems=5, previous=[ok])
+    tally = RunTally(problems=5, previous=[ok])
     for result in (wrong, unjudged, failed):
         tally.add(result)
     summary = tally.summary(interrupted=True)
@@ -229,7 +212,7 @@ def test_failure_kind_is_the_exception_name() -> None:
 
 
 def test_a_later_row_for_the_same_id_replaces_the_earlier_one() -> None:
-    tally = Tally(1, [Result(id="a", answer="1", verdict=Verdict.from_bool(False))])
+    tally = RunTally(1, [Result(id="a", answer="1", verdict=Verdict.from_bool(False))])
     tally.add(Result(id="a", answer="2", verdict=Verdict.from_bool(True)))
     summary = tally.summary()
     assert (summary.done, summary.judged, summary.solved) == (1, 1, 1)

@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 
 from ponder.errors import ProblemFileError
-from ponder.problem_files import VerifierChoice, load_problems
+from ponder.problem_files import load_problems
 from ponder.types import Candidate, Problem
-from ponder.verifiers import FunctionVerifier, Verifier
+from ponder.verifiers import FunctionVerifier, Verifier, VerifierChoice
 from tests.conftest import DATA, load_jsonl
 
 

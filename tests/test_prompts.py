@@ -12,7 +12,7 @@ import ponder
 from ponder import Candidate, Problem, ScriptedBackend, TemplateError
 from ponder.prompts import PromptLibrary
 from ponder.strategies import REGISTRY
-from tests.scripted_roles import by_role, role_of
+from ponder.testing import by_step
 
 OWN = Candidate(text="4 + 4 = 8", answer="8")
 OTHERS = [{"agent": "agent 2", "answer": "9", "text": "4 + 5 = 9"}]
@@ -65,7 +65,7 @@ async def test_a_user_folder_overrides_a_builtin_of_the_same_name(tmp_path: Path
     write(tmp_path, "self_refine/feedback.j2",
           "{% block system %}You are a strict reviewer.{% endblock %}"
           "{% block user %}Just say {{ stop_marker }}.{% endblock %}")
-    backend = ScriptedBackend(by_role(answer="Final answer: 8", feedback="NO ISSUES"))
+    backend = ScriptedBackend(by_step(generate="Final answer: 8", feedback="NO ISSUES"))
     result = await ponder.asolve("4 + 4?", strategy="self_refine", backend=backend,
                                  templates_dir=tmp_path)
     assert result.stop_reason == "no_improvement"
@@ -115,8 +115,10 @@ def test_an_unknown_template_or_folder_is_named():
 async def test_gold_fields_never_reach_a_prompt(strategy: str):
     problem = Problem(problem="What is 4 + 4?", answer="GOLD-ANSWER-31337",
                       tests=["assert GOLD_TEST"], metadata={"solution": "GOLD-SOLUTION"})
-    backend = ScriptedBackend(lambda messages: (
-        "Score: 5" if role_of(messages) == "value" else "4 + 4 = 9. Final answer: 9"))
+    wrong = "4 + 4 = 9. Final answer: 9"
+    backend = ScriptedBackend(by_step(
+        answer=wrong, generate=wrong, feedback=wrong, refine=wrong, judge=wrong, revise=wrong,
+        step=wrong, value="Score: 5"))
     await ponder.asolve(problem, strategy=strategy, backend=backend,
                         verifier=lambda p, c: c.answer == p.answer)
     prompts = " ".join(m.content for r in backend.requests for m in r["messages"])

@@ -7,7 +7,7 @@ import pytest
 
 import ponder
 from ponder import Budget, ConfigError, ScriptedBackend
-from tests.scripted_roles import by_role, requests_for, user_text
+from ponder.testing import by_step
 
 PROBLEM = "A shirt costs $4 and a hat costs $4. How much do both cost?"
 
@@ -61,20 +61,20 @@ async def test_the_vote_selector_ignores_the_verifier():
 
 
 async def test_the_judge_picks_among_distinct_answers():
-    backend = ScriptedBackend(by_role(answer=answers("9", "9", "8"),
+    backend = ScriptedBackend(by_step(generate=answers("9", "9", "8"),
                                       judge="Candidate 1 forgets the hat. Best: 2"))
     result = await ponder.asolve(PROBLEM, strategy="best_of_n", backend=backend, n=3,
                                  selector="judge")
     assert result.answer == "8"
     assert result.info["judge_choice"] == 2
-    [judged] = requests_for(backend, "judge")
-    shown = user_text(judged)
+    [judged] = backend.requests_for("judge")
+    shown = judged["messages"][-1].content
     assert "Candidate 1 (answer: 9)" in shown and "Candidate 2 (answer: 8)" in shown
     assert "Candidate 3" not in shown  # one sample per distinct answer
 
 
 async def test_an_unreadable_judge_falls_back_to_the_vote():
-    backend = ScriptedBackend(by_role(answer=answers("9", "9", "8"), judge="They all look fine."))
+    backend = ScriptedBackend(by_step(generate=answers("9", "9", "8"), judge="They all look fine."))
     result = await ponder.asolve(PROBLEM, strategy="best_of_n", backend=backend, n=3,
                                  selector="judge")
     assert result.answer == "9"
@@ -82,11 +82,11 @@ async def test_an_unreadable_judge_falls_back_to_the_vote():
 
 
 async def test_no_judge_call_when_all_samples_agree():
-    backend = ScriptedBackend(by_role(answer=answers("8")))
+    backend = ScriptedBackend(by_step(generate=answers("8")))
     result = await ponder.asolve(PROBLEM, strategy="best_of_n", backend=backend, n=3,
                                  selector="judge")
     assert result.answer == "8"
-    assert requests_for(backend, "judge") == []
+    assert backend.requests_for("judge") == []
 
 
 async def test_adaptive_stops_when_the_first_samples_agree():
@@ -139,7 +139,7 @@ async def test_a_short_budget_draws_fewer_samples_and_says_so():
                                  max_tokens=50, budget=budget)
     assert result.info["samples"] == 3
     assert result.answer == "8"
-    assert result.stop_reason == "budget" and result.info["budget_exhausted"]
+    assert result.stop_reason == "budget" and result.budget_exhausted
     assert result.usage.total_tokens <= budget.tokens
 
 

@@ -3,14 +3,12 @@ backends, personas and temperatures, concurrency within a round, and the budget.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 import pytest
 
 import ponder
-from ponder import Budget, ConfigError, Message, ScriptedBackend
+from ponder import Budget, ConfigError, ScriptedBackend
 from ponder.strategies import Agent
-from tests.scripted_roles import by_role, requests_for, user_text
+from ponder.testing import by_step
 
 PROBLEM = "Ann reads 12 pages a day. How many pages does she read in 5 days?"
 
@@ -20,7 +18,7 @@ def says(value: str) -> str:
 
 
 async def test_agreement_in_round_zero_ends_the_run():
-    backend = ScriptedBackend(by_role(answer=says("60")))
+    backend = ScriptedBackend(by_step(answer=says("60")))
     result = await ponder.asolve(PROBLEM, strategy="ice", backend=backend, agents=3)
     assert (result.answer, result.stop_reason) == ("60", "consensus")
     assert len(backend.requests) == 3
@@ -29,15 +27,15 @@ async def test_agreement_in_round_zero_ends_the_run():
 
 
 async def test_agents_revise_after_reading_each_other_until_they_agree():
-    backend = ScriptedBackend(by_role(answer=[says("60"), says("17"), says("60")],
+    backend = ScriptedBackend(by_step(answer=[says("60"), says("17"), says("60")],
                                       revise=says("60")))
     result = await ponder.asolve(PROBLEM, strategy="ice", backend=backend, agents=3,
                                  max_rounds=2)
     assert (result.answer, result.stop_reason) == ("60", "consensus")
     assert [r["agreement"] for r in result.info["rounds"]] == [pytest.approx(2 / 3), 1.0]
-    revisions = requests_for(backend, "revise")
+    revisions = backend.requests_for("revise")
     assert len(revisions) == 3
-    seen_by_second = user_text(revisions[1])
+    seen_by_second = revisions[1]["messages"][-1].content
     assert "Your previous solution (answer: 17)" in seen_by_second
     assert "Solution from agent 1 (answer: 60)" in seen_by_second
     assert "Solution from agent 3 (answer: 60)" in seen_by_second
@@ -45,7 +43,7 @@ async def test_agents_revise_after_reading_each_other_until_they_agree():
 
 
 async def test_without_consensus_it_stops_at_max_rounds_with_the_majority():
-    backend = ScriptedBackend(by_role(answer=[says("60"), says("17"), says("60")],
+    backend = ScriptedBackend(by_step(answer=[says("60"), says("17"), says("60")],
                                       revise=[says("60"), says("17"), says("60")]))
     result = await ponder.asolve(PROBLEM, strategy="ice", backend=backend, agents=3,
                                  max_rounds=2)
@@ -55,7 +53,7 @@ async def test_without_consensus_it_stops_at_max_rounds_with_the_majority():
 
 
 async def test_agreement_as_a_count_of_agents():
-    backend = ScriptedBackend(by_role(answer=[says("60"), says("17"), says("60")]))
+    backend = ScriptedBackend(by_step(answer=[says("60"), says("17"), says("60")]))
     result = await ponder.asolve(PROBLEM, strategy="ice", backend=backend, agents=3,
                                  agreement=2)
     assert (result.answer, result.stop_reason) == ("60", "consensus")
@@ -63,7 +61,7 @@ async def test_agreement_as_a_count_of_agents():
 
 
 async def test_agreement_as_a_fraction_rounds_up():
-    backend = ScriptedBackend(by_role(answer=[says("60"), says("17"), says("60"), says("5")],
+    backend = ScriptedBackend(by_step(answer=[says("60"), says("17"), says("60"), says("5")],
                                       revise=says("60")))
     result = await ponder.asolve(PROBLEM, strategy="ice", backend=backend, agents=4,
                                  agreement=0.75)
@@ -71,8 +69,8 @@ async def test_agreement_as_a_fraction_rounds_up():
 
 
 async def test_each_agent_may_have_its_own_backend_persona_and_temperature():
-    shared = ScriptedBackend(by_role(answer=says("60")))
-    own = ScriptedBackend(by_role(answer=says("60")))
+    shared = ScriptedBackend(by_step(answer=says("60")))
+    own = ScriptedBackend(by_step(answer=says("60")))
     agents = [Agent(name="skeptic", persona="You doubt every step.", backend=own),
               Agent(temperature=0.1)]
     result = await ponder.asolve(PROBLEM, strategy="ice", backend=shared, agents=agents)
@@ -85,24 +83,13 @@ async def test_each_agent_may_have_its_own_backend_persona_and_temperature():
 
 
 async def test_agents_in_a_round_run_concurrently():
-    class Counting(ScriptedBackend):
-        in_flight = peak = 0
-
-        async def generate(self, messages: Sequence[Message], **kwargs: object) -> list:
-            Counting.in_flight += 1
-            Counting.peak = max(Counting.peak, Counting.in_flight)
-            try:
-                return await super().generate(messages, **kwargs)  # type: ignore[arg-type]
-            finally:
-                Counting.in_flight -= 1
-
-    backend = Counting(by_role(answer=says("60")), latency_s=0.01)
+    backend = ScriptedBackend(by_step(answer=says("60")), latency_s=0.01)
     await ponder.asolve(PROBLEM, strategy="ice", backend=backend, agents=4)
-    assert Counting.peak == 4
+    assert backend.peak_in_flight == 4
 
 
 async def test_a_verifier_pass_ends_the_discussion():
-    backend = ScriptedBackend(by_role(answer=[says("17"), says("60"), says("5")]))
+    backend = ScriptedBackend(by_step(answer=[says("17"), says("60"), says("5")]))
     result = await ponder.asolve(PROBLEM, strategy="ice", backend=backend, agents=3,
                                  verifier=lambda p, c: c.answer == "60")
     assert (result.answer, result.stop_reason) == ("60", "verified")
@@ -110,11 +97,11 @@ async def test_a_verifier_pass_ends_the_discussion():
 
 
 async def test_out_of_budget_in_a_revision_round_keeps_the_last_answers():
-    script = by_role(answer=[says("60"), says("17"), says("60")], revise=says("17"))
+    script = by_step(answer=[says("60"), says("17"), says("60")], revise=says("17"))
     first = await ponder.asolve(PROBLEM, strategy="ice", backend=ScriptedBackend(script),
                                 agents=3, max_rounds=0)
     budget = Budget(tokens=first.usage.total_tokens + 50)  # round 0, and no full revision
-    backend = ScriptedBackend(by_role(answer=[says("60"), says("17"), says("60")],
+    backend = ScriptedBackend(by_step(answer=[says("60"), says("17"), says("60")],
                                       revise=says("17")))
     result = await ponder.asolve(PROBLEM, strategy="ice", backend=backend, agents=3,
                                  budget=budget)

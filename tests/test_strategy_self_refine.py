@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import ponder
 from ponder import Budget, ScriptedBackend, Verdict
-from tests.scripted_roles import by_role, requests_for, user_text
+from ponder.testing import by_step
 
 PROBLEM = "Tom has 3 apples and buys 5 more. How many apples does Tom have now?"
 
@@ -19,7 +19,7 @@ def answer_is(gold: str, feedback: str = "") -> ponder.Verifier:
 
 
 async def test_stops_when_the_verifier_passes_the_draft():
-    backend = ScriptedBackend(by_role(answer="3 + 5 = 8. Final answer: 8"))
+    backend = ScriptedBackend(by_step(generate="3 + 5 = 8. Final answer: 8"))
     result = await ponder.asolve(PROBLEM, strategy="self_refine", backend=backend,
                                  verifier=answer_is("8"))
     assert (result.answer, result.stop_reason) == ("8", "verified")
@@ -28,22 +28,22 @@ async def test_stops_when_the_verifier_passes_the_draft():
 
 
 async def test_verifier_feedback_reaches_the_critique_and_the_rewrite():
-    backend = ScriptedBackend(by_role(answer="3 * 5 = 15. Final answer: 15",
+    backend = ScriptedBackend(by_step(generate="3 * 5 = 15. Final answer: 15",
                                       feedback="Tom buys more, so add.",
                                       refine="3 + 5 = 8. Final answer: 8"))
     result = await ponder.asolve(PROBLEM, strategy="self_refine", backend=backend,
                                  verifier=answer_is("8", feedback="15 is not the expected answer"))
     assert (result.answer, result.stop_reason) == ("8", "verified")
-    [critique] = requests_for(backend, "feedback")
-    [rewrite] = requests_for(backend, "refine")
-    assert "15 is not the expected answer" in user_text(critique)
-    assert "15 is not the expected answer" in user_text(rewrite)
-    assert "Tom buys more, so add." in user_text(rewrite)
+    [critique] = backend.requests_for("feedback")
+    [rewrite] = backend.requests_for("refine")
+    assert "15 is not the expected answer" in critique["messages"][-1].content
+    assert "15 is not the expected answer" in rewrite["messages"][-1].content
+    assert "Tom buys more, so add." in rewrite["messages"][-1].content
     assert [v["answer"] for v in result.info["versions"]] == ["15", "8"]
 
 
 async def test_stops_when_the_feedback_finds_nothing_to_fix():
-    backend = ScriptedBackend(by_role(answer="Final answer: 8", feedback="**No issues.**"))
+    backend = ScriptedBackend(by_step(generate="Final answer: 8", feedback="**No issues.**"))
     result = await ponder.asolve(PROBLEM, strategy="self_refine", backend=backend)
     assert (result.answer, result.stop_reason) == ("8", "no_improvement")
     assert result.info["approved"] == "draft"
@@ -51,7 +51,7 @@ async def test_stops_when_the_feedback_finds_nothing_to_fix():
 
 
 async def test_a_failing_verifier_overrides_a_critique_that_approves():
-    backend = ScriptedBackend(by_role(answer="Final answer: 15", feedback="NO ISSUES",
+    backend = ScriptedBackend(by_step(generate="Final answer: 15", feedback="NO ISSUES",
                                       refine="Final answer: 8"))
     result = await ponder.asolve(PROBLEM, strategy="self_refine", backend=backend,
                                  verifier=answer_is("8"))
@@ -59,14 +59,14 @@ async def test_a_failing_verifier_overrides_a_critique_that_approves():
 
 
 async def test_the_stop_marker_is_configurable():
-    backend = ScriptedBackend(by_role(answer="Final answer: 8", feedback="LGTM"))
+    backend = ScriptedBackend(by_step(generate="Final answer: 8", feedback="LGTM"))
     result = await ponder.asolve(PROBLEM, strategy="self_refine", backend=backend,
                                  stop_marker="LGTM")
     assert result.stop_reason == "no_improvement"
 
 
 async def test_stops_after_max_iters_rewrites():
-    backend = ScriptedBackend(by_role(answer="Final answer: 8", feedback="Check the sum.",
+    backend = ScriptedBackend(by_step(generate="Final answer: 8", feedback="Check the sum.",
                                       refine="Final answer: 8"))
     result = await ponder.asolve(PROBLEM, strategy="self_refine", backend=backend, max_iters=2)
     assert result.stop_reason == "max_iters"
@@ -77,7 +77,7 @@ async def test_stops_after_max_iters_rewrites():
 
 async def test_keeps_the_best_scoring_version_not_the_last():
     scores = {"8": 0.9, "9": 0.4, "10": 0.2}
-    backend = ScriptedBackend(by_role(answer="Final answer: 9", feedback="Recount.",
+    backend = ScriptedBackend(by_step(generate="Final answer: 9", feedback="Recount.",
                                       refine=["Final answer: 8", "Final answer: 10"]))
     result = await ponder.asolve(PROBLEM, strategy="self_refine", backend=backend, max_iters=2,
                                  verifier=lambda problem, cand: scores[cand.answer])
@@ -87,7 +87,7 @@ async def test_keeps_the_best_scoring_version_not_the_last():
 
 
 async def test_without_a_verifier_an_unapproved_change_does_not_replace_the_draft():
-    backend = ScriptedBackend(by_role(answer="Final answer: 8", feedback="Are you sure?",
+    backend = ScriptedBackend(by_step(generate="Final answer: 8", feedback="Are you sure?",
                                       refine="Final answer: 15"))
     result = await ponder.asolve(PROBLEM, strategy="self_refine", backend=backend, max_iters=1)
     assert result.answer == "8"  # 8 and 15 have one vote each; the tie goes to the draft
@@ -95,7 +95,7 @@ async def test_without_a_verifier_an_unapproved_change_does_not_replace_the_draf
 
 
 async def test_without_a_verifier_the_version_the_feedback_approved_wins():
-    backend = ScriptedBackend(by_role(answer="Final answer: 15",
+    backend = ScriptedBackend(by_step(generate="Final answer: 15",
                                       feedback=["It should be a sum.", "NO ISSUES"],
                                       refine="Final answer: 8"))
     result = await ponder.asolve(PROBLEM, strategy="self_refine", backend=backend, max_iters=3)
@@ -104,17 +104,17 @@ async def test_without_a_verifier_the_version_the_feedback_approved_wins():
 
 
 async def test_running_out_of_budget_mid_loop_returns_the_best_so_far():
-    backend = ScriptedBackend(by_role(answer="Final answer: 8", feedback="word " * 40,
+    backend = ScriptedBackend(by_step(generate="Final answer: 8", feedback="word " * 40,
                                       refine="Final answer: 8"))
     # Room for the draft and the critique, not for the rewrite (whose prompt holds both).
     first_two = await ponder.asolve(PROBLEM, strategy="self_refine", backend=ScriptedBackend(
-        by_role(answer="Final answer: 8", feedback="word " * 40)), max_iters=0)
+        by_step(generate="Final answer: 8", feedback="word " * 40)), max_iters=0)
     budget = Budget(tokens=first_two.usage.total_tokens + 400)
     result = await ponder.asolve(PROBLEM, strategy="self_refine", backend=backend,
                                  budget=budget, max_iters=3)
     assert result.answer == "8"
     assert result.stop_reason == "budget"
-    assert result.budget_exhausted and result.info["budget_exhausted"]
+    assert result.budget_exhausted and result.stop_reason == "budget"
     assert result.usage.total_tokens <= budget.tokens
 
 

@@ -7,7 +7,7 @@ from collections.abc import Sequence
 
 import ponder
 from ponder import Budget, Candidate, Message, Problem, ScriptedBackend, Verdict
-from tests.scripted_roles import by_role, requests_for, user_text
+from ponder.testing import by_step
 
 PROBLEM = "A box holds 6 eggs. How many eggs are in 4 boxes?"
 
@@ -18,11 +18,11 @@ def rate_good_steps(messages: Sequence[Message]) -> str:
 
 
 async def test_children_come_from_one_n_k_request_cut_at_the_step_delimiter():
-    backend = ScriptedBackend(by_role(step="Step 1: 6 * 4 = 24. Final answer: 24\n\nStep 2: x",
+    backend = ScriptedBackend(by_step(step="Step 1: 6 * 4 = 24. Final answer: 24\n\nStep 2: x",
                                       value="Score: 8"))
     result = await ponder.asolve(PROBLEM, strategy="tree_search", backend=backend,
                                  branching=3, beam_width=2)
-    [expansion] = requests_for(backend, "step")
+    [expansion] = backend.requests_for("step")
     assert expansion["n"] == 3
     assert expansion["stop"] == ["\n\n", "\nStep "]
     assert result.answer == "24"
@@ -32,7 +32,7 @@ async def test_children_come_from_one_n_k_request_cut_at_the_step_delimiter():
 
 
 async def test_the_beam_keeps_the_best_scored_partial_solutions():
-    backend = ScriptedBackend(by_role(
+    backend = ScriptedBackend(by_step(
         step=["Step 1: bad idea", "Step 1: good start", "Step 1: bad again",
               "Step 2: good, 6 * 4 = 24. Final answer: 24"],
         value=rate_good_steps))
@@ -41,23 +41,23 @@ async def test_the_beam_keeps_the_best_scored_partial_solutions():
     depth1 = result.info["beam"][0]
     assert [n["id"] for n in depth1["kept"]] == ["1"]
     assert sorted(n["id"] for n in depth1["dropped"]) == ["0", "2"]
-    second = requests_for(backend, "step")[1]
-    assert "Step 1: good start" in user_text(second)
-    assert "bad" not in user_text(second)  # pruned branches are not expanded
+    second = backend.requests_for("step")[1]
+    assert "Step 1: good start" in second["messages"][-1].content
+    assert "bad" not in second["messages"][-1].content  # pruned branches are not expanded
     assert result.answer == "24"
     pruned = [e for e in result.trace if e.kind == "note" and e.step == "beam"]
     assert pruned[0].data["kept"][0]["id"] == "1"
 
 
 async def test_max_depth_asks_for_the_final_answer_and_stops():
-    backend = ScriptedBackend(by_role(step="Step: think more about 24", value="Score: 5"))
+    backend = ScriptedBackend(by_step(step="Step: think more about 24", value="Score: 5"))
     result = await ponder.asolve(PROBLEM, strategy="tree_search", backend=backend,
                                  branching=1, beam_width=1, max_depth=2)
     assert result.stop_reason == "max_depth"
-    expansions = requests_for(backend, "step")
+    expansions = backend.requests_for("step")
     assert len(expansions) == 2
-    assert "Finish the solution" in user_text(expansions[-1])
-    assert "Finish the solution" not in user_text(expansions[0])
+    assert "Finish the solution" in expansions[-1]["messages"][-1].content
+    assert "Finish the solution" not in expansions[0]["messages"][-1].content
     assert result.answer == "24"  # the best partial solution's last number
 
 
@@ -71,22 +71,22 @@ async def test_a_verifier_that_scores_partial_work_replaces_the_value_prompt():
         async def verify(self, problem: Problem, candidate: Candidate) -> Verdict:
             return Verdict.from_bool(candidate.answer == "24")
 
-    backend = ScriptedBackend(by_role(
+    backend = ScriptedBackend(by_step(
         step=["Step 1: 6 + 4 = 10. Final answer: 10", "Step 1: 6 * 4 = 24. Final answer: 24"]))
     result = await ponder.asolve(PROBLEM, strategy="tree_search", backend=backend,
                                  verifier=PartialChecker(), branching=2, beam_width=1)
-    assert requests_for(backend, "value") == []
+    assert backend.requests_for("value") == []
     assert (result.answer, result.stop_reason) == ("24", "verified")
 
 
 async def test_unreadable_ratings_score_neutral():
-    backend = ScriptedBackend(by_role(step="Step 1: 24. Final answer: 24", value="Hmm."))
+    backend = ScriptedBackend(by_step(step="Step 1: 24. Final answer: 24", value="Hmm."))
     result = await ponder.asolve(PROBLEM, strategy="tree_search", backend=backend, branching=1)
     assert result.info["beam"][0]["kept"][0]["score"] == 0.5
 
 
 async def test_out_of_budget_mid_search_returns_the_best_so_far():
-    script = by_role(step="Step: 6 * 4 = 24", value="Score: 7")
+    script = by_step(step="Step: 6 * 4 = 24", value="Score: 7")
     one_depth = await ponder.asolve(PROBLEM, strategy="tree_search", max_depth=1, branching=2,
                                     backend=ScriptedBackend(script))
     budget = Budget(tokens=one_depth.usage.total_tokens + 100)
@@ -98,16 +98,16 @@ async def test_out_of_budget_mid_search_returns_the_best_so_far():
 
 
 async def test_a_boxed_answer_also_finishes_a_branch_and_ratings_stop_at_a_newline():
-    backend = ScriptedBackend(by_role(step="6 * 4 = \\boxed{24}", value="Score: 8\nbecause"))
+    backend = ScriptedBackend(by_step(step="6 * 4 = \\boxed{24}", value="Score: 8\nbecause"))
     result = await ponder.asolve(PROBLEM, strategy="tree_search", backend=backend, branching=1)
     assert (result.answer, result.stop_reason) == ("24", "done")
-    [rating] = requests_for(backend, "value")
+    [rating] = backend.requests_for("value")
     assert rating["stop"] == ["\n"]
     assert result.info["beam"][0]["kept"][0]["score"] == 0.8
 
 
 async def test_among_equal_scores_a_finished_solution_is_kept_first():
-    backend = ScriptedBackend(by_role(step=["Step 1: let me think", "6 * 4 = 24. Final answer: 24"],
+    backend = ScriptedBackend(by_step(step=["Step 1: let me think", "6 * 4 = 24. Final answer: 24"],
                                       value="Score: 5"))
     result = await ponder.asolve(PROBLEM, strategy="tree_search", backend=backend,
                                  branching=2, beam_width=1)
@@ -116,7 +116,7 @@ async def test_among_equal_scores_a_finished_solution_is_kept_first():
 
 
 async def test_a_pruned_finished_solution_beats_an_unfinished_one_at_the_end():
-    backend = ScriptedBackend(by_role(
+    backend = ScriptedBackend(by_step(
         step=["Step 1: good idea", "A bad guess. Final answer: 20",
               "Step 2: good progress", "Step 2: good, more"],
         value=rate_good_steps))

@@ -112,7 +112,7 @@ def capped_pids_cgroup() -> Iterator[Path]:
 
 async def test_a_fork_bomb_is_capped_and_killed(capped_pids_cgroup: Path) -> None:
     sandbox = Sandbox(cgroup_parent=str(capped_pids_cgroup))
-    if sandbox.isolation().pids_cgroup is None:
+    if (await sandbox.isolation()).pids_cgroup is None:
         pytest.skip("per-run pids cgroups are not available")
     bomb = "import os\nwhile True:\n    try:\n        os.fork()\n    except OSError:\n        pass"
     limits = Limits(timeout_s=2.0, cpu_s=5, memory_mb=512, processes=16)
@@ -187,7 +187,7 @@ async def test_secrets_in_our_environment_do_not_reach_the_candidate(
 
 
 async def test_no_socket_reaches_our_loopback(sandbox: Sandbox) -> None:
-    if sandbox.isolation().describe()["network"] != "namespace":
+    if (await sandbox.isolation()).describe()["network"] != "namespace":
         pytest.skip("no network namespace on this machine: the candidate would reach us")
     with socket.create_server(("127.0.0.1", 0)) as listener:
         port = listener.getsockname()[1]

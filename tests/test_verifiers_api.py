@@ -13,12 +13,11 @@ import pytest
 import ponder
 from ponder import Budget, Candidate, Context, Message, Problem, ScriptedBackend, Verdict
 from ponder.errors import BudgetExhausted, ConfigError
-from ponder.prompts import PromptLibrary
-from ponder.tracing import Trace
+from ponder.replies import parse_rating
 from ponder.verifiers import REGISTRY
 from ponder.verifiers.combinators import all_of, any_of, weighted
 from ponder.verifiers.exact import ContainsVerifier, ExactVerifier, RegexVerifier
-from ponder.verifiers.llm_judge import LLMJudge, parse_score
+from ponder.verifiers.llm_judge import LLMJudge
 from ponder.verifiers.registry import BUILTINS
 from ponder.verifiers.unit_tests import UnitTestVerifier
 
@@ -27,8 +26,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 def context(problem: Problem, backend: ScriptedBackend, *, tokens: int | None = None,
             verifier: ponder.Verifier | None = None) -> Context:
-    return Context(problem, backend=backend, meter=Budget(tokens=tokens).start(),
-                   trace=Trace(problem.id), prompts=PromptLibrary(), verifier=verifier)
+    return Context(problem, backend=backend, budget=Budget(tokens=tokens), verifier=verifier)
 
 
 # -- ponder.verify -----------------------------------------------------------------------------
@@ -171,9 +169,9 @@ async def test_contains_looks_in_the_whole_reply() -> None:
     ("Score: 12/10", 1.0),
     ("Looks right to me.", None),
 ])
-def test_parse_score_reads_the_usual_ways_of_writing_a_grade(reply: str,
+def test_parse_rating_reads_the_usual_ways_of_writing_a_grade(reply: str,
                                                              score: float | None) -> None:
-    assert parse_score(reply) == (None if score is None else pytest.approx(score))
+    assert parse_rating(reply) == (None if score is None else pytest.approx(score))
 
 
 async def test_the_judge_in_a_run_spends_the_budget_and_never_leaks_the_reference() -> None:
@@ -192,7 +190,7 @@ async def test_the_judge_in_a_run_spends_the_budget_and_never_leaks_the_referenc
     assert "42" in seen[0][-1].content  # the judge sees the reference …
     assert "42" not in verdict.feedback  # … the solver's refine prompt does not
     assert "[the reference answer]" in verdict.feedback
-    assert ctx.budget.used.calls == 1 and ctx.budget.used.total_tokens > 0
+    assert ctx.meter.used.calls == 1 and ctx.meter.used.total_tokens > 0
     assert [(e.kind, e.template) for e in ctx.trace.events] == [
         ("generate", "llm_judge/judge"), ("verify", None)]
 
@@ -201,7 +199,7 @@ async def test_the_judge_stops_when_the_budget_cannot_pay_for_it() -> None:
     problem = Problem(problem="What is 6 * 7?", answer="42")
     ctx = context(problem, ScriptedBackend("Score: 10"), tokens=20)
     with pytest.raises(BudgetExhausted):
-        await LLMJudge().verify(problem, Candidate(text="42", answer="42"), ctx=ctx)
+        await LLMJudge().bind(ctx).verify(problem, Candidate(text="42", answer="42"))
 
 
 async def test_the_judge_standalone_needs_its_own_backend() -> None:
@@ -249,7 +247,7 @@ async def test_any_of_and_weighted() -> None:
         weighted([("math", -1.0)])
 
 
-async def test_combinators_forward_ctx_extract_and_canonical() -> None:
+async def test_combinators_bind_their_parts_and_forward_extract_and_canonical() -> None:
     problem = Problem(problem="Write inc(x).", tests="assert inc(1) == 2", answer="inc")
     judge = LLMJudge(use_reference=False)
     combined = all_of("unit_tests", judge)
@@ -258,10 +256,10 @@ async def test_combinators_forward_ctx_extract_and_canonical() -> None:
     assert combined.canonical("def inc(x): return x+1") == UnitTestVerifier().canonical(
         "def inc(x):\n    return x + 1")
     ctx = context(problem, ScriptedBackend("Feedback: None\nScore: 10"), tokens=10_000)
-    verdict = await combined.verify(problem, Candidate(text=reply, answer=combined.extract(reply)),
-                                    ctx=ctx)
+    verdict = await combined.bind(ctx).verify(
+        problem, Candidate(text=reply, answer=combined.extract(reply)))
     assert verdict.passed
-    assert ctx.budget.used.calls == 1  # the judge part charged the problem's budget
+    assert ctx.meter.used.calls == 1  # the judge part charged the problem's budget
 
 
 # -- end to end --------------------------------------------------------------------------------

@@ -146,7 +146,7 @@ async def test_budget_and_solve_work_through_the_engine(vllm: ModuleType) -> Non
     backend = VLLMBackend("qwen-standin")
     ctx = make_context(backend=backend, budget=Budget(tokens=60))
     completions = await ctx.generate("single/answer", n=4, max_tokens=200, temperature=0.7)
-    assert ctx.budget.used.total_tokens <= 60 and completions
+    assert ctx.meter.used.total_tokens <= 60 and completions
 
     result = await ponder.asolve("Tom has 3 apples and buys 5 more.", backend=backend)
     assert result.answer == "8" and result.usage.calls == 1

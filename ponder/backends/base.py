@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
 from ponder.types import Completion, Message, Usage
@@ -52,3 +54,18 @@ def greedy_copies(completion: Completion, n: int) -> list[Completion]:
     repeat itself.)"""
     free = Usage(estimated=completion.usage.estimated)
     return [completion, *(completion.model_copy(update={"usage": free}) for _ in range(n - 1))]
+
+
+@dataclass(frozen=True)
+class CallLabel:
+    """What a model call is for: the template that rendered it and the strategy's step."""
+
+    template: str | None
+    step: str
+
+
+# Set by `Context` around each backend call. A context variable, not a `generate` argument, so
+# that the Backend protocol (which users implement) stays free of ponder's bookkeeping; it is
+# task-local, so concurrent calls each see their own. Scripted test backends read it to reply
+# by step; real backends ignore it.
+CURRENT_CALL: ContextVar[CallLabel | None] = ContextVar("ponder_current_call", default=None)

@@ -4,79 +4,28 @@ One request asks for all `n` samples; a server that returns fewer is topped up w
 concurrent single-sample requests. At temperature 0 the `n` samples are one greedy reply,
 asked for once. 429, 5xx, timeouts, dropped connections and malformed
 replies are retried with bounded exponential backoff and jitter (a `Retry-After` header is
-honoured); 400, 401 and 404 fail at once with the server's own message.
+honoured); 400, 401 and 404 fail at once with the server's own message (`openai_retry`).
 """
 
 from __future__ import annotations
 
 import asyncio
-import json
 import logging
 import os
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 import openai
-from tenacity import (
-    AsyncRetrying,
-    RetryCallState,
-    retry_if_exception,
-    stop_after_attempt,
-    wait_exponential_jitter,
-)
 
 from ponder.backends.base import GREEDY_TEMPERATURE, greedy_copies
+from ponder.backends.openai_retry import MalformedReply, RetryPolicy
 from ponder.errors import BackendError
 from ponder.tokens import prompt_upper_bound
 from ponder.types import Completion, Message, Usage
 
 log = logging.getLogger(__name__)
-
-T = TypeVar("T")
-
-RETRYABLE_STATUS = {408, 409, 425, 429}
-
-
-class _MalformedReply(Exception):
-    """A 200 whose body is not the chat completion it should be."""
-
-
-def _retryable(exc: BaseException) -> bool:
-    if isinstance(exc, openai.APIStatusError):
-        return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
-    # Timeouts (the SDK's, or our own cap on a whole attempt), dropped connections, bad JSON.
-    return isinstance(exc, openai.APIConnectionError | openai.APIResponseValidationError
-                      | json.JSONDecodeError | _MalformedReply | TimeoutError)
-
-
-class _RetryAfterOrBackoff:
-    """Waits what the server's `Retry-After` asks (capped), else exponential backoff + jitter."""
-
-    def __init__(self, initial: float, maximum: float) -> None:
-        self.backoff = wait_exponential_jitter(multiplier=initial, max=maximum, jitter=initial)
-        self.maximum = maximum
-
-    def __call__(self, state: RetryCallState) -> float:
-        exc = state.outcome.exception() if state.outcome else None
-        asked = _retry_after(getattr(exc, "response", None))
-        if asked is not None:
-            return min(asked, self.maximum)
-        return min(float(self.backoff(state)), self.maximum)
-
-
-def _retry_after(response: Any) -> float | None:
-    """Seconds a response's `retry-after-ms` / `retry-after` header asks to wait, if any."""
-    if response is None:
-        return None
-    for header, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = response.headers.get(header)
-        if value:
-            try:
-                return max(float(value) / scale, 0.0)
-            except ValueError:
-                continue  # an HTTP date: fall back to our own backoff
-    return None
 
 
 class OpenAIBackend:
@@ -119,10 +68,8 @@ class OpenAIBackend:
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self.model = model or os.environ.get("PONDER_MODEL")
         self.name = name or f"openai:{self.base_url}"
-        self.timeout = timeout
-        self.max_retries = max_retries
-        self.backoff_max = backoff_max
-        self._wait = _RetryAfterOrBackoff(backoff_initial, backoff_max)
+        self._retry = RetryPolicy(self.base_url, timeout=timeout, max_retries=max_retries,
+                                  backoff_initial=backoff_initial, backoff_max=backoff_max)
         # The SDK's own retries are off: tenacity owns them, so they are counted and traced.
         self.client = openai.AsyncOpenAI(
             base_url=self.base_url,
@@ -161,7 +108,7 @@ class OpenAIBackend:
         request = _Request(model, messages, max_tokens, temperature, stop, seed)
         if n == 1 or native is False:
             return await self._singles(request, range(n), partial_ok=False)
-        first = await request.send(self, n, 0)
+        first = await self._send(request, n, 0)
         if len(first) >= n or native:
             # A server trusted with n that returns fewer: the caller asks again for the rest,
             # so the prompt is charged once, as promised.
@@ -221,7 +168,7 @@ class OpenAIBackend:
         """One single-sample request per index, concurrently. Samples already paid for are
         kept when some requests fail for good (the caller may ask again for the rest); the
         first failure is raised only when none succeeded and `partial_ok` is false."""
-        outcomes = await asyncio.gather(*(request.send(self, 1, i) for i in indices),
+        outcomes = await asyncio.gather(*(self._send(request, 1, i) for i in indices),
                                         return_exceptions=True)
         done: list[Completion] = []
         failures: list[BackendError] = []
@@ -243,8 +190,9 @@ class OpenAIBackend:
         """POST JSON to a route outside the OpenAI API; None when the server has no such route
         or refuses it (a 4xx), so probing moves on."""
         try:
-            return await self._with_retries(lambda: self.client.post(url, body=body,
-                                                                     cast_to=object))
+            reply, _ = await self._retry.run(lambda: self.client.post(url, body=body,
+                                                                      cast_to=object))
+            return reply
         except BackendError as exc:
             if exc.status is not None and 400 <= exc.status < 500 and exc.status != 429:
                 return None
@@ -255,58 +203,34 @@ class OpenAIBackend:
             return self.model
         async with self._model_lock:
             if not self.model:
-                models = await self._with_retries(self.client.models.list)
+                models, _ = await self._retry.run(self.client.models.list)
                 first = next(iter(getattr(models, "data", None) or []), None)
                 if first is None:
                     raise BackendError(f"{self.base_url} lists no models; pass model=")
                 self.model = str(first.id)
         return self.model
 
-    async def _attempt(self, fn: Callable[[], Awaitable[T]]) -> T:
-        # The SDK's timeout is per read; this caps the attempt as a whole (a trickling reply).
-        async with asyncio.timeout(self.timeout):
-            return await fn()
+    async def _send(self, request: _Request, n: int, index: int) -> list[Completion]:
+        """At most `n` completions; raises `BackendError` when the request fails for good."""
+        body = request.body(n, index)
 
-    async def _with_retries(self, fn: Callable[[], Awaitable[T]]) -> T:
-        value, _ = await self._with_retries_counted(fn)
-        return value
+        async def call() -> _Reply:
+            return _Reply.parse(await self.client.chat.completions.create(**body))
 
-    async def _with_retries_counted(self, fn: Callable[[], Awaitable[T]]) -> tuple[T, int]:
-        """`fn()`'s value and how many retries it took; a `BackendError` once retries run out
-        or the failure is not one to retry."""
-        attempts = 0
-        try:
-            async for attempt in AsyncRetrying(
-                retry=retry_if_exception(_retryable),
-                stop=stop_after_attempt(self.max_retries + 1),
-                wait=self._wait,
-                reraise=True,
-            ):
-                with attempt:
-                    attempts = attempt.retry_state.attempt_number
-                    return await self._attempt(fn), attempts - 1
-        except openai.APIStatusError as exc:
-            raise BackendError(
-                f"{self.base_url} answered {exc.status_code}: {_server_message(exc)}"
-                + (f" (after {attempts} attempts)" if attempts > 1 else ""),
-                status=exc.status_code, retries=attempts - 1,
-            ) from None
-        except (openai.APITimeoutError, TimeoutError):
-            raise BackendError(
-                f"{self.base_url} did not answer within {self.timeout}s "
-                f"({attempts} attempt(s))", retries=attempts - 1,
-            ) from None
-        except openai.APIConnectionError as exc:
-            raise BackendError(
-                f"cannot reach {self.base_url} after {attempts} attempt(s): {exc}",
-                retries=attempts - 1,
-            ) from None
-        except (openai.APIResponseValidationError, json.JSONDecodeError, _MalformedReply) as exc:
-            raise BackendError(
-                f"{self.base_url} sent a malformed reply after {attempts} attempt(s): {exc}",
-                retries=attempts - 1,
-            ) from None
-        raise AssertionError("unreachable: AsyncRetrying either returns or raises")
+        async with self._slots or nullcontext():
+            reply, retries = await self._retry.run(call)
+        if reply.prompt_tokens is not None:
+            return request.completions(reply, n, retries, prompt=reply.prompt_tokens,
+                                       completion=reply.completion_tokens or 0, estimated=False)
+        # Bounds, not guesses, so that a budget still holds: bytes bound BPE tokens, and the
+        # server's tokenizer (where the budget asked it too) bounds them tighter.
+        prompt = prompt_upper_bound(request.message_models)
+        if self._tokenize not in (None, "none"):
+            exact = await self.count_prompt_tokens(request.message_models)
+            prompt = prompt if exact is None else min(prompt, exact)
+        completion = sum(min(request.max_tokens, len(t.encode())) for t in reply.texts)
+        return request.completions(reply, n, retries, prompt=prompt, completion=completion,
+                                   estimated=True)
 
 
 @dataclass(frozen=True)
@@ -323,23 +247,24 @@ class _Reply:
         try:
             choices = list(response.choices or [])
             if not choices:
-                raise _MalformedReply("reply has no choices")
+                raise MalformedReply("reply has no choices")
             texts = [str((c.message.content if c.message else None) or "") for c in choices]
             reasons = [c.finish_reason for c in choices]
             usage = getattr(response, "usage", None)
             prompt = getattr(usage, "prompt_tokens", None)
             completion = getattr(usage, "completion_tokens", None)
         except (AttributeError, TypeError) as exc:
-            raise _MalformedReply(f"reply is not a chat completion: {exc}") from None
+            raise MalformedReply(f"reply is not a chat completion: {exc}") from None
         if prompt is not None and not isinstance(prompt, int):
-            raise _MalformedReply(f"usage.prompt_tokens is {prompt!r}")
+            raise MalformedReply(f"usage.prompt_tokens is {prompt!r}")
         if completion is not None and not isinstance(completion, int):
-            raise _MalformedReply(f"usage.completion_tokens is {completion!r}")
+            raise MalformedReply(f"usage.completion_tokens is {completion!r}")
         return cls(texts, reasons, prompt, completion)
 
 
 class _Request:
-    """One chat request's fixed parts; `send` makes it with a given n."""
+    """One chat request's fixed parts: its arguments for a given n, and its completions from
+    the reply."""
 
     def __init__(self, model: str, messages: Sequence[Message], max_tokens: int,
                  temperature: float, stop: Sequence[str] | None, seed: int | None) -> None:
@@ -351,39 +276,23 @@ class _Request:
         self.stop = list(stop) if stop else None
         self.seed = seed
 
-    async def send(self, backend: OpenAIBackend, n: int, index: int) -> list[Completion]:
-        """At most `n` completions; raises `BackendError` when the request fails for good."""
-        kwargs: dict[str, Any] = {
+    def body(self, n: int, index: int) -> dict[str, Any]:
+        """The request's arguments for `n` samples, as the `index`th of parallel requests."""
+        body: dict[str, Any] = {
             "model": self.model, "messages": self.messages, "max_tokens": self.max_tokens,
             "temperature": self.temperature,
         }
         if n > 1:
-            kwargs["n"] = n
+            body["n"] = n
         if self.stop:
-            kwargs["stop"] = self.stop
+            body["stop"] = self.stop
         if self.seed is not None:
-            kwargs["seed"] = self.seed + index  # distinct samples from parallel requests
+            body["seed"] = self.seed + index  # distinct samples from parallel requests
+        return body
 
-        async def call() -> _Reply:
-            return _Reply.parse(await backend.client.chat.completions.create(**kwargs))
-
-        if backend._slots is None:
-            reply, retries = await backend._with_retries_counted(call)
-        else:
-            async with backend._slots:
-                reply, retries = await backend._with_retries_counted(call)
-        if reply.prompt_tokens is not None:
-            prompt, completion = reply.prompt_tokens, reply.completion_tokens or 0
-            estimated = False
-        else:
-            # Bounds, not guesses, so that a budget still holds: bytes bound BPE tokens, and
-            # the server's tokenizer (where the budget asked it too) bounds them tighter.
-            prompt = prompt_upper_bound(self.message_models)
-            if backend._tokenize not in (None, "none"):
-                exact = await backend.count_prompt_tokens(self.message_models)
-                prompt = prompt if exact is None else min(prompt, exact)
-            completion = sum(min(self.max_tokens, len(t.encode())) for t in reply.texts)
-            estimated = True
+    def completions(self, reply: _Reply, n: int, retries: int, *, prompt: int, completion: int,
+                    estimated: bool) -> list[Completion]:
+        """At most `n` of the reply's choices, carrying between them the call's whole usage."""
         # A server sending more choices than asked for still charged for them all: their
         # tokens stay on the kept completions, so the budget sees the whole cost.
         keep = min(n, len(reply.texts))
@@ -410,13 +319,3 @@ def _split(total: int, weights: list[int]) -> list[int]:
     shares[-1] += total - sum(shares)
     return shares
 
-
-def _server_message(exc: openai.APIStatusError) -> str:
-    body = exc.body
-    if isinstance(body, dict):
-        inner = body.get("error", body)
-        if isinstance(inner, dict) and inner.get("message"):
-            return str(inner["message"])
-        if isinstance(inner, str):
-            return inner
-    return exc.message

@@ -1,4 +1,5 @@
-"""What a strategy is: an async function of a `Context` and its pydantic config."""
+"""What a strategy is: an async function of a `Context` and its pydantic config that returns
+`ctx.finish(candidate, reason, **info)` (a bare `Candidate`, reply text or None also works)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
 from ponder.context import Context
 from ponder.errors import ConfigError
-from ponder.types import Candidate
+from ponder.types import Candidate, Outcome
 
 
 class StrategyConfig(BaseModel):
@@ -23,7 +24,7 @@ class StrategyConfig(BaseModel):
 
 
 C = TypeVar("C", bound=StrategyConfig)
-StrategyFn = Callable[[Context, C], Awaitable[Candidate | str | None]]
+StrategyFn = Callable[[Context, C], Awaitable[Outcome | Candidate | str | None]]
 
 
 @dataclass(frozen=True)

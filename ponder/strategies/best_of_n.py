@@ -3,16 +3,16 @@ there is nothing to judge them by."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
 from ponder.context import Context
 from ponder.errors import BudgetExhausted
+from ponder.replies import parse_choice
 from ponder.strategies.base import StrategyConfig
-from ponder.strategies.outcome import Tally, pick_best, stop_for_budget, tally
-from ponder.strategies.replies import parse_choice
-from ponder.types import Candidate
+from ponder.strategies.outcome import Votes, pick_best, tally
+from ponder.types import Candidate, Outcome, StopReason
 
 
 class BestOfNConfig(StrategyConfig):
@@ -30,7 +30,7 @@ class BestOfNConfig(StrategyConfig):
     judge_max_tokens: int = Field(default=256, gt=0, description="completion tokens for the judge")
 
 
-async def best_of_n(ctx: Context, cfg: BestOfNConfig) -> Candidate | None:
+async def best_of_n(ctx: Context, cfg: BestOfNConfig) -> Outcome:
     """Sample N answers with one `n=N` request (adaptive: in batches) and pick a winner.
 
     Winner (`selector`): with a verifier (`auto`), the first sample it passes, else the highest
@@ -45,10 +45,13 @@ async def best_of_n(ctx: Context, cfg: BestOfNConfig) -> Candidate | None:
     of the votes (`consensus`), or leads the runner-up by more votes than samples remain, so
     the rest could not change the winner (`majority`). With defaults (n=5, min 3, 0.7) three
     agreeing samples end the run; 2 of 3 does not, since two more could overturn it.
-    `ctx.info["samples"]` records how many samples were drawn.
+
+    `info`: `samples` (how many were drawn), `votes` (canonical answer → votes), and with
+    `selector="judge"` `judge_choice` (the 1-based candidate the judge named, or None).
     """
     samples: list[Candidate] = []
     use_verifier = cfg.selector == "auto" and ctx.verifier is not None
+    reason: StopReason = "done"
     try:
         while len(samples) < cfg.n:
             want = _batch(cfg, len(samples))
@@ -57,20 +60,33 @@ async def best_of_n(ctx: Context, cfg: BestOfNConfig) -> Candidate | None:
             batch = ctx.candidates(got, source="sample")
             samples.extend(batch)
             if use_verifier and await _any_passes(ctx, batch):
-                ctx.stop_reason = "verified"
+                reason = "verified"
                 break
             if len(got) < want:  # the context sends fewer samples only when the budget is short
-                stop_for_budget(ctx)
+                reason = "budget"
                 break
-            if cfg.adaptive and not use_verifier and _settled(ctx, cfg, samples):
+            if cfg.adaptive and not use_verifier and (
+                    settled := _settled(cfg, tally(ctx, samples), len(samples))):
+                reason = settled
                 break
     except BudgetExhausted:
-        stop_for_budget(ctx)
-    ctx.info["samples"] = len(samples)
+        reason = "budget"
     votes = tally(ctx, samples)
-    ctx.info["votes"] = votes.counts()
+    info: dict[str, Any] = {"samples": len(samples), "votes": votes.counts()}
     ctx.note("votes", samples=len(samples), counts=votes.counts(), share=votes.share)
-    return await _select(ctx, cfg, samples, votes, use_verifier)
+    winner: Candidate | None
+    if not samples:
+        winner = None
+    elif use_verifier:
+        winner = pick_best(ctx, samples)
+    elif cfg.selector == "judge" and len(votes.groups) > 1:
+        try:
+            winner, info["judge_choice"] = await _judge(ctx, cfg, votes)
+        except BudgetExhausted:
+            reason, winner = "budget", votes.winner
+    else:
+        winner = votes.winner or samples[0]
+    return ctx.finish(winner, reason, **info)
 
 
 def _batch(cfg: BestOfNConfig, drawn: int) -> int:
@@ -88,39 +104,25 @@ async def _any_passes(ctx: Context, batch: list[Candidate]) -> bool:
     return False
 
 
-def _settled(ctx: Context, cfg: BestOfNConfig, samples: list[Candidate]) -> bool:
-    if len(samples) < cfg.min_samples:
-        return False
-    votes = tally(ctx, samples)
-    if votes.share >= cfg.agreement:
-        ctx.stop_reason = "consensus"
-        return True
-    if votes.top_votes - votes.runner_up_votes > cfg.n - len(samples):
-        ctx.stop_reason = "majority"
-        return True
-    return False
-
-
-async def _select(ctx: Context, cfg: BestOfNConfig, samples: list[Candidate], votes: Tally,
-                  use_verifier: bool) -> Candidate | None:
-    if not samples:
+def _settled(cfg: BestOfNConfig, votes: Votes, drawn: int) -> StopReason | None:
+    """Why sampling may stop here without a verifier, or None to go on."""
+    if drawn < cfg.min_samples:
         return None
-    if use_verifier:
-        return pick_best(ctx, samples)
-    if cfg.selector == "judge" and len(votes.groups) > 1:
-        try:
-            return await _judge(ctx, cfg, votes)
-        except BudgetExhausted:
-            stop_for_budget(ctx)
-    return votes.winner or samples[0]
+    if votes.share >= cfg.agreement:
+        return "consensus"
+    if votes.top_votes - votes.runner_up_votes > cfg.n - drawn:
+        return "majority"
+    return None
 
 
-async def _judge(ctx: Context, cfg: BestOfNConfig, votes: Tally) -> Candidate | None:
-    """One sample per distinct answer, most-voted first, for the model to choose among."""
+async def _judge(ctx: Context, cfg: BestOfNConfig,
+                 votes: Votes) -> tuple[Candidate | None, int | None]:
+    """One sample per distinct answer, most-voted first, for the model to choose among; the
+    winner and the 1-based choice the judge made (None: it named none, the vote wins)."""
     shown = [group.members[0] for group in votes.groups]
     [reply] = await ctx.generate("best_of_n/judge", max_tokens=cfg.judge_max_tokens,
                                  temperature=0.0, step="judge", candidates=shown)
     choice = parse_choice(reply.text, len(shown))
-    ctx.info["judge_choice"] = None if choice is None else choice + 1
-    ctx.note("judge", choice=ctx.info["judge_choice"], shown=[c.answer for c in shown])
-    return votes.winner if choice is None else shown[choice]
+    named = None if choice is None else choice + 1
+    ctx.note("judge", choice=named, shown=[c.answer for c in shown])
+    return (votes.winner if choice is None else shown[choice]), named

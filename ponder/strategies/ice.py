@@ -14,13 +14,12 @@ from ponder.context import Context
 from ponder.errors import BudgetExhausted
 from ponder.strategies.base import StrategyConfig
 from ponder.strategies.outcome import (
-    Tally,
+    Votes,
     gather_within_budget,
     pick_best,
-    stop_for_budget,
     tally,
 )
-from ponder.types import Candidate
+from ponder.types import Candidate, Outcome, StopReason
 
 
 class Agent(BaseModel):
@@ -70,7 +69,7 @@ class ICEConfig(StrategyConfig):
         return max(1, math.ceil(self.agreement * count - 1e-9))
 
 
-async def ice(ctx: Context, cfg: ICEConfig) -> Candidate | None:
+async def ice(ctx: Context, cfg: ICEConfig) -> Outcome:
     """Round 0: every agent answers alone. Rounds 1..`max_rounds`: every agent sees the others'
     latest answers and reasoning (`ice/revise.j2`) and revises; agents in a round run
     concurrently.
@@ -79,15 +78,17 @@ async def ice(ctx: Context, cfg: ICEConfig) -> Candidate | None:
     verifier, if any, passes an agent's answer (`verified`), after `max_rounds`
     (`max_rounds`), or when the budget runs out (`budget`; an agent that could not answer keeps
     its previous answer). The answer is the consensus, else the last round's majority (ties to
-    the earlier agent). `ctx.info["rounds"]` holds each round's answers and agreement.
+    the earlier agent).
+
+    `info`: `rounds`, one entry per round with its `answers` (per agent), the `top` canonical
+    answer and its `agreement` (share of agents).
     """
     agents = cfg.roster()
     names = [a.name or f"agent {i + 1}" for i, a in enumerate(agents)]
     needed = cfg.needed()
     latest: list[Candidate | None] = [None] * len(agents)
     rounds: list[dict[str, Any]] = []
-    ctx.info["rounds"] = rounds
-    ctx.stop_reason = "max_rounds"
+    reason: StopReason = "max_rounds"
     for round_no in range(cfg.max_rounds + 1):
         replies, out_of_budget = await gather_within_budget(
             _answer(ctx, cfg, agent, names[i], round_no, i, latest, names)
@@ -100,16 +101,16 @@ async def ice(ctx: Context, cfg: ICEConfig) -> Candidate | None:
         rounds.append(_record(round_no, latest, votes, len(agents)))
         ctx.note("round", **rounds[-1])
         if votes.top_votes >= needed:
-            ctx.stop_reason = "consensus"
+            reason = "consensus"
             break
         if await _any_verified(ctx, current):
-            ctx.stop_reason = "verified"
+            reason = "verified"
             break
         if out_of_budget:
-            stop_for_budget(ctx)
+            reason = "budget"
             break
     final = [c for c in latest if c is not None]
-    return pick_best(ctx, final)
+    return ctx.finish(pick_best(ctx, final), reason, rounds=rounds)
 
 
 async def _answer(ctx: Context, cfg: ICEConfig, agent: Agent, name: str, round_no: int,
@@ -142,7 +143,7 @@ async def _any_verified(ctx: Context, current: list[Candidate]) -> bool:
     return any(c.verdict is not None and c.verdict.passed for c in current)
 
 
-def _record(round_no: int, latest: Sequence[Candidate | None], votes: Tally,
+def _record(round_no: int, latest: Sequence[Candidate | None], votes: Votes,
             agents: int) -> dict[str, Any]:
     return {
         "round": round_no,

@@ -1,5 +1,5 @@
-"""How a strategy ends: grouping candidates by answer, picking the winner, saying why it stopped,
-and running concurrent calls so that a budget refusal ends a round cleanly.
+"""How a strategy ends: grouping candidates by answer, picking the winner, and running
+concurrent calls so that a budget refusal ends a round cleanly.
 
 Shared by every built-in strategy so that "majority", "best verdict" and "out of budget" mean
 the same thing in each of them.
@@ -29,7 +29,7 @@ class Group:
 
 
 @dataclass
-class Tally:
+class Votes:
     """A vote over candidates' canonical answers. Groups are largest first; equal groups keep
     the order in which their first member appeared. Candidates with no answer count towards
     `total` but vote for nothing."""
@@ -62,7 +62,7 @@ class Tally:
 
 
 def tally(ctx: Context, candidates: Sequence[Candidate],
-          weights: Sequence[float] | None = None) -> Tally:
+          weights: Sequence[float] | None = None) -> Votes:
     """Group `candidates` under `ctx.canonical` (so `0.5` and `1/2` vote together when the
     verifier knows math); `weights` lets one candidate carry more than one vote."""
     weights = weights if weights is not None else [1.0] * len(candidates)
@@ -75,7 +75,7 @@ def tally(ctx: Context, candidates: Sequence[Candidate],
         group.members.append(cand)
         group.votes += weight
     ordered = sorted(groups.values(), key=lambda g: -g.votes)  # stable: ties keep first-seen order
-    return Tally(groups=ordered, total=float(sum(weights)))
+    return Votes(groups=ordered, total=float(sum(weights)))
 
 
 def pick_best(ctx: Context, candidates: Sequence[Candidate],
@@ -90,12 +90,6 @@ def pick_best(ctx: Context, candidates: Sequence[Candidate],
     order = {id(c): i for i, c in enumerate(candidates)}
     return max(candidates, key=lambda c: (c.score, votes.votes_for(ctx.canonical(c.answer)),
                                           -order[id(c)]))
-
-
-def stop_for_budget(ctx: Context) -> None:
-    """Record that the run ended because the budget ran out (the caller returns its best)."""
-    ctx.stop_reason = "budget"
-    ctx.info["budget_exhausted"] = True
 
 
 async def gather_within_budget(aws: Iterable[Awaitable[T]]) -> tuple[list[T | None], bool]:

@@ -20,7 +20,12 @@ class StrategyRegistry:
         self._specs: dict[str, StrategySpec[Any]] = {}
         self._loaded_entry_points = False
 
-    def add(self, spec: StrategySpec[Any]) -> StrategySpec[Any]:
+    def add(self, spec: StrategySpec[Any], *, replace: bool = False) -> StrategySpec[Any]:
+        """Register `spec`; an existing name is refused unless `replace`, so that a plug-in
+        named `single` cannot silently take over every `ponder.solve`."""
+        if spec.name in self._specs and not replace:
+            raise ConfigError(f"a strategy named {spec.name!r} already exists; pick another "
+                              "name or pass replace=True")
         self._specs[spec.name] = spec
         return spec
 
@@ -55,20 +60,25 @@ class StrategyRegistry:
 
 def make_register(registry: StrategyRegistry) -> Callable[..., Any]:
     def register_strategy(
-        name: str, *, config: type[StrategyConfig] = StrategyConfig, description: str = ""
+        name: str, *, config: type[StrategyConfig] = StrategyConfig, description: str = "",
+        replace: bool = False,
     ) -> Callable[[StrategyFn[Any]], StrategyFn[Any]]:
-        """Register an async `fn(ctx, config)` as strategy `name`.
+        """Register an async `fn(ctx, config)` as strategy `name`; its parameters are the
+        fields of `config` (a `StrategyConfig` subclass). An existing name is refused unless
+        `replace=True`.
 
-        >>> @register_strategy("twice")
+        >>> class TwiceConfig(ponder.StrategyConfig):
+        ...     tries: int = 2
+        >>> @register_strategy("twice", config=TwiceConfig)
         ... async def twice(ctx, cfg):
-        ...     first = await ctx.generate("single/answer", max_tokens=cfg.max_tokens)
-        ...     return ctx.candidate(first[0].text)
+        ...     replies = await ctx.generate("single/answer", n=cfg.tries, max_tokens=64)
+        ...     return ctx.finish(ctx.candidates(replies)[-1], "done", tries=cfg.tries)
         """
 
         def decorate(fn: StrategyFn[Any]) -> StrategyFn[Any]:
             text = description or _first_paragraph(fn.__doc__)
             spec = StrategySpec(name=name, run=fn, config=config, description=text)
-            registry.add(spec)
+            registry.add(spec, replace=replace)
             fn.spec = spec  # type: ignore[attr-defined]
             return fn
 

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+import itertools
+from typing import Any
+
 from pydantic import Field
 
 from ponder.context import Context
 from ponder.errors import BudgetExhausted
+from ponder.replies import has_marker
 from ponder.strategies.base import StrategyConfig
-from ponder.strategies.outcome import pick_best, stop_for_budget, tally
-from ponder.strategies.replies import has_marker
-from ponder.types import Candidate, Verdict
+from ponder.strategies.outcome import pick_best, tally
+from ponder.types import Candidate, Outcome, StopReason, Verdict
 
 
 class SelfRefineConfig(StrategyConfig):
@@ -20,7 +23,7 @@ class SelfRefineConfig(StrategyConfig):
         default=None, gt=0, description="completion tokens for a critique (default: max_tokens)")
 
 
-async def self_refine(ctx: Context, cfg: SelfRefineConfig) -> Candidate | None:
+async def self_refine(ctx: Context, cfg: SelfRefineConfig) -> Outcome:
     """Draft → feedback → refine, repeated.
 
     Stops at the first of: the verifier passes a version (`verified`); the feedback holds
@@ -32,9 +35,15 @@ async def self_refine(ctx: Context, cfg: SelfRefineConfig) -> Candidate | None:
     one, a vote over the versions' answers in which the version the feedback approved counts
     twice and ties go to the earlier version. A small model's critique often talks a right
     draft into a wrong rewrite, so an unverified change must win a vote to replace the draft.
+
+    `info`: `iterations` (rewrites made), `versions` (each version's source, answer and
+    score), `approved` (the version the feedback approved, or None), `unverified_changes`
+    (rewrites that changed the answer with no verifier to check them), `votes` (without a
+    verifier: the weighted vote over the versions' answers).
     """
     versions: list[Candidate] = []
     approved: Candidate | None = None
+    reason: StopReason = "done"
     try:
         [draft] = await ctx.generate("self_refine/generate", max_tokens=cfg.max_tokens,
                                      temperature=cfg.temperature, step="generate")
@@ -43,28 +52,38 @@ async def self_refine(ctx: Context, cfg: SelfRefineConfig) -> Candidate | None:
         for iteration in range(cfg.max_iters + 1):
             verdict = await ctx.verify(current)
             if verdict is not None and verdict.passed:
-                ctx.stop_reason = "verified"
+                reason = "verified"
                 break
             if iteration == cfg.max_iters:
-                ctx.stop_reason = "max_iters"
+                reason = "max_iters"
                 break
             feedback = await _critique(ctx, cfg, current, verdict)
             if has_marker(feedback, cfg.stop_marker) and verdict is None:
                 approved = current
-                ctx.stop_reason = "no_improvement"
+                reason = "no_improvement"
                 break
             current = await _rewrite(ctx, cfg, current, feedback, verdict, iteration + 1)
             versions.append(current)
     except BudgetExhausted:
-        stop_for_budget(ctx)
-    ctx.info["iterations"] = max(0, len(versions) - 1)
-    ctx.info["versions"] = [
-        {"source": v.source, "answer": v.answer,
-         "score": v.verdict.score if v.verdict is not None else None}
-        for v in versions
-    ]
-    ctx.info["approved"] = None if approved is None else approved.source
-    return _choose(ctx, versions, approved)
+        reason = "budget"
+    info: dict[str, Any] = {
+        "iterations": max(0, len(versions) - 1),
+        "versions": [{"source": v.source, "answer": v.answer,
+                      "score": v.verdict.score if v.verdict is not None else None}
+                     for v in versions],
+        "approved": None if approved is None else approved.source,
+    }
+    changed = sum(1 for before, after in itertools.pairwise(versions)
+                  if ctx.canonical(before.answer) != ctx.canonical(after.answer))
+    if ctx.verifier is None:
+        info["unverified_changes"] = changed
+        weights = [2.0 if v is approved else 1.0 for v in versions]
+        votes = tally(ctx, versions, weights)
+        info["votes"] = votes.counts()
+        winner = votes.winner or (versions[-1] if versions else None)
+    else:
+        winner = pick_best(ctx, versions)
+    return ctx.finish(winner, reason, **info)
 
 
 async def _critique(ctx: Context, cfg: SelfRefineConfig, current: Candidate,
@@ -87,16 +106,6 @@ async def _rewrite(ctx: Context, cfg: SelfRefineConfig, current: Candidate, feed
     )
     refined = ctx.candidate(reply.text, source=f"refine {iteration}", usage=reply.usage)
     if ctx.verifier is None and ctx.canonical(refined.answer) != ctx.canonical(current.answer):
-        ctx.info["unverified_changes"] = ctx.info.get("unverified_changes", 0) + 1
         ctx.note("unverified_change", before=current.answer, after=refined.answer)
     return refined
 
-
-def _choose(ctx: Context, versions: list[Candidate],
-            approved: Candidate | None) -> Candidate | None:
-    if ctx.verifier is not None:
-        return pick_best(ctx, versions)
-    weights = [2.0 if v is approved else 1.0 for v in versions]
-    votes = tally(ctx, versions, weights)
-    ctx.info["votes"] = votes.counts()
-    return votes.winner or (versions[-1] if versions else None)

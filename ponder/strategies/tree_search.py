@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import inspect
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -11,10 +10,10 @@ from pydantic import Field
 from ponder.answers import last_boxed
 from ponder.context import Context
 from ponder.errors import BudgetExhausted
+from ponder.replies import has_marker, parse_rating
 from ponder.strategies.base import StrategyConfig
-from ponder.strategies.outcome import gather_within_budget, stop_for_budget, tally
-from ponder.strategies.replies import has_marker, parse_rating
-from ponder.types import Candidate
+from ponder.strategies.outcome import gather_within_budget, tally
+from ponder.types import Candidate, Outcome, StopReason
 
 NEUTRAL = 0.5  # the score of a step whose value reply held no rating: neither kept nor cut for it
 
@@ -43,7 +42,7 @@ class Node:
         return "\n".join(self.steps)
 
 
-async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Candidate | None:
+async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Outcome:
     """Beam search over steps.
 
     Each kept node gets `branching` children from ONE `n=k` request on its shared prefix
@@ -60,13 +59,15 @@ async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Candidate | None:
     budget runs out (`budget`). The answer is the highest-scoring finished solution (ties to
     the answer more finished solutions share), else the best pruned finished one, else the
     best partial one.
-    `ctx.info["beam"]` lists, per depth, the nodes kept and dropped with their scores.
+
+    `info`: `beam`, one entry per depth listing the nodes `kept` and `dropped` with their
+    scores and whether each was finished.
     """
     beam = [Node(id="root")]
     finished: list[tuple[Node, Candidate]] = []
     pruned_finished: list[Node] = []
-    ctx.info["beam"] = []
-    ctx.stop_reason = "max_depth"
+    history: list[dict[str, Any]] = []
+    reason: StopReason = "max_depth"
     try:
         for depth in range(1, cfg.max_depth + 1):
             last = depth == cfg.max_depth
@@ -74,10 +75,7 @@ async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Candidate | None:
                 _expand(ctx, cfg, node, last) for node in beam)
             children = [child for group in expanded if group for child in group]
             if not children:  # keep the beam we have: it is still the best partial work
-                if refused:
-                    stop_for_budget(ctx)
-                else:
-                    ctx.stop_reason = "done"
+                reason = "budget" if refused else "done"
                 break
             _, unscored = await gather_within_budget(_score(ctx, cfg, c) for c in children)
             # An unscored child (the budget refused its rating) ranks last, not out; among
@@ -85,7 +83,7 @@ async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Candidate | None:
             ranked = sorted(children, key=lambda c: (
                 -(c.score if c.score is not None else -1.0), not c.final))
             kept, dropped = ranked[: cfg.beam_width], ranked[cfg.beam_width :]
-            _record(ctx, depth, kept, dropped)
+            history.append(_record(ctx, depth, kept, dropped))
             pruned_finished.extend(n for n in dropped if n.final)
             beam = []
             for node in kept:
@@ -96,17 +94,16 @@ async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Candidate | None:
                 finished.append((node, cand))
                 verdict = await ctx.verify(cand)
                 if verdict is not None and verdict.passed:
-                    ctx.stop_reason = "verified"
-                    return cand
+                    return ctx.finish(cand, "verified", beam=history)
             if refused or unscored:
-                stop_for_budget(ctx)
+                reason = "budget"
                 break
             if not beam:
-                ctx.stop_reason = "done"
+                reason = "done"
                 break
     except BudgetExhausted:
-        stop_for_budget(ctx)
-    return _choose(ctx, finished, pruned_finished, beam)
+        reason = "budget"
+    return ctx.finish(_choose(ctx, finished, pruned_finished, beam), reason, beam=history)
 
 
 async def _expand(ctx: Context, cfg: TreeSearchConfig, node: Node, last: bool) -> list[Node]:
@@ -129,11 +126,8 @@ async def _expand(ctx: Context, cfg: TreeSearchConfig, node: Node, last: bool) -
 
 
 async def _score(ctx: Context, cfg: TreeSearchConfig, node: Node) -> None:
-    scorer = getattr(ctx.verifier, "score_partial", None)
-    if callable(scorer):
-        value: Any = scorer(ctx.problem, node.text)
-        if inspect.isawaitable(value):
-            value = await value
+    if ctx.verifier is not None:
+        value = await ctx.verifier.score_partial(ctx.problem, node.text)
         if value is not None:
             node.score = float(value)
             return
@@ -145,14 +139,14 @@ async def _score(ctx: Context, cfg: TreeSearchConfig, node: Node) -> None:
     node.score = NEUTRAL if rating is None else rating
 
 
-def _record(ctx: Context, depth: int, kept: list[Node], dropped: list[Node]) -> None:
+def _record(ctx: Context, depth: int, kept: list[Node], dropped: list[Node]) -> dict[str, Any]:
     entry = {
         "depth": depth,
         "kept": [{"id": n.id, "score": n.score, "final": n.final} for n in kept],
         "dropped": [{"id": n.id, "score": n.score, "final": n.final} for n in dropped],
     }
-    ctx.info["beam"].append(entry)
     ctx.note("beam", **entry)
+    return entry
 
 
 def _choose(ctx: Context, finished: list[tuple[Node, Candidate]], pruned_finished: list[Node],

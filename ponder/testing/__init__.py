@@ -10,11 +10,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from ponder.backends.base import Backend
-from ponder.backends.scripted import ScriptedBackend
+from ponder.backends.scripted import ScriptedBackend, by_step
 from ponder.budget import Budget
 from ponder.context import Context
-from ponder.prompts import PromptLibrary
-from ponder.tracing import Trace, TraceSink
+from ponder.tracing import TraceSink
 from ponder.types import Problem
 from ponder.verifiers.base import Verifier
 
@@ -33,9 +32,8 @@ def make_context(
 ) -> Context:
     """A `Context` as `ponder.solve` builds one, on a `ScriptedBackend` unless told otherwise."""
     prob = problem if isinstance(problem, Problem) else Problem(problem=problem)
-    return Context(prob, backend=backend or ScriptedBackend(), meter=(budget or Budget()).start(),
-                   trace=Trace(prob.id, sink), prompts=PromptLibrary(), verifier=verifier,
-                   seed=seed)
+    return Context(prob, backend=backend or ScriptedBackend(), budget=budget, verifier=verifier,
+                   seed=seed, trace_sink=sink)
 
 
 def __getattr__(name: str) -> Any:
@@ -47,4 +45,4 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ponder.testing' has no attribute {name!r}")
 
 
-__all__ = ["FakeOpenAIServer", "make_context"]
+__all__ = ["FakeOpenAIServer", "by_step", "make_context"]

@@ -34,6 +34,8 @@ from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
+from ponder.backends.scripted import apply_stop
+
 log = logging.getLogger(__name__)
 
 FAULTS = ("429", "500", "hang", "drop", "malformed")
@@ -206,7 +208,7 @@ class FakeOpenAIServer:
         stops = [stop] if isinstance(stop, str) else list(stop or [])
         choices, completion_tokens = [], 0
         for i in range(n):
-            text, finish = _apply_stop(self.reply(messages), stops)
+            text, finish = apply_stop(self.reply(messages), stops)
             words = text.split()
             if max_tokens is not None and len(words) > max_tokens:
                 text, finish, words = " ".join(words[:max_tokens]), "length", words[:max_tokens]
@@ -386,11 +388,6 @@ def _content(message: dict[str, Any]) -> str:
 def _max_tokens(body: dict[str, Any]) -> int | None:
     value = body.get("max_completion_tokens", body.get("max_tokens"))
     return int(value) if value is not None else None
-
-
-def _apply_stop(text: str, stops: Sequence[str]) -> tuple[str, str]:
-    cut = min((text.find(s) for s in stops if s and s in text), default=-1)
-    return (text[:cut], "stop") if cut >= 0 else (text, "stop")
 
 
 def main(argv: Sequence[str] | None = None) -> None:

@@ -1,8 +1,8 @@
 """Verifiers made of verifiers: `all_of`, `any_of`, `weighted`.
 
-Parts may be verifiers, names (`"math"`), specs or plain functions. The run's `ctx` reaches
-every part (so an `llm_judge` part spends the problem's budget), and `extract`/`canonical`
-come from the first part that offers them.
+Parts may be verifiers, names (`"math"`), specs or plain functions. Binding the combination
+to a run binds every part (so an `llm_judge` part spends the problem's budget), and
+`extract`/`canonical`/`score_partial` come from the first part that has its own.
 
 >>> verifier = all_of(RegexVerifier(r"-?\\d+"), "math")   # cheap format check first
 >>> verifier = weighted([("unit_tests", 0.8), ("llm_judge", 0.2)], threshold=0.8)
@@ -11,22 +11,19 @@ come from the first part that offers them.
 from __future__ import annotations
 
 import asyncio
+import copy
 from collections.abc import Callable, Iterable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-from ponder.answers import canonical_answer, extract_answer
 from ponder.errors import ConfigError
 from ponder.types import Candidate, Problem, Verdict
-from ponder.verifiers.base import Verifier, run_verifier
-
-if TYPE_CHECKING:
-    from ponder.context import Context
+from ponder.verifiers.base import ModelAccess, Verifier, judge
 
 VerifierLike = Verifier | str | Callable[..., Any]
 
 
 def _resolve(parts: Iterable[VerifierLike]) -> list[Verifier]:
-    from ponder.verifiers import get_verifier
+    from ponder.verifiers.registry import get_verifier
 
     resolved = [get_verifier(part) for part in parts]
     if not resolved:
@@ -34,30 +31,38 @@ def _resolve(parts: Iterable[VerifierLike]) -> list[Verifier]:
     return resolved
 
 
-class _Combined:
+class _Combined(Verifier):
     kind = "combined"
 
     def __init__(self, parts: Sequence[Verifier]) -> None:
         self.parts = list(parts)
         self.name = f"{self.kind}({', '.join(self._label(part) for part in self.parts)})"
 
+    def _knower(self, method: str) -> Verifier | None:
+        return next((part for part in self.parts if part.offers(method)), None)
+
     def extract(self, text: str) -> str:
-        for part in self.parts:
-            extract = getattr(part, "extract", None)
-            if callable(extract):
-                return str(extract(text))
-        return extract_answer(text)
+        part = self._knower("extract")
+        return part.extract(text) if part else super().extract(text)
 
     def canonical(self, answer: str) -> str | None:
-        for part in self.parts:
-            canonical = getattr(part, "canonical", None)
-            if callable(canonical):
-                key: str | None = canonical(answer)
-                return key
-        return canonical_answer(answer)
+        part = self._knower("canonical")
+        return part.canonical(answer) if part else super().canonical(answer)
+
+    async def score_partial(self, problem: Problem, text: str) -> float | None:
+        part = self._knower("score_partial")
+        return await part.score_partial(problem, text) if part else None
+
+    def offers(self, method: str) -> bool:
+        return self._knower(method) is not None
+
+    def bind(self, model: ModelAccess) -> Verifier:
+        bound = copy.copy(self)
+        bound.parts = [part.bind(model) for part in self.parts]
+        return bound
 
     def _label(self, part: Verifier) -> str:
-        return str(getattr(part, "name", type(part).__name__))
+        return part.name or type(part).__name__
 
     def _details(self, verdicts: Sequence[tuple[Verifier, Verdict]]) -> dict[str, Any]:
         return {"parts": [{"verifier": self._label(part), "passed": verdict.passed,
@@ -73,13 +78,13 @@ class _Combined:
     def __repr__(self) -> str:
         return f"{self.name}"
 
-    async def _in_order(self, problem: Problem, candidate: Candidate, ctx: Context | None, *,
+    async def _in_order(self, problem: Problem, candidate: Candidate, *,
                         until_passed: bool) -> list[tuple[Verifier, Verdict]]:
         """Run the parts in order, stopping at the first verdict whose `passed` equals
         `until_passed` (any_of stops at a pass, all_of at a failure)."""
         verdicts: list[tuple[Verifier, Verdict]] = []
         for part in self.parts:
-            verdict = await run_verifier(part, problem, candidate, ctx)
+            verdict = await judge(part, problem, candidate)
             verdicts.append((part, verdict))
             if verdict.passed == until_passed:
                 break
@@ -92,9 +97,8 @@ class AllOf(_Combined):
 
     kind = "all_of"
 
-    async def verify(self, problem: Problem, candidate: Candidate,
-                     ctx: Context | None = None) -> Verdict:
-        verdicts = await self._in_order(problem, candidate, ctx, until_passed=False)
+    async def verify(self, problem: Problem, candidate: Candidate) -> Verdict:
+        verdicts = await self._in_order(problem, candidate, until_passed=False)
         passed = all(v.passed for _, v in verdicts)
         return Verdict(passed=passed, score=min(v.score for _, v in verdicts),
                        feedback=self._feedback(verdicts, failed_only=not passed),
@@ -107,9 +111,8 @@ class AnyOf(_Combined):
 
     kind = "any_of"
 
-    async def verify(self, problem: Problem, candidate: Candidate,
-                     ctx: Context | None = None) -> Verdict:
-        verdicts = await self._in_order(problem, candidate, ctx, until_passed=True)
+    async def verify(self, problem: Problem, candidate: Candidate) -> Verdict:
+        verdicts = await self._in_order(problem, candidate, until_passed=True)
         last = verdicts[-1][1]
         if last.passed:
             return Verdict(passed=True, score=max(v.score for _, v in verdicts),
@@ -137,10 +140,9 @@ class Weighted(_Combined):
         self.name = "weighted(" + ", ".join(
             f"{self._label(part)}={w:g}" for part, w in zip(parts, weights, strict=True)) + ")"
 
-    async def verify(self, problem: Problem, candidate: Candidate,
-                     ctx: Context | None = None) -> Verdict:
+    async def verify(self, problem: Problem, candidate: Candidate) -> Verdict:
         results = await asyncio.gather(
-            *(run_verifier(part, problem, candidate, ctx) for part in self.parts)
+            *(judge(part, problem, candidate) for part in self.parts)
         )
         verdicts = list(zip(self.parts, results, strict=True))
         score = sum(w * v.score for w, v in zip(self.weights, results, strict=True))

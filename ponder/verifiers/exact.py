@@ -15,6 +15,7 @@ from typing import Literal
 from ponder.answers import canonical_number, extract_answer
 from ponder.errors import ConfigError
 from ponder.types import Candidate, Problem, Verdict
+from ponder.verifiers.base import Verifier
 
 Target = Literal["answer", "text"]
 
@@ -26,7 +27,7 @@ def normalize_text(text: str, *, case_sensitive: bool = False) -> str:
     return number if number is not None else _fold(text, case_sensitive)
 
 
-class _StringVerifier:
+class _StringVerifier(Verifier):
     """What the three share: where the expected value comes from, and what is compared."""
 
     name = "string"

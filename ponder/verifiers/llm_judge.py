@@ -1,70 +1,29 @@
 """`llm_judge`: a model grades the candidate, optionally against the reference answer.
 
-Inside a run (`ctx` given) the judge's call goes through `ctx.generate`, so its tokens are
-charged to the problem's budget and it appears in the trace; outside one it needs a backend
-of its own. The template (`llm_judge/judge.j2`, overridable) asks for a `Feedback:` line and a
-`Score:`; the score is read from that or from the usual other ways a model writes one.
+Bound to a run (ponder does this), the judge's call goes through the run's `ModelAccess`, so
+its tokens are charged to the problem's budget and it appears in the trace; outside one it
+needs a backend of its own. The template (`llm_judge/judge.j2`, overridable) asks for a
+`Feedback:` line and a `Score:`; the score is read with `ponder.replies.parse_rating`.
 """
 
 from __future__ import annotations
 
+import copy
 import re
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ponder.backends.base import Backend
 from ponder.errors import ConfigError
 from ponder.prompts import PromptLibrary
+from ponder.replies import parse_rating
 from ponder.types import Candidate, Problem, Verdict
+from ponder.verifiers.base import ModelAccess, Verifier
 
-if TYPE_CHECKING:
-    from ponder.context import Context
-
-_NUM = r"(-?\d+(?:\.\d+)?)"
-_SCORE_PATTERNS = (
-    # "Score: 7", "**Score:** 7/10", '"score": 0.8', "score = 7 out of 10"
-    re.compile(rf"\"?score\"?\**\s*[:=]\s*\**\s*{_NUM}\s*(?:/\s*{_NUM}|out\s+of\s+{_NUM})?",
-               re.IGNORECASE),
-    re.compile(rf"{_NUM}\s*(?:/\s*{_NUM}|out\s+of\s+{_NUM})", re.IGNORECASE),
-)
-_VERDICT_WORD = re.compile(r"(?:verdict|grade|judgement|judgment)\s*\**\s*:\s*\**\s*"
-                           r"(pass|fail|correct|incorrect|yes|no)\b", re.IGNORECASE)
 _FEEDBACK = re.compile(r"feedback\s*\**\s*:\s*\**\s*(.+?)(?=\n[^\n]*score\s*\**\s*[:=]|\Z)",
                        re.IGNORECASE | re.DOTALL)
 
 
-def parse_score(reply: str, scale: float = 10.0) -> float | None:
-    """The grade in a judge's reply as a number in [0, 1], or None when it gives none.
-
-    >>> parse_score("Feedback: fine.\\nScore: 8"), parse_score("I'd give it 3 out of 4.")
-    (0.8, 0.75)
-    """
-    for pattern in _SCORE_PATTERNS:
-        matches = pattern.findall(reply)
-        if matches:
-            value, *out_of = matches[-1]
-            denominator = next((float(d) for d in out_of if d), None)
-            return _to_unit(float(value), denominator, scale)
-    words = _VERDICT_WORD.findall(reply)
-    if words:
-        return 1.0 if words[-1].lower() in ("pass", "correct", "yes") else 0.0
-    return None
-
-
-def _to_unit(value: float, denominator: float | None, scale: float) -> float | None:
-    if value < 0:
-        return None
-    if denominator:
-        return min(value / denominator, 1.0)
-    if value < 1 and not value.is_integer():  # "0.9": already a share, not 0.9 of 10
-        return value
-    if value <= scale:
-        return value / scale
-    if value <= 100:  # a percentage given without its sign
-        return value / 100
-    return None
-
-
-class LLMJudge:
+class LLMJudge(Verifier):
     """Asks a model to grade the candidate on a 0–`scale` scale; passes at `threshold`.
 
     >>> judge = LLMJudge(threshold=0.7)           # inside ponder.solve: the run's backend
@@ -91,14 +50,19 @@ class LLMJudge:
         self.use_reference = use_reference
         self.criteria = criteria
         self.prompts = prompts
+        self.model: ModelAccess | None = None
 
-    async def verify(self, problem: Problem, candidate: Candidate,
-                     ctx: Context | None = None) -> Verdict:
+    def bind(self, model: ModelAccess) -> LLMJudge:
+        bound = copy.copy(self)
+        bound.model = model
+        return bound
+
+    async def verify(self, problem: Problem, candidate: Candidate) -> Verdict:
         reference = problem.answer if self.use_reference else None
         variables: dict[str, Any] = {"response": candidate.text, "reference": reference,
                                      "criteria": self.criteria, "scale": self.scale}
-        if ctx is not None:
-            completions = await ctx.generate(
+        if self.model is not None:
+            completions = await self.model.generate(
                 self.template, max_tokens=self.max_tokens, temperature=self.temperature,
                 step="llm_judge", backend=self.backend, **variables,
             )
@@ -118,7 +82,7 @@ class LLMJudge:
 
     def judge_reply(self, reply: str, reference: str | None = None) -> Verdict:
         """The verdict a judge's reply gives; its feedback never quotes `reference`."""
-        score = parse_score(reply, self.scale)
+        score = parse_rating(reply, scale=self.scale)
         feedback = _redact(_feedback(reply), reference)
         details: dict[str, Any] = {"judge_reply": reply[:2000], "score_parsed": score is not None}
         if score is None:

@@ -27,6 +27,7 @@ from fractions import Fraction
 from ponder.answers import extract_answer, last_boxed
 from ponder.errors import ConfigError, PonderError
 from ponder.types import Candidate, Problem, Verdict
+from ponder.verifiers.base import Verifier
 from ponder.verifiers.sympy_worker import SympyWorkerPool, WorkerError, WorkerTimeout, shared_pool
 
 log = logging.getLogger(__name__)
@@ -164,7 +165,7 @@ def canonical_math(answer: str) -> str | None:
     return format((Decimal(rounded.numerator) / Decimal(rounded.denominator)).normalize(), "f")
 
 
-class MathVerifier:
+class MathVerifier(Verifier):
     """Checks `candidate.answer` against `problem.answer` for mathematical equality.
 
     >>> verdict = await MathVerifier().verify(Problem(problem="1/2 = ?", answer="\\\\frac12"),

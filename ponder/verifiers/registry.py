@@ -1,5 +1,6 @@
 """Finding verifiers: built-in names, `register_verifier`, the `ponder.verifiers` entry-point
-group, and specs `module:attr` or `path/to/file.py:func`."""
+group, specs `module:attr` or `path/to/file.py:func`, and the one rule that picks a problem's
+verifier (`VerifierChoice`), which the API, `ponder.verify` and problem files all use."""
 
 from __future__ import annotations
 
@@ -12,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from ponder.errors import ConfigError
+from ponder.types import Problem
 from ponder.verifiers.base import Verifier, as_verifier
+
+VerifierLike = Verifier | str | Callable[..., Any]
 
 ENTRY_POINT_GROUP = "ponder.verifiers"
 
@@ -34,14 +38,19 @@ class VerifierRegistry:
         self._factories: dict[str, Callable[[], Verifier]] = {}
         self._loaded_entry_points = False
 
-    def add(self, name: str, factory: Callable[[], Verifier]) -> None:
+    def add(self, name: str, factory: Callable[[], Verifier], *, replace: bool = False) -> None:
+        """Register `factory` as `name`; an existing name (a built-in too) is refused unless
+        `replace`, so that a plug-in cannot silently take over `math`."""
+        if not replace and (name in self._factories or name in BUILTINS):
+            raise ConfigError(f"a verifier named {name!r} already exists; pick another name "
+                              "or pass replace=True")
         self._factories[name] = factory
 
     def names(self) -> list[str]:
         self._load_entry_points()
         return sorted(set(self._factories) | set(BUILTINS))
 
-    def get(self, spec: str | Verifier | Callable[..., Any]) -> Verifier:
+    def get(self, spec: VerifierLike) -> Verifier:
         """A verifier from a name, a `module:attr` or `file.py:func` spec, or an object."""
         if not isinstance(spec, str):
             return as_verifier(spec)
@@ -109,3 +118,75 @@ def _from_spec(spec: str) -> Verifier:
     if not hasattr(module, attr):
         raise ConfigError(f"verifier spec {spec!r}: {target!r} has no attribute {attr!r}")
     return _instantiate(getattr(module, attr), attr)
+
+
+REGISTRY = VerifierRegistry()
+
+
+def get_verifier(spec: VerifierLike) -> Verifier:
+    """A verifier by name (`math`, `unit_tests`, …), spec (`module:attr`, `file.py:func`),
+    object or plain function."""
+    return REGISTRY.get(spec)
+
+
+def register_verifier(name: str, *, replace: bool = False) -> Callable[[Any], Any]:
+    """Register a verifier class, instance or function under `name`.
+
+    >>> @register_verifier("even")
+    ... def even(problem, candidate):
+    ...     return int(candidate.answer) % 2 == 0
+    """
+
+    def decorate(obj: Any) -> Any:
+        REGISTRY.add(name, lambda: as_verifier(obj() if isinstance(obj, type) else obj, name=name),
+                     replace=replace)
+        return obj
+
+    return decorate
+
+
+def spec_for(problem: Problem) -> str | None:
+    """The verifier a problem's own fields call for: its `verifier`, else `unit_tests` for
+    tests and `math` for a gold answer, else none."""
+    if problem.verifier:
+        return problem.verifier
+    if problem.test is not None or problem.tests is not None:
+        return "unit_tests"
+    if problem.answer is not None:
+        return "math"
+    return None
+
+
+class VerifierChoice:
+    """Which verifier judges each problem: `override` for all when given (a name, spec, object
+    or function), else the one the problem's fields call for (`spec_for`). Each spec loads once.
+
+    >>> VerifierChoice().for_problem(Problem(problem="2+2?", answer="4")).name
+    'math'
+    """
+
+    def __init__(self, override: VerifierLike | None = None) -> None:
+        self.override = None if override is None else get_verifier(override)
+        self._loaded: dict[str, Verifier | Exception] = {}
+
+    def spec_for(self, problem: Problem) -> str | None:
+        """The spec `problem` loads its verifier from; None with an override or no verifier."""
+        return None if self.override is not None else spec_for(problem)
+
+    def for_problem(self, problem: Problem) -> Verifier | None:
+        """The verifier for `problem`, None when nothing calls for one; raises what loading
+        its spec raised."""
+        if self.override is not None:
+            return self.override
+        spec = spec_for(problem)
+        if spec is None:
+            return None
+        if spec not in self._loaded:
+            try:
+                self._loaded[spec] = get_verifier(spec)
+            except Exception as exc:  # a user's plug-in may fail in any way; report, not crash
+                self._loaded[spec] = exc
+        loaded = self._loaded[spec]
+        if isinstance(loaded, Exception):
+            raise loaded
+        return loaded

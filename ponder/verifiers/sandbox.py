@@ -38,7 +38,6 @@ import shutil
 import signal
 import subprocess
 import tempfile
-import threading
 import time
 import uuid
 import weakref
@@ -120,22 +119,30 @@ class Sandbox:
         self.cgroups = cgroups
         self.drop_privileges = drop_privileges
         self._isolation: Isolation | None = None
-        self._probe_lock = threading.Lock()
+        # Per event loop, since asyncio primitives belong to the loop that first waits on them
+        # and one sandbox may serve many `asyncio.run`s.
+        self._probe_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
+            weakref.WeakKeyDictionary()
+        )
         self._gates: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Semaphore] = (
             weakref.WeakKeyDictionary()
         )
 
-    def isolation(self) -> Isolation:
+    async def isolation(self) -> Isolation:
         """Probe (once) which mechanisms work here, then check they work together by running
         a trivial program, dropping layers until one runs."""
-        with self._probe_lock:  # concurrent first runs must not all probe
-            if self._isolation is None:
-                self._isolation = self._probe()
-            return self._isolation
+        if self._isolation is None:
+            # Concurrent first runs in a loop probe once. Loops in other threads may each
+            # probe too; they find the same answer, so that costs time, not correctness.
+            lock = self._probe_locks.setdefault(asyncio.get_running_loop(), asyncio.Lock())
+            async with lock:
+                if self._isolation is None:
+                    self._isolation = await self._probe()
+        return self._isolation
 
-    def _probe(self) -> Isolation:
-        probed = probe_isolation(
-            namespaces=self.namespaces, cgroups=self.cgroups,
+    async def _probe(self) -> Isolation:
+        probed = await asyncio.to_thread(
+            probe_isolation, namespaces=self.namespaces, cgroups=self.cgroups,
             drop_privileges=self.drop_privileges, cgroup_parent=self.cgroup_parent,
         )
         weaker = [
@@ -146,7 +153,11 @@ class Sandbox:
             dataclasses.replace(probed, namespaces=(), pids_cgroup=None, memory_cgroup=None),
             Isolation(),
         ]
-        chosen = next((iso for iso in weaker if _Run(iso, Limits(), 1).trial()), weaker[-1])
+        chosen = weaker[-1]
+        for isolation in weaker:
+            if await _Run(isolation, Limits(timeout_s=60), 1).trial():
+                chosen = isolation
+                break
         if chosen != probed:
             log.warning("sandbox: the probed isolation %s did not run a program; using %s",
                         probed, chosen)
@@ -156,9 +167,7 @@ class Sandbox:
                   args: tuple[str, ...] = ()) -> SandboxResult:
         """Write `files` into a fresh temporary directory and run `python -I -B entry` there."""
         limits = limits or Limits()
-        isolation = self._isolation
-        if isolation is None:
-            isolation = await asyncio.to_thread(self.isolation)
+        isolation = await self.isolation()
         loop = asyncio.get_running_loop()
         gate = self._gates.setdefault(loop, asyncio.Semaphore(self.max_concurrency))
         async with gate:
@@ -184,33 +193,14 @@ class _Run:
         self.leftovers = 0
         self.peak_processes: int | None = None
 
-    def trial(self) -> bool:
-        """Whether a trivial program runs under this isolation (synchronously: the probe may
-        run inside an event loop's thread)."""
-        workdir = Path(tempfile.mkdtemp(prefix="ponder-sandbox-"))
-        proc: subprocess.Popen[bytes] | None = None
+    async def trial(self) -> bool:
+        """Whether a trivial program runs under this isolation."""
         try:
-            (workdir / "probe.py").write_text("print('ok')")
-            if self.isolation.uid is not None:
-                os.chown(workdir, self.isolation.uid, self.isolation.gid or -1)
-            self._make_cgroups()
-            with tempfile.TemporaryFile() as report:
-                proc = subprocess.Popen(
-                    self._command("probe.py", ()), cwd=workdir, env=self._env(workdir, report),
-                    stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
-                    stderr=subprocess.DEVNULL, pass_fds=(report.fileno(),),
-                    start_new_session=True,
-                )
-                out, _ = proc.communicate(timeout=60)
-            return proc.returncode == 0 and out.strip() == b"ok"
-        except (OSError, subprocess.SubprocessError):
+            result = await self.execute({"probe.py": "print('ok')"}, "probe.py", ())
+        except OSError:  # no `unshare` after all, or a cgroup we may not make
             return False
-        finally:
-            if proc is not None:
-                self._kill_everything(proc.pid)
-                proc.wait()
-            self._remove_cgroups()
-            shutil.rmtree(workdir, ignore_errors=True)
+        # Output includes stderr: a layer may warn before the program runs.
+        return result.exit_code == 0 and result.output.splitlines()[-1:] == ["ok"]
 
     async def execute(self, files: dict[str, str], entry: str,
                       args: tuple[str, ...]) -> SandboxResult:

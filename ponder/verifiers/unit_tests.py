@@ -28,6 +28,7 @@ from typing import Any
 from ponder.answers import extract_code
 from ponder.errors import ConfigError, PonderError
 from ponder.types import Candidate, Problem, Verdict
+from ponder.verifiers.base import Verifier
 from ponder.verifiers.sandbox import Limits, Sandbox, SandboxResult, shared_sandbox
 
 _HARNESS = Path(__file__).with_name("harness.py")
@@ -35,7 +36,7 @@ _SHOWN_FAILURES = 2
 _FEEDBACK_LIMIT = 1200
 
 
-class UnitTestVerifier:
+class UnitTestVerifier(Verifier):
     """Runs candidate code against `problem.test` (HumanEval) or `problem.tests`.
 
     >>> problem = Problem(problem="Write add(a, b).", tests=["assert add(2, 3) == 5"])

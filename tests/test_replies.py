@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from ponder.strategies.replies import has_marker, parse_choice, parse_rating
+from ponder.replies import has_marker, parse_choice, parse_rating
 
 
 @pytest.mark.parametrize(("text", "expected"), [

@@ -1,0 +1,252 @@
+"""What `ponder` draws on a terminal: a run's progress, its summary, result rows, one result in
+detail with its trace as a timeline, and the strategies and verifiers on offer. Everything here
+builds rich renderables; the CLI decides where they are printed."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, Literal, get_args, get_origin
+
+from rich.console import Console
+from rich.markup import escape
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from ponder.strategies.base import StrategySpec
+from ponder.summary import RunTally, Summary
+from ponder.types import Result, TraceEvent
+
+ERRORS_SHOWN = 10  # per-problem errors printed during a run; the rest are in the results
+
+Shorten = Callable[[str], str]
+
+
+class Reporter:
+    """The progress bar and the per-problem errors on `console` while a run goes."""
+
+    def __init__(self, tally: RunTally, total: int, *, console: Console, quiet: bool) -> None:
+        self.tally = tally
+        self.errors_shown = 0
+        self.progress = Progress(
+            TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
+            TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"),
+            TimeRemainingColumn(), console=console, disable=quiet,
+        )
+        self.task: TaskID = self.progress.add_task(
+            "solving", total=total, completed=tally.done, stats=self._stats())
+
+    def stage(self, description: str) -> None:
+        """Name what the run is doing now ("loading model", "solving")."""
+        self.progress.update(self.task, description=description)
+
+    def _stats(self) -> str:
+        acc = self.tally.accuracy
+        parts = [f"acc {acc:.1%}" if acc is not None else "acc –",
+                 f"{self.tally.session_usage.total_tokens:,} tok",
+                 f"{self.tally.tokens_per_s:,.0f} tok/s"]
+        return " · ".join(parts)
+
+    def on_result(self, result: Result) -> None:
+        self.tally.add(result)
+        self.progress.update(self.task, completed=self.tally.done, stats=self._stats())
+        if result.error and self.errors_shown < ERRORS_SHOWN:
+            self.errors_shown += 1
+            more = " (further errors are in the results file)" \
+                if self.errors_shown == ERRORS_SHOWN else ""
+            self.progress.console.print(
+                f"[red]problem {escape(result.id)}:[/red] {escape(result.error)}{more}")
+
+
+def summary_table(summary: Summary, results: Path | None = None,
+                  trace: Path | None = None, *, timing: bool = True) -> Table:
+    table = Table(title="ponder summary", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    done = f"{summary.done} / {summary.problems}"
+    if summary.remaining:
+        done += f" ({summary.remaining} remain)"
+    if summary.resumed:
+        done += f" ({summary.resumed} from earlier runs)"
+    table.add_row("problems", done)
+    if summary.judged:
+        table.add_row("solved", f"{summary.solved} / {summary.judged} judged "
+                                f"({summary.accuracy or 0.0:.1%})")
+    else:
+        table.add_row("solved", "– (no gold answers or tests to judge by)")
+    estimated = " (some estimated)" if summary.usage_estimated else ""
+    table.add_row("tokens", f"{summary.total_tokens:,} ({summary.prompt_tokens:,} prompt + "
+                            f"{summary.completion_tokens:,} completion){estimated}")
+    table.add_row("mean tokens", f"{summary.mean_tokens:,.0f} per problem")
+    table.add_row("calls", f"{summary.calls:,}")
+    if timing:
+        table.add_row("wall time",
+                      f"{summary.wall_s:.1f}s ({summary.tokens_per_s:,.0f} tok/s)")
+    failures = ", ".join(f"{kind} {n}" for kind, n in summary.failures.items()) or "none"
+    table.add_row("failures", failures)
+    table.add_row("budget exhausted", str(summary.budget_exhausted))
+    table.add_row("stop reasons", ", ".join(f"{k} {n}" for k, n in summary.stop_reasons.items()))
+    if results is not None:
+        table.add_row("results", str(results))
+    if trace is not None:
+        table.add_row("trace", str(trace))
+    return table
+
+
+# -- strategies, verifiers --------------------------------------------------------------------
+
+
+def strategy_params(spec: StrategySpec[Any]) -> dict[str, dict[str, Any]]:
+    """Each parameter of `spec`'s config: its default, type and description."""
+    return {name: {"default": field.get_default(call_default_factory=True),
+                   "type": _type_name(field.annotation),
+                   "description": field.description or ""}
+            for name, field in spec.config.model_fields.items()}
+
+
+def _type_name(annotation: Any) -> str:
+    if get_origin(annotation) is Literal:
+        return " | ".join(repr(arg) for arg in get_args(annotation))
+    return getattr(annotation, "__name__", None) or str(annotation).replace("typing.", "")
+
+
+def strategies_table(specs: Sequence[StrategySpec[Any]]) -> Table:
+    table = Table(title="strategies  (set a parameter with -p key=value)",
+                  title_justify="left", show_lines=True)
+    table.add_column("strategy", style="bold")
+    table.add_column("description")
+    table.add_column("parameters (default)")
+    for spec in specs:
+        params = "\n".join(
+            f"{name}: {p['type']} = {p['default']!r}"
+            + (f"  [dim]{escape(p['description'])}[/dim]" if p["description"] else "")
+            for name, p in strategy_params(spec).items())
+        table.add_row(spec.name, escape(spec.description), params)
+    return table
+
+
+def verifiers_table(rows: Sequence[tuple[str, str, str]]) -> Table:
+    """A table of (name, source, description) rows."""
+    table = Table(title="verifiers", title_justify="left",
+                  caption="choose with --verifier NAME, module:attr or path/to/file.py:func; "
+                          "by default from each problem's fields", caption_justify="left")
+    table.add_column("verifier", style="bold")
+    table.add_column("source")
+    table.add_column("description")
+    for name, source, description in rows:
+        table.add_row(name, escape(source), escape(description))
+    return table
+
+
+# -- results and their traces -----------------------------------------------------------------
+
+
+def shortener(limit: int | None) -> Shorten:
+    """Cuts a text to `limit` characters, saying how many went; None keeps every text whole."""
+    def shorten(text: str) -> str:
+        if limit is None or len(text) <= limit:
+            return text
+        return f"{text[:limit]}… [{len(text) - limit} more chars]"
+    return shorten
+
+
+def rows_table(rows: Sequence[Result]) -> Table:
+    table = Table(title="results", title_justify="left")
+    for column in ("id", "answer", "verdict", "tokens", "calls", "seconds", "stop", "error"):
+        table.add_column(column, justify="right" if column in ("tokens", "calls", "seconds")
+                         else "left")
+    for r in rows:
+        table.add_row(escape(r.id), escape(_one_line(r.answer or "", 30)), _verdict_mark(r),
+                      f"{r.usage.total_tokens:,}", str(r.usage.calls), f"{r.elapsed_s:.1f}",
+                      r.stop_reason, escape(_one_line(r.error or "", 50)))
+    return table
+
+
+def _one_line(text: str, limit: int) -> str:
+    flat = " ".join(text.split())
+    return flat if len(flat) <= limit else flat[: limit - 1] + "…"
+
+
+def _verdict_mark(result: Result) -> str:
+    if result.verdict is None:
+        return "–"
+    mark = "[green]✓[/green]" if result.verdict.passed else "[red]✗[/red]"
+    return f"{mark} {result.verdict.score:.2f}"
+
+
+def result_panel(r: Result, shorten: Shorten) -> Table:
+    table = Table(title=f"problem {escape(r.id)}", show_header=False, title_justify="left")
+    table.add_column(style="bold")
+    table.add_column()
+    table.add_row("answer", escape(r.answer if r.answer is not None else "–"))
+    if r.verdict is not None:
+        verdict = f"{_verdict_mark(r)}"
+        if r.verdict.feedback:
+            verdict += f"  {escape(shorten(r.verdict.feedback))}"
+        table.add_row("verdict", verdict)
+    else:
+        table.add_row("verdict", "– (no verifier)")
+    estimated = " (estimated)" if r.usage.estimated else ""
+    table.add_row("usage", f"{r.usage.total_tokens:,} tokens ({r.usage.prompt_tokens:,} prompt "
+                           f"+ {r.usage.completion_tokens:,} completion) in {r.usage.calls} "
+                           f"call(s){estimated}")
+    table.add_row("elapsed", f"{r.elapsed_s:.2f}s")
+    table.add_row("strategy", escape(f"{r.strategy} {json.dumps(r.params)}"))
+    stop = r.stop_reason + (" (budget exhausted)" if r.budget_exhausted else "")
+    table.add_row("stop", escape(stop))
+    if r.error:
+        table.add_row("error", f"[red]{escape(r.error)}[/red]")
+    if r.info:
+        table.add_row("info", escape(shorten(json.dumps(r.info, default=str))))
+    if r.text is not None:
+        table.add_row("reply", escape(shorten(r.text)))
+    return table
+
+
+def timeline_table(events: Sequence[TraceEvent], shorten: Shorten) -> Table:
+    table = Table(title="timeline", title_justify="left", show_lines=True)
+    table.add_column("t", justify="right")
+    table.add_column("event")
+    table.add_column("detail")
+    t0 = events[0].ts
+    for e in events:
+        table.add_row(f"+{e.ts - t0:.2f}s", escape(f"{e.kind} {e.step}"), _event_detail(e, shorten))
+    return table
+
+
+def _event_detail(e: TraceEvent, shorten: Shorten) -> str:
+    lines: list[str] = []
+    if e.kind == "generate":
+        head = [f"n={e.data.get('n', 1)}", f"max_tokens={e.data.get('max_tokens', '?')}",
+                f"{e.usage.prompt_tokens}+{e.usage.completion_tokens} tok",
+                f"{e.latency_s:.2f}s"]
+        if e.retries:
+            head.append(f"{e.retries} retries")
+        lines.append(" · ".join(head))
+        if e.messages:
+            last = e.messages[-1]
+            lines.append(f"[dim]{last.role}:[/dim] {escape(shorten(last.content))}")
+        for i, c in enumerate(e.completions):
+            label = f"reply {i + 1}" if len(e.completions) > 1 else "reply"
+            lines.append(f"[cyan]{label}:[/cyan] {escape(shorten(c.text))}")
+    elif e.kind == "verify" and e.verdict is not None:
+        mark = "[green]passed[/green]" if e.verdict.passed else "[red]failed[/red]"
+        answer = e.data.get("answer")
+        lines.append(f"{mark} score {e.verdict.score:.2f}"
+                     + (f" · answer {escape(shorten(str(answer)))}" if answer is not None else ""))
+        if e.verdict.feedback:
+            lines.append(escape(shorten(e.verdict.feedback)))
+    elif e.data:
+        lines.append(escape(shorten(json.dumps(e.data, default=str))))
+    if e.error:
+        lines.append(f"[red]{escape(e.error)}[/red]")
+    return "\n".join(lines)

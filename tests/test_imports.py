@@ -1,0 +1,104 @@
+"""The package's import graph: every module imports on its own, and no two modules import
+each other, directly or round a loop. Imports for type checking count (a loop of types is a
+loop of design); imports inside functions are deliberate deferrals of heavy or optional
+modules and do not."""
+
+from __future__ import annotations
+
+import ast
+import json
+import subprocess
+import sys
+
+from tests.conftest import REPO
+
+PACKAGE = REPO / "ponder"
+
+
+def module_names() -> list[str]:
+    names = []
+    for path in sorted(PACKAGE.rglob("*.py")):
+        parts = path.relative_to(REPO).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return names
+
+
+def module_level_imports(name: str) -> set[str]:
+    """The ponder modules `name` imports when it is imported."""
+    path = REPO / name.replace(".", "/")
+    path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
+    known = set(module_names())
+    found: set[str] = set()
+
+    def visit(nodes: list[ast.stmt]) -> None:
+        for node in nodes:
+            if isinstance(node, ast.Import):
+                found.update(a.name for a in node.names)
+            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                found.add(node.module)
+                found.update(f"{node.module}.{a.name}" for a in node.names)  # submodules
+            elif isinstance(node, ast.If | ast.Try):
+                visit(node.body)
+                visit(node.orelse)
+                for handler in getattr(node, "handlers", []):
+                    visit(handler.body)
+
+    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    return {m for m in found if m in known and m != name}
+
+
+def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
+    state: dict[str, int] = {}  # 1: on the current path, 2: done
+    path: list[str] = []
+
+    def walk(node: str) -> list[str] | None:
+        state[node] = 1
+        path.append(node)
+        for nxt in sorted(graph[node]):
+            if state.get(nxt) == 1:
+                return [*path[path.index(nxt):], nxt]
+            if nxt not in state and (cycle := walk(nxt)):
+                return cycle
+        path.pop()
+        state[node] = 2
+        return None
+
+    for node in sorted(graph):
+        if node not in state and (cycle := walk(node)):
+            return cycle
+    return None
+
+
+def test_the_import_graph_has_no_cycle() -> None:
+    graph = {name: module_level_imports(name) for name in module_names()}
+    assert sum(len(edges) for edges in graph.values()) > 50  # the check sees the imports
+    assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
+
+
+def test_the_cycle_check_finds_a_cycle() -> None:
+    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
+    assert find_cycle({"a": {"b"}, "b": set()}) is None
+
+
+ALONE = """
+import importlib, json, sys
+failures = {}
+for name in sys.argv[1:]:
+    for loaded in [m for m in sys.modules if m == "ponder" or m.startswith("ponder.")]:
+        del sys.modules[loaded]
+    try:
+        importlib.import_module(name)
+    except BaseException as exc:
+        failures[name] = f"{type(exc).__name__}: {exc}"
+print(json.dumps(failures))
+"""
+
+
+def test_every_module_imports_alone() -> None:
+    """Each module imported first, with no other ponder module loaded (in one fresh process:
+    third-party packages stay loaded between modules, which is not what this tests)."""
+    names = [n for n in module_names() if n != "ponder.__main__"]  # a script: it runs the CLI
+    done = subprocess.run([sys.executable, "-c", ALONE, *names], cwd=REPO, capture_output=True,
+                          text=True, timeout=300)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == {}
