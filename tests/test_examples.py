@@ -3,6 +3,7 @@ scripts (against the fake server, or the embedded model where marked slow)."""
 
 from __future__ import annotations
 
+import ast
 import json
 import os
 import subprocess
@@ -85,12 +86,38 @@ def test_the_agent_pipeline_says_how_to_call_it_without_a_url() -> None:
     assert done.returncode != 0 and "usage" in done.stderr
 
 
-@pytest.mark.parametrize("name", ["custom_verifier.py", "custom_strategy.py"])
-def test_the_custom_examples_run_as_scripts(server: FakeOpenAIServer, name: str) -> None:
-    if not (EXAMPLES / name).is_file():
-        pytest.skip(f"examples/{name} is not written yet")
-    done = run_script(name, server.base_url)
+def test_the_custom_strategy_example_retries_until_verified() -> None:
+    done = run_script("custom_strategy.py")
     assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("answer=8 stop=verified tries=2 ")
+
+
+def test_the_custom_verifier_example_judges_and_explains() -> None:
+    done = run_script("custom_verifier.py")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert "passed=True" in lines[0]
+    assert "passed=False That leaves remainder 4 by 7." in lines[1]
+    assert "passed=False `many` is no number." in lines[2]
+    assert lines[-1] == "solve: answer=28 passed=True"
+
+
+@pytest.mark.parametrize(("name", "definition"), [("custom_strategy.py", "retry"),
+                                                  ("custom_verifier.py", "MultipleOf")])
+def test_a_custom_strategy_or_verifier_fits_in_15_lines(name: str, definition: str) -> None:
+    """What STYLE.md promises a user: their own strategy or verifier in under 15 lines (its
+    config class included, blank lines not counted)."""
+    source = (EXAMPLES / name).read_text(encoding="utf-8")
+    tree = ast.parse(source)
+    lines = source.splitlines()
+    counted = 0
+    for node in tree.body:
+        if isinstance(node, ast.ClassDef | ast.AsyncFunctionDef | ast.FunctionDef) and (
+                node.name == definition or node.name.endswith("Config")):
+            first = min([node.lineno, *(d.lineno for d in node.decorator_list)])
+            assert node.end_lineno is not None
+            counted += sum(1 for line in lines[first - 1:node.end_lineno] if line.strip())
+    assert 0 < counted <= 15, counted
 
 
 @pytest.mark.slow

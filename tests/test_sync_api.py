@@ -102,3 +102,23 @@ def test_the_error_names_the_async_twin() -> None:
 
     with pytest.raises(ConfigError, match=r"ponder\.verify\(\).*await ponder\.averify"):
         asyncio.run(inside())
+
+
+@pytest.mark.slow
+def test_plain_solve_starts_the_embedded_model_once_for_three_calls() -> None:
+    pytest.importorskip("xllamacpp")
+    from ponder.backends.local import LocalBackend
+
+    made: list[LocalBackend] = []
+
+    def embedded(model_path: Any = None) -> LocalBackend:
+        made.append(LocalBackend(model_path=model_path))
+        return made[-1]
+
+    portal = SyncPortal(embedded)
+    try:
+        results = [portal.solve(QUESTION, max_tokens=64) for _ in range(3)]
+        assert all(r.error is None and r.usage.calls == 1 for r in results)
+        assert len(made) == 1 and made[0].base_url is not None  # one model, still serving
+    finally:
+        portal.close()
