@@ -27,7 +27,7 @@ DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval_publ
 
 async def verify_all(rows: list[dict[str, str]], concurrency: int) -> tuple[float, list[Verdict]]:
     verifier = UnitTestVerifier(sandbox=Sandbox(max_concurrency=concurrency))
-    verifier.sandbox.isolation()  # probe outside the timing
+    await verifier.sandbox.isolation()  # probe outside the timing
     started = time.perf_counter()
     verdicts = await asyncio.gather(*(
         verifier.verify(
