@@ -51,7 +51,8 @@ class Completion(BaseModel):
 
 
 class Problem(BaseModel):
-    """A problem to solve. Gold fields (`answer`, `test`, `tests`) never reach a prompt."""
+    """A problem to solve. Gold fields (`answer`, `test`, `tests`) never reach a prompt;
+    `tests_public` are tests whose failures the model may be shown (see `unit_tests`)."""
 
     model_config = ConfigDict(extra="forbid")
 
@@ -61,6 +62,7 @@ class Problem(BaseModel):
     test: str | None = None
     entry_point: str | None = None
     tests: str | list[str] | None = None
+    tests_public: str | list[str] | None = None
     verifier: str | None = None
     metadata: dict[str, Any] = Field(default_factory=dict)
 
@@ -77,7 +79,8 @@ class Problem(BaseModel):
 
     @property
     def is_code(self) -> bool:
-        return self.entry_point is not None or self.test is not None or self.tests is not None
+        return self.entry_point is not None or any(
+            t is not None for t in (self.test, self.tests, self.tests_public))
 
 
 class Verdict(BaseModel):

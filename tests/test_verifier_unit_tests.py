@@ -25,8 +25,8 @@ def as_problem(row: dict[str, Any]) -> Problem:
                    entry_point=row["entry_point"])
 
 
-async def run(problem: Problem, code: str) -> ponder.Verdict:
-    return await UnitTestVerifier().verify(problem, Candidate(text=code, answer=code))
+async def run(problem: Problem, code: str, **options: Any) -> ponder.Verdict:
+    return await UnitTestVerifier(**options).verify(problem, Candidate(text=code, answer=code))
 
 
 async def test_all_100_canonical_solutions_pass() -> None:
@@ -61,19 +61,40 @@ async def test_the_function_alone_gets_the_prompts_imports_and_helpers() -> None
 # -- wrong solutions ---------------------------------------------------------------------------
 
 
-async def test_return_none_shows_the_failing_assertion_and_what_came_back() -> None:
+async def test_return_none_shows_the_failing_example_but_not_the_hidden_test() -> None:
     verdict = await run(as_problem(humaneval("HumanEval/53")), "    return None\n")
     assert not verdict.passed and verdict.score == 0.0
-    assert "1 of 1 tests failed" in verdict.feedback
-    assert "assert candidate(" in verdict.feedback
+    assert "1 of 1 hidden tests failed" in verdict.feedback
+    assert "failed: assert add(2, 3) == 5" in verdict.feedback  # the prompt's own example
     assert "left side was: None" in verdict.feedback
+    assert "candidate(" not in verdict.feedback  # HumanEval's check() stays private
 
 
-async def test_an_off_by_one_is_caught() -> None:
-    verdict = await run(as_problem(humaneval("HumanEval/60")), "    return sum(range(n))\n")
+async def test_full_feedback_quotes_the_hidden_test_too() -> None:
+    verdict = await run(as_problem(humaneval("HumanEval/60")), "    return sum(range(n))\n",
+                        private_feedback="full")
     assert not verdict.passed
+    assert "failed: assert sum_to_n(30) == 465\n  left side was: 435" in verdict.feedback
     assert "failed: assert candidate(1) == 1" in verdict.feedback
     assert "left side was: 0" in verdict.feedback
+
+
+async def test_a_problem_with_no_examples_gets_pass_fail_only() -> None:
+    problem = Problem(problem="Write inc(x).", tests=["assert inc(1) == 2", "assert inc(5) == 6"])
+    verdict = await run(problem, "def inc(x):\n    return x + 2\n")
+    assert verdict.feedback == "2 of 2 hidden tests failed."
+    assert verdict.details["public_tests"] == 0 and verdict.details["scored_by"] == "private"
+
+
+async def test_public_tests_are_quoted_and_private_tests_score() -> None:
+    problem = Problem(problem="Write inc(x).", tests_public=["assert inc(0) == 1"],
+                      tests=["assert inc(1) == 2", "assert inc(-1) == 0"])
+    verdict = await run(problem, "def inc(x):\n    return abs(x) + 1\n")
+    assert not verdict.passed and verdict.score == 0.5  # 1 of 2 private tests
+    assert verdict.feedback == ("1 of 2 hidden tests failed.\n"
+                                "All 1 examples from the problem pass.")
+    only_public = Problem(problem="Write inc(x).", tests_public="assert inc(0) == 1")
+    assert (await run(only_public, "def inc(x):\n    return x + 1\n")).passed
 
 
 async def test_a_swapped_operator_is_caught() -> None:
@@ -110,7 +131,7 @@ async def test_feedback_stays_short() -> None:
                         "def noisy():\n    print('x' * 100000)\n    return 'y' * 5000\n")
     assert verdict.details["failed"] == 30
     assert len(verdict.feedback) <= 1200
-    assert verdict.feedback.startswith("30 of 30 tests failed.")
+    assert verdict.feedback.startswith("30 of 30 hidden tests failed.")
 
 
 # -- plain tests -------------------------------------------------------------------------------
@@ -121,10 +142,10 @@ ADD = "def add(a, b):\n    return a + b\n"
 async def test_plain_asserts_score_the_share_that_passed() -> None:
     problem = Problem(problem="Write add(a, b).",
                       tests="assert add(1, 2) == 3\nassert add(-1, 1) == 0\nassert add(2, 2) == 5")
-    verdict = await run(problem, ADD)
+    verdict = await run(problem, ADD, private_feedback="full")
     assert not verdict.passed
     assert verdict.score == pytest.approx(2 / 3)
-    assert "1 of 3 tests failed" in verdict.feedback
+    assert "1 of 3 hidden tests failed" in verdict.feedback
     assert "assert add(2, 2) == 5" in verdict.feedback and "left side was: 4" in verdict.feedback
 
 
@@ -148,7 +169,7 @@ async def test_through_the_public_api() -> None:
 
 
 def test_problems_without_tests_are_refused() -> None:
-    with pytest.raises(ConfigError, match="needs `test` or `tests`"):
+    with pytest.raises(ConfigError, match="needs `test`, `tests` or `tests_public`"):
         build_program(Problem(problem="?"), "pass")
     with pytest.raises(ConfigError, match="no `entry_point`"):
         build_program(Problem(problem="?", test="def check(c): pass"), "pass")

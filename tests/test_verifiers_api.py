@@ -52,7 +52,8 @@ async def test_averify_accepts_a_candidate_and_a_named_verifier() -> None:
 
 
 def test_every_builtin_loads_by_name() -> None:
-    assert set(BUILTINS) == {"math", "unit_tests", "exact", "regex", "contains", "llm_judge"}
+    assert set(BUILTINS) == {"math", "unit_tests", "unit_tests_full_feedback", "exact", "regex",
+                             "contains", "llm_judge"}
     for name in BUILTINS:
         assert ponder.get_verifier(name).name == name
     assert set(BUILTINS) <= set(REGISTRY.names())

@@ -1,19 +1,36 @@
 """Runs a candidate's code and then its tests, inside the sandbox, and reports each test.
 
-The `unit_tests` verifier copies this file into the sandbox's directory with `payload.json`
-(`{"code": str, "tests": [str, ...]}`) and runs it as `python -I -B harness.py`. Standard
+The `unit_tests` verifier writes this file and `solution.py` (the candidate's program) into
+the sandbox's directory and runs `python -I -B harness.py MODE`. The tests arrive on a file
+descriptor (`PONDER_SANDBOX_SECRET_FD`) as JSON `{"public": [chunk, ...], "private": [...]}`
+and the report, one JSON object, leaves on another (`PONDER_SANDBOX_REPORT_FD`). Standard
 library only: it runs in a bare interpreter.
 
-The code runs as module `solution` (so tests may `from solution import f`), and the tests
-in its namespace. A test is a top-level `assert`, a top-level call (HumanEval's
-`check(candidate)`), or a `test_*` function a chunk defines (called with no arguments, after
-the chunk ran). Other statements (imports, helpers, `def check`) are setup. The report, one
-JSON object, goes to the file descriptor the sandbox names in `PONDER_SANDBOX_REPORT_FD`.
+MODE `isolated` (the default; see docs/trust.md): this process is the judge and never runs
+the candidate's code. Before it reads the tests it forks the candidate's process, which
+closes the tests and report descriptors, loads `solution.py` and then only answers calls:
+a test's `candidate(3)` or `f(2, 3)` is sent to it as plain data and its return value comes
+back as plain data (None, bool, int, float, str, and lists, tuples, sets and dicts of them),
+rebuilt here as fresh builtin objects, so an `__eq__` that always says yes cannot arrive.
+The judge then makes itself undumpable (no ptrace, no /proc/<pid>/mem or fd/ of it for the
+candidate's uid) and reads the tests. Whatever the candidate's code does to its own process
+(patching builtins, json, the harness, exit hooks, forged reports), the verdict comes from
+assertions evaluated here.
+
+MODE `in_process`: the old way, for tests that need the candidate's own objects (classes,
+instances, callbacks): the code and the tests share one process, so a hostile candidate can
+forge its report. Only for trusted candidates.
+
+A test is a top-level `assert`, a top-level call (HumanEval's `check(candidate)`), or a
+`test_*` function a chunk defines (called with no arguments, after the chunk ran). Other
+statements (imports, helpers, `def check`) are setup.
 """
 
 from __future__ import annotations
 
 import ast
+import builtins
+import contextlib
 import json
 import linecache
 import os
@@ -24,36 +41,96 @@ from typing import Any
 
 SOLUTION = "<solution>"
 _TEXT_LIMIT = 400
+_LINE_LIMIT = 16 << 20  # the longest reply line the judge reads from the candidate
+_DEPTH_LIMIT = 64  # nesting of a value sent either way
+_PLAIN = "lists, tuples, sets and dicts of None, bool, int, float and str"
 
 
 def main() -> None:
+    mode = sys.argv[1] if len(sys.argv) > 1 else "isolated"
     report_fd = int(os.environ.pop("PONDER_SANDBOX_REPORT_FD"))
-    with open("payload.json") as f:
-        payload = json.load(f)
-    os.unlink("payload.json")
-    report = _run(payload["code"], payload["tests"])
+    secret_fd = int(os.environ.pop("PONDER_SANDBOX_SECRET_FD"))
+    with open("solution.py", encoding="utf-8") as f:
+        code = f.read()
+    if mode == "isolated":
+        link = _Link.spawn(code, close=(report_fd, secret_fd))
+        _undumpable()
+        tests = _read_tests(secret_fd)
+        report = _judge_isolated(link, tests)
+        link.close()
+    else:
+        report = _judge_in_process(code, _read_tests(secret_fd))
     with os.fdopen(report_fd, "w") as out:
         out.write(json.dumps(report))
 
 
-def _run(code: str, tests: list[str]) -> dict[str, Any]:
+def _read_tests(fd: int) -> dict[str, list[str]]:
+    with os.fdopen(fd, "rb") as f:
+        tests: dict[str, list[str]] = json.loads(f.read())
+    return tests
+
+
+# -- judging ----------------------------------------------------------------------------------
+
+
+def _judge_isolated(link: _Link, tests: dict[str, list[str]]) -> dict[str, Any]:
+    try:
+        loaded = link.receive()
+    except CandidateGone as exc:  # it died while loading: the verifier says how
+        return {"phase": "load", "error": str(exc), "candidate": link.fate}
+    if "phase" in loaded:  # the code did not compile or raised while it loaded
+        return {"phase": str(loaded["phase"]), "error": _clip(str(loaded.get("error", "")))}
+    names = loaded.get("functions")
+    values = loaded.get("values")
+    if not isinstance(names, list) or not isinstance(values, dict):
+        return {"phase": "load", "error": "the program's process sent no list of its names"}
+    module = types.ModuleType("solution")
+    for name in names:
+        if isinstance(name, str):
+            setattr(module, name, _Remote(link, name))
+    for name, value in values.items():
+        try:
+            setattr(module, str(name), decode(value))
+        except ValueError:
+            continue
+    sys.modules["solution"] = module
+    report = _run_tests(dict(vars(module)), tests)
+    if link.fate is not None:  # it died mid-tests: the verifier says how (a CPU limit, say)
+        report["candidate"] = link.fate
+    return report
+
+
+def _judge_in_process(code: str, tests: dict[str, list[str]]) -> dict[str, Any]:
+    module, failure = _load(code)
+    if failure is not None:
+        return failure
+    return _run_tests(module.__dict__, tests)
+
+
+def _run_tests(namespace: dict[str, Any], tests: dict[str, list[str]]) -> dict[str, Any]:
+    results: list[dict[str, Any]] = []
+    for kind in ("public", "private"):
+        for index, chunk in enumerate(tests.get(kind, [])):
+            for result in _run_chunk(chunk, f"<tests {kind} {index + 1}>", namespace):
+                results.append({**result, "public": kind == "public"})
+    return {"phase": "tests", "results": results}
+
+
+def _load(code: str) -> tuple[types.ModuleType, dict[str, Any] | None]:
+    """The candidate's code run as module `solution` (so tests may `from solution import f`),
+    or how it failed."""
     _remember(SOLUTION, code)
+    module = types.ModuleType("solution")
     try:
         compiled = compile(code, SOLUTION, "exec")
     except SyntaxError as exc:
-        return {"phase": "compile", "error": _syntax_error(exc)}
-    # Importable as `solution` too, for tests written as `from solution import f`.
-    module = types.ModuleType("solution")
+        return module, {"phase": "compile", "error": _syntax_error(exc)}
     sys.modules["solution"] = module
-    namespace = module.__dict__
     try:
-        exec(compiled, namespace)
+        exec(compiled, module.__dict__)
     except BaseException as exc:
-        return {"phase": "load", "error": _describe(exc)}
-    results: list[dict[str, Any]] = []
-    for index, chunk in enumerate(tests):
-        results.extend(_run_chunk(chunk, f"<tests {index + 1}>", namespace))
-    return {"phase": "tests", "results": results}
+        return module, {"phase": "load", "error": _describe(exc)}
+    return module, None
 
 
 def _run_chunk(chunk: str, filename: str, namespace: dict[str, Any]) -> list[dict[str, Any]]:
@@ -90,6 +167,241 @@ def _run_chunk(chunk: str, filename: str, namespace: dict[str, Any]) -> list[dic
     return results
 
 
+# -- the candidate's process, and the judge's line to it ---------------------------------------
+
+
+class CandidateError(Exception):
+    """An exception the candidate's code raised that is no builtin exception."""
+
+
+class CandidateGone(Exception):
+    """The candidate's process exited or broke the protocol; every later call fails too."""
+
+
+class _Link:
+    """The judge's end of two pipes to the candidate's process: one JSON line each way."""
+
+    def __init__(self, pid: int, reader: Any, writer: Any) -> None:
+        self.pid = pid
+        self.reader = reader
+        self.writer = writer
+        self.gone: str | None = None
+        self.fate: dict[str, int | None] | None = None
+
+    @classmethod
+    def spawn(cls, code: str, *, close: tuple[int, ...]) -> _Link:
+        to_child_r, to_child_w = os.pipe()
+        to_judge_r, to_judge_w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the candidate's process: it holds nothing of the judge's but this code
+            os.close(to_child_w)
+            os.close(to_judge_r)
+            for fd in (0, *close):
+                os.close(fd)
+            _serve(code, os.fdopen(to_child_r, "rb"), os.fdopen(to_judge_w, "wb"))
+            os._exit(0)
+        os.close(to_child_r)
+        os.close(to_judge_w)
+        return cls(pid, os.fdopen(to_judge_r, "rb"), os.fdopen(to_child_w, "wb"))
+
+    def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        try:
+            request = {"call": name, "args": [encode(a) for a in args],
+                       "kwargs": {str(k): encode(v) for k, v in kwargs.items()}}
+        except ValueError as exc:
+            raise TypeError(f"isolated tests pass only {_PLAIN} to the candidate: {exc}; "
+                            "use mode='in_process' for trusted code") from None
+        self.send(request)
+        reply = self.receive()
+        if "value" in reply:
+            try:
+                return decode(reply["value"])
+            except ValueError as exc:
+                raise TypeError(f"{name}() returned a value that is not plain data ({exc}): "
+                                f"return {_PLAIN}") from None
+        raise _rebuild(reply)
+
+    def send(self, message: dict[str, Any]) -> None:
+        if self.gone:
+            raise CandidateGone(self.gone)
+        try:
+            self.writer.write(json.dumps(message).encode() + b"\n")
+            self.writer.flush()
+        except (BrokenPipeError, OSError):
+            self.gone = self._reap()
+            raise CandidateGone(self.gone) from None
+
+    def receive(self) -> dict[str, Any]:
+        if self.gone:
+            raise CandidateGone(self.gone)
+        line = self.reader.readline(_LINE_LIMIT + 1)
+        if not line.endswith(b"\n"):
+            self.gone = (self._reap() if not line
+                         else "the program's process sent a reply too long to read")
+            raise CandidateGone(self.gone)
+        try:
+            message = json.loads(line)
+        except (ValueError, RecursionError):
+            self.gone = "the program's process sent a reply that is not JSON"
+            raise CandidateGone(self.gone) from None
+        if not isinstance(message, dict):
+            self.gone = "the program's process sent a reply that is not an object"
+            raise CandidateGone(self.gone)
+        return message
+
+    def _reap(self) -> str:
+        """How the candidate's process ended, once it closed its end of the line."""
+        try:
+            _, status = os.waitpid(self.pid, 0)
+        except ChildProcessError:
+            return "the program's process exited"
+        code = os.waitstatus_to_exitcode(status)
+        self.fate = {"exit_code": None if code < 0 else code, "signal": -code if code < 0 else None}
+        if code < 0:
+            return f"the program's process was killed by signal {-code}"
+        return f"the program's process exited with code {code}"
+
+    def close(self) -> None:
+        for stream in (self.writer, self.reader):
+            with contextlib.suppress(OSError):
+                stream.close()
+
+
+class _Remote:
+    """Stands in the tests for one of the candidate's functions: calling it asks the
+    candidate's process."""
+
+    def __init__(self, link: _Link, name: str) -> None:
+        self._link = link
+        self.__name__ = name
+
+    def __call__(self, *args: Any, **kwargs: Any) -> Any:
+        return self._link.call(self.__name__, args, kwargs)
+
+    def __repr__(self) -> str:
+        return f"<candidate function {self.__name__}>"
+
+
+def _rebuild(reply: dict[str, Any]) -> BaseException:
+    """The exception the candidate's call raised, as a builtin exception where its name is
+    one (so a test's `except ValueError` works), else a `CandidateError`."""
+    name, message = str(reply.get("raise", "Exception")), _clip(str(reply.get("message", "")))
+    kind = getattr(builtins, name, None)
+    if isinstance(kind, type) and issubclass(kind, Exception):
+        try:
+            exc: BaseException = kind(message)
+        except Exception:
+            exc = CandidateError(f"{name}: {message}")
+    else:
+        exc = CandidateError(f"{name}: {message}")
+    where = reply.get("where")
+    if isinstance(where, str):
+        exc.ponder_where = _clip(where)  # type: ignore[attr-defined]
+    return exc
+
+
+def _serve(code: str, requests: Any, replies: Any) -> None:
+    """The candidate's side: load the code, say what it defines, then answer calls."""
+    module, failure = _load(code)
+
+    def reply(message: dict[str, Any]) -> None:
+        replies.write(json.dumps(message).encode() + b"\n")
+        replies.flush()
+
+    if failure is not None:
+        reply(failure)
+        return
+    functions, values = [], {}
+    for name, value in vars(module).items():
+        if name.startswith("__"):
+            continue
+        if callable(value):
+            functions.append(name)
+        else:  # modules and the code's own objects are not plain: tests reach them in_process
+            with contextlib.suppress(ValueError):
+                values[name] = encode(value)
+    reply({"functions": functions, "values": values})
+    for line in requests:
+        request = json.loads(line)
+        try:
+            fn = getattr(module, request["call"])
+            result = fn(*[decode(a) for a in request["args"]],
+                        **{k: decode(v) for k, v in request["kwargs"].items()})
+        except BaseException as exc:  # SystemExit too: the judge decides what a failure is
+            reply({"raise": type(exc).__name__, "message": str(exc)[:_TEXT_LIMIT],
+                   "where": _where(exc)})
+            continue
+        try:
+            reply({"value": encode(result)})
+        except ValueError as exc:
+            reply({"raise": "TypeError", "message": f"returned {exc}: return {_PLAIN}"})
+
+
+def _where(exc: BaseException) -> str | None:
+    mine = [f for f in traceback.extract_tb(exc.__traceback__) if f.filename == SOLUTION]
+    if not mine:
+        return None
+    return f"raised at line {mine[-1].lineno} of your code: {(mine[-1].line or '').strip()}"
+
+
+def encode(value: Any, depth: int = 0) -> Any:
+    """`value` as JSON, if it is plain data of exactly builtin types (no subclasses)."""
+    if depth > _DEPTH_LIMIT:
+        raise ValueError("a value nested too deep")
+    kind = type(value)
+    if value is None or kind in (bool, int, float, str):
+        return value
+    if kind is list:
+        return [encode(v, depth + 1) for v in value]
+    if kind in (tuple, set, frozenset):
+        return {kind.__name__: [encode(v, depth + 1) for v in value]}
+    if kind is dict:
+        return {"dict": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]}
+    raise ValueError(f"a {kind.__name__}")
+
+
+def decode(data: Any, depth: int = 0) -> Any:
+    """Plain data from JSON that `encode` wrote, built from fresh builtin objects; anything
+    else is refused."""
+    try:
+        return _decode(data, depth)
+    except TypeError:  # an unhashable member of a set or key of a dict
+        raise ValueError("not plain data") from None
+
+
+def _decode(data: Any, depth: int) -> Any:
+    if depth > _DEPTH_LIMIT:
+        raise ValueError("nested too deep")
+    if data is None or type(data) in (bool, int, float, str):
+        return data
+    if type(data) is list:
+        return [_decode(v, depth + 1) for v in data]
+    if type(data) is dict and len(data) == 1:
+        [(tag, items)] = data.items()
+        if type(items) is list:
+            if tag == "tuple":
+                return tuple(_decode(v, depth + 1) for v in items)
+            if tag in ("set", "frozenset"):
+                members = (_decode(v, depth + 1) for v in items)
+                return set(members) if tag == "set" else frozenset(members)
+            if tag == "dict" and all(type(p) is list and len(p) == 2 for p in items):
+                return {_decode(k, depth + 1): _decode(v, depth + 1) for k, v in items}
+    raise ValueError("not plain data")
+
+
+def _undumpable() -> None:
+    """Bar processes of our uid (the candidate's) from ptrace and from /proc/<pid>/mem, fd/
+    and environ of this one: prctl(PR_SET_DUMPABLE, 0)."""
+    import ctypes
+
+    libc = ctypes.CDLL(None, use_errno=True)
+    if libc.prctl(4, 0, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_DUMPABLE, 0) failed")
+
+
+# -- feedback -----------------------------------------------------------------------------------
+
+
 def _result(test: str, passed: bool, error: str | None = None) -> dict[str, Any]:
     return {"test": _clip(test), "passed": passed, "error": error}
 
@@ -120,6 +432,8 @@ def _describe(exc: BaseException, *, setup: bool = False) -> str:
         if mine:
             lines.append(f"raised at line {mine[-1].lineno} of your code: "
                          f"{_clip((mine[-1].line or '').strip())}")
+        elif isinstance(getattr(exc, "ponder_where", None), str):
+            lines.append(exc.ponder_where)  # type: ignore[attr-defined]
     return "\n".join(lines) or type(exc).__name__
 
 

@@ -24,6 +24,7 @@ ENTRY_POINT_GROUP = "ponder.verifiers"
 BUILTINS: dict[str, str] = {
     "math": "ponder.verifiers.math:MathVerifier",
     "unit_tests": "ponder.verifiers.unit_tests:UnitTestVerifier",
+    "unit_tests_full_feedback": "ponder.verifiers.unit_tests:full_feedback",
     "exact": "ponder.verifiers.exact:ExactVerifier",
     "regex": "ponder.verifiers.exact:RegexVerifier",
     "contains": "ponder.verifiers.exact:ContainsVerifier",
@@ -49,6 +50,11 @@ class VerifierRegistry:
     def names(self) -> list[str]:
         self._load_entry_points()
         return sorted(set(self._factories) | set(BUILTINS))
+
+    def is_registered(self, name: str) -> bool:
+        """Whether `name` is a built-in, registered or installed verifier. Nothing is imported:
+        entry points are listed, not loaded."""
+        return name in BUILTINS or name in self._factories or name in self.names()
 
     def get(self, spec: VerifierLike) -> Verifier:
         """A verifier from a name, a `module:attr` or `file.py:func` spec, or an object."""
@@ -123,6 +129,12 @@ def _from_spec(spec: str) -> Verifier:
 REGISTRY = VerifierRegistry()
 
 
+def is_code_spec(spec: str) -> bool:
+    """Whether loading `spec` would import a module or run a file (`module:attr`,
+    `file.py:func`) rather than take a registered verifier by name."""
+    return ":" in spec and not REGISTRY.is_registered(spec)
+
+
 def get_verifier(spec: VerifierLike) -> Verifier:
     """A verifier by name (`math`, `unit_tests`, …), spec (`module:attr`, `file.py:func`),
     object or plain function."""
@@ -150,7 +162,7 @@ def spec_for(problem: Problem) -> str | None:
     tests and `math` for a gold answer, else none."""
     if problem.verifier:
         return problem.verifier
-    if problem.test is not None or problem.tests is not None:
+    if any(t is not None for t in (problem.test, problem.tests, problem.tests_public)):
         return "unit_tests"
     if problem.answer is not None:
         return "math"

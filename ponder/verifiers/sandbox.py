@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 
 MARKER_ENV = "PONDER_SANDBOX"
 REPORT_FD_ENV = "PONDER_SANDBOX_REPORT_FD"
+SECRET_FD_ENV = "PONDER_SANDBOX_SECRET_FD"
 _BOOT = Path(__file__).with_name("sandbox_boot.py")
 _BOOT_FAILED = 125  # sandbox_boot's exit code when it could not set the run up
 _PRIVATE_TMP = ("/tmp", "/var/tmp", "/dev/shm")
@@ -164,14 +165,19 @@ class Sandbox:
         return chosen
 
     async def run(self, files: dict[str, str], entry: str, *, limits: Limits | None = None,
-                  args: tuple[str, ...] = ()) -> SandboxResult:
-        """Write `files` into a fresh temporary directory and run `python -I -B entry` there."""
+                  args: tuple[str, ...] = (), secret: bytes = b"") -> SandboxResult:
+        """Write `files` into a fresh temporary directory and run `python -I -B entry` there.
+
+        `secret` never touches the run's filesystem: the program reads it from the file
+        descriptor named in `PONDER_SANDBOX_SECRET_FD` (an unlinked file of ours), so a
+        process it starts before reading can be kept from it."""
         limits = limits or Limits()
         isolation = await self.isolation()
         loop = asyncio.get_running_loop()
         gate = self._gates.setdefault(loop, asyncio.Semaphore(self.max_concurrency))
         async with gate:
-            return await _Run(isolation, limits, self.max_concurrency).execute(files, entry, args)
+            return await _Run(isolation, limits, self.max_concurrency).execute(
+                files, entry, args, secret)
 
 
 @functools.cache
@@ -202,11 +208,15 @@ class _Run:
         # Output includes stderr: a layer may warn before the program runs.
         return result.exit_code == 0 and result.output.splitlines()[-1:] == ["ok"]
 
-    async def execute(self, files: dict[str, str], entry: str,
-                      args: tuple[str, ...]) -> SandboxResult:
-        with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as report:
+    async def execute(self, files: dict[str, str], entry: str, args: tuple[str, ...],
+                      secret: bytes = b"") -> SandboxResult:
+        with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as report, \
+                tempfile.TemporaryFile() as hidden:
+            hidden.write(secret)
+            hidden.flush()
+            hidden.seek(0)
             started = time.monotonic()
-            code, timed_out = await self._spawn(files, entry, args, output, report)
+            code, timed_out = await self._spawn(files, entry, args, output, report, hidden)
             seconds = time.monotonic() - started
             text = _tail(output, self.limits.output_bytes).decode("utf-8", "replace")
             report_bytes = _head(report, self.limits.report_bytes)
@@ -224,7 +234,7 @@ class _Run:
         )
 
     async def _spawn(self, files: dict[str, str], entry: str, args: tuple[str, ...],
-                     output: Any, report: Any) -> tuple[int | None, bool]:
+                     output: Any, report: Any, hidden: Any) -> tuple[int | None, bool]:
         """Run to the end or the time limit; returns (return code, whether it timed out)."""
         workdir = Path(tempfile.mkdtemp(prefix="ponder-sandbox-"))
         proc: asyncio.subprocess.Process | None = None
@@ -236,9 +246,9 @@ class _Run:
                 os.chown(workdir, self.isolation.uid, self.isolation.gid or -1)
             self._make_cgroups()
             proc = await asyncio.create_subprocess_exec(
-                *self._command(entry, args), cwd=workdir, env=self._env(workdir, report),
+                *self._command(entry, args), cwd=workdir, env=self._env(workdir, report, hidden),
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                pass_fds=(report.fileno(),), start_new_session=True,
+                pass_fds=(report.fileno(), hidden.fileno()), start_new_session=True,
             )
             try:
                 await asyncio.wait_for(proc.wait(), self.limits.timeout_s)
@@ -285,7 +295,7 @@ class _Run:
     def _private_tmp(self) -> bool:
         return "--mount" in self.isolation.namespaces and not self.isolation.user_namespace
 
-    def _env(self, workdir: Path, report: Any) -> dict[str, str]:
+    def _env(self, workdir: Path, report: Any, hidden: Any) -> dict[str, str]:
         # Built from nothing: no API keys or tokens of ours reach the program.
         return {
             "PATH": SANDBOX_PATH,
@@ -295,6 +305,7 @@ class _Run:
             "PYTHONIOENCODING": "utf-8",
             MARKER_ENV: self.run_id,
             REPORT_FD_ENV: str(report.fileno()),
+            SECRET_FD_ENV: str(hidden.fileno()),
         }
 
     def _make_cgroups(self) -> None:

@@ -7,23 +7,34 @@ Two shapes of problem:
   may be the whole function (the prompt is prepended for its imports and helpers, and the
   candidate's definition wins) or only its body (appended to the prompt).
 - plain tests: `problem.tests`, a string or list of strings of asserts and `test_*`
-  functions, run after the candidate's code in its namespace (it is also importable as
-  `solution`).
+  functions, run after the candidate's code (it is also importable as `solution`).
 
-The score is the share of tests that passed; the feedback names the first failing
-assertions (with what their left side was) or the tail of the error, in a few lines.
+Public and private tests (as AlphaCodium and Reflexion keep them): `test` and `tests` are
+private: they score, and by default the feedback says only how many of them failed, so no
+gold assertion reaches a refine prompt. `tests_public` (or, when a problem has none, the
+`>>>` examples in its text, which the model has seen anyway) are public: their failures are
+quoted in full. The score is the share of private tests passed (of public ones when a
+problem has no private tests). `private_feedback="full"` (or the verifier name
+`unit_tests_full_feedback`) quotes private failures too, for users who want that.
+
+By default (`mode="isolated"`) the candidate's code runs in a process of its own and the
+assertions in another that the candidate cannot touch, so a candidate cannot forge its
+verdict; its functions may then take and return only plain data. `mode="in_process"` runs
+both in one process, for tests that need the candidate's own objects (see docs/trust.md).
 """
 
 from __future__ import annotations
 
 import ast
+import doctest
 import hashlib
 import json
 import re
 import signal
 import textwrap
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from ponder.answers import extract_code
 from ponder.errors import ConfigError, PonderError
@@ -37,7 +48,8 @@ _FEEDBACK_LIMIT = 1200
 
 
 class UnitTestVerifier(Verifier):
-    """Runs candidate code against `problem.test` (HumanEval) or `problem.tests`.
+    """Runs candidate code against `problem.test` (HumanEval), `problem.tests` and
+    `problem.tests_public`.
 
     >>> problem = Problem(problem="Write add(a, b).", tests=["assert add(2, 3) == 5"])
     >>> code = "def add(a, b):\\n    return a + b\\n"
@@ -47,9 +59,18 @@ class UnitTestVerifier(Verifier):
 
     name = "unit_tests"
 
-    def __init__(self, *, limits: Limits | None = None, sandbox: Sandbox | None = None) -> None:
+    def __init__(self, *, limits: Limits | None = None, sandbox: Sandbox | None = None,
+                 mode: Literal["isolated", "in_process"] = "isolated",
+                 private_feedback: Literal["pass_fail", "full"] = "pass_fail") -> None:
+        if mode not in ("isolated", "in_process"):
+            raise ConfigError(f"unit_tests mode must be 'isolated' or 'in_process', got {mode!r}")
+        if private_feedback not in ("pass_fail", "full"):
+            raise ConfigError("unit_tests private_feedback must be 'pass_fail' or 'full', got "
+                              f"{private_feedback!r}")
         self.limits = limits or Limits()
         self._sandbox = sandbox
+        self.mode = mode
+        self.private_feedback = private_feedback
 
     @property
     def sandbox(self) -> Sandbox:
@@ -70,15 +91,15 @@ class UnitTestVerifier(Verifier):
     async def verify(self, problem: Problem, candidate: Candidate) -> Verdict:
         code = candidate.answer if candidate.answer.strip() else self.extract(candidate.text)
         program, tests, shape = build_program(problem, code)
-        payload = json.dumps({"code": program, "tests": tests})
         result = await self.sandbox.run(
-            {"harness.py": _HARNESS.read_text(), "payload.json": payload}, "harness.py",
-            limits=self.limits,
+            {"harness.py": _HARNESS.read_text(), "solution.py": program}, "harness.py",
+            limits=self.limits, args=(self.mode,),
+            secret=json.dumps({"public": tests.public, "private": tests.private}).encode(),
         )
         if result.setup_error is not None:
             raise PonderError(f"the unit-test sandbox failed to start: {result.setup_error}")
-        verdict = judge(result, self.limits)
-        verdict.details.update(shape=shape, sandbox_id=result.run_id,
+        verdict = judge(result, self.limits, full=self.private_feedback == "full")
+        verdict.details.update(shape=shape, mode=self.mode, sandbox_id=result.run_id,
                                seconds=round(result.seconds, 3), isolation=result.isolation,
                                exit_code=result.exit_code, signal=result.signal,
                                timed_out=result.timed_out,
@@ -87,24 +108,39 @@ class UnitTestVerifier(Verifier):
         return verdict
 
     def __repr__(self) -> str:
-        return f"UnitTestVerifier(limits={self.limits})"
+        return f"UnitTestVerifier(mode={self.mode!r}, limits={self.limits})"
 
 
-def build_program(problem: Problem, code: str) -> tuple[str, list[str], str]:
-    """The code to run, the test chunks, and which shape the candidate had."""
-    tests: list[str] = []
+def full_feedback() -> UnitTestVerifier:
+    """Like `unit_tests`, but failures of private tests are quoted in the feedback too."""
+    verifier = UnitTestVerifier(private_feedback="full")
+    verifier.name = "unit_tests_full_feedback"
+    return verifier
+
+
+@dataclass(frozen=True)
+class Tests:
+    """A problem's test chunks: public ones (failures may be shown) and private ones (they
+    score)."""
+
+    public: list[str]
+    private: list[str]
+
+
+def build_program(problem: Problem, code: str) -> tuple[str, Tests, str]:
+    """The code to run, the tests, and which shape the candidate had."""
+    private: list[str] = []
     if problem.test is not None:
         if not problem.entry_point:
             raise ConfigError(f"problem {problem.id!r} has a HumanEval `test` but no "
                               "`entry_point` to pass to check()")
-        tests.append(f"{problem.test}\n\ncheck({problem.entry_point})\n")
-    if isinstance(problem.tests, str):
-        tests.append(problem.tests)
-    elif problem.tests is not None:
-        tests.extend(problem.tests)
-    if not tests:
-        raise ConfigError(f"the unit_tests verifier needs `test` or `tests`; problem "
-                          f"{problem.id!r} has neither")
+        private.append(f"{problem.test}\n\ncheck({problem.entry_point})\n")
+    private.extend(_chunks(problem.tests))
+    public = _chunks(problem.tests_public) or examples_as_tests(problem.problem)
+    if not private and not public:
+        raise ConfigError(f"the unit_tests verifier needs `test`, `tests` or `tests_public`; "
+                          f"problem {problem.id!r} has none")
+    tests = Tests(public=public, private=private)
     if not problem.entry_point:
         return code, tests, "code"
     defines = re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(problem.entry_point)}\s*\(",
@@ -121,6 +157,40 @@ def build_program(problem: Problem, code: str) -> tuple[str, list[str], str]:
     return f"{prompt.rstrip()}\n{body}\n", tests, "body"
 
 
+def _chunks(tests: str | list[str] | None) -> list[str]:
+    if tests is None:
+        return []
+    return [tests] if isinstance(tests, str) else list(tests)
+
+
+def examples_as_tests(text: str) -> list[str]:
+    """The `>>> call` / expected-value examples in a problem's text as asserts (a float is
+    compared to 6 decimal places, as it was printed); examples that print or define
+    nothing comparable are left out."""
+    try:
+        examples = doctest.DocTestParser().get_examples(text)
+    except ValueError:  # inconsistent indentation in the prose
+        return []
+    asserts = []
+    for example in examples:
+        source, want = example.source.strip(), example.want.strip()
+        if not want or "\n" in source:
+            continue
+        try:
+            call = ast.parse(source, mode="eval").body
+            wanted = ast.parse(want, mode="eval").body
+            expected = ast.literal_eval(wanted)
+        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+            continue
+        if isinstance(expected, float):
+            call = ast.Call(ast.Name("abs"), [ast.BinOp(call, ast.Sub(), wanted)], [])
+            test = ast.Compare(call, [ast.LtE()], [ast.Constant(1e-6)])
+        else:
+            test = ast.Compare(call, [ast.Eq()], [wanted])
+        asserts.append(ast.unparse(ast.Assert(test)))
+    return ["\n".join(asserts)] if asserts else []
+
+
 def _compiles(source: str) -> bool:
     try:
         compile(source, "<prompt>", "exec")
@@ -129,35 +199,64 @@ def _compiles(source: str) -> bool:
     return True
 
 
-def judge(result: SandboxResult, limits: Limits) -> Verdict:
-    """Turn a sandbox run of the harness into a verdict with feedback for the model."""
+def judge(result: SandboxResult, limits: Limits, *, full: bool = False) -> Verdict:
+    """Turn a sandbox run of the harness into a verdict with feedback for the model: public
+    failures quoted, private ones counted (quoted too when `full`)."""
     report = _load_report(result.report)
     if result.timed_out:
         return _fail(f"Timed out after {limits.timeout_s:g}s: the code is too slow or never "
                      "finishes (an infinite loop?).", "timeout")
     if report is None:
-        return _fail(_crash_message(result, limits), "crash", output=result.output)
+        # The output may hold what private tests printed: quoted only with full feedback.
+        return _fail(_crash_message(result, limits, show_output=full), "crash",
+                     output=result.output)
     phase = report.get("phase")
     if phase == "compile":
         return _fail(f"Your code does not compile:\n{report.get('error', '')}", "compile")
+    fate = report.get("candidate")
+    if phase == "load" and isinstance(fate, dict):
+        return _fail("Your program stopped as it was loaded. "
+                     f"{_stop_reason(fate.get('signal'), fate.get('exit_code'), limits)}", "load")
     if phase == "load":
         return _fail(f"Your code raised an error as it was loaded:\n{report.get('error', '')}",
                      "load")
-    results: list[dict[str, Any]] = list(report.get("results") or [])
-    failed = [r for r in results if not r.get("passed")]
-    total = len(results)
-    details: dict[str, Any] = {"tests": total, "failed": len(failed), "results": results[:50]}
+    results: list[dict[str, Any]] = [r for r in report.get("results") or []
+                                     if isinstance(r, dict)]
+    public = [r for r in results if r.get("public")]
+    private = [r for r in results if not r.get("public")]
+    scoring = private or public
+    failed = [r for r in scoring if not r.get("passed")]
+    public_failed = [r for r in public if not r.get("passed")]
+    total = len(scoring)
+    details: dict[str, Any] = {
+        "tests": total, "failed": len(failed), "public_tests": len(public),
+        "public_failed": len(public_failed), "scored_by": "private" if private else "public",
+        "results": results[:50]}
     if total == 0:
         return Verdict(passed=False, score=0.0, feedback="No tests ran.", details=details)
     if not failed:
         return Verdict(passed=True, score=1.0, feedback=f"All {total} tests passed.",
                        details=details)
-    lines = [f"{len(failed)} of {total} tests failed."]
-    for item in failed[:_SHOWN_FAILURES]:
-        lines.append(f"- {item.get('test', '')}\n  " + str(item.get("error") or "").replace(
-            "\n", "\n  "))
+    lines: list[str] = []
+    if isinstance(fate, dict):  # its own death is the candidate's doing, not the tests'
+        lines.append(f"Your program stopped mid-tests. "
+                     f"{_stop_reason(fate.get('signal'), fate.get('exit_code'), limits)}")
+        details["candidate_signal"] = fate.get("signal")
+    if private:
+        lines.append(f"{len(failed)} of {total} hidden tests failed.")
+    if public_failed:
+        lines.append(f"{len(public_failed)} of {len(public)} examples from the problem failed:")
+        lines += [_quote(item) for item in public_failed[:_SHOWN_FAILURES]]
+    elif public:
+        lines.append(f"All {len(public)} examples from the problem pass.")
+    if private and full:
+        lines += [_quote(item) for item in failed[:_SHOWN_FAILURES]]
     return Verdict(passed=False, score=(total - len(failed)) / total,
                    feedback=_clip("\n".join(lines)), details=details)
+
+
+def _quote(item: dict[str, Any]) -> str:
+    return f"- {item.get('test', '')}\n  " + str(item.get("error") or "").replace("\n", "\n  ")
 
 
 def _load_report(raw: bytes) -> dict[str, Any] | None:
@@ -168,22 +267,23 @@ def _load_report(raw: bytes) -> dict[str, Any] | None:
     return report if isinstance(report, dict) else None
 
 
-def _crash_message(result: SandboxResult, limits: Limits) -> str:
-    sig = result.signal
-    if sig == signal.SIGXCPU:
-        reason = f"It used more than {limits.cpu_s}s of CPU time: too slow, or it never ends."
-    elif sig == signal.SIGKILL:
-        reason = (f"It was killed for using more than {limits.cpu_s}s of CPU time or "
-                  f"{limits.memory_mb} MB of memory.")
-    elif sig == signal.SIGXFSZ:
-        reason = f"It wrote more than {limits.file_size_mb} MB of output or files."
-    elif sig is not None:
-        reason = f"It was killed by signal {sig}."
-    else:
-        reason = (f"It exited with code {result.exit_code} before the tests finished "
-                  "(did it call exit()?).")
-    tail = "\n".join(result.output.strip().splitlines()[-8:])
+def _crash_message(result: SandboxResult, limits: Limits, *, show_output: bool) -> str:
+    tail = "\n".join(result.output.strip().splitlines()[-8:]) if show_output else ""
+    reason = _stop_reason(result.signal, result.exit_code, limits)
     return f"The program stopped early. {reason}" + (f"\nLast output:\n{tail}" if tail else "")
+
+
+def _stop_reason(sig: Any, exit_code: Any, limits: Limits) -> str:
+    if sig == signal.SIGXCPU:
+        return f"It used more than {limits.cpu_s}s of CPU time: too slow, or it never ends."
+    if sig == signal.SIGKILL:
+        return (f"It was killed for using more than {limits.cpu_s}s of CPU time or "
+                f"{limits.memory_mb} MB of memory.")
+    if sig == signal.SIGXFSZ:
+        return f"It wrote more than {limits.file_size_mb} MB of output or files."
+    if sig is not None:
+        return f"It was killed by signal {sig}."
+    return f"It exited with code {exit_code} before the tests finished (did it call exit()?)."
 
 
 def _fail(feedback: str, stage: str, *, output: str = "") -> Verdict:
