@@ -9,6 +9,7 @@ a trivial program under the result and drops layers until one works.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import shutil
@@ -19,10 +20,21 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-NAMESPACE_FLAGS = ("--net", "--pid", "--mount", "--fork", "--kill-child", "--mount-proc")
+NAMESPACE_FLAGS = ("--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
+                   "--mount-proc")
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"  # the PATH a sandboxed program gets
 _CGROUP_GROUP = "ponder-sandbox"
 _MB = 1 << 20
+
+
+@dataclass(frozen=True)
+class RootView:
+    """The only host paths a run sees, all read-only: its interpreter, the standard library
+    and the shared libraries they load (`binds`), and the symlinks on the way to them
+    (`links`: path, target). Everything writable is a size-limited tmpfs of the run's own."""
+
+    binds: tuple[str, ...]
+    links: tuple[tuple[str, str], ...]
 
 
 @dataclass(frozen=True)
@@ -36,11 +48,16 @@ class Isolation:
     uid: int | None = None  # the unprivileged uid runs drop to
     gid: int | None = None
     python: str = sys.executable  # an interpreter that uid can run
+    root: RootView | None = None  # a minimal filesystem, where the mount namespace allows
 
     def describe(self) -> dict[str, Any]:
         return {
             "network": "namespace" if "--net" in self.namespaces else "not isolated",
             "pid_namespace": "--pid" in self.namespaces,
+            "ipc_namespace": "--ipc" in self.namespaces,
+            "filesystem": (f"minimal root: {len(self.root.binds)} read-only host paths, "
+                           "private size-limited tmpfs for /work, /tmp, /dev/shm")
+            if self.root is not None else "host",
             "private_tmp": "--mount" in self.namespaces and not self.user_namespace,
             "user_namespace": self.user_namespace,
             "pids_cgroup": self.pids_cgroup is not None,
@@ -81,8 +98,103 @@ def probe_isolation(*, namespaces: bool = True, cgroups: bool = True,
                 uid, gid = nobody.pw_uid, nobody.pw_gid
             else:
                 python = sys.executable
+    root = root_view(python) if "--mount" in flags else None
     return Isolation(namespaces=flags, user_namespace=user_ns, pids_cgroup=pids,
-                     memory_cgroup=memory, uid=uid, gid=gid, python=python)
+                     memory_cgroup=memory, uid=uid, gid=gid, python=python, root=root)
+
+
+# Imported by the probe so that the libraries behind the usual standard-library modules are
+# found; a module outside this list whose library lives elsewhere would fail to import.
+_PROBE_MODULES = (
+    "array", "asyncio", "binascii", "bisect", "bz2", "collections", "csv", "ctypes", "datetime",
+    "decimal", "fractions", "functools", "hashlib", "heapq", "itertools", "json", "lzma",
+    "math", "multiprocessing", "pickle", "random", "re", "select", "socket", "sqlite3", "ssl",
+    "statistics", "string", "struct", "subprocess", "typing", "unicodedata", "uuid", "zlib",
+)
+_PROBE = f"""
+import json, os, sys, sysconfig
+for name in {_PROBE_MODULES!r}:
+    try:
+        __import__(name)
+    except Exception:
+        pass
+files = set()
+with open("/proc/self/maps") as maps:
+    for line in maps:
+        parts = line.split()
+        if len(parts) >= 6 and parts[5].startswith("/"):
+            files.add(parts[5])
+paths = sysconfig.get_paths()
+print(json.dumps({{"files": sorted(files), "dirs": [paths["stdlib"], paths["platstdlib"]],
+                  "executable": sys.executable}}))
+"""
+
+
+def root_view(python: str) -> RootView | None:
+    """What `python` needs of the host to run the standard library: found by running it and
+    reading which files it mapped, plus its ELF interpreter and the loader's cache."""
+    try:
+        done = subprocess.run([python, "-I", "-S", "-c", _PROBE], capture_output=True,
+                              timeout=60, check=True, cwd="/")
+        found = json.loads(done.stdout)
+    except (OSError, subprocess.SubprocessError, ValueError):
+        return None
+    # Shared libraries by their directory (a module imported later may need a sibling of
+    # one mapped now); the interpreter and data files by themselves.
+    wanted = [python, found["executable"], *found["dirs"], "/etc/ld.so.cache"]
+    wanted += [os.path.dirname(f) if ".so" in os.path.basename(f) else f
+               for f in found["files"]]
+    interpreter = elf_interpreter(python)
+    if interpreter:
+        wanted.append(interpreter)
+    links: dict[str, str] = {}
+    binds: set[str] = set()
+    for path in wanted:
+        if os.path.exists(path):
+            binds.add(_follow(path, links))
+    # A path inside another bound directory comes with it.
+    kept = sorted(p for p in binds if not any(
+        p != q and p.startswith(q.rstrip("/") + "/") for q in binds))
+    return RootView(binds=tuple(kept), links=tuple(sorted(links.items())))
+
+
+def _follow(path: str, links: dict[str, str]) -> str:
+    """The real path of `path`, noting each symlink met on the way (so the run's root can
+    have the same links and the same names resolve)."""
+    parts = Path(path).parts
+    current = "/"
+    for i, part in enumerate(parts[1:], start=1):
+        candidate = os.path.join(current, part)
+        if os.path.islink(candidate):
+            target = os.readlink(candidate)
+            links[candidate] = target
+            rest = os.path.join(*parts[i + 1:]) if i + 1 < len(parts) else ""
+            resolved = os.path.normpath(os.path.join(os.path.dirname(candidate), target))
+            return _follow(os.path.join(resolved, rest) if rest else resolved, links)
+        current = candidate
+    return current
+
+
+def elf_interpreter(path: str) -> str | None:
+    """The dynamic loader an ELF executable names (PT_INTERP), or None."""
+    try:
+        with open(path, "rb") as f:
+            data = f.read(1 << 16)
+    except OSError:
+        return None
+    if data[:4] != b"\x7fELF" or data[4] != 2 or data[5] != 1:  # 64-bit little-endian only
+        return None
+    phoff = int.from_bytes(data[0x20:0x28], "little")
+    phentsize = int.from_bytes(data[0x36:0x38], "little")
+    phnum = int.from_bytes(data[0x38:0x3A], "little")
+    for i in range(phnum):
+        header = data[phoff + i * phentsize: phoff + (i + 1) * phentsize]
+        if len(header) < 0x28 or int.from_bytes(header[0:4], "little") != 3:  # PT_INTERP
+            continue
+        offset = int.from_bytes(header[0x08:0x10], "little")
+        size = int.from_bytes(header[0x20:0x28], "little")
+        return data[offset: offset + size].rstrip(b"\0").decode() or None
+    return None
 
 
 def _interpreters() -> list[str]:

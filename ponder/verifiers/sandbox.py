@@ -50,6 +50,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from ponder.verifiers.isolation import (
     SANDBOX_PATH,
     Isolation,
+    RootView,
     memory_limit_file,
     probe_isolation,
 )
@@ -81,6 +82,8 @@ class Limits(BaseModel):
     processes: int = Field(default=32, gt=1,
                            description="the run's pids (its cgroup), or RLIMIT_NPROC")
     open_files: int = Field(default=256, gt=16)
+    disk_mb: int = Field(default=64, gt=0,
+                         description="each writable tmpfs of a minimal root: /work, /tmp, /dev/shm")
     output_bytes: int = Field(default=16_384, gt=0, description="output kept, from the end")
     report_bytes: int = Field(default=1 << 20, gt=0)
 
@@ -148,10 +151,12 @@ class Sandbox:
         )
         weaker = [
             probed,
-            dataclasses.replace(probed, namespaces=tuple(
+            dataclasses.replace(probed, root=None),
+            dataclasses.replace(probed, root=None, namespaces=tuple(
                 flag for flag in probed.namespaces if flag == "--net")),
-            dataclasses.replace(probed, namespaces=()),
-            dataclasses.replace(probed, namespaces=(), pids_cgroup=None, memory_cgroup=None),
+            dataclasses.replace(probed, root=None, namespaces=()),
+            dataclasses.replace(probed, root=None, namespaces=(), pids_cgroup=None,
+                                memory_cgroup=None),
             Isolation(),
         ]
         chosen = weaker[-1]
@@ -273,6 +278,9 @@ class _Run:
             "argv": ["-I", "-B", entry, *args],
             "cgroups": [str(path / "cgroup.procs") for path in self.cgroups],
             "tmpfs": list(_PRIVATE_TMP) if self._private_tmp else [],
+            "root": None if self._root is None else {
+                "binds": list(self._root.binds), "links": [list(x) for x in self._root.links],
+                "disk_mb": limits.disk_mb},
             "init": "--pid" in self.isolation.namespaces,
             "uid": self.isolation.uid,
             "gid": self.isolation.gid,
@@ -295,12 +303,18 @@ class _Run:
     def _private_tmp(self) -> bool:
         return "--mount" in self.isolation.namespaces and not self.isolation.user_namespace
 
+    @property
+    def _root(self) -> RootView | None:
+        # Only inside a mount namespace of its own: the boot would mount on the host otherwise.
+        return self.isolation.root if "--mount" in self.isolation.namespaces else None
+
     def _env(self, workdir: Path, report: Any, hidden: Any) -> dict[str, str]:
         # Built from nothing: no API keys or tokens of ours reach the program.
+        home = "/work" if self._root is not None else str(workdir)
         return {
             "PATH": SANDBOX_PATH,
-            "HOME": str(workdir),
-            "TMPDIR": "/tmp" if self._private_tmp else str(workdir),
+            "HOME": home,
+            "TMPDIR": "/tmp" if self._private_tmp or self._root is not None else home,
             "LANG": "C.UTF-8",
             "PYTHONIOENCODING": "utf-8",
             MARKER_ENV: self.run_id,

@@ -1,7 +1,8 @@
 """The first program of a sandbox run, started by `ponder.verifiers.sandbox` inside the
-namespaces as root: it joins the run's cgroups, mounts a private tmpfs over the world-writable
-directories, stays behind as the PID namespace's init, applies the rlimits, drops privileges
-and execs the program.
+namespaces as root: it joins the run's cgroups, builds the run's filesystem (a minimal root of
+read-only host paths and size-limited tmpfs, or at least a private tmpfs over the
+world-writable directories), stays behind as the PID namespace's init, applies the rlimits,
+drops privileges and execs the program.
 
 Run by path as `python -I -S sandbox_boot.py CONFIG`: the standard library only, and a few
 modules of it, since every run pays for this interpreter's start.
@@ -17,7 +18,9 @@ import sys
 from typing import Any
 
 BOOT_FAILED = 125
-_MS_NOSUID, _MS_NODEV, _MS_BIND = 2, 4, 4096
+_MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
+_MS_REMOUNT, _MS_BIND, _MS_REC = 32, 4096, 16384
+_DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
 _PR_SET_NO_NEW_PRIVS = 38
 
 
@@ -27,17 +30,10 @@ def boot(config: dict[str, Any]) -> None:
         with open(procs, "w") as f:
             f.write(str(os.getpid()))
     libc = ctypes.CDLL(None, use_errno=True)
-    workdir = os.getcwd()
-    keep = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
-    for target in config["tmpfs"]:
-        if os.path.isdir(target):
-            _mount(libc, "tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=64m,mode=1777")
-    if any(workdir.startswith(target + "/") for target in config["tmpfs"]):
-        # The run's own directory was under a private tmpfs: bind it back at its old path.
-        os.makedirs(workdir)
-        _mount(libc, f"/proc/self/fd/{keep}", workdir, None, _MS_BIND, None)
-        os.chdir(workdir)
-    os.close(keep)
+    if config.get("root") is not None:
+        _enter_root(libc, config["root"], config["uid"], config["gid"])
+    else:
+        _private_tmp(libc, config["tmpfs"])
     if config["init"]:
         child = os.fork()
         if child:
@@ -52,6 +48,84 @@ def boot(config: dict[str, Any]) -> None:
         os.setuid(config["uid"])
     libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
     os.execv(config["python"], [config["python"], *config["argv"]])
+
+
+def _enter_root(libc: Any, view: dict[str, Any], uid: int | None, gid: int | None) -> None:
+    """Build the run's filesystem and chroot into it: a tmpfs root holding read-only binds of
+    the host paths the interpreter needs and nothing else, the run's files copied into a
+    size-limited tmpfs `/work` (its cwd), a size-limited `/tmp` and `/dev/shm`, four device
+    nodes and a fresh `/proc`. The tmpfs vanish with the mount namespace: nothing outlives
+    the run, and nothing of the host is writable or readable beyond the binds."""
+    workdir = os.getcwd()
+    root = os.path.join(workdir, ".root")
+    os.mkdir(root)
+    _mount(libc, "tmpfs", root, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=1m,mode=755")
+    for path in view["binds"]:
+        _mountpoint(root, path)
+        _bind(libc, path, root + path, _MS_RDONLY | _MS_NOSUID | _MS_NODEV)
+    for path in _DEVICES:
+        if os.path.exists(path):
+            _mountpoint(root, path)
+            _bind(libc, path, root + path, _MS_NOSUID | _MS_NOEXEC)
+    for path, target in view["links"]:
+        if not os.path.lexists(root + path):
+            os.makedirs(_inside(root, os.path.dirname(path)), exist_ok=True)
+            os.symlink(target, root + path)
+    size = f"size={int(view['disk_mb'])}m"
+    for path, mode in (("/work", "0755"), ("/tmp", "1777"), ("/dev/shm", "1777")):
+        os.makedirs(_inside(root, path), exist_ok=True)
+        _mount(libc, "tmpfs", root + path, "tmpfs", _MS_NOSUID | _MS_NODEV, f"{size},mode={mode}")
+    for name in os.listdir(workdir):
+        if name != ".root":
+            with open(os.path.join(workdir, name), "rb") as src, \
+                    open(os.path.join(root, "work", name), "wb") as dst:
+                dst.write(src.read())
+    if uid is not None:
+        for name in [".", *os.listdir(os.path.join(root, "work"))]:
+            os.chown(os.path.join(root, "work", name), uid, gid if gid is not None else -1)
+    os.makedirs(root + "/proc", exist_ok=True)
+    _mount(libc, "proc", root + "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
+    _mount(libc, "", root, "", _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None)
+    os.chroot(root)
+    os.chdir("/work")
+
+
+def _inside(root: str, path: str) -> str:
+    """`root + path`, refusing a path that symlinks made so far would lead out of `root`."""
+    full = os.path.realpath(root + path)
+    if full != root and not full.startswith(root + "/"):
+        raise OSError(f"{path} would leave the run's root")
+    return full
+
+
+def _mountpoint(root: str, path: str) -> None:
+    target = _inside(root, path)
+    if os.path.isdir(path):
+        os.makedirs(target, exist_ok=True)
+    else:
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        open(target, "a").close()
+
+
+def _bind(libc: Any, source: str, target: str, flags: int) -> None:
+    """A bind mount, then a remount that applies `flags` (a bind ignores them at first)."""
+    _mount(libc, source, target, None, _MS_BIND | _MS_REC, None)
+    _mount(libc, "", target, None, _MS_REMOUNT | _MS_BIND | flags, None)
+
+
+def _private_tmp(libc: Any, targets: list[str]) -> None:
+    """Without a minimal root: at least a private tmpfs over the world-writable directories."""
+    workdir = os.getcwd()
+    keep = os.open(".", os.O_RDONLY | os.O_DIRECTORY)
+    for target in targets:
+        if os.path.isdir(target):
+            _mount(libc, "tmpfs", target, "tmpfs", _MS_NOSUID | _MS_NODEV, "size=64m,mode=1777")
+    if any(workdir.startswith(target + "/") for target in targets):
+        # The run's own directory was under a private tmpfs: bind it back at its old path.
+        os.makedirs(workdir)
+        _mount(libc, f"/proc/self/fd/{keep}", workdir, None, _MS_BIND, None)
+        os.chdir(workdir)
+    os.close(keep)
 
 
 def _mount(libc: Any, source: str, target: str, fstype: str | None, flags: int,
