@@ -93,6 +93,16 @@ TRICKS = {
             return tracer
         sys.settrace(tracer)
         WRONG""",
+    "search its own memory for the tests": """
+        import gc, re
+        def secret(x):
+            for obj in gc.get_objects():
+                for text in (obj if isinstance(obj, (list, tuple)) else [obj]):
+                    if isinstance(text, str):
+                        match = re.search(rf"secret\\({x}\\) == (\\d+)", text)
+                        if match:
+                            return int(match.group(1))
+            return 0""",
     "read the tests from the judge's memory, descriptors and files": """
         import os, re
         def secret(x):
