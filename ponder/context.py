@@ -14,7 +14,7 @@ from typing import Any
 
 from ponder.answers import canonical_answer, extract_answer
 from ponder.backends.base import CURRENT_CALL, Backend, CallLabel
-from ponder.budget import Budget
+from ponder.budget import Budget, Reservation
 from ponder.errors import BudgetExhausted, ConfigError
 from ponder.prompts import PromptLibrary
 from ponder.tokens import prompt_upper_bound
@@ -168,7 +168,11 @@ class Context:
             raise
         finally:
             CURRENT_CALL.reset(label)
-        usage = sum((c.usage for c in completions), Usage()) + Usage(calls=1)
+        completions = [_capped(c, reservation.max_tokens) for c in completions]
+        usage, doubt = _checked(sum((c.usage for c in completions), Usage()), reservation)
+        if doubt is not None:
+            event.data["usage_rejected"] = doubt
+        usage = usage + Usage(calls=1)
         self.meter.charge(reservation, usage)
         event.completions = completions
         event.usage = usage
@@ -249,3 +253,28 @@ class Context:
     def note(self, step: str, **data: Any) -> None:
         """Record a strategy decision (a vote, a pruned beam) in the trace."""
         self.trace.add(TraceEvent(kind="note", step=step, data=data))
+
+
+# No tokenizer spells a token in more characters than this; a longer reply did not come from
+# the call it claims to answer, and storing it whole (100 MB for max_tokens=512) is the harm.
+MAX_CHARS_PER_TOKEN = 32
+
+
+def _capped(completion: Completion, max_tokens: int) -> Completion:
+    limit = max_tokens * MAX_CHARS_PER_TOKEN + 256
+    if len(completion.text) <= limit:
+        return completion
+    return completion.model_copy(update={"text": completion.text[:limit], "truncated": True})
+
+
+def _checked(usage: Usage, reservation: Reservation) -> tuple[Usage, str | None]:
+    """The usage to charge: what the backend reported, unless it is negative or more than
+    the call could have cost; then the call's upper bound, marked estimated, and why."""
+    fields = (usage.prompt_tokens, usage.completion_tokens)
+    if min(fields) >= 0 and usage.total_tokens <= reservation.tokens:
+        return usage, None
+    why = (f"the backend reported {fields[0]} prompt + {fields[1]} completion tokens; "
+           f"the call could cost at most {reservation.tokens}, which is charged")
+    completion = min(reservation.tokens, reservation.n * reservation.max_tokens)
+    return Usage(prompt_tokens=reservation.tokens - completion, completion_tokens=completion,
+                 estimated=True), why

@@ -48,6 +48,7 @@ class Completion(BaseModel):
     finish_reason: str | None = None
     usage: Usage = Field(default_factory=Usage)
     retries: int = 0
+    truncated: bool = False  # ponder cut a reply longer than its max_tokens could be
 
 
 class Problem(BaseModel):
@@ -167,6 +168,7 @@ class Result(BaseModel):
     budget_exhausted: bool = False
     info: dict[str, Any] = Field(default_factory=dict)
     error: str | None = None
+    problem_hash: str | None = None  # of the problem it answers; a resumed run re-solves on change
     trace: list[TraceEvent] = Field(default_factory=list)
 
     @property
