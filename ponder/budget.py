@@ -125,6 +125,14 @@ class BudgetMeter:
         )
         raise AssertionError("unreachable")
 
+    def seconds_for(self, wanted: float) -> float:
+        """How long work that costs no tokens (running a program) may take: `wanted`, capped
+        to the time left. Raises `BudgetExhausted` when no time is left."""
+        left = self.remaining_seconds
+        if left <= 0:
+            self._exhaust(f"time limit of {self.budget.seconds}s reached")
+        return min(wanted, left)
+
     def charge(self, reservation: Reservation, usage: Usage) -> None:
         """Charge a finished call's real usage and free its reservation."""
         self.release(reservation)

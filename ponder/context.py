@@ -23,6 +23,7 @@ from ponder.types import (
     STOP_REASONS,
     Candidate,
     Completion,
+    Execution,
     Message,
     Outcome,
     Problem,
@@ -31,6 +32,7 @@ from ponder.types import (
     Verdict,
 )
 from ponder.verifiers.base import Verifier, judge
+from ponder.verifiers.sandbox import Limits, SandboxResult, shared_sandbox
 
 
 class Context:
@@ -192,11 +194,30 @@ class Context:
         exact = await backend.count_prompt_tokens(messages)
         return bound if exact is None else min(bound, exact)
 
+    async def execute(self, code: str, *, timeout_s: float, step: str = "execute") -> Execution:
+        """Run model-written Python in the sandbox `unit_tests` uses (no network, limits,
+        nothing left behind). It costs no tokens, but its time counts against the budget's
+        seconds; the trace records the program, its output, its error and its run time."""
+        seconds = self.meter.seconds_for(timeout_s)
+        limits = Limits(timeout_s=seconds, cpu_s=max(1, math.ceil(seconds)), memory_mb=512,
+                        processes=8, output_bytes=8192)
+        result = await shared_sandbox().run({"main.py": code}, "main.py", limits=limits)
+        execution = Execution(code=code, output=result.output, exit_code=result.exit_code,
+                              timed_out=result.timed_out, seconds=round(result.seconds, 3),
+                              error=_program_error(result, limits))
+        self.trace.add(TraceEvent(kind="execute", step=step, latency_s=execution.seconds,
+                                  error=execution.error,
+                                  data={"code": code, "output": execution.output[-2000:]}))
+        return execution
+
     # -- candidates and verification -----------------------------------------------------------
 
-    def candidate(self, text: str, *, source: str = "", usage: Usage | None = None) -> Candidate:
-        """A candidate from reply text, with its answer extracted (code for coding problems)."""
-        answer = self.verifier.extract(text) if self.verifier else extract_answer(text)
+    def candidate(self, text: str, *, source: str = "", usage: Usage | None = None,
+                  answer: str | None = None) -> Candidate:
+        """A candidate from reply text, with its answer extracted (code for coding problems)
+        unless the strategy knows it (what a program printed)."""
+        if answer is None:
+            answer = self.verifier.extract(text) if self.verifier else extract_answer(text)
         cand = Candidate(text=text, answer=answer, source=source, usage=usage or Usage())
         self.seen.append(cand)
         return cand
@@ -278,3 +299,19 @@ def _checked(usage: Usage, reservation: Reservation) -> tuple[Usage, str | None]
     completion = min(reservation.tokens, reservation.n * reservation.max_tokens)
     return Usage(prompt_tokens=reservation.tokens - completion, completion_tokens=completion,
                  estimated=True), why
+
+
+def _program_error(result: SandboxResult, limits: Limits) -> str | None:
+    """Why a program gave no answer, in words for a repair prompt; None when it printed one."""
+    tail = "\n".join(result.output.strip().splitlines()[-12:])
+    if result.setup_error is not None:
+        return f"the sandbox could not start: {result.setup_error}"
+    if result.timed_out:
+        return f"it did not finish within {limits.timeout_s:g}s (an infinite loop?)"
+    if result.signal is not None:
+        return f"it was killed by signal {result.signal} (too much time or memory)\n{tail}"
+    if result.exit_code != 0:
+        return tail or f"it exited with code {result.exit_code}"
+    if not tail:
+        return "it printed nothing; print the final answer"
+    return None

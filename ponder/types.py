@@ -111,10 +111,25 @@ class Candidate(BaseModel):
         return self.verdict.score if self.verdict is not None else 0.0
 
 
+class Execution(BaseModel):
+    """A model-written program run in the sandbox: what it printed, and how it ended."""
+
+    code: str
+    output: str = ""
+    error: str | None = None  # why it gave no answer: an exception, a timeout, no output
+    exit_code: int | None = None
+    timed_out: bool = False
+    seconds: float = 0.0
+
+    @property
+    def ok(self) -> bool:
+        return self.error is None
+
+
 class TraceEvent(BaseModel):
     """One backend call or verification, as it happened."""
 
-    kind: Literal["generate", "verify", "note"] = "generate"
+    kind: Literal["generate", "verify", "execute", "note"] = "generate"
     problem_id: str = ""
     step: str = ""
     template: str | None = None

@@ -3,6 +3,7 @@
 from ponder.strategies.base import StrategyConfig, StrategySpec
 from ponder.strategies.best_of_n import BestOfNConfig, best_of_n
 from ponder.strategies.ice import Agent, ICEConfig, ice
+from ponder.strategies.program import ProgramConfig, program
 from ponder.strategies.registry import StrategyRegistry, make_register
 from ponder.strategies.self_refine import SelfRefineConfig, self_refine
 from ponder.strategies.single import SingleConfig, single
@@ -16,5 +17,6 @@ register_strategy("self_refine", config=SelfRefineConfig)(self_refine)
 register_strategy("best_of_n", config=BestOfNConfig)(best_of_n)
 register_strategy("ice", config=ICEConfig)(ice)
 register_strategy("tree_search", config=TreeSearchConfig)(tree_search)
+register_strategy("program", config=ProgramConfig)(program)
 
 __all__ = ["REGISTRY", "Agent", "StrategyConfig", "StrategySpec", "register_strategy"]
