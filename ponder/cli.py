@@ -4,8 +4,9 @@ result with its trace.
     ponder solve problems.jsonl -s best_of_n -p n=5 --budget-tokens 4000 -o runs/bon.jsonl
     ponder show runs/bon.jsonl --id gsm8k-test-3
 
-Exit codes: 0 done, 1 the run could not start (e.g. the model), 2 bad usage or input,
-130 interrupted (finished rows are kept; `--resume` carries on).
+Exit codes: 0 done, 1 the run could not start (the model, or another run writing the same
+results file), 2 bad usage or input, 130 interrupted (finished rows are kept; `--resume`
+carries on).
 """
 
 from __future__ import annotations
@@ -18,28 +19,29 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from contextlib import AsyncExitStack, nullcontext
+from contextlib import AsyncExitStack, ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
-from rich.markup import escape
 
 from ponder.api import resolve_backend
 from ponder.backends.base import Backend
 from ponder.budget import Budget
 from ponder.errors import PonderError, ProblemFileError
 from ponder.orchestrator import Solver, resume_plan, run_all
-from ponder.problem_files import load_problems
+from ponder.problem_files import MAX_FIELD_BYTES, load_problems
 from ponder.prompts import PromptLibrary
-from ponder.results import ResultsWriter, read_results
+from ponder.redact import redact_secrets
+from ponder.results import ResultsLocked, ResultsWriter, RunLock, read_results
 from ponder.strategies import REGISTRY as STRATEGIES
 from ponder.strategies.base import StrategyConfig, StrategySpec
 from ponder.summary import RunTally
 from ponder.terminal import (
     Reporter,
+    plain,
     result_panel,
     rows_table,
     shortener,
@@ -77,8 +79,16 @@ class UsageError(Exception):
 
 def _fail(lines: Sequence[str], code: int = 2) -> NoReturn:
     for line in lines:
-        err.print(f"[red]error:[/red] {escape(line)}")
+        err.print(f"[red]error:[/red] {plain(line)}")
     raise typer.Exit(code)
+
+
+class _RedactingFilter(logging.Filter):
+    """Masks credentials in log lines: a library may log the URL it failed to reach."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        record.msg, record.args = redact_secrets(record.getMessage()), None
+        return True
 
 
 # -- solve ----------------------------------------------------------------------------------------
@@ -124,6 +134,7 @@ class Plan:
     trace: Path | None
     todo: list[Problem]
     previous: list[Result]
+    changed: list[str]  # ids whose problem was edited since their row: solved again
 
 
 def _is_nonempty(path: Path | None) -> bool:
@@ -132,7 +143,10 @@ def _is_nonempty(path: Path | None) -> bool:
 
 def _plan(problems_path: Path, strategy: str, param: Sequence[str], verifier: str | None,
           budget: Budget, templates: Path | None, out_path: Path | None, trace: Path | None,
-          no_trace: bool, resume: bool, overwrite: bool, retry_errors: bool) -> Plan:
+          no_trace: bool, resume: bool, overwrite: bool, retry_errors: bool, *,
+          allow_code_verifiers: bool, max_field_bytes: int, locks: ExitStack) -> Plan:
+    """Check everything before the first model call, and lock the results file and trace into
+    `locks` before they are read or changed (a `ResultsLocked` when another run has them)."""
     if resume and overwrite:
         raise UsageError("--resume and --overwrite contradict each other; choose one")
     if retry_errors and not resume:
@@ -145,17 +159,24 @@ def _plan(problems_path: Path, strategy: str, param: Sequence[str], verifier: st
     except PonderError as exc:
         raise UsageError(str(exc)) from None
     try:
-        problems = load_problems(problems_path, choice)
+        problems = load_problems(problems_path, choice, max_field_bytes=max_field_bytes,
+                                 allow_code_verifiers=allow_code_verifiers)
     except ProblemFileError as exc:
         raise UsageError(*exc.errors) from None
     out_path = out_path or default_out(problems_path, spec.name)
     trace_path = None if no_trace else (trace or default_trace(out_path))
     if out_path.is_dir():
         raise UsageError(f"-o {out_path}: that is a folder; name a file")
+    if trace_path is not None and trace_path.resolve() == out_path.resolve():
+        raise UsageError(f"--trace {trace_path} is the results file; name another file")
+    for path in (out_path, trace_path):
+        if path is not None:
+            locks.enter_context(RunLock(path))
+    changed: list[str] = []
     if resume:
         try:
-            todo, previous = resume_plan(problems, out_path, trace_path,
-                                         retry_errors=retry_errors)
+            todo, previous, changed = resume_plan(problems, out_path, trace_path,
+                                                  retry_errors=retry_errors)
         except PonderError as exc:
             raise UsageError(f"cannot resume: {exc}") from None
     else:
@@ -168,7 +189,7 @@ def _plan(problems_path: Path, strategy: str, param: Sequence[str], verifier: st
                 path.unlink()
         todo, previous = list(problems), []
     return Plan(spec, config, problems, choice, budget, prompts, out_path, trace_path,
-                todo, previous)
+                todo, previous, changed)
 
 
 def _load_verifier(spec: str) -> Verifier:
@@ -234,6 +255,13 @@ def solve(
     = None,
     verifier: Annotated[str | None, typer.Option(
         help="NAME, module:attr or file.py:func; default: from each problem's fields")] = None,
+    allow_code_verifiers: Annotated[bool, typer.Option(
+        "--allow-code-verifiers",
+        help="let the problem file's rows name module:attr or file.py:func verifiers, which "
+             "run code; only for a file you trust")] = False,
+    max_field_bytes: Annotated[int, typer.Option(
+        min=1, help="the largest field a problem file may hold; a JSONL line, or a JSON or "
+                    "YAML file, over 16 times this is refused unparsed")] = MAX_FIELD_BYTES,
     base_url: Annotated[str | None, typer.Option(
         help="an OpenAI-compatible server; default: the embedded model")] = None,
     model: Annotated[str | None, typer.Option(help="model name on --base-url")] = None,
@@ -274,25 +302,39 @@ def solve(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Solve every problem in a file, one result line per problem as it finishes."""
-    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING,
-                        format="ponder: %(message)s", stream=sys.stderr)
-    try:
-        budget = Budget(tokens=budget_tokens, calls=max_calls, seconds=timeout)
-        plan = _plan(problems, strategy, param or [], verifier, budget, templates, out_path,
-                     trace, no_trace, resume, overwrite, retry_errors)
-        backend = _backend(base_url, model, model_path, api_key_env, request_timeout, retries,
-                           backoff_max)
-    except UsageError as exc:
-        _fail(exc.lines)
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ponder: %(message)s"))
+    handler.addFilter(_RedactingFilter())
+    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, handlers=[handler])
+    # The results file and trace stay locked from before they are read until the run ends.
+    with ExitStack() as locks:
+        try:
+            budget = Budget(tokens=budget_tokens, calls=max_calls, seconds=timeout)
+            plan = _plan(problems, strategy, param or [], verifier, budget, templates, out_path,
+                         trace, no_trace, resume, overwrite, retry_errors,
+                         allow_code_verifiers=allow_code_verifiers,
+                         max_field_bytes=max_field_bytes, locks=locks)
+            backend = _backend(base_url, model, model_path, api_key_env, request_timeout,
+                               retries, backoff_max)
+        except UsageError as exc:
+            _fail(exc.lines)
+        except ResultsLocked as exc:
+            _fail([str(exc)], code=1)
+        in_flight = concurrency or (LOCAL_SLOTS if base_url is None else REMOTE_CONCURRENCY)
+        _solve(plan, backend, concurrency=in_flight, seed=seed, quiet=quiet, as_json=as_json)
+
+
+def _solve(plan: Plan, backend: Backend, *, concurrency: int, seed: int | None, quiet: bool,
+           as_json: bool) -> None:
+    """Run a checked plan with progress, then print its summary."""
     if not quiet:
         _warn_resumed(plan)
     tally = RunTally(len(plan.problems), plan.previous)
     reporter = Reporter(tally, len(plan.problems), console=err, quiet=quiet)
-    in_flight = concurrency or (LOCAL_SLOTS if base_url is None else REMOTE_CONCURRENCY)
     interrupted = False
     try:
         with reporter.progress if plan.todo else nullcontext():
-            asyncio.run(_run(plan, backend, concurrency=in_flight, seed=seed,
+            asyncio.run(_run(plan, backend, concurrency=concurrency, seed=seed,
                              reporter=reporter))
     except KeyboardInterrupt:
         interrupted = True
@@ -313,13 +355,20 @@ def solve(
 
 def _warn_resumed(plan: Plan) -> None:
     if plan.previous:
-        err.print(f"resuming {plan.out}: {len(plan.previous)} done, {len(plan.todo)} to go")
+        err.print(f"resuming {plain(str(plan.out))}: {len(plan.previous)} done, "
+                  f"{len(plan.todo)} to go")
+    if plan.changed:
+        edited = (f"1 problem ({plain(plan.changed[0])}) was edited since its row was written; "
+                  "solving it again" if len(plan.changed) == 1 else
+                  f"{len(plan.changed)} problems (e.g. {plain(plan.changed[0])}) were edited "
+                  "since their rows were written; solving them again")
+        err.print(f"[yellow]warning:[/yellow] {edited}")
     params = plan.config.model_dump()
     other = [r for r in plan.previous if r.strategy != plan.spec.name or r.params != params]
     if other:
         err.print(f"[yellow]warning:[/yellow] {len(other)} earlier rows were made with another "
-                  f"strategy or parameters (e.g. {escape(other[0].strategy)} "
-                  f"{escape(json.dumps(other[0].params))})")
+                  f"strategy or parameters (e.g. {plain(other[0].strategy)} "
+                  f"{plain(json.dumps(other[0].params))})")
 
 
 # -- strategies, verifiers --------------------------------------------------------------------
@@ -396,7 +445,7 @@ def show(
     out.print(result_panel(row, shorten))
     trace_path = trace or default_trace(results)
     if not trace_path.is_file():
-        out.print(f"[dim]no trace at {escape(str(trace_path))}; `ponder solve` writes one "
+        out.print(f"[dim]no trace at {plain(str(trace_path))}; `ponder solve` writes one "
                   "unless --no-trace[/dim]")
         return
     try:
@@ -404,7 +453,7 @@ def show(
     except PonderError as exc:
         _fail([str(exc)])
     if not events:
-        out.print(f"[dim]{escape(str(trace_path))} has no events for {escape(problem_id)}[/dim]")
+        out.print(f"[dim]{plain(str(trace_path))} has no events for {plain(problem_id)}[/dim]")
         return
     out.print(timeline_table(events, shorten))
 

@@ -2,9 +2,10 @@
 finishes, and resumes a run that stopped (however it stopped) without losing or repeating rows.
 
 >>> solver = Solver(spec, config, backend=backend, budget=Budget(tokens=2000), prompts=prompts)
->>> todo, previous = resume_plan(problems, "results.jsonl")
->>> with ResultsWriter("results.jsonl") as out:
-...     await run_all(todo, solver, concurrency=16, writer=out)
+>>> with RunLock("results.jsonl"):  # one writer at a time, from before the file is read
+...     plan = resume_plan(problems, "results.jsonl")
+...     with ResultsWriter("results.jsonl") as out:
+...         await run_all(plan.todo, solver, concurrency=16, writer=out)
 """
 
 from __future__ import annotations
@@ -15,12 +16,23 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from ponder.backends.base import Backend
 from ponder.budget import Budget
+from ponder.errors import PonderError
 from ponder.prompts import PromptLibrary
-from ponder.results import ResultsWriter, drop_torn_tail, read_results, rewrite_results
+from ponder.redact import redact_secrets
+from ponder.results import (
+    ROW_START,
+    TRACE_ROW_START,
+    ResultsWriter,
+    check_torn_tail,
+    drop_torn_tail,
+    problem_hash,
+    read_results,
+    rewrite_results,
+)
 from ponder.runner import run_problem
 from ponder.strategies.base import StrategyConfig, StrategySpec
 from ponder.tracing import START_STEP, TraceSink
@@ -49,23 +61,35 @@ class Solver:
     trace_sink: TraceSink | None = None
 
     async def solve(self, problem: Problem) -> Result:
-        """A result for `problem`, never an exception: a failure is the result's `error`."""
-        if self.trace_sink is not None:
-            self.trace_sink(TraceEvent(kind="note", step=START_STEP, problem_id=problem.id,
-                                       data={"strategy": self.spec.name,
-                                             "params": self.config.model_dump()}))
+        """A result for `problem`, never an exception: a failure is the result's `error`.
+        Errors are stored with credentials masked (an exception may quote a URL's password)."""
+        sink = None if self.trace_sink is None else _redacting(self.trace_sink)
+        if sink is not None:
+            sink(TraceEvent(kind="note", step=START_STEP, problem_id=problem.id,
+                            data={"strategy": self.spec.name,
+                                  "params": self.config.model_dump()}))
         started = time.monotonic()
         try:
-            return await run_problem(
+            result = await run_problem(
                 problem, self.spec, self.config, backend=self.backend,
                 verifier=self.verifier_for(problem), budget=self.budget, prompts=self.prompts,
-                seed=self.seed, trace_sink=self.trace_sink,
+                seed=self.seed, trace_sink=sink,
             )
         except Exception as exc:  # a user's strategy or verifier may fail in any way
             log.debug("problem %s failed", problem.id, exc_info=True)
-            return Result(id=problem.id, answer=None, elapsed_s=time.monotonic() - started,
-                          strategy=self.spec.name, params=self.config.model_dump(),
-                          stop_reason="error", error=f"{type(exc).__name__}: {exc}")
+            result = Result(id=problem.id, answer=None, elapsed_s=time.monotonic() - started,
+                            strategy=self.spec.name, params=self.config.model_dump(),
+                            stop_reason="error", error=f"{type(exc).__name__}: {exc}")
+        error = None if result.error is None else redact_secrets(result.error)
+        return result.model_copy(update={"error": error, "problem_hash": problem_hash(problem)})
+
+
+def _redacting(sink: TraceSink) -> TraceSink:
+    def write(event: TraceEvent) -> None:
+        if event.error is not None:
+            event.error = redact_secrets(event.error)
+        sink(event)
+    return write
 
 
 async def run_all(
@@ -104,25 +128,60 @@ async def run_all(
     return finished
 
 
+class ResumePlan(NamedTuple):
+    """What a resumed run still has to do (`todo`), the rows it keeps (`previous`), and the ids
+    whose problem changed since their row was written (`changed`, solved again)."""
+
+    todo: list[Problem]
+    previous: list[Result]
+    changed: list[str]
+
+
 def resume_plan(problems: Sequence[Problem], results_path: str | Path,
                 trace_path: str | Path | None = None, *,
-                retry_errors: bool = False) -> tuple[list[Problem], list[Result]]:
-    """What a resumed run still has to do, and the rows it keeps.
+                retry_errors: bool = False) -> ResumePlan:
+    """What a resumed run still has to do, and the rows it keeps. Hold the files' `RunLock`
+    while calling it and while the run goes on.
 
-    A torn last line (the process died mid-write) is cut from the results file and the trace
-    file first, so the rows appended next start on a line of their own. With `retry_errors`,
-    rows whose problem failed are taken out of the file (atomically) to be solved again.
+    Both files are checked first, and left untouched (a `PonderError`) unless they are
+    ponder's: every whole line of the results file a row, the trace beginning with an event,
+    and a last line without its newline beginning as a row or event does. Then a torn last
+    line (the process died mid-write) is cut from each, so the rows appended next start on a
+    line of their own. Rows whose problem has changed since (its `problem_hash` differs) and,
+    with `retry_errors`, rows whose problem failed are taken out of the file (atomically) to be
+    solved again.
     """
-    for path in (results_path, trace_path):
-        if path is not None and (dropped := drop_torn_tail(path)):
+    results_path = Path(results_path)
+    rows = read_results(results_path) if results_path.is_file() else []
+    check_torn_tail(results_path, ROW_START)
+    files = [(results_path, ROW_START)]
+    if trace_path is not None:
+        _check_trace(Path(trace_path))
+        files.append((Path(trace_path), TRACE_ROW_START))
+    for path, row_start in files:
+        if dropped := drop_torn_tail(path, row_start):
             log.info("%s: dropped a torn last line (%d bytes)", path, dropped)
-    wanted = {p.id for p in problems}
-    previous: dict[str, Result] = {}
-    if Path(results_path).is_file():
-        rows = read_results(results_path)
-        if retry_errors and any(row.error for row in rows):
-            rows = [row for row in rows if not row.error]
-            rewrite_results(results_path, rows)
-        previous = {row.id: row for row in rows if row.id in wanted}
+    current = {p.id: problem_hash(p) for p in problems}
+
+    def stale(row: Result) -> bool:  # rows written before hashes were kept cannot tell
+        return row.id in current and row.problem_hash not in (None, current[row.id])
+
+    kept = [row for row in rows if not stale(row) and not (retry_errors and row.error)]
+    if len(kept) < len(rows):
+        rewrite_results(results_path, kept)
+    previous = {row.id: row for row in kept if row.id in current}
+    changed = sorted({row.id for row in rows if stale(row)} - previous.keys())
     todo = [p for p in problems if p.id not in previous]
-    return todo, list(previous.values())
+    return ResumePlan(todo, list(previous.values()), changed)
+
+
+def _check_trace(path: Path) -> None:
+    """Refuse a trace file that is not one: a resumed run would append to it."""
+    if not path.is_file():
+        return
+    with path.open("rb") as file:
+        head = file.read(len(TRACE_ROW_START))
+    if head and not (head.startswith(TRACE_ROW_START) or TRACE_ROW_START.startswith(head)):
+        raise PonderError(f"{path}: not a trace file ponder wrote (it does not begin with a "
+                          "trace event); it was left untouched")
+    check_torn_tail(path, TRACE_ROW_START)

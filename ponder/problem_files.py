@@ -6,6 +6,15 @@ and the field. Rows in the shapes of the common data sets load as they are: Huma
 ending in `#### 18` yields the gold `18`, and fields ponder does not know (a GSM8K `solution`,
 HumanEval's `canonical_solution`) go into `metadata`, which no prompt ever renders.
 
+A problem file is data, and a hostile one must neither run code nor exhaust the machine:
+- a row's `verifier` may name a registered verifier only; `module:attr` and `file.py:func`
+  would import or run code, and need `allow_code_verifiers=True` (`--allow-code-verifiers`);
+- each field holds at most `max_field_bytes` (default 1 MiB, `--max-field-bytes`); a JSONL
+  line, or a whole JSON-array or YAML file, over 16 times that is refused before it is parsed,
+  and a JSONL file is read a line at a time;
+- YAML aliases are refused (a few hundred bytes of them expand to gigabytes), and so is
+  nesting deeper than 100 levels.
+
 >>> problems = load_problems("examples/math_problems.jsonl")
 >>> problems[0].id, problems[0].answer
 """
@@ -14,8 +23,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import yaml
 from pydantic import ValidationError
@@ -23,38 +33,63 @@ from pydantic import ValidationError
 from ponder.errors import ProblemFileError
 from ponder.types import Problem
 from ponder.verifiers import VerifierChoice
+from ponder.verifiers.registry import REGISTRY, is_code_spec
 
 KNOWN_FIELDS = frozenset(Problem.model_fields)
 # Other data sets' names for ponder's fields: (their name, ours).
 ALIASES = (("task_id", "id"), ("prompt", "problem"), ("question", "problem"))
 _GSM8K_MARK = "####"
 
+MAX_FIELD_BYTES = 1 << 20
+# What is refused unparsed, in fields' worth: a row of the known fields at their largest fits.
+UNPARSED_FACTOR = 16
+MAX_DEPTH = 100  # nesting levels a row may have; deeper ones would overflow the stack later
 
-def load_problems(path: str | Path, verifiers: VerifierChoice | None = None) -> list[Problem]:
+
+@dataclass(frozen=True)
+class _Rules:
+    allow_code_verifiers: bool
+    max_field_bytes: int
+
+    @property
+    def max_unparsed_bytes(self) -> int:
+        return UNPARSED_FACTOR * self.max_field_bytes
+
+
+def load_problems(path: str | Path, verifiers: VerifierChoice | None = None, *,
+                  allow_code_verifiers: bool = False,
+                  max_field_bytes: int = MAX_FIELD_BYTES) -> list[Problem]:
     """The problems in `path`; raises `ProblemFileError` listing every bad row.
 
-    With `verifiers`, each row's verifier is loaded too, so an unknown one is refused here.
+    With `verifiers`, each row's verifier is loaded too, so an unknown one is refused here. A
+    row naming code as its verifier (`module:attr`, `file.py:func`) is refused, before anything
+    is imported, unless `allow_code_verifiers`. Fields over `max_field_bytes` are refused.
     """
     path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ProblemFileError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
-    except UnicodeDecodeError as exc:
-        raise ProblemFileError([f"{path}: not UTF-8 text: {exc.reason}"]) from None
+    if max_field_bytes < 1:
+        raise ValueError(f"max_field_bytes must be at least 1, got {max_field_bytes}")
+    rules = _Rules(allow_code_verifiers, max_field_bytes)
     errors: list[str] = []
     problems: list[Problem] = []
     first_line: dict[str, int] = {}
-    for line, default_id, row in _rows(path, text, errors):
-        problem = _to_problem(row, default_id, f"{path}:{line}", errors)
-        if problem is None:
-            continue
-        if problem.id in first_line:
-            errors.append(f"{path}:{line}: field 'id': duplicate id {problem.id!r} "
-                          f"(first on line {first_line[problem.id]})")
-            continue
-        first_line[problem.id] = line
-        problems.append(problem)
+    try:
+        file = path.open("rb")
+    except OSError as exc:
+        raise ProblemFileError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
+    with file:
+        try:
+            for line, default_id, row in _rows(path, file, rules, errors):
+                problem = _to_problem(row, default_id, f"{path}:{line}", rules, errors)
+                if problem is None:
+                    continue
+                if problem.id in first_line:
+                    errors.append(f"{path}:{line}: field 'id': duplicate id {problem.id!r} "
+                                  f"(first on line {first_line[problem.id]})")
+                    continue
+                first_line[problem.id] = line
+                problems.append(problem)
+        except OSError as exc:
+            raise ProblemFileError([f"{path}: cannot read: {exc.strerror or exc}"]) from None
     if not problems and not errors:
         errors.append(f"{path}: empty: no problems found")
     if verifiers is not None:
@@ -112,10 +147,28 @@ def normalize_row(row: dict[str, Any], default_id: str) -> dict[str, Any]:
     return row
 
 
-def _to_problem(row: Any, default_id: str, where: str, errors: list[str]) -> Problem | None:
+def _to_problem(row: Any, default_id: str, where: str, rules: _Rules,
+                errors: list[str]) -> Problem | None:
     if not isinstance(row, dict):
         errors.append(f"{where}: expected an object with a 'problem' field, "
                       f"got {type(row).__name__}")
+        return None
+    if _too_deep(row):
+        errors.append(f"{where}: nested more than {MAX_DEPTH} levels deep")
+        return None
+    oversized = [(str(key), size) for key, value in row.items()
+                 if (size := _size(value)) > rules.max_field_bytes]
+    if oversized:
+        errors.extend(f"{where}: field {key!r}: {size:,} bytes, over the limit of "
+                      f"{rules.max_field_bytes:,} (raise it with --max-field-bytes)"
+                      for key, size in oversized)
+        return None
+    verifier = row.get("verifier")
+    if isinstance(verifier, str) and not rules.allow_code_verifiers and is_code_spec(verifier):
+        # Checked on the raw row, before anything is imported: a data file must not run code.
+        errors.append(f"{where}: field 'verifier': {verifier!r} would run code; a problem file "
+                      f"may name a registered verifier ({', '.join(REGISTRY.names())}), or "
+                      "pass --allow-code-verifiers if you trust this file")
         return None
     fields = normalize_row(row, default_id)
     problem_text = fields.get("problem")
@@ -139,27 +192,115 @@ def _to_problem(row: Any, default_id: str, where: str, errors: list[str]) -> Pro
         return None
 
 
-def _rows(path: Path, text: str, errors: list[str]) -> Iterator[tuple[int, str, Any]]:
+def _size(value: Any) -> int:
+    """A field's size in bytes: its UTF-8 text, or its JSON for anything else."""
+    if isinstance(value, str):
+        return len(value.encode("utf-8", "surrogatepass"))
+    if isinstance(value, int | float | bool) or value is None:
+        return 8
+    text = json.dumps(value, default=str, ensure_ascii=False)  # `_too_deep` bounded its depth
+    return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _too_deep(value: Any) -> bool:
+    """Whether `value` nests more than `MAX_DEPTH` levels, found without recursion."""
+    stack = [(value, 1)]
+    while stack:
+        item, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return True
+        if isinstance(item, dict):
+            stack.extend((child, depth + 1) for child in item.values())
+        elif isinstance(item, list):
+            stack.extend((child, depth + 1) for child in item)
+    return False
+
+
+def _rows(path: Path, file: IO[bytes], rules: _Rules,
+          errors: list[str]) -> Iterator[tuple[int, str, Any]]:
     """(line, default id, raw row) for each row; syntax errors go to `errors`."""
     suffix = path.suffix.lower()
     if suffix in (".yaml", ".yml"):
-        yield from _yaml_rows(path, text, errors)
-    elif suffix == ".json" or (suffix not in (".jsonl", ".ndjson") and text.lstrip()[:1] == "["):
-        yield from _json_array_rows(path, text, errors)
+        text = _read_whole(path, file, rules, "a YAML", errors)
+        if text is not None:
+            yield from _yaml_rows(path, text, errors)
+    elif suffix == ".json" or (suffix not in (".jsonl", ".ndjson") and _first_char(file) == b"["):
+        text = _read_whole(path, file, rules, "a JSON-array", errors)
+        if text is not None:
+            yield from _json_array_rows(path, text, errors)
     else:
-        yield from _jsonl_rows(path, text, errors)
+        yield from _jsonl_rows(path, file, rules, errors)
 
 
-def _jsonl_rows(path: Path, text: str, errors: list[str]) -> Iterator[tuple[int, str, Any]]:
-    for number, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
+def _first_char(file: IO[bytes]) -> bytes:
+    """The file's first non-blank byte; the file is left at its start."""
+    try:
+        while chunk := file.read(1 << 16):
+            if stripped := chunk.lstrip():
+                return stripped[:1]
+        return b""
+    finally:
+        file.seek(0)
+
+
+def _read_whole(path: Path, file: IO[bytes], rules: _Rules, kind: str,
+                errors: list[str]) -> str | None:
+    """The text of a file parsed as a whole, refused unread when it is over the limit."""
+    limit = rules.max_unparsed_bytes
+    data = file.read(limit + 1)
+    if len(data) > limit:
+        errors.append(f"{path}: larger than {limit:,} bytes, the most {kind} file may hold "
+                      f"({UNPARSED_FACTOR} x --max-field-bytes); write it as JSONL, which is "
+                      "read a line at a time, or raise --max-field-bytes")
+        return None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        errors.append(f"{path}: not UTF-8 text: {exc.reason}")
+        return None
+
+
+def _jsonl_rows(path: Path, file: IO[bytes], rules: _Rules,
+                errors: list[str]) -> Iterator[tuple[int, str, Any]]:
+    limit = rules.max_unparsed_bytes
+    for number, (raw, size) in enumerate(_bounded_lines(file, limit), start=1):
+        if raw is None:
+            errors.append(f"{path}:{number}: line of {size:,} bytes, over the limit of "
+                          f"{limit:,} ({UNPARSED_FACTOR} x --max-field-bytes); not parsed")
+            continue
+        if not raw.strip():
+            continue
+        try:
+            line = raw.removesuffix(b"\n").removesuffix(b"\r").decode("utf-8")
+        except UnicodeDecodeError as exc:
+            errors.append(f"{path}:{number}: not UTF-8 text: {exc.reason}")
             continue
         try:
             row = json.loads(line)
         except json.JSONDecodeError as exc:
             errors.append(f"{path}:{number}: malformed JSON: {exc.msg} (column {exc.colno})")
             continue
+        except ValueError as exc:  # an integer of more digits than Python converts
+            errors.append(f"{path}:{number}: malformed JSON: {_reason(exc)}")
+            continue
+        except RecursionError:
+            errors.append(f"{path}:{number}: malformed JSON: nested too deeply "
+                          f"(at most {MAX_DEPTH} levels are allowed)")
+            continue
         yield number, str(number), row
+
+
+def _bounded_lines(file: IO[bytes], limit: int) -> Iterator[tuple[bytes | None, int]]:
+    """Each line of `file` with its size; a line over `limit` bytes comes as None, its bytes
+    skipped rather than held, so a huge line costs neither memory nor parsing."""
+    while line := file.readline(limit + 1):
+        if len(line) <= limit or line.endswith(b"\n"):
+            yield line, len(line)
+            continue
+        size = len(line)
+        while (more := file.readline(1 << 20)) and not more.endswith(b"\n"):
+            size += len(more)
+        yield None, size + len(more)
 
 
 def _json_array_rows(path: Path, text: str, errors: list[str]) -> Iterator[tuple[int, str, Any]]:
@@ -179,6 +320,15 @@ def _json_array_rows(path: Path, text: str, errors: list[str]) -> Iterator[tuple
         except json.JSONDecodeError as exc:
             errors.append(f"{path}:{exc.lineno}: malformed JSON: {exc.msg} (column {exc.colno})")
             return
+        except ValueError as exc:  # an integer of more digits than Python converts
+            line = text.count("\n", 0, pos) + 1
+            errors.append(f"{path}:{line}: malformed JSON: {_reason(exc)}")
+            return
+        except RecursionError:
+            line = text.count("\n", 0, pos) + 1
+            errors.append(f"{path}:{line}: malformed JSON: nested too deeply "
+                          f"(at most {MAX_DEPTH} levels are allowed)")
+            return
         index += 1
         yield text.count("\n", 0, pos) + 1, str(index), row
         pos = _skip_space(text, end)
@@ -196,17 +346,36 @@ def _skip_space(text: str, pos: int) -> int:
     return pos
 
 
+# libyaml where it is installed: the pure-Python parser takes seconds a megabyte.
+_YAML_LOADER: type[yaml.SafeLoader] = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def _yaml_rows(path: Path, text: str, errors: list[str]) -> Iterator[tuple[int, str, Any]]:
     """A YAML list of problems (or a mapping with a `problems:` list), with each item's line."""
+    loader = _YAML_LOADER(text)
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        node = loader.get_single_node()
+        if node is not None and (alias := _first_alias(node)) is not None:
+            errors.append(f"{path}:{alias.start_mark.line + 1}: malformed YAML: the value "
+                          "anchored here is repeated by an alias (*name); aliases are not "
+                          "allowed in problem files, write the value out")
+            return
+        data = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
         line = f":{mark.line + 1}" if mark is not None else ""
         reason = getattr(exc, "problem", None) or str(exc)
         errors.append(f"{path}{line}: malformed YAML: {reason}")
         return
+    except ValueError as exc:  # an integer of more digits than Python converts
+        errors.append(f"{path}: malformed YAML: {_reason(exc)}")
+        return
+    except RecursionError:
+        errors.append(f"{path}: malformed YAML: nested too deeply "
+                      f"(at most {MAX_DEPTH} levels are allowed)")
+        return
+    finally:
+        loader.dispose()
     if data is None:
         return
     if isinstance(data, dict) and isinstance(data.get("problems"), list):
@@ -218,3 +387,26 @@ def _yaml_rows(path: Path, text: str, errors: list[str]) -> Iterator[tuple[int, 
         return
     for index, (item, item_node) in enumerate(zip(data, node.value, strict=True), start=1):
         yield item_node.start_mark.line + 1, str(index), item
+
+
+def _first_alias(root: yaml.Node) -> yaml.Node | None:
+    """A node reached twice, which only an alias makes: the composer shares the anchored
+    node, and building it out would copy it once per path (a "billion laughs")."""
+    seen: set[int] = set()
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            return node
+        seen.add(id(node))
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            for key, value in node.value:
+                stack.extend((key, value))
+    return None
+
+
+def _reason(exc: ValueError) -> str:
+    # Python's own advice after the ';' (set_int_max_str_digits) is not the user's to follow.
+    return str(exc).split(";")[0]

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
+import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
@@ -301,3 +304,50 @@ async def test_max_in_flight_caps_concurrent_requests():
             await backend.aclose()
     assert len(out) == 6
     assert state["peak"] == 2
+
+
+class _EchoKeyHandler(BaseHTTPRequestHandler):
+    """A server (or proxy) that quotes the key it was sent back in its 401, as OpenAI's does."""
+
+    def do_POST(self) -> None:
+        key = self.headers.get("Authorization", "").removeprefix("Bearer ")
+        body = json.dumps({"error": {"message": f"Incorrect API key provided: {key}"}}).encode()
+        self.send_response(401)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def echo_key_server() -> Iterator[str]:
+    """The `host:port` of a server that quotes back the credentials it was sent."""
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _EchoKeyHandler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"127.0.0.1:{httpd.server_port}"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+async def test_the_api_key_never_appears_in_a_backend_error(echo_key_server: str) -> None:
+    url = f"http://{echo_key_server}/v1"
+    async with OpenAIBackend(url, model="m", api_key="sk-live-0123456789",
+                             max_retries=0) as backend:
+        with pytest.raises(BackendError) as caught:
+            await backend.generate(MESSAGES, max_tokens=10)
+    assert str(caught.value) == f"{url} answered 401: Incorrect API key provided: ***"
+    assert caught.value.status == 401
+
+
+async def test_the_url_password_never_appears_in_a_backend_error(echo_key_server: str) -> None:
+    url = f"http://bob:hunter2-pass@{echo_key_server}/v1"
+    async with OpenAIBackend(url, model="m", max_retries=0) as backend:
+        assert backend.name == f"openai:http://***@{echo_key_server}/v1"
+        with pytest.raises(BackendError) as caught:
+            await backend.generate(MESSAGES, max_tokens=10)
+    # The client sends the URL's user and password as `Basic <base64>`, which comes back.
+    assert str(caught.value) == (f"http://***@{echo_key_server}/v1 answered 401: "
+                                 "Incorrect API key provided: Basic ***")

@@ -142,7 +142,7 @@ def test_a_torn_last_line_is_skipped_on_read_and_cut_on_resume(tmp_path: Path) -
         file.write(result_line(Result(id="p3", answer="6")).encode()[:25])
     assert [r.id for r in read_results(path)] == ["p0", "p1", "p2"]
 
-    todo, previous = resume_plan(problems(5), path)
+    todo, previous, _ = resume_plan(problems(5), path)
     assert path.read_bytes() == whole
     assert [p.id for p in todo] == ["p3", "p4"]
     assert [r.id for r in previous] == ["p0", "p1", "p2"]
@@ -162,7 +162,7 @@ def test_resume_keeps_only_rows_of_this_problem_set(tmp_path: Path) -> None:
     with ResultsWriter(path) as writer:
         for pid in ("p1", "other"):
             writer.write(Result(id=pid, answer="2"))
-    todo, previous = resume_plan(problems(3), path)
+    todo, previous, _ = resume_plan(problems(3), path)
     assert [p.id for p in todo] == ["p0", "p2"]
     assert [r.id for r in previous] == ["p1"]
 

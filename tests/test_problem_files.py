@@ -107,13 +107,13 @@ def test_an_unknown_verifier_named_by_a_row_is_refused_on_its_line(tmp_path: Pat
     assert "unknown verifier 'no-such-verifier'" in errors[0]
 
 
-def test_a_verifier_named_by_a_row_loads_from_a_file(tmp_path: Path) -> None:
+def test_a_verifier_named_by_a_row_loads_from_a_file_the_user_trusts(tmp_path: Path) -> None:
     (tmp_path / "checks.py").write_text(
         "def shout(problem, candidate):\n    return candidate.answer.isupper()\n")
     path = write_jsonl(tmp_path / "v.jsonl", [
         {"problem": "x", "verifier": f"{tmp_path / 'checks.py'}:shout"}])
     choice = VerifierChoice()
-    [problem] = load_problems(path, choice)
+    [problem] = load_problems(path, choice, allow_code_verifiers=True)
     verifier = choice.for_problem(problem)
     assert isinstance(verifier, Verifier)
     assert verifier.name == "shout"

@@ -57,6 +57,8 @@ def test_three_sigkills_then_resume_leave_300_unique_whole_rows(tmp_path: Path) 
         finished = subprocess.run(command, cwd=REPO, capture_output=True, text=True, timeout=120)
     assert finished.returncode == 0, finished.stderr
     assert all(after >= target for target, after in kills)
+    # A killed run's lock died with it: each resumed run took the file over, and let it go.
+    assert not (tmp_path / "run.jsonl.lock").exists()
 
     data = out.read_bytes()
     assert data.endswith(b"\n")

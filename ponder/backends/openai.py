@@ -22,6 +22,7 @@ import openai
 from ponder.backends.base import GREEDY_TEMPERATURE, greedy_copies
 from ponder.backends.openai_retry import MalformedReply, RetryPolicy
 from ponder.errors import BackendError
+from ponder.redact import redact_url, url_secrets
 from ponder.tokens import prompt_upper_bound
 from ponder.types import Completion, Message, Usage
 
@@ -65,15 +66,19 @@ class OpenAIBackend:
                 f"{backoff_initial}, backoff_max={backoff_max}: timeout must be > 0, the rest >= 0"
             )
         self.base_url = base_url.rstrip("/")
+        # What messages and names show: the URL with its user, password and key masked.
+        self.shown_url = redact_url(self.base_url)
         self._slots = asyncio.Semaphore(max_in_flight) if max_in_flight else None
         self.model = model or os.environ.get("PONDER_MODEL")
-        self.name = name or f"openai:{self.base_url}"
+        self.name = name or f"openai:{self.shown_url}"
+        api_key = api_key or os.environ.get("OPENAI_API_KEY")
         self._retry = RetryPolicy(self.base_url, timeout=timeout, max_retries=max_retries,
-                                  backoff_initial=backoff_initial, backoff_max=backoff_max)
+                                  backoff_initial=backoff_initial, backoff_max=backoff_max,
+                                  secrets=[api_key, *url_secrets(self.base_url)])
         # The SDK's own retries are off: tenacity owns them, so they are counted and traced.
         self.client = openai.AsyncOpenAI(
             base_url=self.base_url,
-            api_key=api_key or os.environ.get("OPENAI_API_KEY") or "not-needed",
+            api_key=api_key or "not-needed",
             max_retries=0,
             timeout=timeout,
         )
@@ -147,7 +152,7 @@ class OpenAIBackend:
                         return len(reply["tokens"])
         except BackendError as exc:
             # A passing failure (5xx, timeout): try again next time rather than give up.
-            log.debug("tokenize at %s failed: %s", root, exc)
+            log.debug("tokenize at %s failed: %s", redact_url(root), exc)
             return None
         self._tokenize = "none"
         return None
@@ -183,7 +188,7 @@ class OpenAIBackend:
             raise failures[0]
         if failures:
             log.warning("%d of %d requests to %s failed; keeping %d sample(s): %s",
-                        len(failures), len(indices), self.base_url, len(done), failures[0])
+                        len(failures), len(indices), self.shown_url, len(done), failures[0])
         return done
 
     async def _probe(self, url: str, body: dict[str, Any]) -> Any:
@@ -206,7 +211,7 @@ class OpenAIBackend:
                 models, _ = await self._retry.run(self.client.models.list)
                 first = next(iter(getattr(models, "data", None) or []), None)
                 if first is None:
-                    raise BackendError(f"{self.base_url} lists no models; pass model=")
+                    raise BackendError(f"{self.shown_url} lists no models; pass model=")
                 self.model = str(first.id)
         return self.model
 

@@ -1,7 +1,8 @@
 """How calls to an OpenAI-compatible server are retried, and what a call that fails for good
 becomes: 429, 408/409/425, 5xx, timeouts, dropped connections and malformed replies are retried
 with bounded exponential backoff and jitter (a `Retry-After` header is honoured); anything else,
-and the last failure once retries run out, is a `BackendError` that names the server.
+and the last failure once retries run out, is a `BackendError` that names the server, its
+credentials (a URL's password, the API key) masked wherever they turn up in the message.
 
 Imported only by `ponder.backends.openai`, which loads lazily: the `openai` SDK stays unloaded
 until a server backend is made.
@@ -11,7 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from typing import Any, TypeVar
 
 import openai
@@ -24,6 +25,7 @@ from tenacity import (
 )
 
 from ponder.errors import BackendError
+from ponder.redact import redact_secrets, redact_url
 
 T = TypeVar("T")
 
@@ -37,11 +39,13 @@ class MalformedReply(Exception):
 class RetryPolicy:
     """Runs a call to the server at `where` with retries: each attempt capped at `timeout`
     seconds as a whole, at most `max_retries + 1` attempts, at most `backoff_max` seconds
-    between them."""
+    between them. `secrets` (the API key) are masked in the errors it raises, as is any
+    URL's userinfo; `where` is shown masked too."""
 
     def __init__(self, where: str, *, timeout: float, max_retries: int, backoff_initial: float,
-                 backoff_max: float) -> None:
-        self.where = where
+                 backoff_max: float, secrets: Iterable[str | None] = ()) -> None:
+        self.where = redact_url(where)
+        self.secrets = [s for s in secrets if s]
         self.timeout = timeout
         self.max_retries = max_retries
         self._wait = RetryAfterOrBackoff(backoff_initial, backoff_max)
@@ -67,7 +71,9 @@ class RetryPolicy:
             error = self._as_backend_error(exc, attempts)
             if error is None:
                 raise
-            raise error from None
+            # The SDK's own texts, and a server's, may quote the URL or echo the key.
+            masked = redact_secrets(str(error), self.secrets)
+            raise BackendError(masked, status=error.status, retries=error.retries) from None
         raise AssertionError("unreachable: AsyncRetrying either returns or raises")
 
     def _as_backend_error(self, exc: Exception, attempts: int) -> BackendError | None:
