@@ -1,14 +1,17 @@
-"""Strategies on GSM8K with the embedded model: accuracy, tokens per problem, wall time.
+"""Strategies on GSM8K (or MATH-500) with the embedded model: accuracy with its 95% interval,
+tokens and calls per problem, wall time.
 
     .venv/bin/python benchmarks/strategies_gsm8k.py [--limit 20] [--strategies single,ice]
-        [--seed 0] [--max-tokens 400] [--concurrency 8]
+        [--seed 0] [--max-tokens 400] [--concurrency 8] [--data ../shared/data/math500_public.jsonl]
 
 No strategy sees the gold answer: problems are solved without their `answer` field and with
 no verifier, so every winner is chosen by the strategy alone (votes, self-feedback, consensus,
 value ratings). Gold is used only afterwards, to score the final answer by numeric value.
 One `LocalBackend` serves every run; strategies run one after another, problems within a
 strategy concurrently, and the requests in flight never exceed the server's parallel slots.
-Writes `benchmarks/results/strategies_gsm8k.{md,json}`.
+GSM8K answers are compared as numbers; any other data set's with ponder's `math` verifier.
+Writes `benchmarks/results/strategies_<data>.{md,json}` after every strategy, so a stopped
+run keeps what it finished (`--append` adds runs to an existing report).
 """
 
 from __future__ import annotations
@@ -47,6 +50,9 @@ RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "ice": ("ice", {"agents": 3, "max_rounds": 2, "temperature": 0.7}),
     "tree_search": ("tree_search", {"beam_width": 2, "branching": 2, "max_depth": 4,
                                     "temperature": 0.7}),
+    "program": ("program", {"temperature": 0.0}),
+    "program_zero_shot": ("program", {"temperature": 0.0, "few_shot": False}),
+    "program_n5": ("program", {"n": 5, "temperature": 0.7}),
 }
 DEFAULT = ["single", "best_of_n", "best_of_n_adaptive", "self_refine", "ice", "tree_search"]
 STEP_TOKENS = 160  # tree_search's max_tokens is per step, not per solution
@@ -91,17 +97,34 @@ class SlotLimiter:
         return None
 
 
-def load(limit: int) -> list[dict[str, Any]]:
-    rows = [json.loads(line) for line in DATA.read_text().splitlines() if line.strip()]
+def load(path: Path, limit: int) -> list[dict[str, Any]]:
+    rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
     return rows[:limit]
 
 
-def is_correct(answer: str | None, gold: str) -> bool:
-    return answer is not None and canonical_answer(answer) == canonical_number(gold)
+async def is_correct(answer: str | None, gold: str, *, numeric: bool) -> bool:
+    if answer is None or not answer.strip():
+        return False
+    if numeric:
+        return canonical_answer(answer) == canonical_number(gold)
+    verdict = await ponder.averify({"problem": "?", "answer": gold}, answer, "math")
+    return verdict.passed
+
+
+def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion: honest at 0/n and n/n, unlike the
+    normal approximation."""
+    if total == 0:
+        return 0.0, 1.0
+    p = correct / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * ((p * (1 - p) / total + z * z / (4 * total * total)) ** 0.5) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 async def run_strategy(label: str, rows: list[dict[str, Any]], backend: SlotLimiter, *,
-                       seed: int, max_tokens: int, concurrency: int) -> dict[str, Any]:
+                       seed: int, max_tokens: int, concurrency: int,
+                       numeric: bool) -> dict[str, Any]:
     strategy, params = RUNS[label]
     params = {**params, "max_tokens": STEP_TOKENS if strategy == "tree_search" else max_tokens}
     gate = asyncio.Semaphore(concurrency)
@@ -116,18 +139,22 @@ async def run_strategy(label: str, rows: list[dict[str, Any]], backend: SlotLimi
     began = time.perf_counter()
     results = await asyncio.gather(*(one(row) for row in rows))
     wall = time.perf_counter() - began
+    scores = [await is_correct(res.answer, row["answer"], numeric=numeric)
+              for row, res in zip(rows, results, strict=True)]
     per_problem = [
         {"id": row["id"], "gold": row["answer"], "answer": res.answer,
-         "correct": is_correct(res.answer, row["answer"]), "tokens": res.usage.total_tokens,
+         "correct": correct, "tokens": res.usage.total_tokens,
          "completion_tokens": res.usage.completion_tokens, "calls": res.usage.calls,
          "stop_reason": res.stop_reason, "error": res.error,
          "samples": res.info.get("samples"), "elapsed_s": round(res.elapsed_s, 1)}
-        for row, res in zip(rows, results, strict=True)
+        for row, res, correct in zip(rows, results, scores, strict=True)
     ]
+    correct = sum(p["correct"] for p in per_problem)
+    low, high = wilson(correct, len(per_problem))
     return {
         "label": label, "strategy": strategy, "params": params,
-        "accuracy": sum(p["correct"] for p in per_problem) / len(per_problem),
-        "correct": sum(p["correct"] for p in per_problem),
+        "accuracy": correct / len(per_problem), "ci_low": low, "ci_high": high,
+        "correct": correct,
         "problems": len(per_problem),
         "mean_tokens": statistics.mean(p["tokens"] for p in per_problem),
         "mean_completion_tokens": statistics.mean(p["completion_tokens"] for p in per_problem),
@@ -141,7 +168,7 @@ async def run_strategy(label: str, rows: list[dict[str, Any]], backend: SlotLimi
 
 def markdown(report: dict[str, Any]) -> str:
     lines = [
-        f"# Strategies on GSM8K ({report['problems']} problems, embedded model)",
+        f"# Strategies on {report['data']} ({report['problems']} problems, embedded model)",
         "",
         f"Command: `{report['command']}`  ",
         f"Model: {report['model']}; seed {report['seed']}; max_tokens {report['max_tokens']} "
@@ -149,8 +176,8 @@ def markdown(report: dict[str, Any]) -> str:
         "Winners are chosen without the gold answer (no verifier); gold only scores the result.  ",
         "Wall time depends on what else ran on the shared cores; compare tokens, not seconds.",
         "",
-        "| strategy | params | accuracy | mean tokens / problem | mean completion tokens "
-        "| mean calls | wall time (s) | stop reasons |",
+        "| strategy | params | accuracy (95% CI) | mean tokens / problem | mean completion "
+        "tokens | mean calls | wall time (s) | stop reasons |",
         "|---|---|---|---|---|---|---|---|",
     ]
     for run in report["runs"]:
@@ -159,14 +186,15 @@ def markdown(report: dict[str, Any]) -> str:
         reasons = ", ".join(f"{k} {v}" for k, v in sorted(run["stop_reasons"].items()))
         lines.append(
             f"| {run['label']} | {params} | {run['correct']}/{run['problems']} "
-            f"({run['accuracy']:.0%}) | {run['mean_tokens']:.0f} | "
+            f"({run['accuracy']:.0%}, {run.get('ci_low', 0):.0%}–{run.get('ci_high', 1):.0%}) "
+            f"| {run['mean_tokens']:.0f} | "
             f"{run['mean_completion_tokens']:.0f} | {run['mean_calls']:.1f} | {run['wall_s']:.0f} "
             f"| {reasons} |")
     return "\n".join(lines) + "\n"
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    rows = load(args.limit)
+    rows = load(args.data, args.limit)
     labels = args.strategies.split(",") if args.strategies else DEFAULT
     unknown = [label for label in labels if label not in RUNS]
     if unknown:
@@ -176,15 +204,22 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
     backend = SlotLimiter(local, args.slots)
     report: dict[str, Any] = {
         "command": "python benchmarks/strategies_gsm8k.py " + " ".join(args.argv),
-        "model": (local.model_path or Path(MODEL_FILE)).name,
+        "model": (local.model_path or Path(MODEL_FILE)).name, "data": args.data.name,
         "problems": len(rows), "seed": args.seed, "max_tokens": args.max_tokens,
         "cores": os.cpu_count(), "load_avg": os.getloadavg()[0], "runs": [],
     }
+    earlier_path = args.out.with_suffix(".json")
+    if args.append and earlier_path.is_file():  # keep the other strategies' runs
+        earlier = json.loads(earlier_path.read_text())
+        report["runs"] = [r for r in earlier["runs"] if r["label"] not in labels]
+        report["command"] = f"{earlier['command']}; then {report['command']}"
     try:
         for label in labels:
             run = await run_strategy(label, rows, backend, seed=args.seed,
-                                     max_tokens=args.max_tokens, concurrency=args.concurrency)
+                                     max_tokens=args.max_tokens, concurrency=args.concurrency,
+                                     numeric=args.data.name.startswith("gsm8k"))
             report["runs"].append(run)
+            save(args, report)
             print(f"{label}: {run['correct']}/{run['problems']} correct, "
                   f"{run['mean_tokens']:.0f} tokens/problem, {run['wall_s']:.0f}s", flush=True)
     finally:
@@ -202,26 +237,27 @@ def parse(argv: list[str]) -> argparse.Namespace:
                         help="completion tokens per call (GSM8K solutions need ~150-300)")
     parser.add_argument("--concurrency", type=int, default=8, help="problems in flight")
     parser.add_argument("--slots", type=int, default=8, help="the server's parallel slots")
-    parser.add_argument("--out", type=Path, default=RESULTS / "strategies_gsm8k")
+    parser.add_argument("--data", type=Path, default=DATA, help="a JSONL of problems with gold")
+    parser.add_argument("--out", type=Path, default=None,
+                        help="default: benchmarks/results/strategies_<data>")
     parser.add_argument("--append", action="store_true",
                         help="add these runs to the report already at --out (same problems)")
     args = parser.parse_args(argv)
     args.argv = argv
+    if args.out is None:
+        name = args.data.stem.split("_")[0]
+        args.out = RESULTS / f"strategies_{name}"
     return args
+
+
+def save(args: argparse.Namespace, report: dict[str, Any]) -> None:
+    """Write the report as it stands: after each strategy, so a stopped run keeps its work."""
+    args.out.parent.mkdir(parents=True, exist_ok=True)
+    args.out.with_suffix(".json").write_text(json.dumps(report, indent=2) + "\n")
+    args.out.with_suffix(".md").write_text(markdown(report))
 
 
 if __name__ == "__main__":
     import sys
 
-    arguments = parse(sys.argv[1:])
-    result = asyncio.run(main(arguments))
-    previous = arguments.out.with_suffix(".json")
-    if arguments.append and previous.is_file():
-        earlier = json.loads(previous.read_text())
-        fresh = {run["label"] for run in result["runs"]}
-        result["runs"] = [r for r in earlier["runs"] if r["label"] not in fresh] + result["runs"]
-        result["command"] = f"{earlier['command']}; then {result['command']}"
-    arguments.out.parent.mkdir(parents=True, exist_ok=True)
-    arguments.out.with_suffix(".json").write_text(json.dumps(result, indent=2) + "\n")
-    arguments.out.with_suffix(".md").write_text(markdown(result))
-    print(markdown(result))
+    print(markdown(asyncio.run(main(parse(sys.argv[1:])))))

@@ -1,6 +1,9 @@
 """What `ponder` draws on a terminal: a run's progress, its summary, result rows, one result in
 detail with its trace as a timeline, and the strategies and verifiers on offer. Everything here
-builds rich renderables; the CLI decides where they are printed."""
+builds rich renderables; the CLI decides where they are printed.
+
+Every text that came from a model, a problem file or a results file goes through `plain`: a
+reply holding an escape sequence could otherwise retitle, clear or take over the terminal."""
 
 from __future__ import annotations
 
@@ -22,13 +25,26 @@ from rich.progress import (
 )
 from rich.table import Table
 
+from ponder.redact import redact_secrets
 from ponder.strategies.base import StrategySpec
 from ponder.summary import RunTally, Summary
+from ponder.tree_view import tree_lines
 from ponder.types import Result, TraceEvent
 
 ERRORS_SHOWN = 10  # per-problem errors printed during a run; the rest are in the results
 
 Shorten = Callable[[str], str]
+
+# C0 controls but tab and newline, DEL, and C1 controls (0x9b is a one-byte CSI): each shown as
+# its escape, `\x1b`, rather than acted on by the terminal.
+_CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7f, 0xa0))
+             if chr(code) not in "\t\n"}
+
+
+def plain(text: str) -> str:
+    """`text` as rich markup that prints as it is: control characters shown escaped, markup
+    escaped, and credentials in URLs masked (results written before they were masked, too)."""
+    return escape(redact_secrets(text.translate(_CONTROLS)))
 
 
 class Reporter:
@@ -64,7 +80,7 @@ class Reporter:
             more = " (further errors are in the results file)" \
                 if self.errors_shown == ERRORS_SHOWN else ""
             self.progress.console.print(
-                f"[red]problem {escape(result.id)}:[/red] {escape(result.error)}{more}")
+                f"[red]problem {plain(result.id)}:[/red] {plain(result.error)}{more}")
 
 
 def summary_table(summary: Summary, results: Path | None = None,
@@ -96,9 +112,9 @@ def summary_table(summary: Summary, results: Path | None = None,
     table.add_row("budget exhausted", str(summary.budget_exhausted))
     table.add_row("stop reasons", ", ".join(f"{k} {n}" for k, n in summary.stop_reasons.items()))
     if results is not None:
-        table.add_row("results", str(results))
+        table.add_row("results", plain(str(results)))
     if trace is not None:
-        table.add_row("trace", str(trace))
+        table.add_row("trace", plain(str(trace)))
     return table
 
 
@@ -128,9 +144,9 @@ def strategies_table(specs: Sequence[StrategySpec[Any]]) -> Table:
     for spec in specs:
         params = "\n".join(
             f"{name}: {p['type']} = {p['default']!r}"
-            + (f"  [dim]{escape(p['description'])}[/dim]" if p["description"] else "")
+            + (f"  [dim]{plain(p['description'])}[/dim]" if p["description"] else "")
             for name, p in strategy_params(spec).items())
-        table.add_row(spec.name, escape(spec.description), params)
+        table.add_row(spec.name, plain(spec.description), params)
     return table
 
 
@@ -143,7 +159,7 @@ def verifiers_table(rows: Sequence[tuple[str, str, str]]) -> Table:
     table.add_column("source")
     table.add_column("description")
     for name, source, description in rows:
-        table.add_row(name, escape(source), escape(description))
+        table.add_row(name, plain(source), plain(description))
     return table
 
 
@@ -165,9 +181,9 @@ def rows_table(rows: Sequence[Result]) -> Table:
         table.add_column(column, justify="right" if column in ("tokens", "calls", "seconds")
                          else "left")
     for r in rows:
-        table.add_row(escape(r.id), escape(_one_line(r.answer or "", 30)), _verdict_mark(r),
+        table.add_row(plain(r.id), plain(_one_line(r.answer or "", 30)), _verdict_mark(r),
                       f"{r.usage.total_tokens:,}", str(r.usage.calls), f"{r.elapsed_s:.1f}",
-                      r.stop_reason, escape(_one_line(r.error or "", 50)))
+                      r.stop_reason, plain(_one_line(r.error or "", 50)))
     return table
 
 
@@ -184,14 +200,14 @@ def _verdict_mark(result: Result) -> str:
 
 
 def result_panel(r: Result, shorten: Shorten) -> Table:
-    table = Table(title=f"problem {escape(r.id)}", show_header=False, title_justify="left")
+    table = Table(title=f"problem {plain(r.id)}", show_header=False, title_justify="left")
     table.add_column(style="bold")
     table.add_column()
-    table.add_row("answer", escape(r.answer if r.answer is not None else "–"))
+    table.add_row("answer", plain(r.answer if r.answer is not None else "–"))
     if r.verdict is not None:
         verdict = f"{_verdict_mark(r)}"
         if r.verdict.feedback:
-            verdict += f"  {escape(shorten(r.verdict.feedback))}"
+            verdict += f"  {plain(shorten(r.verdict.feedback))}"
         table.add_row("verdict", verdict)
     else:
         table.add_row("verdict", "– (no verifier)")
@@ -200,15 +216,15 @@ def result_panel(r: Result, shorten: Shorten) -> Table:
                            f"+ {r.usage.completion_tokens:,} completion) in {r.usage.calls} "
                            f"call(s){estimated}")
     table.add_row("elapsed", f"{r.elapsed_s:.2f}s")
-    table.add_row("strategy", escape(f"{r.strategy} {json.dumps(r.params)}"))
+    table.add_row("strategy", plain(f"{r.strategy} {json.dumps(r.params)}"))
     stop = r.stop_reason + (" (budget exhausted)" if r.budget_exhausted else "")
-    table.add_row("stop", escape(stop))
+    table.add_row("stop", plain(stop))
     if r.error:
-        table.add_row("error", f"[red]{escape(r.error)}[/red]")
+        table.add_row("error", f"[red]{plain(r.error)}[/red]")
     if r.info:
-        table.add_row("info", escape(shorten(json.dumps(r.info, default=str))))
+        table.add_row("info", plain(shorten(json.dumps(r.info, default=str))))
     if r.text is not None:
-        table.add_row("reply", escape(shorten(r.text)))
+        table.add_row("reply", plain(shorten(r.text)))
     return table
 
 
@@ -219,7 +235,7 @@ def timeline_table(events: Sequence[TraceEvent], shorten: Shorten) -> Table:
     table.add_column("detail")
     t0 = events[0].ts
     for e in events:
-        table.add_row(f"+{e.ts - t0:.2f}s", escape(f"{e.kind} {e.step}"), _event_detail(e, shorten))
+        table.add_row(f"+{e.ts - t0:.2f}s", plain(f"{e.kind} {e.step}"), _event_detail(e, shorten))
     return table
 
 
@@ -234,19 +250,25 @@ def _event_detail(e: TraceEvent, shorten: Shorten) -> str:
         lines.append(" · ".join(head))
         if e.messages:
             last = e.messages[-1]
-            lines.append(f"[dim]{last.role}:[/dim] {escape(shorten(last.content))}")
+            lines.append(f"[dim]{last.role}:[/dim] {plain(shorten(last.content))}")
         for i, c in enumerate(e.completions):
             label = f"reply {i + 1}" if len(e.completions) > 1 else "reply"
-            lines.append(f"[cyan]{label}:[/cyan] {escape(shorten(c.text))}")
+            lines.append(f"[cyan]{label}:[/cyan] {plain(shorten(c.text))}")
     elif e.kind == "verify" and e.verdict is not None:
         mark = "[green]passed[/green]" if e.verdict.passed else "[red]failed[/red]"
         answer = e.data.get("answer")
         lines.append(f"{mark} score {e.verdict.score:.2f}"
-                     + (f" · answer {escape(shorten(str(answer)))}" if answer is not None else ""))
+                     + (f" · answer {plain(shorten(str(answer)))}" if answer is not None else ""))
         if e.verdict.feedback:
-            lines.append(escape(shorten(e.verdict.feedback)))
+            lines.append(plain(shorten(e.verdict.feedback)))
+    elif e.kind == "execute":
+        lines.append(f"ran {e.latency_s:.2f}s")
+        lines.append(f"[dim]program:[/dim] {plain(shorten(str(e.data.get('code', ''))))}")
+        lines.append(f"[cyan]output:[/cyan] {plain(shorten(str(e.data.get('output', ''))))}")
+    elif e.kind == "note" and e.step == "mcts_tree":
+        lines.extend(plain(line) for line in tree_lines(e.data.get("nodes")))
     elif e.data:
-        lines.append(escape(shorten(json.dumps(e.data, default=str))))
+        lines.append(plain(shorten(json.dumps(e.data, default=str))))
     if e.error:
-        lines.append(f"[red]{escape(e.error)}[/red]")
+        lines.append(f"[red]{plain(e.error)}[/red]")
     return "\n".join(lines)

@@ -43,6 +43,13 @@ PARAMS = {
         "beam_width": st.integers(1, 3), "branching": st.integers(1, 3),
         "max_depth": st.integers(1, 4), "max_tokens": st.integers(8, 200),
     }),
+    "tree_search:mcts": st.fixed_dictionaries({
+        "algorithm": st.just("mcts"), "iterations": st.integers(1, 12),
+        "branching": st.integers(1, 3), "max_depth": st.integers(1, 4),
+        "max_tokens": st.integers(8, 200), "exploration": st.sampled_from([0.0, 1.0, 2.0]),
+        "value_source": st.sampled_from(["auto", "model", "rollout"]),
+        "rollout_max_tokens": st.integers(8, 300),
+    }),
 }
 
 
@@ -51,13 +58,14 @@ def cycling(texts: Sequence[str]) -> ScriptedBackend:
     return ScriptedBackend(lambda messages: next(items) if texts else "")
 
 
-@pytest.mark.parametrize("strategy", sorted(PARAMS))
+@pytest.mark.parametrize("case", sorted(PARAMS))
 @SETTINGS
 @given(data=st.data())
-def test_a_strategy_never_overspends(strategy: str, data: st.DataObject) -> None:
+def test_a_strategy_never_overspends(case: str, data: st.DataObject) -> None:
+    strategy = case.partition(":")[0]  # "tree_search:mcts" is tree_search in another mode
     budget = data.draw(budgets, label="budget")
     texts = data.draw(replies, label="replies")
-    params = data.draw(PARAMS[strategy], label="params")
+    params = data.draw(PARAMS[case], label="params")
     native = data.draw(st.booleans(), label="native_n")
     backend = cycling(texts)
     backend.native_n = native

@@ -31,6 +31,10 @@ BUILTINS = {
     "ice/revise": {"persona": None, "own": OWN, "others": OTHERS},
     "tree_search/step": {"steps": ["Step 1: 4 + 4 = 8"], "last_step": False},
     "tree_search/value": {"steps": ["Step 1: 4 + 4 = 8"]},
+    "tree_search/rollout": {"steps": ["Step 1: 4 + 4 = 8"]},
+    "program/write": {"few_shot": True},
+    "program/repair": {"program": "print(17 * b)",
+                       "error": "NameError: name 'b' is not defined"},
 }
 
 

@@ -1,49 +1,24 @@
-"""`tree_search`: beam search over reasoning steps, each partial solution scored on the way."""
+"""`tree_search`: search over reasoning steps, each partial solution scored on the way: a beam
+search here, or Monte Carlo tree search (`algorithm="mcts"`, in `ponder.strategies.mcts`)."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
 from typing import Any
 
-from pydantic import Field
-
-from ponder.answers import last_boxed
 from ponder.context import Context
 from ponder.errors import BudgetExhausted
-from ponder.replies import has_marker, parse_rating
-from ponder.strategies.base import StrategyConfig
+from ponder.strategies.mcts import mcts
 from ponder.strategies.outcome import gather_within_budget, tally
+from ponder.strategies.steps import Node, TreeSearchConfig, expand, score
 from ponder.types import Candidate, Outcome, StopReason
 
-NEUTRAL = 0.5  # the score of a step whose value reply held no rating: neither kept nor cut for it
-
-class TreeSearchConfig(StrategyConfig):
-    temperature: float = Field(default=0.7, ge=0.0, le=2.0, description="sampling temperature")
-    max_tokens: int = Field(default=160, gt=0, description="completion tokens per step, at most")
-    beam_width: int = Field(default=2, ge=1, description="partial solutions kept at each depth")
-    branching: int = Field(default=3, ge=1, description="next steps sampled per kept node (n=k)")
-    max_depth: int = Field(default=6, ge=1, description="steps in a solution, at most")
-    value_max_tokens: int = Field(default=16, gt=0, description="completion tokens for a rating")
-    step_stop: list[str] = Field(default_factory=lambda: ["\n\n", "\nStep "],
-                                 description="stop sequences that end one step")
-    final_marker: str = Field(default="Final answer", min_length=1,
-                              description="a step holding this (or a \\boxed{}) ends its branch")
-
-
-@dataclass
-class Node:
-    id: str
-    steps: list[str] = field(default_factory=list)
-    score: float | None = None
-    final: bool = False
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.steps)
+__all__ = ["TreeSearchConfig", "tree_search"]  # the config lives with the parts both share
 
 
 async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Outcome:
-    """Beam search over steps.
+    """Beam search over steps, or Monte Carlo tree search with `algorithm="mcts"`.
+
+    MCTS is described in `ponder.strategies.mcts.mcts`; the rest of this describes the beam.
 
     Each kept node gets `branching` children from ONE `n=k` request on its shared prefix
     (`tree_search/step.j2`, cut at `step_stop`); the last depth's prompt asks for the final
@@ -63,6 +38,8 @@ async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Outcome:
     `info`: `beam`, one entry per depth listing the nodes `kept` and `dropped` with their
     scores and whether each was finished.
     """
+    if cfg.algorithm == "mcts":
+        return await mcts(ctx, cfg)
     beam = [Node(id="root")]
     finished: list[tuple[Node, Candidate]] = []
     pruned_finished: list[Node] = []
@@ -72,12 +49,12 @@ async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Outcome:
         for depth in range(1, cfg.max_depth + 1):
             last = depth == cfg.max_depth
             expanded, refused = await gather_within_budget(
-                _expand(ctx, cfg, node, last) for node in beam)
+                expand(ctx, cfg, node, last) for node in beam)
             children = [child for group in expanded if group for child in group]
             if not children:  # keep the beam we have: it is still the best partial work
                 reason = "budget" if refused else "done"
                 break
-            _, unscored = await gather_within_budget(_score(ctx, cfg, c) for c in children)
+            _, unscored = await gather_within_budget(score(ctx, cfg, c) for c in children)
             # An unscored child (the budget refused its rating) ranks last, not out; among
             # equal scores a finished solution goes first, since it needs no further guessing.
             ranked = sorted(children, key=lambda c: (
@@ -104,39 +81,6 @@ async def tree_search(ctx: Context, cfg: TreeSearchConfig) -> Outcome:
     except BudgetExhausted:
         reason = "budget"
     return ctx.finish(_choose(ctx, finished, pruned_finished, beam), reason, beam=history)
-
-
-async def _expand(ctx: Context, cfg: TreeSearchConfig, node: Node, last: bool) -> list[Node]:
-    replies = await ctx.generate(
-        "tree_search/step", n=cfg.branching, max_tokens=cfg.max_tokens,
-        temperature=cfg.temperature, stop=cfg.step_stop, step=f"expand {node.id}",
-        steps=node.steps, last_step=last,
-    )
-    children: list[Node] = []
-    seen: set[str] = set()
-    for reply in replies:
-        step = reply.text.strip()
-        if not step or step in seen:  # identical siblings would only waste a rating each
-            continue
-        seen.add(step)
-        child_id = f"{node.id.removeprefix('root')}.{len(children)}".lstrip(".")
-        final = has_marker(step, cfg.final_marker) or last_boxed(step) is not None
-        children.append(Node(id=child_id, steps=[*node.steps, step], final=final))
-    return children
-
-
-async def _score(ctx: Context, cfg: TreeSearchConfig, node: Node) -> None:
-    if ctx.verifier is not None:
-        value = await ctx.verifier.score_partial(ctx.problem, node.text)
-        if value is not None:
-            node.score = float(value)
-            return
-    [reply] = await ctx.generate(
-        "tree_search/value", max_tokens=cfg.value_max_tokens, temperature=0.0,
-        stop=["\n"], step=f"value {node.id}", steps=node.steps,  # the score is the first line
-    )
-    rating = parse_rating(reply.text)
-    node.score = NEUTRAL if rating is None else rating
 
 
 def _record(ctx: Context, depth: int, kept: list[Node], dropped: list[Node]) -> dict[str, Any]:
