@@ -1,6 +1,10 @@
 """Pulling a final answer out of a model's reply, and putting answers in a comparable form.
 
 Shared by the context (every candidate gets an `answer`), voting, and the math verifier.
+
+Everything here runs on the event loop, on text a model wrote, so it must cost time in
+proportion to the text and no more: anchors are found with `str.rfind`/`str.find`, and the
+few regular expressions have no nested or overlapping quantifiers that could backtrack.
 """
 
 from __future__ import annotations
@@ -8,21 +12,40 @@ from __future__ import annotations
 import re
 from decimal import Decimal, InvalidOperation
 
+MAX_SCAN_CHARS = 16_384
+"""Answer extraction reads only a reply's last 16 KB. A final answer comes at the end of a
+reply, and the longest reply in math-verify's own test suite is 11 KB; the bound keeps the
+cost of every check (and of what is sent on to sympy) fixed however long a reply runs."""
+
 # "Final answer: 8", "The final answer is $8$.", "The answer is 8", "**Answer:** 8". A bare
-# "answer" needs its colon, or "Let me answer this: first…" would count.
+# "answer" needs its colon, or "Let me answer this: first…" would count. Only the anchor is
+# matched; what follows it is cut with str methods.
 _FINAL = re.compile(
-    r"(?:final\s+answer(?:\s+is)?|the\s+answer\s+is|\banswer\s*\**\s*[:：])\s*(.+)",
+    r"final\s+answer(?:\s+is)?|the\s+answer\s+is|\banswer\s*(?:\*+\s*)?[:：]",
     re.IGNORECASE,
 )
-_HASHES = re.compile(r"####\s*(.+)")
-_NUMBER = re.compile(r"-?\d[\d,]*(?:\.\d+)?|-?\.\d+")
-_CODE_BLOCK = re.compile(r"```(?:python|py|python3)?[^\n]*\n(.*?)```", re.DOTALL)
+# A number that is not part of a word ("AZYUK2A" holds none): `1,234.5`, `1 000` (groups of
+# three after a space, as math-verify reads them), `-.5`, or a simple fraction `2/3`.
+_NUMBER = re.compile(
+    r"(?<![A-Za-z_\d.,])-?"
+    r"(?:[1-9]\d{0,2}(?: \d{3})+(?:\.\d+)?(?![\d,])|\d[\d,]*(?:\.\d+)?|\.\d+)"
+    r"(?:/\d+)?"
+)
+# `0,111` is a decimal comma, not a thousand.
+_THOUSANDS = re.compile(r"-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?(?:/\d+)?")
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
+_TOKEN = re.compile(r"[^\s$]+")
+
+
+def reply_tail(text: str) -> str:
+    """The part of a reply that extraction reads: its last `MAX_SCAN_CHARS` characters."""
+    return text[-MAX_SCAN_CHARS:] if len(text) > MAX_SCAN_CHARS else text
 
 
 def last_boxed(text: str) -> str | None:
     """The content of the last `\\boxed{...}` (or `\\fbox{...}`), nested braces included;
     `\\boxed 5` (no braces) gives `5`. None when there is no complete box."""
+    text = reply_tail(text)
     start = max(text.rfind(command) for command in _BOX_COMMANDS)
     if start < 0:
         return None
@@ -32,7 +55,7 @@ def last_boxed(text: str) -> str | None:
     if i >= len(text):
         return None
     if text[i] != "{":
-        token = re.match(r"[^\s$]+", text[i:])
+        token = _TOKEN.match(text, i)
         return token.group(0).rstrip(".") if token else None
     depth = 0
     for j in range(i, len(text)):
@@ -45,55 +68,118 @@ def last_boxed(text: str) -> str | None:
     return None
 
 
+def count_boxes(text: str) -> int:
+    """How many `\\boxed`/`\\fbox` commands the scanned part of a reply holds."""
+    text = reply_tail(text)
+    return sum(text.count(command) for command in _BOX_COMMANDS)
+
+
 def extract_answer(text: str) -> str:
     """The final answer in a reply: `\\boxed{}`, `####`, `Final answer:`, else the last number.
 
     >>> extract_answer("3 + 5 = 8.\\nFinal answer: 8")
     '8'
     """
+    text = reply_tail(text)
     boxed = last_boxed(text)
     if boxed is not None:
         return boxed
-    for pattern in (_HASHES, _FINAL):
-        matches = pattern.findall(text)
-        if matches:
-            answer = _strip_markup(matches[-1])
-            if answer:
-                return answer
-    numbers = _NUMBER.findall(text)
-    if numbers:
-        return numbers[-1].replace(",", "")
-    return text.strip()
+    hashes = text.rfind("####")
+    if hashes >= 0:
+        answer = _strip_markup(_line_after(text, hashes + 4))
+        if answer:
+            return answer
+    anchors = list(_FINAL.finditer(text))
+    for anchor in reversed(anchors):
+        line = _line_after(text, anchor.end())
+        # "The final answer is 7.78. I hope it is correct." (the Minerva format): the answer
+        # is the first sentence; a decimal point is never followed by a space.
+        sentence_end = line.find(". ")
+        answer = _strip_markup(line[:sentence_end] if sentence_end > 0 else line)
+        if answer:
+            return answer
+    number = _last_number(text)
+    return number if number is not None else text.strip()
+
+
+def _line_after(text: str, start: int) -> str:
+    """From `start`, past any whitespace (a line break included), to the end of that line."""
+    while start < len(text) and text[start].isspace():
+        start += 1
+    end = text.find("\n", start)
+    return text[start : end if end >= 0 else len(text)]
+
+
+def _last_number(text: str) -> str | None:
+    last = None
+    for last in _NUMBER.finditer(text):  # noqa: B007  # only the last one is wanted
+        pass
+    if last is None:
+        return None
+    number = last.group(0).rstrip(",").replace(" ", "")
+    # Commas that group thousands go; any other comma (a decimal comma, "2,74") stays for the
+    # verifier to read.
+    return number.replace(",", "") if _THOUSANDS.fullmatch(number) else number
 
 
 def extract_code(text: str) -> str:
-    """The code in a reply: the longest fenced block, else the reply itself."""
-    blocks = _CODE_BLOCK.findall(text)
+    """The code in a reply: the longest fenced block, else the reply itself.
+
+    A fence is three backticks; the rest of its line (`python`, `py`, …) is the info string.
+    Not capped like answers, since code cut short would not run; the scan is a few `str.find`
+    calls per fence, so its cost is the reply's length.
+    """
+    blocks: list[str] = []
+    i = text.find("```")
+    while i >= 0:
+        newline = text.find("\n", i + 3)
+        if newline < 0:
+            break
+        end = text.find("```", newline + 1)
+        if end < 0:
+            break
+        blocks.append(text[newline + 1 : end])
+        i = text.find("```", end + 3)
     if blocks:
-        return str(max(blocks, key=len)).strip("\n")
+        return max(blocks, key=len).strip("\n")
     return text.strip("\n")
 
 
+_WRAPPERS = (("**", "**"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("`", "`"))
+
+
 def _strip_markup(answer: str) -> str:
-    """Drop what surrounds an answer on its line: bold, `$`/`\\(`, code ticks, a final period."""
-    answer = answer.strip().lstrip("*:： ").rstrip()
-    answer = re.sub(r"[.。]+$", "", answer).strip()
+    """Drop what surrounds an answer on its line: bold, `$`/`\\(`, code ticks, a final period.
+
+    Works on indices into the string, not on copies, so deep wrapping costs its length."""
+    answer = answer.strip().lstrip("*:： ").rstrip().rstrip(".。").strip()
+    lo, hi = 0, len(answer)
     changed = True
     while changed:
         changed = False
-        for left, right in (("**", "**"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("`", "`")):
-            if (answer.startswith(left) and answer.endswith(right)
-                    and len(answer) > len(left) + len(right)):
-                answer = answer[len(left) : -len(right)].strip()
+        for left, right in _WRAPPERS:
+            if (hi - lo > len(left) + len(right) and answer.startswith(left, lo)
+                    and answer.endswith(right, lo, hi)):
+                lo, hi = lo + len(left), hi - len(right)
+                while lo < hi and answer[lo].isspace():
+                    lo += 1
+                while hi > lo and answer[hi - 1].isspace():
+                    hi -= 1
                 changed = True
-        if answer.endswith("**") and "**" not in answer[:-2]:
-            answer, changed = answer[:-2].rstrip(), True
-    return re.sub(r"[.。]+$", "", answer).strip()
+        if answer.endswith("**", lo, hi) and answer.find("**", lo, hi - 2) < 0:
+            hi -= 2
+            while hi > lo and answer[hi - 1].isspace():
+                hi -= 1
+            changed = True
+    return answer[lo:hi].rstrip(".。").strip()
 
 
 # A number between an optional currency sign and words that read as units ("18 dollars",
 # "\\$2.50", "3 eggs per day"); an expression such as "2 + 3" does not match.
-_NUMBER_WITH_UNITS = re.compile(r"^\\?\$?\s*([-+]?[\d,]*\.?\d+)\s*(?:[A-Za-z%][A-Za-z%\s./-]*)?$")
+_NUMBER_WITH_UNITS = re.compile(
+    r"\\?\$?\s*([-+]?(?:\d[\d,]*(?:\.\d+)?|\.\d+))\s*(?:[A-Za-z%][A-Za-z%\s./-]*)?"
+)
+_PLAIN_NUMBER = re.compile(r"[-+]?(?:\d+\.?\d*|\.\d+)")
 
 
 def canonical_number(answer: str) -> str | None:
@@ -101,8 +187,10 @@ def canonical_number(answer: str) -> str | None:
 
     Exact (decimal, not float), so large integers keep every digit.
     """
+    if len(answer) > 1000:
+        return None
     cleaned = answer.strip().replace(",", "").replace("$", "").rstrip("%").strip()
-    if len(cleaned) > 200 or not re.fullmatch(r"[-+]?(?:\d+\.?\d*|\.\d+)", cleaned):
+    if len(cleaned) > 200 or not _PLAIN_NUMBER.fullmatch(cleaned):
         return None
     try:
         value = Decimal(cleaned)
@@ -120,10 +208,10 @@ def canonical_answer(answer: str) -> str | None:
     number = canonical_number(answer)
     if number is not None:
         return number
-    with_units = _NUMBER_WITH_UNITS.match(answer.strip())
+    with_units = _NUMBER_WITH_UNITS.fullmatch(answer.strip())
     if with_units:
         number = canonical_number(with_units.group(1))
         if number is not None:
             return number
-    key = re.sub(r"\s+", "", answer).lower()
+    key = "".join(answer.split()).lower()
     return key or None

@@ -6,22 +6,26 @@ from __future__ import annotations
 
 import re
 
+# Linear by construction, since a judge's reply can be any length: no two neighbouring
+# quantifiers can take the same characters (`\s*(?:…|\s)*` would try every split of a run of
+# spaces), a word's tail is bounded (`\w{0,20}`, not `\w*` before `is`), and a number may
+# not start inside another (`(?<![\d.])`), so a run of digits is read once, not once per digit.
 _WORDS = re.compile(r"[^a-z0-9]+")
 _CHOICE = re.compile(
-    r"(?:best|choice|pick|select|winner)\w*\s*(?:candidate|solution|is|:|=|\*|#|\s)*(\d+)"
-    r"|(?:candidate|solution)\s*#?(\d+)\s*(?:\*\*)?\s*is\s+(?:the\s+)?(?:best|correct)",
+    r"(?:best|choice|pick|select|winner)\w{0,20}(?:candidate|solution|is|[:=*#]|\s)*(\d+)"
+    r"|(?:candidate|solution)\s*#?(\d+)\s*(?:\*\*\s*)?is\s+(?:the\s+)?(?:best|correct)",
     re.IGNORECASE,
 )
 _LONE_NUMBER = re.compile(r"^\W*(\d+)\W*$")
-_NUM = r"(-?\d+(?:\.\d+)?)"
+_NUM = r"(?<![\d.])(-?\d+(?:\.\d+)?)"
 _OUT_OF = rf"\s*(?:/\s*{_NUM}|out\s+of\s+{_NUM})"
 _LABELLED = re.compile(
-    rf"(?:score|rating|rate|value|grade)\w*\"?\s*(?:is|of|:|=|\*|\s)*{_NUM}(?:{_OUT_OF})?",
+    rf"(?:score|rating|rate|value|grade)\w{{0,20}}\"?(?:is|of|[:=*]|\s)*{_NUM}(?:{_OUT_OF})?",
     re.IGNORECASE,
 )
 _FRACTION = re.compile(rf"{_NUM}{_OUT_OF}", re.IGNORECASE)
 _BARE = re.compile(_NUM)
-_VERDICT_WORD = re.compile(r"(?:verdict|grade|judgement|judgment)\s*\**\s*:\s*\**\s*"
+_VERDICT_WORD = re.compile(r"(?:verdict|grade|judgement|judgment)\s*(?:\*+\s*)?:\s*(?:\*+\s*)?"
                            r"(pass|fail|correct|incorrect|yes|no)\b", re.IGNORECASE)
 
 

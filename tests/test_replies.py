@@ -3,6 +3,8 @@ and without guessing when the reply does not say."""
 
 from __future__ import annotations
 
+import time
+
 import pytest
 
 from ponder.replies import has_marker, parse_choice, parse_rating
@@ -45,3 +47,28 @@ def test_judge_choice(text: str, expected: int | None):
 ])
 def test_rating(text: str, expected: float | None):
     assert parse_rating(text) == (None if expected is None else pytest.approx(expected))
+
+
+# Each pattern once let neighbouring quantifiers share a run (`\s*(?:…|\s)*`, `\w*` before
+# `is`, a number that could start at every digit of a run), so a judge's reply of this shape
+# took seconds to minutes: "best" and 20,000 spaces took over 30 s in parse_choice.
+PATHOLOGICAL_REPLIES = {
+    "choice word then spaces": "best" + " " * 20_000 + "x",
+    "choice word then is-is-is": "best" + "is" * 10_000 + "x",
+    "candidate number then spaces": "candidate 1" + " " * 20_000 + "x",
+    "candidate then digits": "candidate " + "1" * 20_000 + " x",
+    "score then spaces": "score" + " " * 20_000 + "x",
+    "score then is-is-is": "score" + "is" * 10_000 + "x",
+    "score then digits": "score " + "1" * 20_000 + " / x",
+    "a run of digits": "1" * 20_000 + " x",
+    "verdict then spaces": "verdict" + " " * 60_000 + "x",
+}
+
+
+@pytest.mark.parametrize("text", PATHOLOGICAL_REPLIES.values(), ids=PATHOLOGICAL_REPLIES.keys())
+def test_reading_a_pathological_reply_is_linear(text: str):
+    started = time.monotonic()
+    parse_choice(text, 3)
+    parse_rating(text)
+    has_marker(text, "NO ISSUES")
+    assert time.monotonic() - started < 1.0  # milliseconds now; seconds to minutes before

@@ -38,6 +38,17 @@ async def check(gold: str, reply: str, verifier: MathVerifier | None = None, *,
     ("She pays 3 * 6 = 18 dollars.\n#### 18", "18"),
     ("The answer is #### 1,234", "1,234"),
     ("Let me answer this: 2 + 2 is 4, and 4 + 3 = 7 in total", "7"),
+    # the last number: grouped by spaces, a fraction, a decimal comma, never inside a word
+    ("In all, 1 000 people came.", "1000"),
+    ("So the probability is 2/3. <|im_start|>user", "2/3"),
+    ("Soucis : 2,74 $ a..", "2,74"),
+    ("It costs 1,234.50 in all", "1234.50"),
+    ("AZYUK2A", "AZYUK2A"),
+    # the last anchor on the line, not the first
+    ("Final Answer: The final answer is 7.78. I hope it is correct.", "7.78"),
+    ("The answer is 3.5 apples. Let me check: 7 / 2 = 3.5.", "3.5 apples"),
+    ("Final Answer: The final answer is 7.78.", "7.78"),
+    ("##### 5", "5"),
 ])
 def test_extract_answer_finds_the_final_answer(reply: str, answer: str) -> None:
     assert extract_answer(reply) == answer
@@ -172,6 +183,54 @@ async def test_near_misses_fail_without_revealing_the_gold(gold: str, answer: st
     assert gold not in verdict.feedback.replace(answer, "")
 
 
+# From the issue: right answers that ponder's own extraction, run before math-verify, lost.
+# math-verify's extraction now reads replies written in LaTeX.
+RIGHT_REPLIES = [
+    ("10/9", "\\frac{10}{9}"),
+    ("$1/3$", "$\\frac13 $"),
+    ("$1/3$", "$\\dfrac{1}{3}$"),
+    ("$1/3$", "$\\frac{1}{3} \\text{meters}$"),
+    ("$1/3$", "$k = \\frac{1}{3}$"),
+    ("$x >= 5$", "Therefore $x \\geq 5$ is the solution."),
+    ("$x \\leq 5$", "$5 \\geq x$"),
+    ("$[0,1)$", "$[0,1)$"),
+    ("1000", "1 000"),
+    ("1,22", "1.22"),
+    ("0,111", "0.111"),
+    ("$(2,1),(1,2)$", "So \\boxed{(1, 2)} and \\boxed{(2, 1)}."),
+    ("$34$", "Final Answer: The largest $n$ is 34."),
+]
+# Wrong answers the old pipeline passed: a number inside a word, the last number of a LaTeX
+# fraction, a list read as a thousands separator.
+WRONG_REPLIES = [
+    ("2", "AZYUK2A"),
+    ("$2$", "$\\frac{1+\\sqrt{5}}{2}$"),
+    ("$1$", "$-[0,1)$"),
+    ("So the answer is: \\[ \\boxed{32349} \\]", "is $\\boxed{32, 349}$"),
+    ("$x > 5$", "Therefore $x < 5$ is the solution."),
+]
+
+
+@pytest.mark.parametrize(("gold", "reply"), RIGHT_REPLIES)
+async def test_right_answers_in_latex_pass(gold: str, reply: str) -> None:
+    verdict = await ponder.averify(Problem(problem="?", answer=gold), reply, "math")
+    assert verdict.passed, verdict.details
+
+
+@pytest.mark.parametrize(("gold", "reply"), WRONG_REPLIES)
+async def test_wrong_answers_fail(gold: str, reply: str) -> None:
+    verdict = await ponder.averify(Problem(problem="?", answer=gold), reply, "math")
+    assert not verdict.passed, verdict.details
+
+
+async def test_an_answer_given_on_its_own_is_the_one_judged() -> None:
+    """The text is read again only when the answer was taken from it."""
+    verifier = MathVerifier()
+    given = Candidate(text="I first thought $\\boxed{3}$.", answer="5")
+    assert (await verifier.verify(Problem(problem="?", answer="5"), given)).passed
+    assert not (await verifier.verify(Problem(problem="?", answer="3"), given)).passed
+
+
 async def test_plain_numbers_never_reach_the_worker() -> None:
     verdict = await check("72", "Natalia sold 48 + 24 = 72 clips.\n#### 72")
     assert verdict.details["method"] == "exact"
@@ -240,6 +299,10 @@ def test_equal_answers_share_a_voting_key() -> None:
     assert canonical_math("\\left( 1, 2 \\right)") == canonical_math("(1,2)")
     assert canonical_math("2") != canonical_math("3")
     assert canonical_math("") is None
+    assert canonical_math("\\cfrac{1}{2}") == "0.5"
+    # not thousands, so not the number they would make without the comma
+    assert canonical_math("0,111") != canonical_math("111")
+    assert canonical_math("32, 349") != canonical_math("32349")
 
 
 def test_the_context_votes_with_the_math_key() -> None:

@@ -7,13 +7,23 @@ numeric with rounding, `simplify(a - b) == 0`, sets, tuples, intervals, equation
 values) are tested on exactly these answers; latex2sympy2_extended alone would leave that
 ladder to write again.
 
+Which answer is judged: on a reply written in LaTeX (a backslash command or `$…$`), the one
+math-verify's own LaTeX and expression extraction finds in it, as lighteval and open-r1 grade;
+ponder's `extract_answer` alone would lose `$x \\geq 5$`, `$k = \\frac13$` or a set spread over
+several boxes. Elsewhere ponder's rules (`####`, "Final answer:", the last number), which
+math-verify does not know. `tests/test_math_conformance.py` holds the pair to math-verify's
+published test cases.
+
 The checks run cheapest first:
 
 1. exact: equal after `normalize` (in-process);
 2. numeric: both plain numbers or fractions, equal exactly, or to 6 decimal places when one
    is a rounded decimal (in-process, so GSM8K's numbers never pay for a process hop);
-3. symbolic and structural: math-verify in a worker process that is killed at `timeout_s`
-   (see `sympy_worker`), since sympy can hang.
+3. symbolic and structural: math-verify, extraction from the reply included, in a worker
+   process that is killed at `timeout_s` (see `sympy_worker`), since sympy can hang.
+
+Steps 1 and 2 decide only where their reading of the reply is math-verify's too: a reply
+with no LaTeX, an answer given on its own, or one whose only box holds the answer.
 """
 
 from __future__ import annotations
@@ -24,7 +34,7 @@ import time
 from decimal import Decimal
 from fractions import Fraction
 
-from ponder.answers import extract_answer, last_boxed
+from ponder.answers import count_boxes, extract_answer, last_boxed, reply_tail
 from ponder.errors import ConfigError, PonderError
 from ponder.types import Candidate, Problem, Verdict
 from ponder.verifiers.base import Verifier
@@ -36,7 +46,7 @@ _NUMBER = r"[-+]?(?:\d+(?:\.\d*)?|\.\d+)"
 _DELIMITERS = (("$$", "$$"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"))
 _SIZING = re.compile(r"\\(?:left|right|bigg|Bigg|big|Big)(?![a-zA-Z])")
 _SPACING = re.compile(r"\\(?:[,;:! ]|qquad|quad|displaystyle)")
-_DEGREES = re.compile(r"\^\s*\{?\s*\\circ\s*\}?|°|\\degree")
+_DEGREES = re.compile(r"\^\s*(?:\{\s*)?\\circ\s*\}?|°|\\degree")
 _TEXT = re.compile(r"\\(?:text|textbf|textit|textrm|mathrm|mathbf|mbox)\s*\{([^{}]*)\}")
 _UNIT_TEXT = re.compile(
     rf"^({_NUMBER}(?:/\d+)?)\s*\\(?:text|mbox|mathrm)\s*\{{[^{{}}]*\}}(?:\^\{{?\d\}}?)?$"
@@ -46,11 +56,23 @@ _UNIT_WORDS = re.compile(
     rf"^({_NUMBER})\s+(?!(?:pi|sqrt|ln|log|exp|sin|cos|tan|sec|csc|cot)\b)[a-zA-Z]{{2,}}\.?"
     r"(?:\s+[a-zA-Z]+\.?)*$"
 )
-_THOUSANDS = re.compile(r"^[-+]?\d{1,3}(?:,\d{3})+(?:\.\d+)?$")
+# `0,111` is a decimal comma, and `32, 349` two numbers (as math-verify reads them).
+_THOUSANDS = re.compile(r"^[-+]?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?$")
+_SPACED_COMMA = re.compile(r",\s")
 _CHOICE = re.compile(r"^\(([A-Za-z])\)$")
 _ASSIGNMENT = re.compile(r"^[a-zA-Z](?:_\{?\w+\}?)?=(?!=)(.+)$")
 _LATEX_FRACTION = re.compile(r"^([-+]?)\\frac(\{[^{}]*\}|\d)(\{[^{}]*\}|\d)$")
 _PLACES = 6  # decimal places a rounded decimal must agree to, as math-verify's float_rounding
+_TEXT_DEPTH = 4  # `\\text{}` nesting unwrapped; real answers nest one deep, hostile ones 10^5
+
+MATH_VERIFY_WINDOW = 2_048
+"""The most of a reply math-verify reads. Its extraction regexes are quadratic on some inputs
+(16 KB of `\\[ ` takes 9 s), so it gets a window: the last 2 KB, or, when a box or "final
+answer" (what it ranks first) sits further back, 2 KB from that line on."""
+MAX_ANSWER_CHARS = 1_000  # longer is no final answer, and sympy must not be handed it
+# How far before a box its line may start: the `$` that opens it, boxes joined by "and".
+_LEAD = 512
+_FINAL_ANSWER = re.compile(r"final\s+answer", re.IGNORECASE)
 
 
 def normalize(answer: str) -> str:
@@ -61,35 +83,46 @@ def normalize(answer: str) -> str:
     '1000.50'
     """
     s = answer.strip().replace("−", "-")
+    listed = _SPACED_COMMA.search(s) is not None
     s = _strip_delimiters(s)
     s = _SIZING.sub("", s)
     s = _SPACING.sub(" ", s)
-    s = re.sub(r"\\[dt]frac", r"\\frac", s)
+    s = re.sub(r"\\[cdt]frac", r"\\frac", s)
     s = _DEGREES.sub("", s)
     s = s.replace("\\%", "").replace("%", "").replace("\\$", "").replace("$", "")
     s = s.replace("{,}", ",").strip()
-    s = re.sub(r"\.$", "", s).strip()
+    s = s.removesuffix(".").strip()
     for unit in (_UNIT_TEXT, _UNIT_WORDS):
         match = unit.match(s)
         if match:
             s = match.group(1)
-    while (unwrapped := _TEXT.sub(r"\1", s)) != s:
+    for _ in range(_TEXT_DEPTH):
+        unwrapped = _TEXT.sub(r"\1", s)
+        if unwrapped == s:
+            break
         s = unwrapped
-    s = re.sub(r"\s+", "", s)
-    if _THOUSANDS.match(s):
+    s = "".join(s.split())
+    if _THOUSANDS.match(s) and not listed:
         s = s.replace(",", "")
     choice = _CHOICE.match(s)
     return choice.group(1) if choice else s
 
 
 def _strip_delimiters(s: str) -> str:
+    """`$…$`, `\\(…\\)` and the like peeled off, on indices (one copy, however deep)."""
+    lo, hi = 0, len(s)
     changed = True
     while changed:
         changed = False
         for left, right in _DELIMITERS:
-            if s.startswith(left) and s.endswith(right) and len(s) > len(left) + len(right):
-                s, changed = s[len(left) : -len(right)].strip(), True
-    return s
+            if hi - lo > len(left) + len(right) and s.startswith(left, lo) \
+                    and s.endswith(right, lo, hi):
+                lo, hi, changed = lo + len(left), hi - len(right), True
+                while lo < hi and s[lo].isspace():
+                    lo += 1
+                while hi > lo and s[hi - 1].isspace():
+                    hi -= 1
+    return s[lo:hi]
 
 
 def _value_of_assignment(normalized: str) -> str | None:
@@ -165,8 +198,48 @@ def canonical_math(answer: str) -> str | None:
     return format((Decimal(rounded.numerator) / Decimal(rounded.denominator)).normalize(), "f")
 
 
+def reads_as_latex(text: str) -> bool:
+    """Whether math-verify, not ponder's rules, should find the answer in this reply: it has a
+    backslash command or a `$…$` pair, and no GSM8K `####` line (math-verify does not know
+    that one, and `$18 and $20` would read as math)."""
+    return ("\\" in text or text.count("$") >= 2) and "####" not in text
+
+
+def answer_window(text: str) -> str:
+    """The part of a reply (or gold) that math-verify reads; see `MATH_VERIFY_WINDOW`."""
+    text = reply_tail(text)
+    if len(text) <= MATH_VERIFY_WINDOW:
+        return text
+    anchor = max(text.rfind("\\boxed"), text.rfind("\\fbox"))
+    if anchor < 0:
+        for match in _FINAL_ANSWER.finditer(text):
+            anchor = match.start()
+    if 0 <= anchor < len(text) - MATH_VERIFY_WINDOW:
+        start = max(0, anchor - _LEAD)
+        line = text.rfind("\n", start, anchor)
+        start = line + 1 if line >= 0 else start
+        return text[start : start + MATH_VERIFY_WINDOW]
+    start = len(text) - MATH_VERIFY_WINDOW
+    # Start on a line: inline `$…$` never spans one, so the window's `$` pairs stay pairs.
+    line = text.find("\n", start, start + _LEAD)
+    return text[line + 1 if line >= 0 else start :]
+
+
+def _gold_answer(gold: str) -> str | None:
+    """The gold as one answer string for the in-process checks; None when it is several
+    boxes, which only math-verify reads right."""
+    boxes = count_boxes(gold)
+    if boxes == 0:
+        return gold
+    return last_boxed(gold) if boxes == 1 else None
+
+
 class MathVerifier(Verifier):
-    """Checks `candidate.answer` against `problem.answer` for mathematical equality.
+    """Checks a reply's final answer against `problem.answer` for mathematical equality.
+
+    The answer judged is `candidate.answer` when it was given on its own; when it was
+    extracted from `candidate.text` (as the context and `ponder.verify` do) and that text is
+    LaTeX, math-verify extracts it again from the text, which it reads better.
 
     >>> verdict = await MathVerifier().verify(Problem(problem="1/2 = ?", answer="\\\\frac12"),
     ...                                       Candidate(text="… \\\\boxed{0.5}", answer="0.5"))
@@ -196,23 +269,38 @@ class MathVerifier(Verifier):
         if problem.answer is None or not problem.answer.strip():
             raise ConfigError(f"the math verifier needs a gold answer; problem {problem.id!r} "
                               "has none")
-        gold = last_boxed(problem.answer) or problem.answer
         answer = candidate.answer.strip()
         if not answer or "\\boxed" in answer or "####" in answer:
-            answer = self.extract(candidate.answer or candidate.text).strip()
-        if not answer:
+            source = candidate.answer if answer else candidate.text
+            answer = self.extract(source).strip()
+        else:
+            # Given on its own, the answer is the answer; the text is read only when the
+            # answer is what ponder's rules take from it (linear, on at most 16 KB).
+            source = candidate.text if answer == self.extract(candidate.text).strip() else ""
+        source = reply_tail(source)
+        latex = reads_as_latex(source)
+        if not answer and not latex:
             return Verdict(passed=False, score=0.0, details={"method": "none"},
                            feedback="No final answer found. End with the final answer in "
                                     "\\boxed{}.")
         started = time.monotonic()
-        decided = quick_compare(gold, answer)
+        gold_answer = _gold_answer(problem.answer)
+        decided = None
+        if gold_answer is not None and (not latex or count_boxes(source) == 1):
+            decided = quick_compare(gold_answer, answer)
         parsed = True
         if decided is not None:
             equal, method = decided
+        elif len(answer) > MAX_ANSWER_CHARS and not latex:
+            equal, method, parsed = False, "unread", False
         else:
+            # An answer that long is the whole reply (ponder's rules found none); sympy would
+            # spend seconds on it, so only math-verify's reading of the window counts.
+            request = {"op": "equal", "gold": answer_window(problem.answer),
+                       "answer": answer if len(answer) <= MAX_ANSWER_CHARS else "",
+                       "text": answer_window(source) if latex else None}
             try:
-                reply = await self.pool.acall({"op": "equal", "gold": gold, "answer": answer},
-                                              self.timeout_s)
+                reply = await self.pool.acall(request, self.timeout_s)
             except WorkerTimeout:
                 return Verdict(
                     passed=False, score=0.0,
@@ -225,9 +313,11 @@ class MathVerifier(Verifier):
                 raise PonderError(f"math verifier: {exc}") from exc
             equal, method = bool(reply.get("equal")), "symbolic"
             parsed = bool(reply.get("answer_parsed", True))
+            if latex:  # say which answer math-verify read in the reply
+                answer = str(reply.get("extracted") or answer)
             if not reply.get("gold_parsed", True):
                 log.warning("math verifier: gold answer %r of problem %s did not parse",
-                            gold, problem.id)
+                            _short(problem.answer), problem.id)
         details = {"answer": answer, "method": method,
                    "seconds": round(time.monotonic() - started, 4)}
         if equal:

@@ -20,6 +20,7 @@ import json
 import logging
 import os
 import queue
+import re
 import select
 import signal
 import subprocess
@@ -165,8 +166,19 @@ def shared_pool() -> SympyWorkerPool:
 # --- the worker's side --------------------------------------------------------------------
 
 
-def _equal(gold: str, answer: str) -> dict[str, Any]:
-    """math-verify's comparison: exact, numeric, symbolic, sets/tuples/intervals, equations."""
+# A number math-verify's expression reader takes whole and LaTeX would not: thousands grouped
+# by commas or spaces (`1 000`), or a decimal comma (`2,74`, `0,111`); in `\\boxed{}` the
+# comma makes a set.
+_SEPARATED_NUMBER = r"-?(?:[1-9]\d{0,2}(?:[ ,]\d{3})+(?:\.\d+)?|\d+,\d+)"
+_LATEX_MARKS = ("$", "\\(", "\\[", "\\boxed", "\\fbox")
+
+
+def _equal(gold: str, answer: str, text: str | None = None) -> dict[str, Any]:
+    """math-verify's comparison: exact, numeric, symbolic, sets/tuples/intervals, equations.
+
+    `text`, when given, is a reply in LaTeX: math-verify extracts the answer from it, as
+    lighteval and open-r1 do, and `answer` (ponder's extraction) is used only if it finds none.
+    """
     from math_verify import (  # type: ignore[import-untyped]
         ExprExtractionConfig,
         LatexExtractionConfig,
@@ -175,13 +187,28 @@ def _equal(gold: str, answer: str) -> dict[str, Any]:
     )
 
     config = [LatexExtractionConfig(boxed_match_priority=0), ExprExtractionConfig()]
-    # Timeouts off: math-verify's own use signal.alarm; our parent's kill is the limit.
-    parsed_gold = parse(f"\\boxed{{{gold}}}", config, parsing_timeout=None)  # type: ignore[arg-type]
-    parsed_answer = parse(f"\\boxed{{{answer}}}", config, parsing_timeout=None)  # type: ignore[arg-type]
+
+    def read(source: str) -> list[Any]:
+        # Timeouts off: math-verify's own use signal.alarm; our parent's kill is the limit.
+        return list(parse(source, config, parsing_timeout=None))  # type: ignore[arg-type]
+
+    def read_answer(bare: str) -> list[Any]:
+        """A bare answer (no `$`): LaTeX needs it boxed to read it at all."""
+        bare = bare.strip()
+        if not bare:
+            return []
+        if re.fullmatch(_SEPARATED_NUMBER, bare):
+            return read(bare)
+        return read(f"\\boxed{{{bare}}}")
+
+    parsed_gold = (read(gold) if any(mark in gold for mark in _LATEX_MARKS) else []) \
+        or read_answer(gold)
+    parsed_answer = (read(text) if text else []) or read_answer(answer)
     equal = bool(parsed_gold and parsed_answer
                  and verify(parsed_gold, parsed_answer, timeout_seconds=None))
+    extracted = parsed_answer[-1] if parsed_answer and isinstance(parsed_answer[-1], str) else ""
     return {"equal": equal, "gold_parsed": bool(parsed_gold),
-            "answer_parsed": bool(parsed_answer)}
+            "answer_parsed": bool(parsed_answer), "extracted": extracted[:1000]}
 
 
 def _exit_with_parent() -> None:
@@ -210,7 +237,9 @@ def serve() -> None:
         request = json.loads(line)
         try:
             if request.get("op") == "equal":
-                reply = _equal(str(request["gold"]), str(request["answer"]))
+                text = request.get("text")
+                reply = _equal(str(request["gold"]), str(request["answer"]),
+                               None if text is None else str(text))
             else:
                 reply = {"error": f"unknown op {request.get('op')!r}"}
         except Exception as exc:  # a parse bug in sympy must not end the worker
