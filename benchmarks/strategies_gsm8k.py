@@ -39,6 +39,7 @@ RESULTS = Path(__file__).resolve().parent / "results"
 # Label → (strategy, params). Sampling strategies use temperature 0.7, `single` is greedy.
 RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "single": ("single", {"temperature": 0.0}),
+    "single_few_shot": ("single", {"temperature": 0.0, "few_shot": True}),
     "best_of_n": ("best_of_n", {"n": 5, "temperature": 0.7}),
     "best_of_n_adaptive": ("best_of_n", {"n": 5, "temperature": 0.7, "adaptive": True,
                                          "min_samples": 3, "batch_size": 1, "agreement": 0.7}),
@@ -53,6 +54,10 @@ RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "program": ("program", {"temperature": 0.0}),
     "program_zero_shot": ("program", {"temperature": 0.0, "few_shot": False}),
     "program_n5": ("program", {"n": 5, "temperature": 0.7}),
+    "program_n5_adaptive": ("program", {"n": 5, "temperature": 0.7, "adaptive": True,
+                                        "min_samples": 3, "batch_size": 1, "agreement": 0.7}),
+    "best_of_n_confidence": ("best_of_n", {"n": 5, "temperature": 0.7,
+                                           "selector": "confidence", "keep": 0.6}),
 }
 DEFAULT = ["single", "best_of_n", "best_of_n_adaptive", "self_refine", "ice", "tree_search"]
 STEP_TOKENS = 160  # tree_search's max_tokens is per step, not per solution

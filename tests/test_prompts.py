@@ -128,3 +128,14 @@ async def test_gold_fields_never_reach_a_prompt(strategy: str):
     prompts = " ".join(m.content for r in backend.requests for m in r["messages"])
     assert "What is 4 + 4?" in prompts
     assert "GOLD" not in prompts
+
+
+@pytest.mark.parametrize("name", ["single/answer", "program/write"])
+def test_few_shot_examples_appear_only_when_asked(name: str) -> None:
+    prompts = PromptLibrary()
+    with_examples = prompts.render(name, problem="What is 17 * 23?", entry_point=None,
+                                   few_shot=True)[-1].content
+    without = prompts.render(name, problem="What is 17 * 23?", entry_point=None,
+                             few_shot=False)[-1].content
+    assert "Here are examples" in with_examples and "Here are examples" not in without
+    assert "What is 17 * 23?" in with_examples and "What is 17 * 23?" in without
