@@ -18,6 +18,7 @@ from ponder.tracing import JsonlTraceWriter
 from ponder.types import (
     Candidate,
     Completion,
+    Confidence,
     Message,
     Outcome,
     Problem,
@@ -47,6 +48,7 @@ __all__ = [
     "BudgetExhausted",
     "Candidate",
     "Completion",
+    "Confidence",
     "ConfigError",
     "Context",
     "JsonlTraceWriter",

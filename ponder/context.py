@@ -23,6 +23,7 @@ from ponder.types import (
     STOP_REASONS,
     Candidate,
     Completion,
+    Confidence,
     Execution,
     Message,
     Outcome,
@@ -213,17 +214,20 @@ class Context:
     # -- candidates and verification -----------------------------------------------------------
 
     def candidate(self, text: str, *, source: str = "", usage: Usage | None = None,
-                  answer: str | None = None) -> Candidate:
+                  answer: str | None = None, confidence: Confidence | None = None) -> Candidate:
         """A candidate from reply text, with its answer extracted (code for coding problems)
         unless the strategy knows it (what a program printed)."""
         if answer is None:
             answer = self.verifier.extract(text) if self.verifier else extract_answer(text)
-        cand = Candidate(text=text, answer=answer, source=source, usage=usage or Usage())
+        cand = Candidate(text=text, answer=answer, source=source, usage=usage or Usage(),
+                         confidence=confidence)
         self.seen.append(cand)
         return cand
 
     def candidates(self, completions: Sequence[Completion], *, source: str = "") -> list[Candidate]:
-        return [self.candidate(c.text, source=source, usage=c.usage) for c in completions]
+        """One candidate per completion, with its usage and confidence."""
+        return [self.candidate(c.text, source=source, usage=c.usage, confidence=c.confidence)
+                for c in completions]
 
     async def verify(self, candidate: Candidate) -> Verdict | None:
         """Judge `candidate` with the problem's verifier (None when there is none) and keep the

@@ -41,14 +41,40 @@ class Usage(BaseModel):
         )
 
 
+class Confidence(BaseModel):
+    """How sure the model was of one reply, from its token log-probabilities (DeepConf, Fu et
+    al. 2025), as `ponder.confidence.summarize` makes it. Only this summary is kept: the
+    per-token lists would swell every trace.
+
+    A token's confidence, with `measure` "top_k", is minus the mean log-prob of the k most
+    likely tokens at its position (DeepConf's: a peaked distribution scores high); with
+    "sampled", where the server gave only the chosen token's log-prob, that log-prob itself.
+    Higher is surer under both, but their scales differ, so only summaries of one measure
+    are compared.
+    """
+
+    model_config = ConfigDict(frozen=True)
+
+    measure: Literal["top_k", "sampled"]
+    tokens: int = Field(ge=1, description="tokens the summary covers")
+    window: int = Field(ge=1, description="tokens per group for `lowest_group`")
+    mean_logprob: float = Field(le=0.0, description="mean log-prob of the sampled tokens")
+    mean: float = Field(description="mean token confidence")
+    lowest_group: float = Field(
+        description="lowest mean token confidence over `window` consecutive tokens (the "
+                    "whole reply when shorter): DeepConf's lowest group confidence")
+
+
 class Completion(BaseModel):
-    """One sampled reply from a backend, with the usage it cost."""
+    """One sampled reply from a backend, with the usage it cost, and how sure the model was of
+    it where the backend returned token log-probabilities."""
 
     text: str
     finish_reason: str | None = None
     usage: Usage = Field(default_factory=Usage)
     retries: int = 0
     truncated: bool = False  # ponder cut a reply longer than its max_tokens could be
+    confidence: Confidence | None = None
 
 
 class Problem(BaseModel):
@@ -105,6 +131,7 @@ class Candidate(BaseModel):
     verdict: Verdict | None = None
     usage: Usage = Field(default_factory=Usage)
     source: str = ""  # which step or agent produced it
+    confidence: Confidence | None = None  # its reply's, where the backend gave log-probs
 
     @property
     def score(self) -> float:

@@ -12,6 +12,7 @@ from hypothesis import strategies as st
 
 import ponder
 from ponder import Budget, ScriptedBackend
+from ponder.types import Confidence
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -37,6 +38,13 @@ PARAMS = {
         "selector": st.sampled_from(["auto", "vote", "judge"]),
         "min_samples": st.integers(1, 4), "batch_size": st.integers(1, 3),
     }),
+    "best_of_n:confidence": st.fixed_dictionaries({
+        "selector": st.just("confidence"), "n": st.integers(1, 6), "adaptive": st.booleans(),
+        "keep": st.sampled_from([0.1, 0.5, 1.0]),
+        "confidence_metric": st.sampled_from(["lowest_group", "mean"]),
+        "min_samples": st.integers(1, 4), "batch_size": st.integers(1, 3),
+        "agreement": st.sampled_from([0.5, 0.7, 1.0]),
+    }),
     "ice": st.fixed_dictionaries({"agents": st.integers(1, 4), "max_rounds": st.integers(0, 3),
                                   "agreement": st.sampled_from([0.5, 1.0])}),
     "tree_search": st.fixed_dictionaries({
@@ -53,21 +61,34 @@ PARAMS = {
 }
 
 
-def cycling(texts: Sequence[str]) -> ScriptedBackend:
+def cycling(texts: Sequence[str], confidence: str = "none") -> ScriptedBackend:
+    """Replies in turn; `confidence` "all" gives each a confidence from its length, "some"
+    leaves out every reply of an odd number of words (a server's log-probs half missing)."""
     items = itertools.cycle(texts)
-    return ScriptedBackend(lambda messages: next(items) if texts else "")
+
+    def sureness(text: str) -> Confidence | None:
+        words = len(text.split())
+        if confidence == "none" or (confidence == "some" and words % 2):
+            return None
+        return Confidence(measure="top_k", tokens=max(words, 1), window=32, mean_logprob=-0.1,
+                          mean=1.0 + words % 7, lowest_group=1.0 + words % 5)
+
+    return ScriptedBackend(lambda messages: next(items) if texts else "", confidence=sureness)
 
 
 @pytest.mark.parametrize("case", sorted(PARAMS))
 @SETTINGS
 @given(data=st.data())
 def test_a_strategy_never_overspends(case: str, data: st.DataObject) -> None:
-    strategy = case.partition(":")[0]  # "tree_search:mcts" is tree_search in another mode
+    # "tree_search:mcts" is tree_search in another mode, "best_of_n:confidence" best_of_n
+    strategy = case.partition(":")[0]
     budget = data.draw(budgets, label="budget")
     texts = data.draw(replies, label="replies")
     params = data.draw(PARAMS[case], label="params")
     native = data.draw(st.booleans(), label="native_n")
-    backend = cycling(texts)
+    confidence = data.draw(st.sampled_from(["none", "some", "all"]), label="confidence") \
+        if case == "best_of_n:confidence" else "none"
+    backend = cycling(texts, confidence)
     backend.native_n = native
     result = ponder.solve("What is 3 + 4?", strategy=strategy, backend=backend, budget=budget,
                           **params)
@@ -76,4 +97,10 @@ def test_a_strategy_never_overspends(case: str, data: st.DataObject) -> None:
     assert result.error is None
     if result.answer is None:  # nothing at all fitted: the result must say so
         assert result.budget_exhausted
+    if case == "best_of_n:confidence" and result.info.get("samples"):
+        said = result.info["confidence"]  # weighed, or why not: never silently the plain vote
+        assert isinstance(said, dict) or said.startswith("unavailable: ")
+        assert confidence != "none" or isinstance(said, str)
+        notes = [e for e in result.trace if e.step == "confidence_unavailable"]
+        assert len(notes) == isinstance(said, str)
 

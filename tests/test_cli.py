@@ -105,7 +105,8 @@ def test_params_are_parsed_as_json_and_reach_the_model(
                         checks, "--quiet")
     assert code == 0
     assert {(b["max_tokens"], b["temperature"]) for b in server.received} == {(33, 0.5)}
-    assert read_results(tmp_path / "r.jsonl")[0].params == {"max_tokens": 33, "temperature": 0.5}
+    assert read_results(tmp_path / "r.jsonl")[0].params == {"max_tokens": 33, "temperature": 0.5,
+                                                             "few_shot": False}
 
 
 def test_a_bad_param_is_refused_with_the_valid_ones(

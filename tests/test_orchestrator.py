@@ -61,7 +61,7 @@ async def test_each_result_is_on_disk_before_the_next_step(tmp_path: Path) -> No
     assert [r.id for r in rows] == [r.id for r in results]
     assert all(r.trace == [] for r in rows)  # the trace goes to its own file
     assert rows[0].usage.calls == 1 and rows[0].strategy == "single"
-    assert rows[0].params == {"max_tokens": 64, "temperature": 0.0}
+    assert rows[0].params == {"max_tokens": 64, "temperature": 0.0, "few_shot": False}
 
 
 async def test_no_more_than_concurrency_problems_are_in_flight() -> None:

@@ -158,3 +158,9 @@ async def test_adaptive_out_of_budget_votes_over_what_it_has():
 async def test_unknown_parameters_are_refused_with_the_valid_ones():
     with pytest.raises(ConfigError, match=r"samples.*Valid parameters:.*n=5.*adaptive=False"):
         await ponder.asolve(PROBLEM, strategy="best_of_n", backend=ScriptedBackend(), samples=3)
+
+
+async def test_the_confidence_selector_checks_its_keep_share():
+    with pytest.raises(ConfigError, match="keep"):
+        await ponder.asolve(PROBLEM, strategy="best_of_n", backend=ScriptedBackend(),
+                            selector="confidence", keep=0)

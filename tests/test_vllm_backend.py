@@ -1,7 +1,8 @@
 """The in-process vLLM backend, against a stand-in `vllm` with vLLM's call shapes.
 
 No GPU here: `tests/vllm_standin/vllm` answers `LLM.chat` the way vLLM does (RequestOutput,
-CompletionOutput, prompt_token_ids, token_ids, finish_reason) with a whitespace tokenizer.
+CompletionOutput, prompt_token_ids, token_ids, finish_reason, and logprobs as one dict of token
+id → Logprob per token) with a whitespace tokenizer.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import pytest
 import ponder
 from ponder.backends.vllm import VLLMBackend
 from ponder.budget import Budget
+from ponder.confidence import TokenLogprobs, summarize
 from ponder.errors import BackendError, MissingDependency
 from ponder.testing import make_context
 from ponder.types import Message
@@ -156,3 +158,44 @@ async def test_a_vllm_backend_string_names_the_model(vllm: ModuleType) -> None:
     result = await ponder.asolve("Tom has 3 apples and buys 5 more.", backend="vllm:qwen-standin")
     assert result.error is None and result.usage.calls == 1
     assert result.trace[0].kind == "generate"
+
+
+async def test_log_probs_become_each_samples_confidence(vllm: ModuleType) -> None:
+    backend = VLLMBackend("qwen-standin", top_logprobs=2, confidence_window=4)
+    completions = await backend.generate(MESSAGES, n=3, max_tokens=64, temperature=0.8, seed=1)
+    ranked_low = 0
+    for completion in completions:
+        ids = backend.llm.get_tokenizer().encode(completion.text, False)  # type: ignore[union-attr]
+        positions = [vllm.position_logprobs(w, t, 2) for w, t in
+                     zip(completion.text.split(), ids, strict=True)]
+        # vLLM's shape: the top 2 and the sampled token, three entries where it ranks lower;
+        # only the top 2 count towards a token's confidence.
+        ranked_low += sum(len(p) == 3 for p in positions)
+        expected = summarize([TokenLogprobs(p[t].logprob,
+                                            [lp.logprob for lp in p.values() if lp.rank <= 2])
+                              for p, t in zip(positions, ids, strict=True)], window=4)
+        assert completion.confidence == expected
+        assert expected is not None and expected.measure == "top_k"
+        assert expected.tokens == completion.usage.completion_tokens
+    assert ranked_low > 0
+
+
+async def test_top_logprobs_reach_the_sampling_params(vllm: ModuleType) -> None:
+    sampled = VLLMBackend("qwen-standin", top_logprobs=0)
+    [reply] = await sampled.generate(MESSAGES, max_tokens=64)
+    assert reply.confidence is not None and reply.confidence.measure == "sampled"
+
+    off = VLLMBackend("qwen-standin", top_logprobs=None)
+    [reply] = await off.generate(MESSAGES, max_tokens=64)
+    assert reply.confidence is None
+
+    greedy = await VLLMBackend("qwen-standin").generate(MESSAGES, n=3, max_tokens=64)
+    assert greedy[0].confidence is not None
+    assert len({c.confidence for c in greedy}) == 1  # the copies are of one reply
+
+
+async def test_more_log_probs_than_the_engine_serves_is_a_backend_error(
+        vllm: ModuleType) -> None:
+    backend = VLLMBackend("qwen-standin", top_logprobs=21)
+    with pytest.raises(BackendError, match="greater than max allowed: 20"):
+        await backend.generate(MESSAGES, max_tokens=8)

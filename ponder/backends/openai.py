@@ -5,6 +5,10 @@ concurrent single-sample requests. At temperature 0 the `n` samples are one gree
 asked for once. 429, 5xx, timeouts, dropped connections and malformed
 replies are retried with bounded exponential backoff and jitter (a `Retry-After` header is
 honoured); 400, 401 and 404 fail at once with the server's own message (`openai_retry`).
+
+Each request asks for token log-probabilities (`logprobs`, `top_logprobs`), from which every
+completion gets its `Confidence`; a server that refuses them (a 400 or 422 naming logprobs) is
+asked again without, and never asked for them again.
 """
 
 from __future__ import annotations
@@ -20,11 +24,12 @@ from typing import Any
 import openai
 
 from ponder.backends.base import GREEDY_TEMPERATURE, greedy_copies
-from ponder.backends.openai_retry import MalformedReply, RetryPolicy
+from ponder.backends.openai_retry import MalformedReply, RetryPolicy, refuses_logprobs
+from ponder.confidence import DEFAULT_TOP_LOGPROBS, DEFAULT_WINDOW, TokenLogprobs, summarize
 from ponder.errors import BackendError
 from ponder.redact import redact_url, url_secrets
 from ponder.tokens import prompt_upper_bound
-from ponder.types import Completion, Message, Usage
+from ponder.types import Completion, Confidence, Message, Usage
 
 log = logging.getLogger(__name__)
 
@@ -39,6 +44,10 @@ class OpenAIBackend:
     honours `n` (None: learn it from the first reply to a request with n > 1).
     `max_in_flight` caps concurrent requests: a server that queues requests beyond its slots
     (llama.cpp) would otherwise let the queueing eat into each request's timeout.
+
+    `top_logprobs` is how many candidates' log-probs to ask for per token (0: the sampled
+    token's only; None: no log-probs at all); `confidence_window` is the group size for each
+    completion's `Confidence.lowest_group` (see `ponder.confidence`).
 
     >>> backend = OpenAIBackend(base_url="http://127.0.0.1:8000/v1", model="qwen")
     """
@@ -55,6 +64,8 @@ class OpenAIBackend:
         backoff_initial: float = 0.5,
         backoff_max: float = 8.0,
         max_in_flight: int | None = None,
+        top_logprobs: int | None = DEFAULT_TOP_LOGPROBS,
+        confidence_window: int = DEFAULT_WINDOW,
         name: str | None = None,
     ) -> None:
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
@@ -65,6 +76,10 @@ class OpenAIBackend:
                 f"timeout={timeout}, max_retries={max_retries}, backoff_initial="
                 f"{backoff_initial}, backoff_max={backoff_max}: timeout must be > 0, the rest >= 0"
             )
+        if (top_logprobs is not None and top_logprobs < 0) or confidence_window < 1:
+            raise BackendError(f"top_logprobs={top_logprobs}, confidence_window="
+                               f"{confidence_window}: top_logprobs must be None or >= 0, "
+                               f"confidence_window >= 1")
         self.base_url = base_url.rstrip("/")
         # What messages and names show: the URL with its user, password and key masked.
         self.shown_url = redact_url(self.base_url)
@@ -83,6 +98,9 @@ class OpenAIBackend:
             timeout=timeout,
         )
         self._native_n = native_n
+        # Set to None, for good, once the server refuses log-probs (as `_native_n` is learned).
+        self.top_logprobs = top_logprobs
+        self.confidence_window = confidence_window
         self._tokenize: str | None = None  # "vllm", "llama.cpp", or "none" once probed
         self._model_lock = asyncio.Lock()
 
@@ -217,13 +235,25 @@ class OpenAIBackend:
 
     async def _send(self, request: _Request, n: int, index: int) -> list[Completion]:
         """At most `n` completions; raises `BackendError` when the request fails for good."""
-        body = request.body(n, index)
+        top_logprobs = self.top_logprobs
+        window = self.confidence_window
 
-        async def call() -> _Reply:
-            return _Reply.parse(await self.client.chat.completions.create(**body))
+        async def call(body: dict[str, Any]) -> _Reply:
+            return _Reply.parse(await self.client.chat.completions.create(**body), window)
 
         async with self._slots or nullcontext():
-            reply, retries = await self._retry.run(call)
+            try:
+                reply, retries = await self._retry.run(
+                    lambda: call(request.body(n, index, top_logprobs)))
+            except BackendError as exc:
+                if top_logprobs is None or not refuses_logprobs(exc):
+                    raise
+                if self.top_logprobs is not None:
+                    log.warning("%s refuses token log-probabilities (%s); asking without them, "
+                                "so its completions carry no confidence", self.shown_url, exc)
+                    self.top_logprobs = None
+                reply, retries = await self._retry.run(lambda: call(request.body(n, index)))
+                retries += 1 + exc.retries  # the refused attempts were round trips too
         if reply.prompt_tokens is not None:
             return request.completions(reply, n, retries, prompt=reply.prompt_tokens,
                                        completion=reply.completion_tokens or 0, estimated=False)
@@ -246,15 +276,17 @@ class _Reply:
     reasons: list[str | None]
     prompt_tokens: int | None
     completion_tokens: int | None
+    confidences: list[Confidence | None]
 
     @classmethod
-    def parse(cls, response: Any) -> _Reply:
+    def parse(cls, response: Any, window: int = DEFAULT_WINDOW) -> _Reply:
         try:
             choices = list(response.choices or [])
             if not choices:
                 raise MalformedReply("reply has no choices")
             texts = [str((c.message.content if c.message else None) or "") for c in choices]
             reasons = [c.finish_reason for c in choices]
+            confidences = [_confidence(c, window) for c in choices]
             usage = getattr(response, "usage", None)
             prompt = getattr(usage, "prompt_tokens", None)
             completion = getattr(usage, "completion_tokens", None)
@@ -264,7 +296,23 @@ class _Reply:
             raise MalformedReply(f"usage.prompt_tokens is {prompt!r}")
         if completion is not None and not isinstance(completion, int):
             raise MalformedReply(f"usage.completion_tokens is {completion!r}")
-        return cls(texts, reasons, prompt, completion)
+        return cls(texts, reasons, prompt, completion, confidences)
+
+
+def _confidence(choice: Any, window: int) -> Confidence | None:
+    """A choice's confidence from its `logprobs.content` (OpenAI's shape: per token `logprob`
+    and `top_logprobs`); None when it has none. A log-probs section that is not as it should
+    be only costs the confidence, never the reply."""
+    content = getattr(getattr(choice, "logprobs", None), "content", None)
+    if not content:
+        return None
+    try:
+        tokens = [TokenLogprobs(float(item.logprob),
+                                tuple(float(t.logprob) for t in item.top_logprobs or ()))
+                  for item in content]
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return summarize(tokens, window=window)
 
 
 class _Request:
@@ -281,12 +329,16 @@ class _Request:
         self.stop = list(stop) if stop else None
         self.seed = seed
 
-    def body(self, n: int, index: int) -> dict[str, Any]:
-        """The request's arguments for `n` samples, as the `index`th of parallel requests."""
+    def body(self, n: int, index: int, top_logprobs: int | None = None) -> dict[str, Any]:
+        """The request's arguments for `n` samples, as the `index`th of parallel requests,
+        asking for `top_logprobs` candidates per token unless it is None."""
         body: dict[str, Any] = {
             "model": self.model, "messages": self.messages, "max_tokens": self.max_tokens,
             "temperature": self.temperature,
         }
+        if top_logprobs is not None:
+            body["logprobs"] = True
+            body["top_logprobs"] = top_logprobs
         if n > 1:
             body["n"] = n
         if self.stop:
@@ -305,12 +357,13 @@ class _Request:
         shares = [*shares[: keep - 1], sum(shares[keep - 1:])]
         return [
             Completion(
-                text=text, finish_reason=reason, retries=retries,
+                text=text, finish_reason=reason, retries=retries, confidence=confidence,
                 usage=Usage(prompt_tokens=prompt if i == 0 else 0, completion_tokens=share,
                             estimated=estimated),
             )
-            for i, (text, reason, share) in enumerate(
-                zip(reply.texts[:keep], reply.reasons[:keep], shares, strict=True))
+            for i, (text, reason, confidence, share) in enumerate(
+                zip(reply.texts[:keep], reply.reasons[:keep], reply.confidences[:keep], shares,
+                    strict=True))
         ]
 
 

@@ -137,6 +137,12 @@ def retry_after(response: Any) -> float | None:
     return None
 
 
+def refuses_logprobs(error: BackendError) -> bool:
+    """Whether a failed request was refused for asking for log-probabilities: a 400 (422 from
+    servers that validate with pydantic) whose message names them."""
+    return error.status in (400, 422) and "logprob" in str(error).lower()
+
+
 def server_message(exc: openai.APIStatusError) -> str:
     """The server's own words for a failed request, where its body carries them."""
     body = exc.body

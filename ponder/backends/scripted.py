@@ -8,10 +8,12 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from ponder.backends.base import CURRENT_CALL
 from ponder.tokens import prompt_upper_bound
-from ponder.types import Completion, Message, Usage
+from ponder.types import Completion, Confidence, Message, Usage
 
 Reply = str | Callable[[Sequence[Message]], str]
 Script = str | Sequence[str] | Callable[[Sequence[Message]], str]
+# What a scripted reply's confidence is: one summary for all, or a function of the reply text.
+ScriptedConfidence = Confidence | Callable[[str], Confidence | None]
 
 
 class ScriptedBackend:
@@ -24,7 +26,9 @@ class ScriptedBackend:
     `requests` records each call: its messages, `n`, `max_tokens`, `temperature`, `stop`, and
     the `template` and `step` it was made for (None outside a `Context`). `in_flight` and
     `peak_in_flight` count concurrent calls; with `latency_s > 0` calls overlap as a server's
-    would.
+    would. `confidence` (a `Confidence`, or a function of the reply text) stands in for the
+    summary a server's log-probs would give; without it replies carry none, like a server
+    that returns no log-probs.
 
     >>> backend = ScriptedBackend(["Final answer: 8"])
     >>> backend = ScriptedBackend(by_step(generate="Final answer: 9", feedback="NO ISSUES"))
@@ -39,6 +43,7 @@ class ScriptedBackend:
         native_n: bool = True,
         max_n: int | None = None,
         latency_s: float = 0.0,
+        confidence: ScriptedConfidence | None = None,
     ) -> None:
         items = [replies] if isinstance(replies, str) or callable(replies) else list(replies)
         if not items:
@@ -47,6 +52,7 @@ class ScriptedBackend:
         self.native_n = native_n
         self.max_n = max_n
         self.latency_s = latency_s
+        self.confidence = confidence
         self.requests: list[dict[str, object]] = []
         self.in_flight = 0
         self.peak_in_flight = 0
@@ -98,8 +104,14 @@ class ScriptedBackend:
                 text, finish = " ".join(words[:max_tokens]), "length"
             usage = Usage(prompt_tokens=prompt if i == 0 else 0,
                           completion_tokens=min(len(words), max_tokens))
-            out.append(Completion(text=text, finish_reason=finish, usage=usage))
+            out.append(Completion(text=text, finish_reason=finish, usage=usage,
+                                  confidence=self._confidence(text)))
         return out
+
+    def _confidence(self, text: str) -> Confidence | None:
+        if self.confidence is None or isinstance(self.confidence, Confidence):
+            return self.confidence
+        return self.confidence(text)
 
     def prompt_copies(self, n: int) -> int:
         return 1

@@ -3,7 +3,8 @@
 `n` samples are one request (`SamplingParams(n=…)`), so the prompt is computed and charged
 once. Calls made at the same time (agents in a round, beams in a tree) are gathered into one
 `LLM.chat` batch, which vLLM schedules together; the blocking engine call runs in a worker
-thread, so the event loop stays free.
+thread, so the event loop stays free. Each sample's token log-probabilities
+(`SamplingParams(logprobs=k)`) become its `Confidence`.
 """
 
 from __future__ import annotations
@@ -19,9 +20,10 @@ from types import ModuleType
 from typing import Any
 
 from ponder.backends.base import GREEDY_TEMPERATURE, greedy_copies
+from ponder.confidence import DEFAULT_TOP_LOGPROBS, DEFAULT_WINDOW, TokenLogprobs, summarize
 from ponder.errors import BackendError, MissingDependency, PonderError
 from ponder.tokens import prompt_upper_bound
-from ponder.types import Completion, Message, Usage
+from ponder.types import Completion, Confidence, Message, Usage
 
 log = logging.getLogger(__name__)
 
@@ -40,6 +42,8 @@ class _Call:
 class VLLMBackend:
     """A model run by vLLM in this process. `engine_kwargs` go to `vllm.LLM` (prefix caching is
     on unless they say otherwise); pass `llm=` to use an engine you built yourself.
+    `top_logprobs` and `confidence_window` are as for `OpenAIBackend` (vLLM serves up to 20
+    log-probs per token unless `engine_kwargs` raise `max_logprobs`).
 
     >>> backend = VLLMBackend("Qwen/Qwen2.5-1.5B-Instruct",  # doctest: +SKIP
     ...                       engine_kwargs={"gpu_memory_utilization": 0.8})
@@ -47,13 +51,20 @@ class VLLMBackend:
     """
 
     def __init__(self, model: str, *, engine_kwargs: Mapping[str, Any] | None = None,
-                 llm: Any | None = None) -> None:
+                 llm: Any | None = None, top_logprobs: int | None = DEFAULT_TOP_LOGPROBS,
+                 confidence_window: int = DEFAULT_WINDOW) -> None:
+        if (top_logprobs is not None and top_logprobs < 0) or confidence_window < 1:
+            raise BackendError(f"top_logprobs={top_logprobs}, confidence_window="
+                               f"{confidence_window}: top_logprobs must be None or >= 0, "
+                               f"confidence_window >= 1")
         self.model = model
         self.name = f"vllm:{model}"
         self.engine_kwargs: dict[str, Any] = {"enable_prefix_caching": True,
                                               **(engine_kwargs or {})}
         self.llm: Any | None = llm
         self._owns_llm = llm is None
+        self.top_logprobs = top_logprobs
+        self.confidence_window = confidence_window
         self._vllm: ModuleType | None = None
         self._start_lock = threading.Lock()
         self._engine_lock = threading.Lock()  # one engine call at a time: LLM is not reentrant
@@ -80,6 +91,8 @@ class VLLMBackend:
                                     "max_tokens": max_tokens, "seed": seed}
         if stop:
             sampling["stop"] = list(stop)
+        if self.top_logprobs is not None:
+            sampling["logprobs"] = self.top_logprobs
         future: asyncio.Future[list[Completion]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Call([m.model_dump() for m in messages], sampling, future))
         if self._drainer is None or self._drainer.done():
@@ -135,7 +148,8 @@ class VLLMBackend:
             # longer than the model's context) refuses the whole batch: run them one by one.
             log.debug("batch of %d refused (%s); running its calls one by one", len(batch), exc)
             return [result for call in batch for result in self._run_blocking([call])]
-        return [_completions(output, call) for output, call in zip(outputs, batch, strict=True)]
+        return [_completions(output, call, self.confidence_window)
+                for output, call in zip(outputs, batch, strict=True)]
 
     def _chat(self, batch: list[_Call]) -> list[Any]:
         vllm = self._module()
@@ -182,7 +196,7 @@ class VLLMBackend:
             return self.llm
 
 
-def _completions(output: Any, call: _Call) -> list[Completion]:
+def _completions(output: Any, call: _Call, window: int) -> list[Completion]:
     """Completions from one `RequestOutput`: the prompt charged once, on the first sample."""
     prompt_ids = getattr(output, "prompt_token_ids", None)
     if prompt_ids is not None:
@@ -193,11 +207,33 @@ def _completions(output: Any, call: _Call) -> list[Completion]:
     return [
         Completion(
             text=sample.text, finish_reason=sample.finish_reason,
+            confidence=_confidence(sample, call.sampling.get("logprobs"), window),
             usage=Usage(prompt_tokens=prompt if i == 0 else 0,
                         completion_tokens=len(sample.token_ids), estimated=estimated),
         )
         for i, sample in enumerate(output.outputs)
     ]
+
+
+def _confidence(sample: Any, top_k: int | None, window: int) -> Confidence | None:
+    """A `CompletionOutput`'s confidence from its `logprobs`: per generated token, a dict of
+    token id → `Logprob` holding the top `top_k` and the sampled token, which may rank below
+    them (a list of dicts, or vLLM's `FlatLogprobs`, which reads as one)."""
+    positions = getattr(sample, "logprobs", None)
+    if top_k is None or not positions:
+        return None
+    tokens = []
+    try:
+        for token_id, position in zip(sample.token_ids, positions, strict=False):
+            if not position:
+                return None
+            ranked = sorted((float(lp.logprob) for lp in position.values()), reverse=True)
+            chosen = position.get(token_id)
+            sampled = float(chosen.logprob) if chosen is not None else ranked[0]
+            tokens.append(TokenLogprobs(sampled, tuple(ranked[:top_k])))
+    except (AttributeError, TypeError, ValueError):
+        return None
+    return summarize(tokens, window=window)
 
 
 def _as_error(exc: BaseException, model: str) -> PonderError:

@@ -1,5 +1,6 @@
 """`best_of_n`: sample N answers in one request and keep the best; self-consistency voting when
-there is nothing to judge them by."""
+there is nothing to judge them by, weighted by the model's own confidence if asked (DeepConf,
+Fu et al. 2025)."""
 
 from __future__ import annotations
 
@@ -7,25 +8,36 @@ from typing import Literal
 
 from pydantic import Field
 
+from ponder.confidence import Metric
 from ponder.context import Context
 from ponder.errors import BudgetExhausted
 from ponder.replies import parse_choice
 from ponder.strategies.outcome import Votes, tally
 from ponder.strategies.sampling import (
+    ConfidenceVote,
     SamplingConfig,
+    Settle,
     choose,
+    confidence_vote,
     sample_until_settled,
+    settled_by_vote,
     vote_info,
 )
-from ponder.types import Candidate, Outcome
+from ponder.types import Candidate, Outcome, StopReason
 
 
 class BestOfNConfig(SamplingConfig):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0, description="sampling temperature")
-    selector: Literal["auto", "vote", "judge"] = Field(
+    selector: Literal["auto", "vote", "judge", "confidence"] = Field(
         default="auto",
         description="auto: verifier score if there is a verifier, else vote; vote: majority of "
-                    "canonical answers; judge: the model picks among the distinct answers")
+                    "canonical answers; judge: the model picks among the distinct answers; "
+                    "confidence: vote of the most confident samples, weighted by confidence")
+    keep: float = Field(default=0.5, gt=0.0, le=1.0,
+                        description="confidence: share of samples kept, most confident first")
+    confidence_metric: Metric = Field(
+        default="lowest_group",
+        description="confidence: lowest_group (the reply's least sure stretch) or mean")
     judge_max_tokens: int = Field(default=256, gt=0, description="completion tokens for the judge")
 
 
@@ -38,36 +50,76 @@ async def best_of_n(ctx: Context, cfg: BestOfNConfig) -> Outcome:
     one sample per distinct answer (`best_of_n/judge.j2`), falling back to the vote when its
     reply names no candidate.
 
+    Confidence rule (`selector="confidence"`, DeepConf's offline mode; the verifier is not
+    used): each sample's confidence comes from its token log-probabilities
+    (`Completion.confidence`, see `ponder.confidence`); by default its `lowest_group`, the
+    mean token confidence of its least sure stretch of tokens (`confidence_metric="mean"`:
+    over the whole reply). The most confident `keep` share of samples is kept (at least one;
+    ties to the earlier sample), and they vote, each weighing its confidence, which under
+    the top-k measure is the confidence itself and under the sampled-token measure the
+    probability its mean log-prob stands for. With keep=0.5 and n=5 the three surest vote.
+    When any sample has no confidence (the backend returned no log-probabilities) it is the
+    plain vote over all samples, and the result says so: `info["confidence"]` is
+    "unavailable: <why>", and the trace has one `confidence_unavailable` note.
+
     Adaptive rule (`adaptive=True`, see `sampling.sample_until_settled`): draw `min_samples`
     first, then `batch_size` at a time up to `n`. Stop as soon as the verifier passes a sample
     (`verified`); without a verifier (or with `selector` vote/judge) also stop when the top
     answer holds at least `agreement` of the votes (`consensus`), or leads the runner-up by
     more votes than samples remain, so the rest could not change the winner (`majority`).
     With defaults (n=5, min 3, 0.7) three agreeing samples end the run; 2 of 3 does not,
-    since two more could overturn it.
+    since two more could overturn it. With `selector="confidence"` the votes are the
+    confidence-weighted votes of the kept samples so far (DeepConf's online stop), and only
+    `consensus` stops early, as a sample yet to come could weigh any amount; without
+    confidence the plain rule applies.
 
-    `info`: `samples` (how many were drawn), `votes` (canonical answer → votes),
-    `vote_answer` (the vote's winner: with gold as the verifier the result is pass@k, this is
-    the answer without it), and with `selector="judge"` `judge_choice` (the 1-based
-    candidate the judge named, or None).
+    `info`: `samples` (how many were drawn), `votes` (canonical answer → votes, every sample
+    one), `vote_answer` (the plain vote's winner: with gold as the verifier the result is
+    pass@k, this is the answer without it), with `selector="judge"` `judge_choice` (the
+    1-based candidate the judge named, or None), and with `selector="confidence"`
+    `confidence`: `measure` ("top_k" or "sampled"), `metric`, `keep`, `kept` and `dropped`
+    (0-based sample numbers, in draw order), `scores` (each sample's metric), `weights`
+    (canonical answer → summed weight of its kept samples) and `answer` (the weighted
+    winner); or "unavailable: <why>".
     """
     use_verifier = cfg.selector == "auto" and ctx.verifier is not None
+    by_confidence = cfg.selector == "confidence"
 
     async def draw(k: int) -> list[Candidate]:
         replies = await ctx.generate("best_of_n/generate", n=k, max_tokens=cfg.max_tokens,
                                      temperature=cfg.temperature, step="sample")
         return ctx.candidates(replies, source="sample")
 
-    samples, reason = await sample_until_settled(ctx, cfg, draw, use_verifier=use_verifier)
+    def settle_by_confidence(drawn: list[Candidate]) -> StopReason | None:
+        weighed = confidence_vote(ctx, drawn, keep=cfg.keep, metric=cfg.confidence_metric)
+        return settled_by_vote(cfg, weighed.votes, len(drawn),
+                               weighted=weighed.unavailable is None)
+
+    settle: Settle | None = settle_by_confidence if by_confidence else None
+    samples, reason = await sample_until_settled(ctx, cfg, draw, use_verifier=use_verifier,
+                                                 settle=settle)
     votes = tally(ctx, samples)
     info = vote_info(ctx, samples, votes)
     winner = choose(ctx, samples, votes, use_verifier)
+    if by_confidence and samples:
+        weighed = confidence_vote(ctx, samples, keep=cfg.keep, metric=cfg.confidence_metric)
+        info["confidence"] = weighed.info(cfg.confidence_metric, cfg.keep)
+        _note(ctx, weighed, info["confidence"])
+        winner = weighed.votes.winner or winner
     if cfg.selector == "judge" and not use_verifier and len(votes.groups) > 1:
         try:
             winner, info["judge_choice"] = await _judge(ctx, cfg, votes)
         except BudgetExhausted:
             reason = "budget"
     return ctx.finish(winner, reason, **info)
+
+
+def _note(ctx: Context, weighed: ConfidenceVote, summary: object) -> None:
+    if weighed.unavailable is not None:
+        ctx.note("confidence_unavailable", reason=weighed.unavailable,
+                 fallback="plain vote over all samples")
+    else:
+        ctx.note("confidence_vote", summary=summary)
 
 
 async def _judge(ctx: Context, cfg: BestOfNConfig,

@@ -1,9 +1,10 @@
 """An OpenAI-compatible chat server on 127.0.0.1 for tests and benchmarks, with injected faults.
 
 It speaks enough of the API for any OpenAI client: `POST /v1/chat/completions` (with `n`,
-`max_tokens`, `stop` and `usage`), `GET /v1/models`, and vLLM's `POST /tokenize`. A token is a
-whitespace-separated word, so tests can reason about usage exactly. Faults ("429", "500",
-"hang", "drop", "malformed") are drawn per chat request from a seeded RNG.
+`max_tokens`, `stop`, `usage`, and `logprobs` / `top_logprobs`), `GET /v1/models`, and vLLM's
+`POST /tokenize`. A token is a whitespace-separated word, so tests can reason about usage (and
+log-probs, see `token_logprobs`) exactly. Faults ("429", "500", "hang", "drop", "malformed")
+are drawn per chat request from a seeded RNG.
 
 >>> with FakeOpenAIServer(fault_rate=0.2, seed=1) as server:  # doctest: +SKIP
 ...     ponder.solve("What is 2 + 3?", backend=server.base_url)
@@ -21,6 +22,7 @@ import argparse
 import contextlib
 import json
 import logging
+import math
 import os
 import random
 import re
@@ -32,13 +34,14 @@ import time
 import zlib
 from collections.abc import Callable, Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Literal
 
 from ponder.backends.scripted import apply_stop
 
 log = logging.getLogger(__name__)
 
 FAULTS = ("429", "500", "hang", "drop", "malformed")
+LOGPROBS_MODES = ("serve", "refuse", "ignore")
 # Tokens the fake charges around the messages, as a chat template would (role markers, a
 # generation prompt). Kept below ponder.tokens' upper bound, which budgets rely on.
 PER_MESSAGE_OVERHEAD = 4
@@ -52,6 +55,19 @@ def count_prompt_tokens(messages: Sequence[dict[str, Any]]) -> int:
     """The prompt tokens the fake charges: each message's words plus a fixed overhead."""
     words = sum(len(_content(m).split()) for m in messages)
     return words + PER_MESSAGE_OVERHEAD * len(messages) + PER_PROMPT_OVERHEAD
+
+
+def token_logprobs(word: str, top_logprobs: int) -> dict[str, Any]:
+    """The log-probs the fake gives one word, in OpenAI's shape: the word has probability
+    0.5-0.99 (from its hash) and ranks first; `top_logprobs` candidates follow it, the rest
+    of the probability halving down the ranks."""
+    p = 0.5 + (zlib.crc32(word.encode()) % 50) / 100
+    probs = [p, *((1 - p) / 2 ** (i + 1) for i in range(max(top_logprobs - 1, 0)))]
+    names = [word, *(f"{word}~{i}" for i in range(1, len(probs)))]
+    top = [{"token": t, "logprob": math.log(q), "bytes": list(t.encode())}
+           for t, q in zip(names, probs, strict=True)][:top_logprobs]
+    return {"token": word, "logprob": math.log(p), "bytes": list(word.encode()),
+            "top_logprobs": top}
 
 
 def default_reply(messages: list[dict[str, Any]]) -> str:
@@ -71,6 +87,8 @@ class FakeOpenAIServer:
     `status_for(body)` may return an HTTP status to answer a chat request with instead (an
     OpenAI-shaped error body); `api_key` makes the server answer 401 to any other key; an
     unknown model gets 404, and `max_context` a 400 when prompt + `max_tokens` exceed it.
+    `logprobs` says what a request for log-probs gets: "serve" (per word, `token_logprobs`),
+    "refuse" (a 400 naming them, as some servers answer) or "ignore" (`logprobs: null`).
     `received` keeps every chat request body, for tests to inspect.
     """
 
@@ -90,6 +108,7 @@ class FakeOpenAIServer:
         api_key: str | None = None,
         max_context: int | None = None,
         status_for: StatusFor | None = None,
+        logprobs: Literal["serve", "refuse", "ignore"] = "serve",
         port: int = 0,
     ) -> None:
         unknown = set(faults) - set(FAULTS)
@@ -99,6 +118,8 @@ class FakeOpenAIServer:
             raise ValueError(f"fault_rate must lie in [0, 1], got {fault_rate}")
         if fault_rate > 0 and not faults:
             raise ValueError("fault_rate > 0 needs at least one fault kind")
+        if logprobs not in LOGPROBS_MODES:
+            raise ValueError(f"logprobs must be one of {list(LOGPROBS_MODES)}, got {logprobs!r}")
         self.latency_s = latency_s
         self.fault_rate = fault_rate
         self.faults = tuple(faults)
@@ -111,6 +132,7 @@ class FakeOpenAIServer:
         self.api_key = api_key
         self.max_context = max_context
         self.status_for = status_for
+        self.logprobs = logprobs
         self.faults_injected: dict[str, int] = dict.fromkeys(FAULTS, 0)
         self.received: list[dict[str, Any]] = []
         self._port = port
@@ -193,6 +215,8 @@ class FakeOpenAIServer:
         n = body.get("n") or 1
         if not isinstance(n, int) or n < 1:
             return 400, f"n must be a positive integer, got {n!r}"
+        if self.logprobs == "refuse" and (body.get("logprobs") or "top_logprobs" in body):
+            return 400, "logprobs is not supported by this model"
         if self.max_context is not None:
             wanted = count_prompt_tokens(messages) + int(_max_tokens(body) or 0)
             if wanted > self.max_context:
@@ -206,6 +230,8 @@ class FakeOpenAIServer:
         max_tokens = _max_tokens(body)
         stop = body.get("stop")
         stops = [stop] if isinstance(stop, str) else list(stop or [])
+        top_logprobs = int(body.get("top_logprobs") or 0)
+        serve_logprobs = self.logprobs == "serve" and bool(body.get("logprobs"))
         choices, completion_tokens = [], 0
         for i in range(n):
             text, finish = apply_stop(self.reply(messages), stops)
@@ -213,8 +239,10 @@ class FakeOpenAIServer:
             if max_tokens is not None and len(words) > max_tokens:
                 text, finish, words = " ".join(words[:max_tokens]), "length", words[:max_tokens]
             completion_tokens += len(words)
+            logprobs = {"content": [token_logprobs(w, top_logprobs) for w in words]} \
+                if serve_logprobs else None
             choices.append({"index": i, "message": {"role": "assistant", "content": text},
-                            "finish_reason": finish, "logprobs": None})
+                            "finish_reason": finish, "logprobs": logprobs})
         with self._lock:
             serial = self._requests
         reply: dict[str, Any] = {
@@ -403,6 +431,8 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("--model", default="fake-model")
     parser.add_argument("--no-native-n", action="store_true", help="always return one choice")
     parser.add_argument("--no-usage", action="store_true", help="omit usage from replies")
+    parser.add_argument("--logprobs", choices=LOGPROBS_MODES, default="serve",
+                        help="what a request for log-probs gets")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop when the process that started this one ends (no leaked "
                              "servers when a benchmark is killed)")
@@ -412,7 +442,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         latency_s=args.latency, fault_rate=args.fault_rate,
         faults=[f for f in args.faults.split(",") if f], seed=args.seed,
         native_n=not args.no_native_n, include_usage=not args.no_usage, hang_s=args.hang,
-        retry_after_s=args.retry_after, model=args.model, port=args.port,
+        retry_after_s=args.retry_after, model=args.model, logprobs=args.logprobs,
+        port=args.port,
     )
     done = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

@@ -4,10 +4,17 @@ with vLLM's call shapes and attribute names, a whitespace tokenizer and a determ
 Tests put `tests/vllm_standin` on `sys.path` so that `import vllm` finds this package; it is
 never installed. Where vLLM checks its inputs (greedy with n > 1, a prompt longer than the
 model's context, checked for every request before any runs) this does too.
+
+Log-probs come in vLLM's shape: with `SamplingParams(logprobs=k)`, each `CompletionOutput` has
+`logprobs`, one dict per generated token of token id → `Logprob(logprob, rank,
+decoded_token)`, holding the k most likely tokens plus the sampled one (which may rank below
+them: then the dict has k + 1 entries), and `cumulative_logprob`; `logprobs=0` gives the
+sampled token's alone. The values are derived from the word, so tests can predict them.
 """
 
 from __future__ import annotations
 
+import math
 import random
 import re
 import time
@@ -21,12 +28,20 @@ _TOKEN = re.compile(r"<\|im_start\|>|<\|im_end\|>|\S+")
 
 
 @dataclass
+class Logprob:
+    logprob: float
+    rank: int | None = None
+    decoded_token: str | None = None
+
+
+@dataclass
 class SamplingParams:
     n: int = 1
     temperature: float = 1.0
     max_tokens: int | None = 16
     stop: list[str] | None = None
     seed: int | None = None
+    logprobs: int | None = None
 
     def __post_init__(self) -> None:
         if self.n < 1:
@@ -35,6 +50,8 @@ class SamplingParams:
             raise ValueError(f"max_tokens must be at least 1, got {self.max_tokens}.")
         if self.temperature < 1e-5 and self.n > 1:
             raise ValueError(f"n must be 1 when using greedy sampling, got {self.n}.")
+        if self.logprobs is not None and self.logprobs < 0:
+            raise ValueError(f"logprobs must be non-negative, got {self.logprobs}.")
 
 
 @dataclass
@@ -80,12 +97,14 @@ class LLM:
     each `chat` call, for tests."""
 
     def __init__(self, model: str, *, enable_prefix_caching: bool = False,
-                 max_model_len: int = 4096, delay_s: float = 0.0, **kwargs: Any) -> None:
+                 max_model_len: int = 4096, max_logprobs: int = 20, delay_s: float = 0.0,
+                 **kwargs: Any) -> None:
         if model.startswith("missing/"):
             raise OSError(f"{model} is not a local folder and is not a valid model identifier")
         self.model = model
         self.enable_prefix_caching = enable_prefix_caching
         self.max_model_len = max_model_len
+        self.max_logprobs = max_logprobs
         self.delay_s = delay_s
         self.kwargs = kwargs
         self.batches: list[int] = []
@@ -103,6 +122,10 @@ class LLM:
         if len(params) != len(conversations):
             raise ValueError("The lengths of prompts and sampling_params must be the same.")
         prompts = []
+        for p in params:
+            if p.logprobs is not None and p.logprobs > self.max_logprobs:
+                raise ValueError(f"Requested sample logprobs of {p.logprobs}, which is greater "
+                                 f"than max allowed: {self.max_logprobs}")
         for conversation in conversations:  # every request is checked before any runs
             text = self._tokenizer.apply_chat_template(
                 conversation, tokenize=False, add_generation_prompt=add_generation_prompt)
@@ -139,10 +162,31 @@ class LLM:
             words = text.split()
             if params.max_tokens is not None and len(words) > params.max_tokens:
                 text, finish = " ".join(words[: params.max_tokens]), "length"
+            token_ids = self._tokenizer.encode(text, False)
+            logprobs = None if params.logprobs is None else [
+                position_logprobs(word, token_id, params.logprobs)
+                for word, token_id in zip(_TOKEN.findall(text), token_ids, strict=True)]
             outputs.append(CompletionOutput(
-                index=index, text=text, token_ids=self._tokenizer.encode(text, False),
-                finish_reason=finish, stop_reason=stop_reason))
+                index=index, text=text, token_ids=token_ids,
+                cumulative_logprob=None if logprobs is None else sum(
+                    p[t].logprob for p, t in zip(logprobs, token_ids, strict=True)),
+                logprobs=logprobs, finish_reason=finish, stop_reason=stop_reason))
         return outputs
 
 
-__all__ = ["LLM", "CompletionOutput", "RequestOutput", "SamplingParams"]
+def position_logprobs(word: str, token_id: int, k: int) -> dict[int, Logprob]:
+    """One generated token's log-probs: the top `k` plus the sampled token. The rank-r
+    candidate has probability p (0.5-0.99, from the word) at rank 1, then (1 - p) halving
+    down the ranks; the sampled token ranks first, or (one word in four) second to fourth."""
+    h = zlib.crc32(word.encode())
+    p = 0.5 + (h % 50) / 100
+    rank = 1 if h % 4 else 2 + (h // 4) % 3
+    probs = [p, *((1 - p) / 2 ** r for r in range(1, max(k, rank)))]
+    ids = [(token_id + r) % VOCAB for r in range(1, len(probs) + 1)]
+    ids[rank - 1] = token_id
+    return {tid: Logprob(math.log(prob), r, None)
+            for r, (tid, prob) in enumerate(zip(ids, probs, strict=True), start=1)
+            if r <= k or tid == token_id}
+
+
+__all__ = ["LLM", "CompletionOutput", "Logprob", "RequestOutput", "SamplingParams"]
