@@ -8,6 +8,8 @@ from typing import Any
 
 import pytest
 
+from ponder.types import Candidate, Problem, Verdict
+
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"
 
@@ -22,3 +24,16 @@ def load_jsonl(name: str) -> list[dict[str, Any]]:
 @pytest.fixture
 def data_dir() -> Path:
     return DATA
+
+
+class PartialChecker:
+    """A verifier that scores partial work (a step holding `6 * 4` is on the right track) and
+    passes the answer 24: tree searches value nodes with it instead of the value prompt."""
+
+    name = "partial"
+
+    def score_partial(self, problem: Problem, partial: str) -> float:
+        return 1.0 if "6 * 4" in partial else 0.0
+
+    async def verify(self, problem: Problem, candidate: Candidate) -> Verdict:
+        return Verdict.from_bool(candidate.answer == "24")

@@ -9,13 +9,14 @@ import math
 import pytest
 
 import ponder
-from ponder import Budget, Candidate, Problem, ScriptedBackend, Verdict
+from ponder import Budget, ScriptedBackend
 from ponder.errors import ConfigError
 from ponder.strategies import REGISTRY
 from ponder.strategies.mcts import select, uct
 from ponder.strategies.steps import Node
 from ponder.testing import by_step
 from ponder.tree_view import tree_lines
+from tests.conftest import PartialChecker
 
 PROBLEM = "A box holds 6 eggs. How many eggs are in 4 boxes?"
 
@@ -162,16 +163,6 @@ async def test_with_a_verifier_the_rollouts_verdict_is_the_value_and_a_pass_ends
     assert backend.requests_for("value") == []
     assert (result.answer, result.stop_reason) == ("24", "verified")
     assert [n["value"] for n in result.info["tree"]] == [0.5, 0.0, 1.0]
-
-
-class PartialChecker:
-    name = "partial"
-
-    def score_partial(self, problem: Problem, partial: str) -> float:
-        return 1.0 if "6 * 4" in partial else 0.0
-
-    async def verify(self, problem: Problem, candidate: Candidate) -> Verdict:
-        return Verdict.from_bool(candidate.answer == "24")
 
 
 @pytest.mark.parametrize("source", ["auto", "verifier"])

@@ -6,8 +6,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 import ponder
-from ponder import Budget, Candidate, Message, Problem, ScriptedBackend, Verdict
+from ponder import Budget, Message, ScriptedBackend
 from ponder.testing import by_step
+from tests.conftest import PartialChecker
 
 PROBLEM = "A box holds 6 eggs. How many eggs are in 4 boxes?"
 
@@ -62,15 +63,6 @@ async def test_max_depth_asks_for_the_final_answer_and_stops():
 
 
 async def test_a_verifier_that_scores_partial_work_replaces_the_value_prompt():
-    class PartialChecker:
-        name = "partial"
-
-        def score_partial(self, problem: Problem, partial: str) -> float:
-            return 1.0 if "6 * 4" in partial else 0.0
-
-        async def verify(self, problem: Problem, candidate: Candidate) -> Verdict:
-            return Verdict.from_bool(candidate.answer == "24")
-
     backend = ScriptedBackend(by_step(
         step=["Step 1: 6 + 4 = 10. Final answer: 10", "Step 1: 6 * 4 = 24. Final answer: 24"]))
     result = await ponder.asolve(PROBLEM, strategy="tree_search", backend=backend,

@@ -125,8 +125,8 @@ with open("/proc/self/maps") as maps:
         if len(parts) >= 6 and parts[5].startswith("/"):
             files.add(parts[5])
 paths = sysconfig.get_paths()
-print(json.dumps({{"files": sorted(files), "dirs": [paths["stdlib"], paths["platstdlib"]],
-                  "executable": sys.executable}}))
+sys.stdout.write(json.dumps({{"files": sorted(files), "executable": sys.executable,
+                             "dirs": [paths["stdlib"], paths["platstdlib"]]}}))
 """
 
 
