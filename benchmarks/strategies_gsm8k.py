@@ -29,7 +29,7 @@ from typing import Any
 
 import ponder
 from ponder import LocalBackend, Problem, Result
-from ponder.answers import canonical_answer, canonical_number
+from ponder.answers import canonical_answer, canonical_number, extract_answer
 from ponder.backends.local import MODEL_FILE
 from ponder.types import Completion, Message
 
@@ -151,9 +151,14 @@ async def run_strategy(label: str, rows: list[dict[str, Any]], backend: SlotLimi
          "correct": correct, "tokens": res.usage.total_tokens,
          "completion_tokens": res.usage.completion_tokens, "calls": res.usage.calls,
          "stop_reason": res.stop_reason, "error": res.error,
-         "samples": res.info.get("samples"), "elapsed_s": round(res.elapsed_s, 1)}
+         "samples": res.info.get("samples"), "elapsed_s": round(res.elapsed_s, 1),
+         "votes": res.info.get("votes"), "vote_answer": res.info.get("vote_answer"),
+         "sampled": sampled(res)}
         for row, res, correct in zip(rows, results, scores, strict=True)
     ]
+    for p, row in zip(per_problem, rows, strict=True):
+        if p["vote_answer"] is not None or p["votes"] is not None:
+            p["vote_correct"] = await is_correct(p["vote_answer"], row["answer"], numeric=numeric)
     correct = sum(p["correct"] for p in per_problem)
     low, high = wilson(correct, len(per_problem))
     return {
@@ -167,8 +172,32 @@ async def run_strategy(label: str, rows: list[dict[str, Any]], backend: SlotLimi
         "wall_s": round(wall, 1),
         "stop_reasons": dict(Counter(p["stop_reason"] for p in per_problem)),
         "errors": sum(p["error"] is not None for p in per_problem),
+        # A selector other than the plain vote (confidence, judge) also reports what the plain
+        # vote over the very same samples answered: the two rows differ only in the choosing.
+        "vote_correct": (sum(p.get("vote_correct", False) for p in per_problem)
+                         if params.get("selector") in ("confidence", "judge") else None),
         "per_problem": per_problem,
     }
+
+
+def sampled(res: Result) -> list[dict[str, Any]]:
+    """Every completion the run drew, with its extracted answer and confidence, for analyses
+    that re-select among the same samples (vote@k, other confidence rules) without new calls."""
+    out: list[dict[str, Any]] = []
+    for event in res.trace:
+        if event.kind == "execute":  # a program's run: what it printed is its answer
+            lines = str(event.data.get("output", "")).strip().splitlines()
+            out.append({"step": "execute", "answer": lines[-1] if lines else None,
+                        "error": event.error})
+        if event.kind != "generate":
+            continue
+        for comp in event.completions:
+            conf = comp.confidence
+            out.append({"step": event.step, "answer": extract_answer(comp.text),
+                        "tokens": comp.usage.completion_tokens,
+                        "mean": None if conf is None else round(conf.mean, 4),
+                        "lowest_group": None if conf is None else round(conf.lowest_group, 4)})
+    return out
 
 
 def markdown(report: dict[str, Any]) -> str:
@@ -195,6 +224,13 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {run['mean_tokens']:.0f} | "
             f"{run['mean_completion_tokens']:.0f} | {run['mean_calls']:.1f} | {run['wall_s']:.0f} "
             f"| {reasons} |")
+        if run.get("vote_correct") is not None:
+            n = run["problems"]
+            low, high = wilson(run["vote_correct"], n)
+            lines.append(
+                f"| {run['label']}, plain vote | same samples as the row above | "
+                f"{run['vote_correct']}/{n} ({run['vote_correct'] / n:.0%}, {low:.0%}–{high:.0%}) "
+                f"| same | same | same | same | |")
     return "\n".join(lines) + "\n"
 
 

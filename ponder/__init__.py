@@ -1,49 +1,97 @@
 """ponder: make language models think harder where it pays, within a token budget."""
 
-from ponder.api import asolve, solve
-from ponder.backends import LocalBackend, OpenAIBackend, ScriptedBackend, VLLMBackend
-from ponder.backends.base import Backend
-from ponder.budget import Budget
-from ponder.context import Context
-from ponder.errors import (
-    BackendError,
-    BudgetExhausted,
-    ConfigError,
-    MissingDependency,
-    PonderError,
-    TemplateError,
-)
-from ponder.strategies import StrategyConfig, register_strategy
-from ponder.tracing import JsonlTraceWriter
-from ponder.types import (
-    Candidate,
-    Completion,
-    Confidence,
-    Message,
-    Outcome,
-    Problem,
-    Result,
-    StopReason,
-    TraceEvent,
-    Usage,
-    Verdict,
-)
-from ponder.verification import averify, verify
-from ponder.verifiers import (
-    ModelAccess,
-    Verifier,
-    all_of,
-    any_of,
-    get_verifier,
-    register_verifier,
-    weighted,
-)
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from ponder.api import asolve, solve
+    from ponder.backends import LocalBackend, OpenAIBackend, ScriptedBackend, VLLMBackend
+    from ponder.backends.base import Backend
+    from ponder.backends.pool import BackendPool
+    from ponder.budget import Budget
+    from ponder.context import Context
+    from ponder.errors import (
+        BackendError,
+        BudgetExhausted,
+        ConfigError,
+        MissingDependency,
+        PonderError,
+        TemplateError,
+    )
+    from ponder.strategies import StrategyConfig, register_strategy
+    from ponder.tracing import JsonlTraceWriter
+    from ponder.types import (
+        Candidate,
+        Completion,
+        Confidence,
+        Message,
+        Outcome,
+        Problem,
+        Result,
+        StopReason,
+        TraceEvent,
+        Usage,
+        Verdict,
+    )
+    from ponder.verification import averify, verify
+    from ponder.verifiers import (
+        ModelAccess,
+        Verifier,
+        all_of,
+        any_of,
+        get_verifier,
+        register_verifier,
+        weighted,
+    )
+
+# Public name -> the module that defines it. `import ponder` loads none of them; each loads on
+# its first use (PEP 562), so that `ponder --help` or a script using only `ponder.Budget` does
+# not pay for the openai SDK (half a second) or the pydantic models it never touches.
+_LAZY: dict[str, str] = {
+    "asolve": "ponder.api",
+    "solve": "ponder.api",
+    "Backend": "ponder.backends.base",
+    "BackendPool": "ponder.backends.pool",
+    "LocalBackend": "ponder.backends.local",
+    "OpenAIBackend": "ponder.backends.openai",
+    "ScriptedBackend": "ponder.backends.scripted",
+    "VLLMBackend": "ponder.backends.vllm",
+    "Budget": "ponder.budget",
+    "Context": "ponder.context",
+    **dict.fromkeys(["BackendError", "BudgetExhausted", "ConfigError", "MissingDependency",
+                     "PonderError", "TemplateError"], "ponder.errors"),
+    "StrategyConfig": "ponder.strategies",
+    "register_strategy": "ponder.strategies",
+    "JsonlTraceWriter": "ponder.tracing",
+    **dict.fromkeys(["Candidate", "Completion", "Confidence", "Message", "Outcome", "Problem",
+                     "Result", "StopReason", "TraceEvent", "Usage", "Verdict"], "ponder.types"),
+    "averify": "ponder.verification",
+    "verify": "ponder.verification",
+    **dict.fromkeys(["ModelAccess", "Verifier", "all_of", "any_of", "get_verifier",
+                     "register_verifier", "weighted"], "ponder.verifiers"),
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ponder' has no attribute {name!r}")
+    from importlib import import_module
+
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups find it without coming here
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted({*globals(), *__all__})
+
 
 __version__ = "0.1.0"
 
 __all__ = [
     "Backend",
     "BackendError",
+    "BackendPool",
     "Budget",
     "BudgetExhausted",
     "Candidate",

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +18,7 @@ from ponder.types import Problem, Result
 from ponder.verifiers import Verifier, VerifierChoice
 
 ProblemLike = Problem | str | dict[str, Any]
-BackendLike = Backend | str | None
+BackendLike = Backend | str | Sequence[str] | None
 VerifierLike = Verifier | str | Callable[..., Any] | None
 
 
@@ -44,11 +44,16 @@ def resolve_backend(
     """The backend to use, and whether ponder made it (and so must close it).
 
     None means the embedded local model; a string is a base URL of an OpenAI-compatible server,
-    "local", or "vllm:<model>" for vLLM in this process. The options shape a backend ponder
-    makes; one left None keeps that backend's default. `model_path` and `parallel` (its slots)
-    are the embedded model's; `model`, `api_key`, `max_retries` and `backoff_max` a server's;
-    `request_timeout` (seconds one request may take) is either's.
+    "local", or "vllm:<model>" for vLLM in this process; a list of base URLs is a
+    `BackendPool` of those servers (one URL: the plain server backend), each retrying a
+    failed request once, unless `max_retries` says otherwise, before the pool moves the call
+    to another server. The options shape a backend ponder makes; one left None keeps that
+    backend's default. `model_path` and `parallel` (its slots) are the embedded model's;
+    `model`, `api_key`, `max_retries` and `backoff_max` a server's; `request_timeout` (seconds
+    one request may take) is either's.
     """
+    if isinstance(backend, list | tuple) and len(backend) == 1:
+        backend = backend[0]  # one URL: the plain server backend, as before pools
     if backend is None or backend == "local":
         from ponder.backends.local import LocalBackend
 
@@ -56,6 +61,11 @@ def resolve_backend(
                             **_given(parallel=parallel, timeout=request_timeout)), True
     if model_path is not None:
         raise ConfigError(f"model_path runs the embedded model; it cannot go with {backend!r}")
+    if isinstance(backend, list | tuple):
+        # A server that fails is better retried on another than again and again: one retry.
+        return _pool(backend, model=model, api_key=api_key,
+                     **_given(timeout=request_timeout, backoff_max=backoff_max),
+                     max_retries=1 if max_retries is None else max_retries), True
     if isinstance(backend, str) and backend.startswith("vllm:"):
         from ponder.backends.vllm import VLLMBackend
 
@@ -69,6 +79,26 @@ def resolve_backend(
     if not isinstance(backend, Backend):
         raise ConfigError(f"backend {backend!r} is not a Backend, a base URL, or None")
     return backend, False
+
+
+def _pool(urls: Sequence[object], **options: Any) -> Backend:
+    """A `BackendPool` of OpenAI-compatible servers, one per base URL in `urls`."""
+    from ponder.backends.openai import OpenAIBackend
+    from ponder.backends.pool import BackendPool
+    from ponder.redact import redact_url
+
+    if not urls:
+        raise ConfigError("backend=[]: a list of backends needs at least one base URL")
+    seen: set[str] = set()
+    for url in urls:
+        if not isinstance(url, str) or not url or url == "local" or url.startswith("vllm:"):
+            shown = redact_url(url) if isinstance(url, str) else url
+            raise ConfigError(f"backend list item {shown!r} is not a base URL: a list of "
+                              "backends pools OpenAI-compatible servers")
+        if url.rstrip("/") in seen:
+            raise ConfigError(f"base URL {redact_url(url)!r} is listed twice")
+        seen.add(url.rstrip("/"))
+    return BackendPool([OpenAIBackend(base_url=str(url), **options) for url in urls])
 
 
 def _given(**options: Any) -> dict[str, Any]:

@@ -11,7 +11,6 @@ carries on).
 
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import os
@@ -22,23 +21,13 @@ from collections.abc import Sequence
 from contextlib import AsyncExitStack, ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 from rich.console import Console
 
-from ponder.api import resolve_backend
-from ponder.backends.base import Backend
-from ponder.budget import Budget
 from ponder.errors import PonderError, ProblemFileError
-from ponder.orchestrator import Solver, resume_plan, run_all
-from ponder.problem_files import MAX_FIELD_BYTES, load_problems
-from ponder.prompts import PromptLibrary
 from ponder.redact import redact_secrets
-from ponder.results import ResultsLocked, ResultsWriter, RunLock, read_results
-from ponder.strategies import REGISTRY as STRATEGIES
-from ponder.strategies.base import StrategyConfig, StrategySpec
-from ponder.summary import RunTally
 from ponder.terminal import (
     Reporter,
     plain,
@@ -51,12 +40,21 @@ from ponder.terminal import (
     timeline_table,
     verifiers_table,
 )
-from ponder.tracing import JsonlTraceWriter, last_attempt, read_trace_jsonl
-from ponder.types import Problem, Result
-from ponder.verifiers import REGISTRY as VERIFIERS
-from ponder.verifiers import Verifier, VerifierChoice, get_verifier
-from ponder.verifiers.registry import BUILTINS
-from ponder.verifiers.registry import ENTRY_POINT_GROUP as VERIFIER_ENTRY_POINTS
+
+# Each command imports the rest of ponder when it runs, and only what it needs: `ponder --help`
+# then loads no pydantic model and no openai SDK, `ponder show` no strategy, backend or
+# verifier (benchmarks/startup.py measures it; tests/test_imports.py keeps it so).
+if TYPE_CHECKING:
+    from ponder.backends.base import Backend
+    from ponder.budget import Budget
+    from ponder.prompts import PromptLibrary
+    from ponder.strategies.base import StrategyConfig, StrategySpec
+    from ponder.types import Problem, Result
+    from ponder.verifiers import Verifier, VerifierChoice
+
+# problem_files.MAX_FIELD_BYTES, which a test holds equal: importing it for `solve`'s default
+# would load the problem models for every command, `--help` included.
+MAX_FIELD_BYTES = 1 << 20
 
 app = typer.Typer(
     name="ponder", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -89,6 +87,14 @@ class _RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = redact_secrets(record.getMessage()), None
         return True
+
+
+def _log_to_stderr(level: int) -> None:
+    """Log lines to stderr as `ponder: <message>`, credentials masked."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("ponder: %(message)s"))
+    handler.addFilter(_RedactingFilter())
+    logging.basicConfig(level=level, handlers=[handler])
 
 
 # -- solve ----------------------------------------------------------------------------------------
@@ -147,6 +153,13 @@ def _plan(problems_path: Path, strategy: str, param: Sequence[str], verifier: st
           allow_code_verifiers: bool, max_field_bytes: int, locks: ExitStack) -> Plan:
     """Check everything before the first model call, and lock the results file and trace into
     `locks` before they are read or changed (a `ResultsLocked` when another run has them)."""
+    from ponder.orchestrator import resume_plan
+    from ponder.problem_files import load_problems
+    from ponder.prompts import PromptLibrary
+    from ponder.results import RunLock
+    from ponder.strategies import REGISTRY as STRATEGIES
+    from ponder.verifiers import VerifierChoice
+
     if resume and overwrite:
         raise UsageError("--resume and --overwrite contradict each other; choose one")
     if retry_errors and not resume:
@@ -193,6 +206,8 @@ def _plan(problems_path: Path, strategy: str, param: Sequence[str], verifier: st
 
 
 def _load_verifier(spec: str) -> Verifier:
+    from ponder.verifiers import get_verifier
+
     try:
         return get_verifier(spec)
     except PonderError:
@@ -202,10 +217,15 @@ def _load_verifier(spec: str) -> Verifier:
             from None
 
 
-def _backend(base_url: str | None, model: str | None, model_path: Path | None,
+def _backend(base_url: str | Sequence[str] | None, model: str | None, model_path: Path | None,
              api_key_env: str | None, request_timeout: float | None,
              retries: int | None, backoff_max: float | None) -> Backend:
     # The option pairs are refused here, in the CLI's words; `resolve_backend` builds the rest.
+    from ponder.api import resolve_backend
+
+    # `--base-url` may be repeated: several servers make a pool, one a plain server backend.
+    urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
+    base_url = urls[0] if len(urls) == 1 else (urls or None)
     if base_url is None and (model is not None or api_key_env is not None):
         raise UsageError("--model and --api-key-env need --base-url; the embedded model "
                          "takes --model-path")
@@ -228,6 +248,10 @@ def _backend(base_url: str | None, model: str | None, model_path: Path | None,
 
 async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | None,
                reporter: Reporter) -> None:
+    from ponder.orchestrator import Solver, run_all
+    from ponder.results import ResultsWriter
+    from ponder.tracing import JsonlTraceWriter
+
     async with AsyncExitStack() as stack:
         stack.push_async_callback(backend.aclose)
         start = getattr(backend, "start", None)
@@ -262,8 +286,10 @@ def solve(
     max_field_bytes: Annotated[int, typer.Option(
         min=1, help="the largest field a problem file may hold; a JSONL line, or a JSON or "
                     "YAML file, over 16 times this is refused unparsed")] = MAX_FIELD_BYTES,
-    base_url: Annotated[str | None, typer.Option(
-        help="an OpenAI-compatible server; default: the embedded model")] = None,
+    base_url: Annotated[list[str] | None, typer.Option(
+        help="an OpenAI-compatible server; repeat it for several serving the same model (each "
+             "call goes to the least busy, away from failing ones); default: the embedded "
+             "model")] = None,
     model: Annotated[str | None, typer.Option(help="model name on --base-url")] = None,
     model_path: Annotated[Path | None, typer.Option(help="a GGUF for the embedded runtime")]
     = None,
@@ -277,12 +303,13 @@ def solve(
     request_timeout: Annotated[float | None, typer.Option(
         min=0.001, help="seconds one HTTP attempt may take before it is retried")] = None,
     retries: Annotated[int | None, typer.Option(
-        min=0, help="retries per model call (a server)")] = None,
+        min=0, help="retries per model call (a server); default 5, or 1 each for several "
+                    "--base-url (a failed call moves to another)")] = None,
     backoff_max: Annotated[float | None, typer.Option(
         min=0.0, help="longest wait in seconds between retries")] = None,
     concurrency: Annotated[int | None, typer.Option(
         min=1, help=f"problems in flight; default {LOCAL_SLOTS} (embedded model) or "
-                    f"{REMOTE_CONCURRENCY}")] = None,
+                    f"{REMOTE_CONCURRENCY} per --base-url")] = None,
     out_path: Annotated[Path | None, typer.Option(
         "-o", "--out", help="results JSONL; default <problems>.<strategy>.results.jsonl")]
     = None,
@@ -302,10 +329,10 @@ def solve(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Solve every problem in a file, one result line per problem as it finishes."""
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("ponder: %(message)s"))
-    handler.addFilter(_RedactingFilter())
-    logging.basicConfig(level=logging.ERROR if quiet else logging.WARNING, handlers=[handler])
+    from ponder.budget import Budget
+    from ponder.results import ResultsLocked
+
+    _log_to_stderr(logging.ERROR if quiet else logging.WARNING)
     # The results file and trace stay locked from before they are read until the run ends.
     with ExitStack() as locks:
         try:
@@ -320,13 +347,18 @@ def solve(
             _fail(exc.lines)
         except ResultsLocked as exc:
             _fail([str(exc)], code=1)
-        in_flight = concurrency or (LOCAL_SLOTS if base_url is None else REMOTE_CONCURRENCY)
+        in_flight = concurrency or (REMOTE_CONCURRENCY * len(base_url) if base_url
+                                    else LOCAL_SLOTS)
         _solve(plan, backend, concurrency=in_flight, seed=seed, quiet=quiet, as_json=as_json)
 
 
 def _solve(plan: Plan, backend: Backend, *, concurrency: int, seed: int | None, quiet: bool,
            as_json: bool) -> None:
     """Run a checked plan with progress, then print its summary."""
+    import asyncio
+
+    from ponder.summary import RunTally
+
     if not quiet:
         _warn_resumed(plan)
     tally = RunTally(len(plan.problems), plan.previous)
@@ -371,12 +403,99 @@ def _warn_resumed(plan: Plan) -> None:
                   f"{plain(json.dumps(other[0].params))})")
 
 
+# -- serve ------------------------------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    base_url: Annotated[list[str] | None, typer.Option(
+        help="an OpenAI-compatible server; repeat it for several serving the same model; "
+             "default: the embedded model")] = None,
+    model: Annotated[str | None, typer.Option(help="model name on --base-url")] = None,
+    model_path: Annotated[Path | None, typer.Option(help="a GGUF for the embedded runtime")]
+    = None,
+    api_key_env: Annotated[str | None, typer.Option(
+        help="environment variable holding --base-url's API key")] = None,
+    host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
+    strategy: Annotated[str, typer.Option(
+        "-s", "--strategy", help="for requests naming the plain model; see `ponder strategies`")]
+    = "single",
+    param: Annotated[list[str] | None, typer.Option(
+        "-p", "--param", help="--strategy's parameter key=value (repeat); values parse as JSON")]
+    = None,
+    budget_tokens: Annotated[int | None, typer.Option(
+        min=1, help="tokens per request (a request may ask for less)")] = None,
+    budget_calls: Annotated[int | None, typer.Option(
+        "--budget-calls", "--max-calls", min=1, help="model calls per request")] = None,
+    budget_seconds: Annotated[float | None, typer.Option(
+        "--budget-seconds", "--timeout", min=0.001, help="wall-clock seconds per request")]
+    = None,
+    api_key: Annotated[str | None, typer.Option(
+        envvar="PONDER_API_KEY", show_default=False,
+        help="refuse requests without Authorization: Bearer KEY (prefer the environment "
+             "variable: a command line is visible to other users)")] = None,
+    served_model_name: Annotated[str | None, typer.Option(
+        help="the model name clients send; default --model, else 'ponder'")] = None,
+    request_timeout: Annotated[float | None, typer.Option(
+        min=0.001, help="seconds one HTTP attempt may take before it is retried")] = None,
+    retries: Annotated[int | None, typer.Option(
+        min=0, help="retries per model call (a server)")] = None,
+    backoff_max: Annotated[float | None, typer.Option(
+        min=0.0, help="longest wait in seconds between retries")] = None,
+    templates: Annotated[Path | None, typer.Option(
+        help="folder of .j2 templates overriding the built-ins")] = None,
+    max_traces: Annotated[int, typer.Option(
+        min=1, help="requests whose traces GET /v1/traces/{id} keeps")] = 1000,
+    log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+) -> None:
+    """Serve strategies as an OpenAI-compatible chat endpoint: model "best_of_n:<model>", or
+    the plain model for --strategy; each reply's usage is the sum of its model calls, and its
+    trace is at GET /v1/traces/{id}."""
+    from ponder.budget import Budget
+    from ponder.errors import ConfigError
+
+    level = log_level.upper()
+    if level not in ("DEBUG", "INFO", "WARNING", "ERROR"):
+        _fail([f"--log-level {log_level!r}: choose debug, info, warning or error"])
+    # --log-level is ponder's and uvicorn's; libraries stay at warnings (httpx would log
+    # every upstream call at info).
+    _log_to_stderr(logging.WARNING)
+    logging.getLogger("ponder").setLevel(getattr(logging, level))
+    try:
+        import uvicorn
+
+        from ponder.serve import create_app
+    except ImportError as exc:
+        _fail([f"ponder serve needs starlette and uvicorn ({exc}); pip install starlette "
+               "uvicorn"], code=1)
+    try:
+        params = parse_params(param or [])
+        budget = Budget(tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds)
+        backend = _backend(base_url, model, model_path, api_key_env, request_timeout, retries,
+                           backoff_max)
+    except UsageError as exc:
+        _fail(exc.lines)
+    try:
+        server = create_app(backend, model=served_model_name or model or "ponder",
+                            strategy=strategy, params=params, budget=budget, api_key=api_key,
+                            templates_dir=templates, max_traces=max_traces)
+    except ConfigError as exc:
+        _fail([str(exc)])
+    if api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/yellow] listening on {plain(host)} with no --api-key: "
+                  "anyone who can reach it spends your model's compute")
+    uvicorn.run(server, host=host, port=port, log_level=level.lower(), lifespan="on")
+
+
 # -- strategies, verifiers --------------------------------------------------------------------
 
 
 @app.command()
 def strategies(as_json: Annotated[bool, typer.Option("--json", help="as JSON")] = False) -> None:
     """Each strategy with its parameters and their defaults."""
+    from ponder.strategies import REGISTRY as STRATEGIES
+
     specs = STRATEGIES.all()
     if as_json:
         print(json.dumps({spec.name: {"description": spec.description,
@@ -391,6 +510,10 @@ def verifiers() -> None:
     """Each verifier: built-in, registered in code, or installed as a plug-in."""
     from importlib.metadata import entry_points
 
+    from ponder.verifiers import REGISTRY as VERIFIERS
+    from ponder.verifiers.registry import BUILTINS
+    from ponder.verifiers.registry import ENTRY_POINT_GROUP as VERIFIER_ENTRY_POINTS
+
     plugins = {ep.name: ep.value for ep in entry_points(group=VERIFIER_ENTRY_POINTS)}
     rows = [(name,
              "built-in" if name in BUILTINS
@@ -401,6 +524,8 @@ def verifiers() -> None:
 
 
 def _describe_verifier(name: str) -> str:
+    from ponder.verifiers import get_verifier
+
     try:
         verifier = get_verifier(name)
     except Exception as exc:  # a broken plug-in must not hide the others
@@ -423,6 +548,10 @@ def show(
     full: Annotated[bool, typer.Option("--full", help="do not shorten texts")] = False,
 ) -> None:
     """One problem's answer, verdict, usage and trace as a timeline; without --id, every row."""
+    from ponder.results import read_results
+    from ponder.summary import RunTally
+    from ponder.tracing import last_attempt, read_trace_jsonl
+
     if not results.is_file():
         _fail([f"{results}: no such results file"])
     try:

@@ -10,7 +10,7 @@ import asyncio
 import math
 import time
 from collections.abc import Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ponder.answers import canonical_answer, extract_answer
 from ponder.backends.base import CURRENT_CALL, Backend, CallLabel
@@ -33,7 +33,9 @@ from ponder.types import (
     Verdict,
 )
 from ponder.verifiers.base import Verifier, judge
-from ponder.verifiers.sandbox import Limits, SandboxResult, shared_sandbox
+
+if TYPE_CHECKING:  # the sandbox loads when a program first runs, not with every strategy
+    from ponder.verifiers.sandbox import Limits, SandboxResult
 
 
 class Context:
@@ -86,18 +88,22 @@ class Context:
         step: str | None = None,
         backend: Backend | None = None,
         min_n: int = 1,
+        confidence: bool = False,
         **variables: Any,
     ) -> list[Completion]:
         """Render `template`, ask the backend for `n` samples, charge and trace the call.
 
         Fewer samples than `n` may come back when the budget only fits fewer (at least
         `min_n`); a backend that returns fewer than asked is asked again for the rest.
-        Raises `BudgetExhausted` when not even `min_n` samples fit.
+        Raises `BudgetExhausted` when not even `min_n` samples fit. `confidence` asks for
+        token log-probabilities, so that each completion carries its `Confidence` where the
+        backend can give one; without it backends skip them (they cost decode speed).
         """
         messages = self.render(template, **variables)
         return await self.generate_messages(
             messages, n=n, max_tokens=max_tokens, temperature=temperature, stop=stop,
             step=step or template, template=template, backend=backend, min_n=min_n,
+            confidence=confidence,
         )
 
     async def generate_messages(
@@ -112,6 +118,7 @@ class Context:
         template: str | None = None,
         backend: Backend | None = None,
         min_n: int = 1,
+        confidence: bool = False,
     ) -> list[Completion]:
         backend = backend or self.backend
         out: list[Completion] = []
@@ -120,7 +127,7 @@ class Context:
                 got = await self._one_call(
                     backend, list(messages), n=n - len(out), max_tokens=max_tokens,
                     temperature=temperature, stop=stop, step=step, template=template,
-                    min_n=max(1, min_n - len(out)),
+                    min_n=max(1, min_n - len(out)), confidence=confidence,
                 )
             except BudgetExhausted:
                 if len(out) >= min_n and out:
@@ -134,7 +141,7 @@ class Context:
     async def _one_call(
         self, backend: Backend, messages: list[Message], *, n: int, max_tokens: int,
         temperature: float, stop: Sequence[str] | None, step: str, template: str | None,
-        min_n: int,
+        min_n: int, confidence: bool,
     ) -> list[Completion]:
         prompt_tokens = await self._prompt_bound(backend, messages, n, max_tokens)
         reservation = self.meter.reserve(
@@ -147,7 +154,8 @@ class Context:
         event = TraceEvent(kind="generate", step=step, template=template, messages=messages,
                            data={"n": reservation.n, "max_tokens": reservation.max_tokens,
                                  "temperature": temperature})
-        label = CURRENT_CALL.set(CallLabel(template=template, step=step))
+        label = CURRENT_CALL.set(CallLabel(template=template, step=step,
+                                               confidence=confidence))
         try:
             call = backend.generate(
                 messages, n=reservation.n, max_tokens=reservation.max_tokens,
@@ -199,6 +207,8 @@ class Context:
         """Run model-written Python in the sandbox `unit_tests` uses (no network, limits,
         nothing left behind). It costs no tokens, but its time counts against the budget's
         seconds; the trace records the program, its output, its error and its run time."""
+        from ponder.verifiers.sandbox import Limits, shared_sandbox
+
         seconds = self.meter.seconds_for(timeout_s)
         limits = Limits(timeout_s=seconds, cpu_s=max(1, math.ceil(seconds)), memory_mb=512,
                         processes=8, output_bytes=8192)

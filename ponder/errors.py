@@ -15,6 +15,11 @@ class BudgetExhausted(PonderError):
     """Too little budget remains for a useful call. Strategies return their best so far."""
 
 
+# 4xx statuses that say the server is busy, not that the request is wrong: a request refused
+# with one (or with a 5xx) may succeed later, or on another server.
+RETRYABLE_STATUS = frozenset({408, 409, 425, 429})
+
+
 class BackendError(PonderError):
     """A backend call failed for good (after retries, or on a non-retryable status)."""
 
@@ -22,6 +27,13 @@ class BackendError(PonderError):
         super().__init__(message)
         self.status = status
         self.retries = retries
+
+    @property
+    def server_fault(self) -> bool:
+        """Whether the server failed rather than the request: it could not be reached, timed
+        out or sent nonsense (no status), failed (5xx) or was too busy (429, ...). The same
+        request may then succeed on another server; a 400 would fail on any."""
+        return self.status is None or self.status >= 500 or self.status in RETRYABLE_STATUS
 
 
 class MissingDependency(PonderError, ImportError):

@@ -12,7 +12,6 @@ resumed run reads it until the run ends, and a second run is refused, naming the
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import fcntl
 import hashlib
@@ -241,6 +240,8 @@ class ResultsWriter:
     async def sync(self) -> None:
         """fsync in a thread, so an event loop goes on meanwhile (concurrent calls overlap, and
         each covers every line appended before it)."""
+        import asyncio  # here, not above: `ponder show` reads results and needs no event loop
+
         if self.fsync and self._fd is not None:
             await asyncio.to_thread(os.fsync, self._fd)
 

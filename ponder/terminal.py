@@ -10,26 +10,21 @@ from __future__ import annotations
 import json
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any, Literal, get_args, get_origin
+from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    Progress,
-    TaskID,
-    TextColumn,
-    TimeElapsedColumn,
-    TimeRemainingColumn,
-)
 from rich.table import Table
 
 from ponder.redact import redact_secrets
-from ponder.strategies.base import StrategySpec
-from ponder.summary import RunTally, Summary
 from ponder.tree_view import tree_lines
-from ponder.types import Result, TraceEvent
+
+if TYPE_CHECKING:  # `ponder strategies` and `ponder show` must not load what `solve` needs
+    from rich.console import Console
+    from rich.progress import TaskID
+
+    from ponder.strategies.base import StrategySpec
+    from ponder.summary import RunTally, Summary
+    from ponder.types import Result, TraceEvent
 
 ERRORS_SHOWN = 10  # per-problem errors printed during a run; the rest are in the results
 
@@ -51,6 +46,15 @@ class Reporter:
     """The progress bar and the per-problem errors on `console` while a run goes."""
 
     def __init__(self, tally: RunTally, total: int, *, console: Console, quiet: bool) -> None:
+        from rich.progress import (
+            BarColumn,
+            MofNCompleteColumn,
+            Progress,
+            TextColumn,
+            TimeElapsedColumn,
+            TimeRemainingColumn,
+        )
+
         self.tally = tally
         self.errors_shown = 0
         self.progress = Progress(

@@ -10,6 +10,7 @@ import pytest
 
 import ponder
 from ponder import ScriptedBackend
+from ponder.backends.base import asking_confidence
 from ponder.backends.openai import OpenAIBackend
 from ponder.confidence import TokenLogprobs, group_means, summarize, weight
 from ponder.strategies.sampling import confidence_vote
@@ -103,7 +104,9 @@ def test_weights_are_non_negative_under_either_measure():
 
 async def test_log_probs_from_the_server_become_each_completions_confidence(server):
     async with fast(server, top_logprobs=3, confidence_window=4) as backend:
-        completions = await backend.generate(MESSAGES, n=2, max_tokens=100, temperature=0.7)
+        with asking_confidence():
+            completions = await backend.generate(MESSAGES, n=2, max_tokens=100,
+                                                 temperature=0.7)
     assert server.received[0]["logprobs"] is True and server.received[0]["top_logprobs"] == 3
     for completion in completions:
         words = completion.text.split()
@@ -117,16 +120,18 @@ async def test_log_probs_from_the_server_become_each_completions_confidence(serv
 
 async def test_top_logprobs_zero_gives_the_sampled_measure_and_none_asks_for_nothing(server):
     async with fast(server, top_logprobs=0) as backend:
-        [completion] = await backend.generate(MESSAGES, max_tokens=100)
+        with asking_confidence():
+            [completion] = await backend.generate(MESSAGES, max_tokens=100)
     assert completion.confidence is not None and completion.confidence.measure == "sampled"
     async with fast(server, top_logprobs=None) as backend:
-        [completion] = await backend.generate(MESSAGES, max_tokens=100)
+        with asking_confidence():
+            [completion] = await backend.generate(MESSAGES, max_tokens=100)
     assert completion.confidence is None
     assert "logprobs" not in server.received[-1] and "top_logprobs" not in server.received[-1]
 
 
 async def test_a_server_refusing_log_probs_is_asked_again_without_and_remembered():
-    with FakeOpenAIServer(logprobs="refuse") as server:
+    with FakeOpenAIServer(logprobs="refuse") as server, asking_confidence():
         async with fast(server) as backend:
             [first] = await backend.generate(MESSAGES, max_tokens=100)
             assert server.requests == 2  # refused (400 naming logprobs), then asked without
@@ -139,7 +144,7 @@ async def test_a_server_refusing_log_probs_is_asked_again_without_and_remembered
 
 
 async def test_other_client_errors_are_not_taken_for_a_refusal():
-    with FakeOpenAIServer(status_for=lambda body: 400) as server:
+    with FakeOpenAIServer(status_for=lambda body: 400) as server, asking_confidence():
         async with fast(server) as backend:
             with pytest.raises(ponder.BackendError, match="400"):
                 await backend.generate(MESSAGES, max_tokens=100)
@@ -147,10 +152,22 @@ async def test_other_client_errors_are_not_taken_for_a_refusal():
 
 
 async def test_a_server_ignoring_log_probs_gives_no_confidence():
-    with FakeOpenAIServer(logprobs="ignore") as server:
+    with FakeOpenAIServer(logprobs="ignore") as server, asking_confidence():
         async with fast(server) as backend:
             [completion] = await backend.generate(MESSAGES, max_tokens=100)
             assert completion.confidence is None and backend.top_logprobs == 5
+
+
+async def test_log_probs_are_asked_for_only_by_calls_that_use_them(server):
+    async with fast(server) as backend:
+        [plain] = await backend.generate(MESSAGES, max_tokens=100)
+    assert plain.confidence is None and "logprobs" not in server.received[-1]
+    result = await ponder.asolve(PROBLEM, strategy="best_of_n", backend=server.base_url, n=3)
+    assert result.answer == "8"  # the plain vote: no call of it asked
+    assert not any("logprobs" in body for body in server.received)
+    await ponder.asolve(PROBLEM, strategy="best_of_n", backend=server.base_url, n=3,
+                        selector="confidence")
+    assert server.received[-1]["logprobs"] is True
 
 
 async def test_confidence_vote_over_http_names_its_measure(server):

@@ -12,7 +12,7 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ponder import problem_files
+from ponder import cli, problem_files
 from ponder.cli import app
 from ponder.errors import ProblemFileError
 from ponder.problem_files import MAX_FIELD_BYTES, load_problems
@@ -174,6 +174,7 @@ def test_a_field_over_the_limit_is_refused_naming_it_and_the_limit_is_overridabl
 
 def test_the_default_limit_is_one_mebibyte_a_field(tmp_path: Path) -> None:
     assert MAX_FIELD_BYTES == 1 << 20
+    assert cli.MAX_FIELD_BYTES == MAX_FIELD_BYTES  # the CLI's copy, kept to start fast
     path = write_rows(tmp_path / "p.jsonl", {"problem": "x" * (MAX_FIELD_BYTES + 1)})
     assert errors_of(path) == [f"{path}:1: field 'problem': 1,048,577 bytes, over the limit of "
                                "1,048,576 (raise it with --max-field-bytes)"]

@@ -1,15 +1,23 @@
 """The package's import graph: every module imports on its own, and no two modules import
 each other, directly or round a loop. Imports for type checking count (a loop of types is a
 loop of design); imports inside functions are deliberate deferrals of heavy or optional
-modules and do not."""
+modules and do not. And what importing costs: `import ponder` and the commands that call no
+model load no heavy dependency (the openai SDK, sympy, jinja2, ...)."""
 
 from __future__ import annotations
 
 import ast
+import importlib
 import json
 import subprocess
 import sys
+from pathlib import Path
 
+import pytest
+
+import ponder
+from ponder.results import result_line
+from ponder.types import Result
 from tests.conftest import REPO
 
 PACKAGE = REPO / "ponder"
@@ -102,3 +110,63 @@ def test_every_module_imports_alone() -> None:
                           text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert json.loads(done.stdout) == {}
+
+
+# -- what importing costs: `import ponder` and the quick commands load no heavy dependency ----
+
+# Each costs tens to hundreds of milliseconds to import; a command that does not call a model
+# must not pay for them (benchmarks/startup.py measures the time, this keeps the structure).
+HEAVY = ("openai", "httpx", "httpx2", "tenacity", "sympy", "math_verify",
+         "latex2sympy2_extended", "xllamacpp", "vllm", "jinja2")
+
+LOADED = """
+import json, sys
+{code}
+print(json.dumps(sorted({{name.split(".")[0] for name in sys.modules}})))
+"""
+
+RUN_CLI = """
+from typer.testing import CliRunner
+from ponder.cli import app
+done = CliRunner().invoke(app, sys.argv[1:])
+assert done.exit_code == 0, done.output
+"""
+
+
+def top_level_modules_after(code: str, *args: str) -> set[str]:
+    """The top-level packages a fresh interpreter holds after running `code`."""
+    done = subprocess.run([sys.executable, "-c", LOADED.format(code=code), *args], cwd=REPO,
+                          capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return set(json.loads(done.stdout.splitlines()[-1]))
+
+
+@pytest.mark.parametrize("code", ["import ponder", "import ponder.cli"])
+def test_importing_ponder_loads_no_heavy_dependency(code: str) -> None:
+    assert top_level_modules_after(code) & set(HEAVY) == set()
+
+
+def test_help_loads_no_model_code() -> None:
+    loaded = top_level_modules_after(RUN_CLI, "--help")
+    assert loaded & {*HEAVY, "pydantic", "yaml"} == set()
+
+
+def test_strategies_and_show_load_no_heavy_dependency(tmp_path: Path) -> None:
+    results = tmp_path / "run.jsonl"
+    results.write_text(result_line(Result(id="p1", answer="8")), encoding="utf-8")
+    for args in (["strategies"], ["show", str(results)], ["show", str(results), "--id", "p1"]):
+        assert top_level_modules_after(RUN_CLI, *args) & set(HEAVY) == set(), args
+
+
+def test_every_public_name_is_there_on_first_use() -> None:
+    """The package root loads its names lazily (PEP 562); each is still `ponder.X`, in
+    `dir(ponder)` and `from ponder import *`, and is the object its own module defines."""
+    namespace: dict[str, object] = {}
+    exec("from ponder import *", namespace)
+    for name in ponder.__all__:
+        assert getattr(ponder, name) is namespace[name], name
+        assert name in dir(ponder)
+    assert ponder.OpenAIBackend is importlib.import_module("ponder.backends.openai").OpenAIBackend
+    assert ponder.solve is importlib.import_module("ponder.api").solve
+    with pytest.raises(AttributeError, match="no attribute 'nonesuch'"):
+        ponder.nonesuch  # noqa: B018

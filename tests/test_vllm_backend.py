@@ -17,6 +17,7 @@ from types import ModuleType
 import pytest
 
 import ponder
+from ponder.backends.base import asking_confidence
 from ponder.backends.vllm import VLLMBackend
 from ponder.budget import Budget
 from ponder.confidence import TokenLogprobs, summarize
@@ -162,7 +163,9 @@ async def test_a_vllm_backend_string_names_the_model(vllm: ModuleType) -> None:
 
 async def test_log_probs_become_each_samples_confidence(vllm: ModuleType) -> None:
     backend = VLLMBackend("qwen-standin", top_logprobs=2, confidence_window=4)
-    completions = await backend.generate(MESSAGES, n=3, max_tokens=64, temperature=0.8, seed=1)
+    with asking_confidence():
+        completions = await backend.generate(MESSAGES, n=3, max_tokens=64, temperature=0.8,
+                                             seed=1)
     ranked_low = 0
     for completion in completions:
         ids = backend.llm.get_tokenizer().encode(completion.text, False)  # type: ignore[union-attr]
@@ -181,21 +184,24 @@ async def test_log_probs_become_each_samples_confidence(vllm: ModuleType) -> Non
 
 
 async def test_top_logprobs_reach_the_sampling_params(vllm: ModuleType) -> None:
-    sampled = VLLMBackend("qwen-standin", top_logprobs=0)
-    [reply] = await sampled.generate(MESSAGES, max_tokens=64)
-    assert reply.confidence is not None and reply.confidence.measure == "sampled"
+    [unasked] = await VLLMBackend("qwen-standin").generate(MESSAGES, max_tokens=64)
+    assert unasked.confidence is None  # no call of a strategy that ranks by confidence
+    with asking_confidence():
+        sampled = VLLMBackend("qwen-standin", top_logprobs=0)
+        [reply] = await sampled.generate(MESSAGES, max_tokens=64)
+        assert reply.confidence is not None and reply.confidence.measure == "sampled"
 
-    off = VLLMBackend("qwen-standin", top_logprobs=None)
-    [reply] = await off.generate(MESSAGES, max_tokens=64)
-    assert reply.confidence is None
+        off = VLLMBackend("qwen-standin", top_logprobs=None)
+        [reply] = await off.generate(MESSAGES, max_tokens=64)
+        assert reply.confidence is None
 
-    greedy = await VLLMBackend("qwen-standin").generate(MESSAGES, n=3, max_tokens=64)
-    assert greedy[0].confidence is not None
-    assert len({c.confidence for c in greedy}) == 1  # the copies are of one reply
+        greedy = await VLLMBackend("qwen-standin").generate(MESSAGES, n=3, max_tokens=64)
+        assert greedy[0].confidence is not None
+        assert len({c.confidence for c in greedy}) == 1  # the copies are of one reply
 
 
 async def test_more_log_probs_than_the_engine_serves_is_a_backend_error(
         vllm: ModuleType) -> None:
     backend = VLLMBackend("qwen-standin", top_logprobs=21)
-    with pytest.raises(BackendError, match="greater than max allowed: 20"):
+    with asking_confidence(), pytest.raises(BackendError, match="greater than max allowed: 20"):
         await backend.generate(MESSAGES, max_tokens=8)

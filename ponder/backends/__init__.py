@@ -1,4 +1,5 @@
-"""Backends: OpenAI-compatible servers, the embedded local model, vLLM in-process, scripted.
+"""Backends: OpenAI-compatible servers, the embedded local model, vLLM in-process, scripted,
+and a pool spreading calls over several of them.
 
 The heavy ones load lazily, so `import ponder` stays fast and works without the extras.
 """
@@ -13,10 +14,12 @@ from ponder.backends.scripted import ScriptedBackend
 if TYPE_CHECKING:
     from ponder.backends.local import LocalBackend
     from ponder.backends.openai import OpenAIBackend
+    from ponder.backends.pool import BackendPool
     from ponder.backends.vllm import VLLMBackend
 
 _LAZY = {
     "OpenAIBackend": "ponder.backends.openai",
+    "BackendPool": "ponder.backends.pool",
     "LocalBackend": "ponder.backends.local",
     "VLLMBackend": "ponder.backends.vllm",
 }
@@ -30,4 +33,5 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module 'ponder.backends' has no attribute {name!r}")
 
 
-__all__ = ["Backend", "LocalBackend", "OpenAIBackend", "ScriptedBackend", "VLLMBackend"]
+__all__ = ["Backend", "BackendPool", "LocalBackend", "OpenAIBackend", "ScriptedBackend",
+           "VLLMBackend"]

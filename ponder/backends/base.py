@@ -2,9 +2,10 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
 from ponder.types import Completion, Message, Usage
@@ -62,6 +63,10 @@ class CallLabel:
 
     template: str | None
     step: str
+    # The strategy will choose among these samples by their token log-probabilities. Only then
+    # do backends ask the server for them: top-k log-probs slow llama.cpp's decoding (~15% at 4
+    # streams) and multiply the reply's size, so a call that will not use them should not pay.
+    confidence: bool = False
 
 
 # Set by `Context` around each backend call. A context variable, not a `generate` argument, so
@@ -69,3 +74,25 @@ class CallLabel:
 # task-local, so concurrent calls each see their own. Scripted test backends read it to reply
 # by step; real backends ignore it.
 CURRENT_CALL: ContextVar[CallLabel | None] = ContextVar("ponder_current_call", default=None)
+
+
+def confidence_asked() -> bool:
+    """Whether the call being made wants its completions' `Confidence` (see `CallLabel`)."""
+    label = CURRENT_CALL.get()
+    return label is not None and label.confidence
+
+
+@contextmanager
+def asking_confidence() -> Iterator[None]:
+    """Backend calls made in this block ask for token log-probabilities, as a strategy's
+    `ctx.generate(..., confidence=True)` does: for code that calls a backend directly.
+
+    >>> with asking_confidence():
+    ...     [reply] = await backend.generate(messages, max_tokens=100)  # doctest: +SKIP
+    """
+    label = CURRENT_CALL.get() or CallLabel(template=None, step="generate")
+    token = CURRENT_CALL.set(replace(label, confidence=True))
+    try:
+        yield
+    finally:
+        CURRENT_CALL.reset(token)

@@ -23,7 +23,7 @@ from typing import Any
 
 import openai
 
-from ponder.backends.base import GREEDY_TEMPERATURE, greedy_copies
+from ponder.backends.base import GREEDY_TEMPERATURE, confidence_asked, greedy_copies
 from ponder.backends.openai_retry import MalformedReply, RetryPolicy, refuses_logprobs
 from ponder.confidence import DEFAULT_TOP_LOGPROBS, DEFAULT_WINDOW, TokenLogprobs, summarize
 from ponder.errors import BackendError
@@ -46,8 +46,10 @@ class OpenAIBackend:
     (llama.cpp) would otherwise let the queueing eat into each request's timeout.
 
     `top_logprobs` is how many candidates' log-probs to ask for per token (0: the sampled
-    token's only; None: no log-probs at all); `confidence_window` is the group size for each
-    completion's `Confidence.lowest_group` (see `ponder.confidence`).
+    token's only; None: no log-probs at all), on the calls that want a confidence (a strategy
+    choosing by it, or code inside `ponder.backends.base.asking_confidence()`): other calls
+    skip them, since they slow the server and swell the reply. `confidence_window` is the
+    group size for each completion's `Confidence.lowest_group` (see `ponder.confidence`).
 
     >>> backend = OpenAIBackend(base_url="http://127.0.0.1:8000/v1", model="qwen")
     """
@@ -235,7 +237,7 @@ class OpenAIBackend:
 
     async def _send(self, request: _Request, n: int, index: int) -> list[Completion]:
         """At most `n` completions; raises `BackendError` when the request fails for good."""
-        top_logprobs = self.top_logprobs
+        top_logprobs = self.top_logprobs if confidence_asked() else None
         window = self.confidence_window
 
         async def call(body: dict[str, Any]) -> _Reply:

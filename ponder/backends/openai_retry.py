@@ -24,12 +24,10 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
-from ponder.errors import BackendError
+from ponder.errors import RETRYABLE_STATUS, BackendError
 from ponder.redact import redact_secrets, redact_url
 
 T = TypeVar("T")
-
-RETRYABLE_STATUS = {408, 409, 425, 429}
 
 
 class MalformedReply(Exception):

@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from types import ModuleType
 from typing import Any
 
-from ponder.backends.base import GREEDY_TEMPERATURE, greedy_copies
+from ponder.backends.base import GREEDY_TEMPERATURE, confidence_asked, greedy_copies
 from ponder.confidence import DEFAULT_TOP_LOGPROBS, DEFAULT_WINDOW, TokenLogprobs, summarize
 from ponder.errors import BackendError, MissingDependency, PonderError
 from ponder.tokens import prompt_upper_bound
@@ -91,7 +91,7 @@ class VLLMBackend:
                                     "max_tokens": max_tokens, "seed": seed}
         if stop:
             sampling["stop"] = list(stop)
-        if self.top_logprobs is not None:
+        if self.top_logprobs is not None and confidence_asked():
             sampling["logprobs"] = self.top_logprobs
         future: asyncio.Future[list[Completion]] = asyncio.get_running_loop().create_future()
         self._pending.append(_Call([m.model_dump() for m in messages], sampling, future))

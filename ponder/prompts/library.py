@@ -12,12 +12,13 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
-
-import jinja2
+from typing import TYPE_CHECKING, Any
 
 from ponder.errors import TemplateError
 from ponder.types import Message, Role
+
+if TYPE_CHECKING:  # jinja2 loads with the first library made, not with every strategy module
+    import jinja2
 
 BUILTIN_DIR = Path(__file__).parent / "templates"
 BUILTIN_PREFIX = "builtin"
@@ -32,6 +33,8 @@ class PromptLibrary:
     """
 
     def __init__(self, user_dir: str | Path | None = None) -> None:
+        import jinja2
+
         search = [str(BUILTIN_DIR)]
         if user_dir is not None:
             path = Path(user_dir)
@@ -58,6 +61,8 @@ class PromptLibrary:
 
     def render(self, name: str, /, **variables: Any) -> list[Message]:
         """Render template `name` to chat messages; errors name the template, line and variable."""
+        import jinja2
+
         name = name if name.endswith(".j2") else f"{name}.j2"
         try:
             template = self.env.get_template(name)
@@ -74,6 +79,8 @@ class PromptLibrary:
 def _render_blocks(
     template: jinja2.Template, name: str, variables: Mapping[str, Any]
 ) -> list[Message]:
+    import jinja2
+
     messages: list[Message] = []
     try:
         context = template.new_context(dict(variables))

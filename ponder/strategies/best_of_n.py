@@ -87,7 +87,8 @@ async def best_of_n(ctx: Context, cfg: BestOfNConfig) -> Outcome:
 
     async def draw(k: int) -> list[Candidate]:
         replies = await ctx.generate("best_of_n/generate", n=k, max_tokens=cfg.max_tokens,
-                                     temperature=cfg.temperature, step="sample")
+                                     temperature=cfg.temperature, step="sample",
+                                     confidence=by_confidence)
         return ctx.candidates(replies, source="sample")
 
     def settle_by_confidence(drawn: list[Candidate]) -> StopReason | None:

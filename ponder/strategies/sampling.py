@@ -153,11 +153,14 @@ def choose(ctx: Context, samples: list[Candidate], votes: Votes,
 
 
 def vote_info(ctx: Context, samples: list[Candidate], votes: Votes) -> dict[str, Any]:
-    """What every sampling strategy records: how many samples, the votes, and the vote's own
+    """What every sampling strategy records: how many samples, the votes, one answer per
+    distinct answer (`answers`: canonical key → the answer as its first sample gave it, so a
+    caller can show the runners-up, as `ponder serve` does for `n`), and the vote's own
     answer (what a run with no verifier to pick would have answered: with gold as the
     verifier, the result is pass@k and this is the honest figure beside it)."""
     ctx.note("votes", samples=len(samples), counts=votes.counts(), share=votes.share)
     return {"samples": len(samples), "votes": votes.counts(),
+            "answers": {g.key: g.members[0].answer for g in votes.groups},
             "vote_answer": votes.winner.answer if votes.winner else None}
 
 

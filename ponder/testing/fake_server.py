@@ -135,6 +135,7 @@ class FakeOpenAIServer:
         self.logprobs = logprobs
         self.faults_injected: dict[str, int] = dict.fromkeys(FAULTS, 0)
         self.received: list[dict[str, Any]] = []
+        self._served = {"prompt_tokens": 0, "completion_tokens": 0, "replies": 0}
         self._port = port
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -148,6 +149,14 @@ class FakeOpenAIServer:
         """Chat requests received so far, faulted ones included."""
         with self._lock:
             return self._requests
+
+    @property
+    def usage_served(self) -> dict[str, int]:
+        """What the successful chat replies so far charged: `prompt_tokens` and
+        `completion_tokens` summed over them, and how many `replies` (each one request,
+        whatever its `n`); faulted and refused requests charge nothing."""
+        with self._lock:
+            return dict(self._served)
 
     @property
     def base_url(self) -> str:
@@ -243,14 +252,17 @@ class FakeOpenAIServer:
                 if serve_logprobs else None
             choices.append({"index": i, "message": {"role": "assistant", "content": text},
                             "finish_reason": finish, "logprobs": logprobs})
+        prompt_tokens = count_prompt_tokens(messages)
         with self._lock:
             serial = self._requests
+            self._served["prompt_tokens"] += prompt_tokens
+            self._served["completion_tokens"] += completion_tokens
+            self._served["replies"] += 1
         reply: dict[str, Any] = {
             "id": f"chatcmpl-fake-{serial}", "object": "chat.completion",
             "created": int(time.time()), "model": self.model, "choices": choices,
         }
         if self.include_usage:
-            prompt_tokens = count_prompt_tokens(messages)
             reply["usage"] = {"prompt_tokens": prompt_tokens,
                               "completion_tokens": completion_tokens,
                               "total_tokens": prompt_tokens + completion_tokens}
