@@ -66,7 +66,8 @@ def confidence_vote(keep: float, metric: str) -> Rule:
 
 def subset_accuracy(pool: list[Sample], gold: str, k: int, rule: Rule) -> float:
     """The share of k-subsets (in draw order) whose winner under `rule` is right."""
-    subsets = list(itertools.combinations(pool, k))
+    # A pool smaller than k (samples the budget cut, programs that failed) votes whole.
+    subsets = list(itertools.combinations(pool, min(k, len(pool)))) or [()]
     return sum(rule(list(s)) == gold for s in subsets) / len(subsets)
 
 
@@ -78,17 +79,22 @@ def bootstrap(values: list[float], *, resamples: int = 2000, seed: int = 0) -> t
 
 
 def pools(run: dict[str, Any]) -> list[tuple[list[Sample], str]]:
+    """Each problem's samples and canonical gold. A `program` run's samples are what its
+    programs printed (a failed run prints nothing usable and gets no vote)."""
+    step = "execute" if run["strategy"] == "program" else "sample"
     out = []
     for p in run["per_problem"]:
-        samples = [s for s in p.get("sampled") or [] if s.get("step") == "sample"]
+        samples = [s for s in p.get("sampled") or []
+                   if s.get("step") == step and not s.get("error")]
         gold = canonical_number(p["gold"]) or key(p["gold"]) or p["gold"]
         out.append((samples, gold))
     return out
 
 
-def rows(run: dict[str, Any], max_k: int) -> list[dict[str, Any]]:
+def rows(run: dict[str, Any], max_k: int,
+         mix: dict[str, Any] | None = None) -> list[dict[str, Any]]:
     problems = pools(run)
-    n = min(max_k, min(len(s) for s, _ in problems))
+    n = min(max_k, max(len(s) for s, _ in problems))
     tokens = [sum(s.get("tokens", 0) for s in pool) / max(len(pool), 1) for pool, _ in problems]
     per_sample = sum(tokens) / len(tokens)
     table: list[dict[str, Any]] = []
@@ -107,6 +113,12 @@ def rows(run: dict[str, Any], max_k: int) -> list[dict[str, Any]]:
             rule = confidence_vote(keep, metric)
             add(f"confidence vote ({metric}, keep {keep})", n,
                 [float(rule(pool[:n]) == gold) for pool, gold in problems])
+    if mix is not None:
+        other = pools(mix)
+        add(f"plain vote over these samples and {mix['label']}'s", n,
+            [float(plain_vote(pool[:n] + extra) == gold)
+             for (pool, gold), (extra, _) in zip(problems, other, strict=True)],
+            "exploratory")
     add("pass@k (gold picks: not an accuracy)", n,
         [float(any(key(s["answer"]) == gold for s in pool[:n])) for pool, gold in problems],
         "upper bound")
@@ -128,11 +140,14 @@ def main(argv: Sequence[str] | None = None) -> None:
     parser.add_argument("report", type=Path, help="a strategies_*.json report")
     parser.add_argument("--label", required=True, help="the run whose samples to re-select")
     parser.add_argument("--max-k", type=int, default=16)
+    parser.add_argument("--mix", default=None,
+                        help="another run on the same problems whose samples join one vote")
     parser.add_argument("--out", type=Path, default=None, help="also write the table here")
     args = parser.parse_args(argv)
     report = json.loads(args.report.read_text())
-    [run] = [r for r in report["runs"] if r["label"] == args.label]
-    text = markdown(args.report.name, args.label, rows(run, args.max_k))
+    runs = {r["label"]: r for r in report["runs"]}
+    mix = runs[args.mix] if args.mix else None
+    text = markdown(args.report.name, args.label, rows(runs[args.label], args.max_k, mix))
     if args.out:
         args.out.write_text(text)
     print(text)
