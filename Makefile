@@ -12,13 +12,19 @@ $(BIN)/ponder: pyproject.toml
 	$(BIN)/pip install --quiet -e ".[local,dev]"
 	touch $@
 
+# The `ray` extra (Ray with Ray Data: ~30 s and ~600 MB) only for the tests, so that `make test`
+# runs tests/test_ray.py; a user's install stays without it.
+$(VENV)/.ray-extra: $(BIN)/ponder
+	$(BIN)/pip install --quiet -e ".[local,dev,ray]"
+	touch $@
+
 install: $(BIN)/ponder
 
 demo: install
 	$(BIN)/python -c "import ponder; r = ponder.solve('Tom has 3 apples and buys 5 more. How many apples does Tom have now?'); print('answer:', r.answer, '| tokens:', r.usage.total_tokens, '| seconds: %.1f' % r.elapsed_s)"
 	$(BIN)/ponder solve examples/math_problems.jsonl -s best_of_n -p n=3 -p max_tokens=384 -o runs/demo.jsonl --overwrite
 
-test: install
+test: install $(VENV)/.ray-extra
 	$(BIN)/ruff check ponder tests benchmarks examples
 	$(BIN)/mypy ponder
 	$(BIN)/pytest -q

@@ -17,7 +17,7 @@ import os
 import subprocess
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, ExitStack, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from ponder.backends.base import Backend
     from ponder.budget import Budget
     from ponder.prompts import PromptLibrary
+    from ponder.ray_runner import SolveJob
     from ponder.strategies.base import StrategyConfig, StrategySpec
     from ponder.types import Problem, Result
     from ponder.verifiers import Verifier, VerifierChoice
@@ -220,9 +221,23 @@ def _load_verifier(spec: str) -> Verifier:
 def _backend(base_url: str | Sequence[str] | None, model: str | None, model_path: Path | None,
              api_key_env: str | None, request_timeout: float | None,
              retries: int | None, backoff_max: float | None) -> Backend:
-    # The option pairs are refused here, in the CLI's words; `resolve_backend` builds the rest.
     from ponder.api import resolve_backend
 
+    options = _backend_options(base_url, model, model_path, api_key_env, request_timeout,
+                               retries, backoff_max)
+    try:
+        backend, _ = resolve_backend(**options)
+    except PonderError as exc:
+        raise UsageError(str(exc)) from None
+    return backend
+
+
+def _backend_options(base_url: str | Sequence[str] | None, model: str | None,
+                     model_path: Path | None, api_key_env: str | None,
+                     request_timeout: float | None, retries: int | None,
+                     backoff_max: float | None) -> dict[str, Any]:
+    """`resolve_backend`'s arguments from the options. The option pairs are refused here, in
+    the CLI's words; `resolve_backend` checks the rest."""
     # `--base-url` may be repeated: several servers make a pool, one a plain server backend.
     urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
     base_url = urls[0] if len(urls) == 1 else (urls or None)
@@ -236,14 +251,9 @@ def _backend(base_url: str | Sequence[str] | None, model: str | None, model_path
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise UsageError(f"--api-key-env {api_key_env}: that environment variable is not set")
-    try:
-        backend, _ = resolve_backend(base_url, model=model, model_path=model_path,
-                                     api_key=api_key, request_timeout=request_timeout,
-                                     max_retries=retries, backoff_max=backoff_max,
-                                     parallel=LOCAL_SLOTS)
-    except PonderError as exc:
-        raise UsageError(str(exc)) from None
-    return backend
+    return {"backend": base_url, "model": model, "model_path": model_path, "api_key": api_key,
+            "request_timeout": request_timeout, "max_retries": retries,
+            "backoff_max": backoff_max, "parallel": LOCAL_SLOTS}
 
 
 async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | None,
@@ -267,6 +277,54 @@ async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | No
                         seed=seed, trace_sink=sink)
         await run_all(plan.todo, solver, concurrency=concurrency, writer=writer,
                       on_result=reporter.on_result)
+
+
+def _ray_job(plan: Plan, options: dict[str, Any], verifier: str | None,
+             templates: Path | None, seed: int | None) -> SolveJob:
+    """What each Ray worker needs to solve as this run would: specs, not live objects. Paths
+    go absolute, since a worker may not start where this process did."""
+    from ponder.ray_runner import BackendSpec, SolveJob
+
+    options = dict(options)
+    try:
+        backend = BackendSpec.of(options.pop("backend"), **options)
+        backend.check()
+    except PonderError as exc:
+        raise UsageError(str(exc)) from None
+    if verifier is not None:
+        target, sep, attr = verifier.rpartition(":")
+        if sep and target.endswith(".py"):
+            verifier = f"{Path(target).resolve()}:{attr}"
+    return SolveJob(plan.spec, plan.config, backend, verifier=verifier, budget=plan.budget,
+                    templates_dir=None if templates is None else str(templates.resolve()),
+                    seed=seed, trace=plan.trace is not None)
+
+
+def _run_on_ray(plan: Plan, job: SolveJob, address: str, *, workers: int | None,
+                concurrency: int | None, reporter: Reporter) -> None:
+    """`plan` solved on Ray workers; this process writes the results and trace, through the
+    same `record_rows` as a local run."""
+    import asyncio
+
+    from ponder.orchestrator import record_rows
+    from ponder.ray_runner import cluster, cluster_cpus, solve_on_ray
+    from ponder.results import ResultsWriter
+    from ponder.tracing import JsonlTraceWriter
+
+    if not plan.todo:  # a finished run resumed: no cluster to start
+        return
+    reporter.stage("starting Ray")
+    with cluster(address), ExitStack() as stack:
+        workers = workers or cluster_cpus()
+        in_flight = concurrency or LOCAL_SLOTS * workers
+        sink = stack.enter_context(JsonlTraceWriter(plan.trace)) if plan.trace else None
+        writer = stack.enter_context(ResultsWriter(plan.out))
+        reporter.stage("solving")
+        reporter.tally.solving_since = time.monotonic()
+        asyncio.run(record_rows(
+            lambda emit: solve_on_ray(plan.todo, job, workers=workers, concurrency=in_flight,
+                                      emit=emit, trace_sink=sink),
+            writer=writer, on_result=reporter.on_result))
 
 
 @app.command()
@@ -308,8 +366,16 @@ def solve(
     backoff_max: Annotated[float | None, typer.Option(
         min=0.0, help="longest wait in seconds between retries")] = None,
     concurrency: Annotated[int | None, typer.Option(
-        min=1, help=f"problems in flight; default {LOCAL_SLOTS} (embedded model) or "
-                    f"{REMOTE_CONCURRENCY} per --base-url")] = None,
+        min=1, help=f"problems in flight; default {LOCAL_SLOTS} (embedded model; with --ray, "
+                    f"per worker) or {REMOTE_CONCURRENCY} per --base-url")] = None,
+    ray_address: Annotated[str | None, typer.Option(
+        "--ray", metavar="ADDRESS",
+        help="solve on Ray workers: 'local' starts a cluster here that ends with this run, "
+             "'auto' joins the one `ray start` made, else ray://HOST:PORT or HOST:PORT; this "
+             "process writes the results (needs the ray extra; see docs/ray.md)")] = None,
+    ray_workers: Annotated[int | None, typer.Option(
+        min=1, help="with --ray: worker processes, one CPU each; default one per CPU of the "
+                    "cluster")] = None,
     out_path: Annotated[Path | None, typer.Option(
         "-o", "--out", help="results JSONL; default <problems>.<strategy>.results.jsonl")]
     = None,
@@ -329,6 +395,8 @@ def solve(
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
 ) -> None:
     """Solve every problem in a file, one result line per problem as it finishes."""
+    import asyncio
+
     from ponder.budget import Budget
     from ponder.results import ResultsLocked
 
@@ -336,27 +404,41 @@ def solve(
     # The results file and trace stay locked from before they are read until the run ends.
     with ExitStack() as locks:
         try:
+            if ray_workers is not None and ray_address is None:
+                raise UsageError("--ray-workers goes with --ray")
             budget = Budget(tokens=budget_tokens, calls=max_calls, seconds=timeout)
             plan = _plan(problems, strategy, param or [], verifier, budget, templates, out_path,
                          trace, no_trace, resume, overwrite, retry_errors,
                          allow_code_verifiers=allow_code_verifiers,
                          max_field_bytes=max_field_bytes, locks=locks)
-            backend = _backend(base_url, model, model_path, api_key_env, request_timeout,
-                               retries, backoff_max)
+            # A server's calls in flight are the server's to bear, however many workers make
+            # them; an embedded model's slots are per process, so per worker with --ray.
+            remote = REMOTE_CONCURRENCY * len(base_url) if base_url else None
+            if ray_address is None:
+                backend = _backend(base_url, model, model_path, api_key_env, request_timeout,
+                                   retries, backoff_max)
+                in_flight = concurrency or remote or LOCAL_SLOTS
+
+                def run(reporter: Reporter) -> None:
+                    asyncio.run(_run(plan, backend, concurrency=in_flight, seed=seed,
+                                     reporter=reporter))
+            else:
+                options = _backend_options(base_url, model, model_path, api_key_env,
+                                           request_timeout, retries, backoff_max)
+                job = _ray_job(plan, options, verifier, templates, seed)
+
+                def run(reporter: Reporter) -> None:
+                    _run_on_ray(plan, job, ray_address, workers=ray_workers,
+                                concurrency=concurrency or remote, reporter=reporter)
         except UsageError as exc:
             _fail(exc.lines)
         except ResultsLocked as exc:
             _fail([str(exc)], code=1)
-        in_flight = concurrency or (REMOTE_CONCURRENCY * len(base_url) if base_url
-                                    else LOCAL_SLOTS)
-        _solve(plan, backend, concurrency=in_flight, seed=seed, quiet=quiet, as_json=as_json)
+        _solve(plan, run, quiet=quiet, as_json=as_json)
 
 
-def _solve(plan: Plan, backend: Backend, *, concurrency: int, seed: int | None, quiet: bool,
-           as_json: bool) -> None:
-    """Run a checked plan with progress, then print its summary."""
-    import asyncio
-
+def _solve(plan: Plan, run: Callable[[Reporter], None], *, quiet: bool, as_json: bool) -> None:
+    """Run a checked plan (`run`, here or on Ray) with progress, then print its summary."""
     from ponder.summary import RunTally
 
     if not quiet:
@@ -366,11 +448,10 @@ def _solve(plan: Plan, backend: Backend, *, concurrency: int, seed: int | None, 
     interrupted = False
     try:
         with reporter.progress if plan.todo else nullcontext():
-            asyncio.run(_run(plan, backend, concurrency=concurrency, seed=seed,
-                             reporter=reporter))
+            run(reporter)
     except KeyboardInterrupt:
         interrupted = True
-    except PonderError as exc:  # the model would not start: nothing was solved
+    except PonderError as exc:  # the model, Ray or a Ray worker would not start
         _fail([str(exc)], code=1)
     summary = tally.summary(interrupted=interrupted)
     if as_json:

@@ -13,7 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
@@ -40,6 +40,11 @@ from ponder.types import Problem, Result, TraceEvent
 from ponder.verifiers import Verifier
 
 log = logging.getLogger(__name__)
+
+# A producer solves problems somewhere and passes each result to the sink it is given the
+# moment it is ready; `record_rows` is the sink's side.
+RowSink = Callable[[Result], None]
+Producer = Callable[[RowSink], Awaitable[None]]
 
 
 def _no_verifier(problem: Problem) -> Verifier | None:
@@ -101,30 +106,59 @@ async def run_all(
     on_result: Callable[[Result], None] | None = None,
 ) -> list[Result]:
     """Solve `problems`, at most `concurrency` at a time; each result is written (and passed to
-    `on_result`) the moment it is ready. Results come back in the order they finished.
+    `on_result`) the moment it is ready. Results come back in the order they finished, every
+    row on disk (fsync'd) by then.
 
-    Cancelling the run (Ctrl-C) keeps every row already written; rows are whole or absent.
+    A row is in the file before `on_result` hears of it, so a killed run keeps it; it is on
+    disk within about 50 ms (`ResultsWriter`'s group commit), so a crash of the machine keeps
+    it too. Cancelling the run (Ctrl-C) keeps every row already written; rows are whole or
+    absent.
     """
+    return await record_rows(
+        lambda emit: solve_each(problems, solver, concurrency=concurrency, emit=emit),
+        writer=writer, on_result=on_result)
+
+
+async def solve_each(problems: Sequence[Problem], solver: Solver, *, concurrency: int,
+                     emit: RowSink) -> None:
+    """The producer of a run on this event loop: solve `problems`, at most `concurrency` at a
+    time, and pass each result to `emit` the moment it is ready. (`ray_runner.solve_on_ray` is
+    the producer of a run on Ray workers.)"""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     pending = iter(problems)
-    finished: list[Result] = []
 
     async def worker() -> None:
         # Workers pull from one shared iterator: safe, since `next` never awaits.
         for problem in pending:
-            result = await solver.solve(problem)
-            if writer is not None:
-                writer.append(result)
-            finished.append(result)
-            if on_result is not None:
-                on_result(result)
-            if writer is not None:
-                await writer.sync()
+            emit(await solver.solve(problem))
 
     async with asyncio.TaskGroup() as group:
         for _ in range(min(concurrency, len(problems))):
             group.create_task(worker())
+
+
+async def record_rows(produce: Producer, *, writer: ResultsWriter | None = None,
+                      on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    """The consumer every run shares, whoever solves: `produce(emit)` runs, and each row it
+    emits is appended to `writer`, then passed to `on_result`. Returns the rows in the order
+    they came, every one on disk (fsync'd) by then. One writer and one resume path for a run
+    on this event loop (`solve_each`) and for one on Ray workers (`ray_runner.solve_on_ray`).
+    """
+    finished: list[Result] = []
+
+    def record(result: Result) -> None:
+        if writer is not None:
+            # No wait for the fsync here: the writer's group commit makes it, and a worker
+            # that waited would leave the server idle for it, problem after problem.
+            writer.append(result)
+        finished.append(result)
+        if on_result is not None:
+            on_result(result)
+
+    await produce(record)
+    if writer is not None:
+        await writer.sync()
     return finished
 
 

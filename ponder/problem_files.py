@@ -120,6 +120,20 @@ def _verifier_errors(path: Path, problems: list[Problem], lines: dict[str, int],
     return errors
 
 
+def problem_from_row(row: Any, default_id: str, *, where: str = "row",
+                     allow_code_verifiers: bool = False,
+                     max_field_bytes: int = MAX_FIELD_BYTES) -> Problem:
+    """One row of a data set that is not a file (a Ray Dataset's) as a `Problem`, under a
+    problem file's rules: field sizes, nesting, aliases, and no code verifier unless allowed.
+    Raises `ProblemFileError` with one line per thing wrong, each beginning with `where`."""
+    errors: list[str] = []
+    problem = _to_problem(row, default_id, where, _Rules(allow_code_verifiers, max_field_bytes),
+                          errors)
+    if problem is None:
+        raise ProblemFileError(errors)
+    return problem
+
+
 def normalize_row(row: dict[str, Any], default_id: str) -> dict[str, Any]:
     """A data set's row in ponder's field names, with unknown fields moved into `metadata`."""
     row = dict(row)

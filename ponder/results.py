@@ -1,8 +1,9 @@
 """The results file: one JSON line per problem, appended and made durable as each finishes.
 
-A line is written with a single `write` on an append-only descriptor, then fsync'd, so a run
-killed at any moment leaves whole lines plus at most one torn last line, which
-`drop_torn_tail` cuts away before a resumed run appends again. A row is a `Result` without its
+A line is written with a single `write` on an append-only descriptor, and fsync'd with the
+lines around it within about 50 ms (`ResultsWriter`), so a run killed at any moment leaves
+every line it had written, whole, plus at most one torn last line, which `drop_torn_tail` cuts
+away before a resumed run appends again. A row is a `Result` without its
 trace (the trace goes to its own file), with a hash of the problem it answers (`problem_hash`),
 so that a resumed run can tell a problem edited since.
 
@@ -16,13 +17,20 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import math
 import os
+import threading
+import time
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
 from ponder.errors import PonderError
 from ponder.types import Problem, Result
+
+if TYPE_CHECKING:  # `ponder show` reads results and needs no event loop
+    import asyncio
 
 # How a row, and a trace event, begin as ponder writes them; a torn last line that begins
 # otherwise is not one of ours, and a file holding it is left as it is.
@@ -218,36 +226,88 @@ def _read_pid(fd: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
+# How long a row may wait to reach the disk: one fsync covers every row appended in this long,
+# so a run pays one fsync (and one hand-off to a thread) per 50 ms, not one per row.
+COMMIT_INTERVAL_S = 0.05
+
+
 class ResultsWriter:
-    """Appends result rows to `path`, each made durable with fsync (`write`, or `append` then
-    `await sync()` inside an event loop); `close` syncs whatever is left.
+    """Appends result rows to `path`: each with a single `write` the moment it is appended, so
+    a killed process (Ctrl-C, SIGKILL, out of memory) never loses a row appended before, and
+    fsync'd in groups, so that a crash of the machine itself loses none older than about
+    `commit_interval` (50 ms) plus the time of one fsync (longer only when one fsync takes
+    longer than that). The group commit is a thread of the writer's own: the first row
+    appended after an fsync starts the next one, at the earliest `commit_interval` after it,
+    and every row appended by then shares it. `await sync()` returns once every row appended
+    before it is on disk (it starts the next fsync at once, or as soon as the one under way
+    ends); `write` appends and fsyncs at once; `close` fsyncs the rest. An fsync
+    that fails is raised by the next `append`, `sync` or `close`.
 
     >>> with ResultsWriter("results.jsonl") as out:  # doctest: +SKIP
-    ...     out.write(result)
+    ...     out.append(result)  # in the file now, on disk within ~50 ms
+    ...     await out.sync()    # on disk now
     """
 
-    def __init__(self, path: str | Path, *, fsync: bool = True) -> None:
+    def __init__(self, path: str | Path, *, fsync: bool = True,
+                 commit_interval: float = COMMIT_INTERVAL_S) -> None:
         self.path = Path(path)
         self.fsync = fsync
+        self.commit_interval = commit_interval
         self._fd: int | None = None
+        # Rows appended, and rows an fsync that has finished covers; both only grow.
+        self._appended = 0
+        self._durable = 0
+        self._changed = threading.Condition()
+        self._closing = False
+        self._urgent = False  # a `sync` waits: the next fsync need not wait out the interval
+        self._failure: OSError | None = None
+        self._waiters: list[tuple[int, asyncio.AbstractEventLoop, asyncio.Future[None]]] = []
+        self._committer: threading.Thread | None = None
 
     def write(self, result: Result) -> None:
-        """Append `result`'s line and fsync it."""
-        self.append(result)
-        if self.fsync and self._fd is not None:
-            os.fsync(self._fd)
+        """Append `result`'s line and fsync it (and every row before it) now."""
+        covered = self._write_line(result)
+        if self.fsync:
+            self._fsync(covered)
 
     async def sync(self) -> None:
-        """fsync in a thread, so an event loop goes on meanwhile (concurrent calls overlap, and
-        each covers every line appended before it)."""
+        """Wait until every row appended before this call is on disk. Concurrent callers share
+        one fsync, made in the writer's thread while the event loop goes on."""
         import asyncio  # here, not above: `ponder show` reads results and needs no event loop
 
-        if self.fsync and self._fd is not None:
-            await asyncio.to_thread(os.fsync, self._fd)
+        if not self.fsync or self._fd is None:
+            return
+        loop = asyncio.get_running_loop()
+        with self._changed:
+            self._raise_failure()
+            if self._durable >= self._appended:
+                return
+            done: asyncio.Future[None] = loop.create_future()
+            self._waiters.append((self._appended, loop, done))
+            self._urgent = True
+            self._changed.notify_all()
+        await done
 
     def append(self, result: Result) -> None:
         """Append `result`'s line in one write: readers (and a resumed run) see it at once,
-        and lines never interleave. It is on disk for good after `sync`."""
+        lines never interleave, and a kill of this process cannot lose it. It reaches the disk
+        with the next group fsync (within about `commit_interval`), or `sync` / `close`."""
+        appended = self._write_line(result)
+        if not self.fsync:
+            return
+        with self._changed:
+            if self._committer is None:
+                self._closing = False  # a writer closed and appended to again
+                self._committer = threading.Thread(target=self._commit_forever, daemon=True,
+                                                   name=f"fsync {self.path.name}")
+                self._committer.start()
+            elif appended == self._durable + 1:
+                self._changed.notify_all()  # the committer may be waiting for a row
+
+    def _write_line(self, result: Result) -> int:
+        """Write `result`'s line in one write; how many rows have been written now."""
+        if self._failure is not None:
+            self._raise_failure()
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -255,16 +315,104 @@ class ResultsWriter:
         written = os.write(self._fd, data)
         while written < len(data):  # only on a full disk or a signal; finish the line
             written += os.write(self._fd, data[written:])
+        with self._changed:
+            self._appended += 1
+            return self._appended
 
     def close(self) -> None:
-        if self._fd is not None:
-            if self.fsync:
-                os.fsync(self._fd)
-            os.close(self._fd)
-            self._fd = None
+        """fsync every row not yet on disk and close the file; raises an fsync's failure."""
+        committer = self._committer
+        with self._changed:
+            self._closing = True
+            self._changed.notify_all()
+        if committer is not None:
+            committer.join()
+            self._committer = None
+        try:
+            if self._fd is not None and self.fsync and self._failure is None:
+                with self._changed:
+                    covered = self._appended
+                    pending = self._durable < covered
+                if pending:
+                    self._fsync(covered)
+        finally:
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+            with self._changed:
+                self._release_waiters()
+        self._raise_failure()
+
+    def _commit_forever(self) -> None:
+        """The group commit: an fsync whenever rows wait for one, at most one per interval."""
+        last = -math.inf
+        while True:
+            with self._changed:
+                # Rows appended within the interval after the last fsync began share the next.
+                while not self._closing and (
+                        self._durable >= self._appended
+                        or (time.monotonic() < last + self.commit_interval and not self._urgent)):
+                    wait = last + self.commit_interval - time.monotonic()
+                    self._changed.wait(wait if self._durable < self._appended else None)
+                if self._closing:
+                    return  # `close` fsyncs what is left, after this thread is gone
+                covered = self._appended
+                self._urgent = False
+            last = time.monotonic()
+            try:
+                self._fsync(covered)
+            except OSError:
+                return  # kept in `_failure`; the next append, sync or close raises it
+
+    def _fsync(self, covered: int) -> None:
+        """fsync the file, then count the first `covered` rows as on disk."""
+        assert self._fd is not None
+        try:
+            os.fsync(self._fd)
+        except OSError as exc:
+            with self._changed:
+                self._failure = self._failure or exc
+                self._release_waiters()
+            raise
+        with self._changed:
+            self._durable = max(self._durable, covered)
+            self._release_waiters()
+
+    def _release_waiters(self) -> None:
+        """Wake every `sync` whose rows are on disk, or all of them after a failure or once the
+        file is closed. Called holding `_changed`."""
+        closed = self._fd is None
+        failure = None if self._failure is None else self._failure_error()
+        keep = []
+        for rows, loop, done in self._waiters:
+            if rows <= self._durable or failure is not None or closed:
+                with contextlib.suppress(RuntimeError):  # its event loop is closed: none waits
+                    loop.call_soon_threadsafe(_settle, done, failure)
+            else:
+                keep.append((rows, loop, done))
+        self._waiters = keep
+
+    def _raise_failure(self) -> None:
+        if self._failure is not None:
+            raise self._failure_error() from self._failure
+
+    def _failure_error(self) -> OSError:
+        assert self._failure is not None
+        return OSError(self._failure.errno, f"{self.path}: fsync failed, so rows written since "
+                                            f"the last one may not be on disk: "
+                                            f"{self._failure.strerror}")
 
     def __enter__(self) -> ResultsWriter:
         return self
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _settle(done: asyncio.Future[None], failure: OSError | None) -> None:
+    if done.done():  # its `sync` was cancelled
+        return
+    if failure is None:
+        done.set_result(None)
+    else:
+        done.set_exception(failure)

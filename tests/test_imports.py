@@ -117,7 +117,7 @@ def test_every_module_imports_alone() -> None:
 # Each costs tens to hundreds of milliseconds to import; a command that does not call a model
 # must not pay for them (benchmarks/startup.py measures the time, this keeps the structure).
 HEAVY = ("openai", "httpx", "httpx2", "tenacity", "sympy", "math_verify",
-         "latex2sympy2_extended", "xllamacpp", "vllm", "jinja2")
+         "latex2sympy2_extended", "xllamacpp", "vllm", "jinja2", "ray", "pyarrow")
 
 LOADED = """
 import json, sys
@@ -141,7 +141,7 @@ def top_level_modules_after(code: str, *args: str) -> set[str]:
     return set(json.loads(done.stdout.splitlines()[-1]))
 
 
-@pytest.mark.parametrize("code", ["import ponder", "import ponder.cli"])
+@pytest.mark.parametrize("code", ["import ponder", "import ponder.cli", "import ponder.ray"])
 def test_importing_ponder_loads_no_heavy_dependency(code: str) -> None:
     assert top_level_modules_after(code) & set(HEAVY) == set()
 

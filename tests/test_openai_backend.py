@@ -43,6 +43,12 @@ def server() -> Iterator[FakeOpenAIServer]:
         yield fake
 
 
+@pytest.fixture(params=[True, False], ids=["lean_http", "sdk_http"])
+def lean_http(request: pytest.FixtureRequest) -> bool:
+    """Failures end the same way whichever client carries the chat request."""
+    return bool(request.param)
+
+
 async def test_native_n_is_one_request_charging_the_prompt_once(server: FakeOpenAIServer) -> None:
     async with fast(server) as backend:
         assert backend.prompt_copies(4) == 4  # not known yet: reserve for the worst case
@@ -136,9 +142,11 @@ async def test_stop_sequences_reach_the_server(server: FakeOpenAIServer) -> None
 )
 async def test_client_errors_fail_fast_with_the_servers_message(
     fake: dict[str, object], backend_kwargs: dict[str, object], status: int, message: str,
+    lean_http: bool,
 ) -> None:
     with FakeOpenAIServer(**fake) as server:  # type: ignore[arg-type]
-        async with fast(server, **{"model": "fake-model", **backend_kwargs}) as backend:
+        async with fast(server, **{"model": "fake-model", "lean_http": lean_http,
+                                   **backend_kwargs}) as backend:
             with pytest.raises(BackendError, match=message) as caught:
                 await backend.generate(MESSAGES, max_tokens=100)
         assert caught.value.status == status
@@ -146,19 +154,20 @@ async def test_client_errors_fail_fast_with_the_servers_message(
         assert server.requests == 1  # not retried
 
 
-async def test_transient_errors_are_retried_and_counted() -> None:
+async def test_transient_errors_are_retried_and_counted(lean_http: bool) -> None:
     replies = itertools.count()
     with FakeOpenAIServer(status_for=lambda body: 503 if next(replies) < 2 else None) as server:
-        async with fast(server) as backend:
+        async with fast(server, lean_http=lean_http) as backend:
             [completion] = await backend.generate(MESSAGES, max_tokens=100)
     assert completion.retries == 2
     assert server.requests == 3
 
 
-async def test_retry_after_is_honoured_over_a_longer_backoff() -> None:
+async def test_retry_after_is_honoured_over_a_longer_backoff(lean_http: bool) -> None:
     with FakeOpenAIServer(fault_rate=1.0, faults=["429"], retry_after_s=0.05) as server:
         # Were the backoff used instead of Retry-After, the three attempts would take minutes.
-        async with fast(server, max_retries=2, backoff_initial=60, backoff_max=120) as backend:
+        async with fast(server, max_retries=2, backoff_initial=60, backoff_max=120,
+                        lean_http=lean_http) as backend:
             with pytest.raises(BackendError, match="answered 429") as caught:
                 await asyncio.wait_for(backend.generate(MESSAGES, max_tokens=100), timeout=10)
     assert caught.value.retries == 2
@@ -170,9 +179,11 @@ async def test_retry_after_is_honoured_over_a_longer_backoff() -> None:
     [("hang", "did not answer within"), ("drop", "cannot reach"), ("malformed", "malformed"),
      ("500", "answered 500")],
 )
-async def test_each_fault_ends_in_a_clear_error_after_the_retries(fault: str, message: str) -> None:
+async def test_each_fault_ends_in_a_clear_error_after_the_retries(fault: str, message: str,
+                                                                  lean_http: bool) -> None:
     with FakeOpenAIServer(fault_rate=1.0, faults=[fault], hang_s=30) as server:
-        async with fast(server, model="fake-model", timeout=0.3, max_retries=1) as backend:
+        async with fast(server, model="fake-model", timeout=0.3, max_retries=1,
+                        lean_http=lean_http) as backend:
             started = time.monotonic()
             with pytest.raises(BackendError, match=message) as caught:
                 await backend.generate(MESSAGES, max_tokens=100)
@@ -332,10 +343,11 @@ def echo_key_server() -> Iterator[str]:
     httpd.server_close()
 
 
-async def test_the_api_key_never_appears_in_a_backend_error(echo_key_server: str) -> None:
+async def test_the_api_key_never_appears_in_a_backend_error(echo_key_server: str,
+                                                            lean_http: bool) -> None:
     url = f"http://{echo_key_server}/v1"
     async with OpenAIBackend(url, model="m", api_key="sk-live-0123456789",
-                             max_retries=0) as backend:
+                             max_retries=0, lean_http=lean_http) as backend:
         with pytest.raises(BackendError) as caught:
             await backend.generate(MESSAGES, max_tokens=10)
     assert str(caught.value) == f"{url} answered 401: Incorrect API key provided: ***"

@@ -24,6 +24,7 @@ from typing import Any
 import openai
 
 from ponder.backends.base import GREEDY_TEMPERATURE, confidence_asked, greedy_copies
+from ponder.backends.lean_http import LeanHTTP, Redirected, lean_target
 from ponder.backends.openai_retry import MalformedReply, RetryPolicy, refuses_logprobs
 from ponder.confidence import DEFAULT_TOP_LOGPROBS, DEFAULT_WINDOW, TokenLogprobs, summarize
 from ponder.errors import BackendError
@@ -51,6 +52,11 @@ class OpenAIBackend:
     skip them, since they slow the server and swell the reply. `confidence_window` is the
     group size for each completion's `Confidence.lowest_group` (see `ponder.confidence`).
 
+    Chat requests to a plain-http server (no proxy, no credentials in the URL) go through
+    `ponder.backends.lean_http`, a fifth of the openai SDK's CPU per request, with the same
+    headers, errors and retries; `lean_http=False` sends them through the SDK's client, as
+    https servers and every other request always are.
+
     >>> backend = OpenAIBackend(base_url="http://127.0.0.1:8000/v1", model="qwen")
     """
 
@@ -69,6 +75,7 @@ class OpenAIBackend:
         top_logprobs: int | None = DEFAULT_TOP_LOGPROBS,
         confidence_window: int = DEFAULT_WINDOW,
         name: str | None = None,
+        lean_http: bool = True,
     ) -> None:
         base_url = base_url or os.environ.get("OPENAI_BASE_URL")
         if not base_url:
@@ -99,6 +106,9 @@ class OpenAIBackend:
             max_retries=0,
             timeout=timeout,
         )
+        # Chat requests to a plain-http server go through ponder's lean client, the SDK's
+        # costing five times its CPU per request (`lean_http`); the rest through the SDK.
+        self._lean = _lean_client(self.base_url, self.client) if lean_http else None
         self._native_n = native_n
         # Set to None, for good, once the server refuses log-probs (as `_native_n` is learned).
         self.top_logprobs = top_logprobs
@@ -178,6 +188,8 @@ class OpenAIBackend:
         return None
 
     async def aclose(self) -> None:
+        if self._lean is not None:
+            await self._lean.aclose()
         await self.client.close()
 
     async def __aenter__(self) -> OpenAIBackend:
@@ -241,7 +253,20 @@ class OpenAIBackend:
         window = self.confidence_window
 
         async def call(body: dict[str, Any]) -> _Reply:
-            return _Reply.parse(await self.client.chat.completions.create(**body), window)
+            lean = self._lean
+            if lean is not None:
+                try:
+                    return _Reply.parse(await lean.post_json("/chat/completions", body), window)
+                except Redirected as exc:  # the SDK's client follows redirects; leave it to it
+                    log.info("%s redirects chat requests (%s); sending them through the openai "
+                             "SDK from now on", self.shown_url, exc)
+                    self._lean = None
+                    await lean.aclose()
+            # The SDK's plain `post`, not `chat.completions.create`: the typed method walks the
+            # arguments against its TypedDicts and builds models of the reply, about a third
+            # of its CPU per call (benchmarks/results/client_overhead.md).
+            reply = await self.client.post("/chat/completions", body=body, cast_to=object)
+            return _Reply.parse(reply, window)
 
         async with self._slots or nullcontext():
             try:
@@ -270,6 +295,19 @@ class OpenAIBackend:
                                    estimated=True)
 
 
+def _lean_client(base_url: str, client: openai.AsyncOpenAI) -> LeanHTTP | None:
+    """The lean client for `base_url`, sending the SDK's headers (its key among them); None
+    where it cannot serve it (https, a proxy, credentials in the URL), and the SDK does."""
+    target = lean_target(base_url)
+    if target is None:
+        return None
+    headers = {**client.default_headers, **client.auth_headers}
+    try:
+        return LeanHTTP(target, {k: v for k, v in headers.items() if isinstance(v, str)})
+    except ValueError:  # a header the lean client would not send as it is; httpx judges it
+        return None
+
+
 @dataclass(frozen=True)
 class _Reply:
     """The parts of a chat completion ponder uses, checked."""
@@ -282,37 +320,52 @@ class _Reply:
 
     @classmethod
     def parse(cls, response: Any, window: int = DEFAULT_WINDOW) -> _Reply:
-        try:
-            choices = list(response.choices or [])
-            if not choices:
-                raise MalformedReply("reply has no choices")
-            texts = [str((c.message.content if c.message else None) or "") for c in choices]
-            reasons = [c.finish_reason for c in choices]
-            confidences = [_confidence(c, window) for c in choices]
-            usage = getattr(response, "usage", None)
-            prompt = getattr(usage, "prompt_tokens", None)
-            completion = getattr(usage, "completion_tokens", None)
-        except (AttributeError, TypeError) as exc:
-            raise MalformedReply(f"reply is not a chat completion: {exc}") from None
+        """A reply's JSON (as the SDK decoded it) checked; `MalformedReply` when it is not a
+        chat completion."""
+        if not isinstance(response, dict):
+            raise MalformedReply(f"reply is not a chat completion: a JSON "
+                                 f"{type(response).__name__}, not an object")
+        choices = response.get("choices")
+        if not isinstance(choices, list) or not choices:
+            raise MalformedReply("reply has no choices")
+        texts: list[str] = []
+        reasons: list[str | None] = []
+        for choice in choices:
+            if not isinstance(choice, dict):
+                raise MalformedReply(f"reply is not a chat completion: a choice is a JSON "
+                                     f"{type(choice).__name__}")
+            message = choice.get("message")
+            if message is not None and not isinstance(message, dict):
+                raise MalformedReply(f"reply is not a chat completion: a message is a JSON "
+                                     f"{type(message).__name__}")
+            texts.append(str((message or {}).get("content") or ""))
+            reason = choice.get("finish_reason")
+            reasons.append(None if reason is None else str(reason))
+        usage = response.get("usage")
+        if usage is not None and not isinstance(usage, dict):
+            raise MalformedReply(f"usage is a JSON {type(usage).__name__}, not an object")
+        prompt = (usage or {}).get("prompt_tokens")
+        completion = (usage or {}).get("completion_tokens")
         if prompt is not None and not isinstance(prompt, int):
             raise MalformedReply(f"usage.prompt_tokens is {prompt!r}")
         if completion is not None and not isinstance(completion, int):
             raise MalformedReply(f"usage.completion_tokens is {completion!r}")
+        confidences = [_confidence(c, window) for c in choices]
         return cls(texts, reasons, prompt, completion, confidences)
 
 
-def _confidence(choice: Any, window: int) -> Confidence | None:
+def _confidence(choice: dict[str, Any], window: int) -> Confidence | None:
     """A choice's confidence from its `logprobs.content` (OpenAI's shape: per token `logprob`
     and `top_logprobs`); None when it has none. A log-probs section that is not as it should
     be only costs the confidence, never the reply."""
-    content = getattr(getattr(choice, "logprobs", None), "content", None)
-    if not content:
-        return None
     try:
-        tokens = [TokenLogprobs(float(item.logprob),
-                                tuple(float(t.logprob) for t in item.top_logprobs or ()))
+        content = (choice.get("logprobs") or {}).get("content")
+        if not content:
+            return None
+        tokens = [TokenLogprobs(float(item["logprob"]),
+                                tuple(float(t["logprob"]) for t in item.get("top_logprobs") or ()))
                   for item in content]
-    except (AttributeError, TypeError, ValueError):
+    except (AttributeError, KeyError, TypeError, ValueError):
         return None
     return summarize(tokens, window=window)
 

@@ -12,8 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Awaitable, Callable, Iterable
-from typing import Any, TypeVar
+from collections.abc import Awaitable, Callable, Iterable, Mapping
+from typing import TypeVar
 
 import openai
 from tenacity import (
@@ -24,6 +24,7 @@ from tenacity import (
     wait_exponential_jitter,
 )
 
+from ponder.backends.lean_http import ConnectError, StatusError
 from ponder.errors import RETRYABLE_STATUS, BackendError
 from ponder.redact import redact_secrets, redact_url
 
@@ -78,7 +79,8 @@ class RetryPolicy:
         """The `BackendError` a call's last failure stands for; None for one that is not the
         server's doing (a bug, say), which goes up as it is."""
         retries = attempts - 1
-        if isinstance(exc, openai.APIStatusError):
+        # The lean client's errors (`lean_http`) stand for the SDK's, and read the same.
+        if isinstance(exc, openai.APIStatusError | StatusError):
             return BackendError(
                 f"{self.where} answered {exc.status_code}: {server_message(exc)}"
                 + (f" (after {attempts} attempts)" if attempts > 1 else ""),
@@ -88,7 +90,7 @@ class RetryPolicy:
         if isinstance(exc, openai.APITimeoutError | TimeoutError):
             return BackendError(f"{self.where} did not answer within {self.timeout}s "
                                 f"({attempts} attempt(s))", retries=retries)
-        if isinstance(exc, openai.APIConnectionError):
+        if isinstance(exc, openai.APIConnectionError | ConnectError):
             return BackendError(f"cannot reach {self.where} after {attempts} attempt(s): {exc}",
                                 retries=retries)
         if isinstance(exc, openai.APIResponseValidationError | json.JSONDecodeError
@@ -99,11 +101,12 @@ class RetryPolicy:
 
 
 def retryable(exc: BaseException) -> bool:
-    if isinstance(exc, openai.APIStatusError):
+    if isinstance(exc, openai.APIStatusError | StatusError):
         return exc.status_code in RETRYABLE_STATUS or exc.status_code >= 500
     # Timeouts (the SDK's, or our own cap on a whole attempt), dropped connections, bad JSON.
-    return isinstance(exc, openai.APIConnectionError | openai.APIResponseValidationError
-                      | json.JSONDecodeError | MalformedReply | TimeoutError)
+    return isinstance(exc, openai.APIConnectionError | ConnectError
+                      | openai.APIResponseValidationError | json.JSONDecodeError
+                      | MalformedReply | TimeoutError)
 
 
 class RetryAfterOrBackoff:
@@ -115,18 +118,20 @@ class RetryAfterOrBackoff:
 
     def __call__(self, state: RetryCallState) -> float:
         exc = state.outcome.exception() if state.outcome else None
-        asked = retry_after(getattr(exc, "response", None))
+        response = getattr(exc, "response", None)
+        asked = retry_after(getattr(exc if response is None else response, "headers", None))
         if asked is not None:
             return min(asked, self.maximum)
         return min(float(self.backoff(state)), self.maximum)
 
 
-def retry_after(response: Any) -> float | None:
-    """Seconds a response's `retry-after-ms` / `retry-after` header asks to wait, if any."""
-    if response is None:
+def retry_after(headers: Mapping[str, str] | None) -> float | None:
+    """Seconds a response's `retry-after-ms` / `retry-after` header asks to wait, if any
+    (`headers` looked up by lower-case name)."""
+    if headers is None:
         return None
     for header, scale in (("retry-after-ms", 1000.0), ("retry-after", 1.0)):
-        value = response.headers.get(header)
+        value = headers.get(header)
         if value:
             try:
                 return max(float(value) / scale, 0.0)
@@ -141,7 +146,7 @@ def refuses_logprobs(error: BackendError) -> bool:
     return error.status in (400, 422) and "logprob" in str(error).lower()
 
 
-def server_message(exc: openai.APIStatusError) -> str:
+def server_message(exc: openai.APIStatusError | StatusError) -> str:
     """The server's own words for a failed request, where its body carries them."""
     body = exc.body
     if isinstance(body, dict):
