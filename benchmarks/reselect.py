@@ -24,6 +24,7 @@ import itertools
 import json
 import math
 import random
+import sys
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
@@ -86,6 +87,8 @@ def pools(run: dict[str, Any]) -> list[tuple[list[Sample], str]]:
     for p in run["per_problem"]:
         samples = [s for s in p.get("sampled") or []
                    if s.get("step") == step and not s.get("error")]
+        if not p.get("sampled"):  # a report from before samples were recorded: its answer
+            samples = [{"answer": p["answer"]}]
         gold = canonical_number(p["gold"]) or key(p["gold"]) or p["gold"]
         out.append((samples, gold))
     return out
@@ -115,8 +118,9 @@ def rows(run: dict[str, Any], max_k: int,
                 [float(rule(pool[:n]) == gold) for pool, gold in problems])
     if mix is not None:
         other = pools(mix)
-        add(f"plain vote over these samples and {mix['label']}'s", n,
-            [float(plain_vote(pool[:n] + extra) == gold)
+        # The other run's answers come first, so they win ties.
+        add(f"plain vote over {mix['label']}'s answers and these samples", n,
+            [float(plain_vote(extra + pool[:n]) == gold)
              for (pool, gold), (extra, _) in zip(problems, other, strict=True)],
             "exploratory")
     add("pass@k (gold picks: not an accuracy)", n,
@@ -125,8 +129,11 @@ def rows(run: dict[str, Any], max_k: int,
     return table
 
 
-def markdown(source: str, label: str, table: list[dict[str, Any]]) -> str:
+def markdown(source: str, label: str, table: list[dict[str, Any]], command: str) -> str:
     lines = [f"# Re-selecting among the samples of `{label}` ({source})", "",
+             f"Command: `{command}`  ",
+             "No new model calls: every row chooses among the same recorded samples. Rules other "
+             "than the plain vote are exploratory (compared on the problems they score).", "",
              "| rule | samples k | accuracy (95% bootstrap CI) | completion tokens / problem |",
              "|---|---|---|---|"]
     for r in table:
@@ -147,7 +154,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     report = json.loads(args.report.read_text())
     runs = {r["label"]: r for r in report["runs"]}
     mix = runs[args.mix] if args.mix else None
-    text = markdown(args.report.name, args.label, rows(runs[args.label], args.max_k, mix))
+    command = "python benchmarks/reselect.py " + " ".join(sys.argv[1:] if argv is None else argv)
+    text = markdown(args.report.name, args.label, rows(runs[args.label], args.max_k, mix),
+                    command)
     if args.out:
         args.out.write_text(text)
     print(text)

@@ -31,7 +31,7 @@ import ponder
 from ponder import LocalBackend, Problem, Result
 from ponder.answers import canonical_answer, canonical_number, extract_answer
 from ponder.backends.local import MODEL_FILE
-from ponder.types import Completion, Message
+from ponder.types import Candidate, Completion, Message
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test_public.jsonl"
 RESULTS = Path(__file__).resolve().parent / "results"
@@ -112,8 +112,31 @@ async def is_correct(answer: str | None, gold: str, *, numeric: bool) -> bool:
         return False
     if numeric:
         return canonical_answer(answer) == canonical_number(gold)
-    verdict = await ponder.averify({"problem": "?", "answer": gold}, answer, "math")
+    # A Candidate, not text: the answer is already extracted, and extracting again would read
+    # `5\pi` as its last number, 5.
+    verdict = await ponder.averify({"problem": "?", "answer": gold},
+                                   Candidate(text=answer, answer=answer), "math")
     return verdict.passed
+
+
+async def rescore(args: argparse.Namespace) -> dict[str, Any]:
+    """Score the runs already in `--out` again with this file's scorer: no model calls."""
+    report: dict[str, Any] = json.loads(args.out.with_suffix(".json").read_text())
+    numeric = args.data.name.startswith("gsm8k")
+    for run in report["runs"]:
+        for p in run["per_problem"]:
+            p["correct"] = await is_correct(p["answer"], p["gold"], numeric=numeric)
+            if "vote_correct" in p:
+                p["vote_correct"] = await is_correct(p["vote_answer"], p["gold"],
+                                                     numeric=numeric)
+        run["correct"] = sum(p["correct"] for p in run["per_problem"])
+        run["accuracy"] = run["correct"] / run["problems"]
+        run["ci_low"], run["ci_high"] = wilson(run["correct"], run["problems"])
+        if run.get("vote_correct") is not None:
+            run["vote_correct"] = sum(p.get("vote_correct", False) for p in run["per_problem"])
+    report["command"] += "; then python benchmarks/strategies_gsm8k.py " + " ".join(args.argv)
+    save(args, report)
+    return report
 
 
 def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -281,6 +304,8 @@ def parse(argv: list[str]) -> argparse.Namespace:
     parser.add_argument("--data", type=Path, default=DATA, help="a JSONL of problems with gold")
     parser.add_argument("--out", type=Path, default=None,
                         help="default: benchmarks/results/strategies_<data>")
+    parser.add_argument("--rescore", action="store_true",
+                        help="score the runs already at --out again (no model calls)")
     parser.add_argument("--append", action="store_true",
                         help="add these runs to the report already at --out (same problems)")
     args = parser.parse_args(argv)
@@ -301,4 +326,5 @@ def save(args: argparse.Namespace, report: dict[str, Any]) -> None:
 if __name__ == "__main__":
     import sys
 
-    print(markdown(asyncio.run(main(parse(sys.argv[1:])))))
+    arguments = parse(sys.argv[1:])
+    print(markdown(asyncio.run(rescore(arguments) if arguments.rescore else main(arguments))))
