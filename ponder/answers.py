@@ -74,8 +74,12 @@ def count_boxes(text: str) -> int:
     return sum(text.count(command) for command in _BOX_COMMANDS)
 
 
-def extract_answer(text: str) -> str:
+def extract_answer(text: str, *, math_spans: bool = False) -> str:
     """The final answer in a reply: `\\boxed{}`, `####`, `Final answer:`, else the last number.
+
+    With `math_spans` (for math answers), a last number that lies inside the reply's last
+    `$…$`, `\\(…\\)` or `\\[…\\]` span stands for that whole span: "the area is
+    $5\\pi$" answers `5\\pi`, not 5, which would pass against a gold answer of 5.
 
     >>> extract_answer("3 + 5 = 8.\\nFinal answer: 8")
     '8'
@@ -99,7 +103,33 @@ def extract_answer(text: str) -> str:
         if answer:
             return answer
     number = _last_number(text)
-    return number if number is not None else text.strip()
+    if number is None:
+        return text.strip()
+    if math_spans and (span := _math_span_around_last_number(text)) is not None:
+        return span
+    return number
+
+
+_MATH_SPAN = re.compile(r"\$\$(.+?)\$\$|\$([^$]+?)\$|\\\((.+?)\\\)|\\\[(.+?)\\\]", re.DOTALL)
+
+
+# A word outside a LaTeX command ("and", "left", "cm"): prose, as in "$12 and $1", not math.
+_PROSE_WORD = re.compile(r"(?<![\\a-zA-Z])[a-zA-Z]{2,}")
+
+
+def _math_span_around_last_number(text: str) -> str | None:
+    """The last math span, where the reply's last number lies inside it and it reads as math."""
+    numbers = list(_NUMBER.finditer(text))
+    spans = list(_MATH_SPAN.finditer(text))
+    if not numbers or not spans:
+        return None
+    number, span = numbers[-1], spans[-1]
+    if not span.start() < number.start() < span.end():
+        return None
+    inner = next(group for group in span.groups() if group is not None).strip().rstrip(".")
+    if not inner or _PROSE_WORD.search(inner) or inner == number.group(0).strip():
+        return None
+    return inner.strip()
 
 
 def _line_after(text: str, start: int) -> str:

@@ -54,6 +54,26 @@ def test_extract_answer_finds_the_final_answer(reply: str, answer: str) -> None:
     assert extract_answer(reply) == answer
 
 
+@pytest.mark.parametrize(("reply", "answer"), [
+    ("The area is $5\\pi$ square units.", "5\\pi"),        # not its last number, 5
+    ("We get \\(3\\sqrt{13}\\).", "3\\sqrt{13}"),
+    ("so $x = 3$, then y = 7", "7"),                        # the number is past the span
+    ("It costs $12 and $1 more", "1"),                       # dollars, not a math span
+    ("x is $42$", "42"),
+])
+def test_math_extraction_takes_the_whole_span_around_an_unmarked_last_number(
+        reply: str, answer: str) -> None:
+    assert MathVerifier().extract(reply) == answer
+
+
+async def test_a_multiple_of_pi_does_not_pass_for_its_coefficient() -> None:
+    # A reply with no answer marker once passed as its last number: 5π against gold 5.
+    verdict = await ponder.averify({"problem": "?", "answer": "5"}, "The height is $5\\pi$.")
+    assert not verdict.passed
+    assert (await ponder.averify({"problem": "?", "answer": "5\\pi"},
+                                 "The height is $5\\pi$.")).passed
+
+
 def test_last_boxed_needs_a_closed_box() -> None:
     assert last_boxed("\\boxed{\\frac{1}{2}") is None
     assert last_boxed("no box here") is None

@@ -260,7 +260,7 @@ class MathVerifier(Verifier):
         return self._pool or shared_pool()
 
     def extract(self, text: str) -> str:
-        return extract_answer(text)
+        return extract_answer(text, math_spans=True)
 
     def canonical(self, answer: str) -> str | None:
         return canonical_math(answer)
