@@ -102,9 +102,9 @@ class SlotLimiter:
         return None
 
 
-def load(path: Path, limit: int) -> list[dict[str, Any]]:
+def load(path: Path, limit: int, offset: int = 0) -> list[dict[str, Any]]:
     rows = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-    return rows[:limit]
+    return rows[offset:offset + limit]
 
 
 async def is_correct(answer: str | None, gold: str, *, numeric: bool) -> bool:
@@ -258,7 +258,7 @@ def markdown(report: dict[str, Any]) -> str:
 
 
 async def main(args: argparse.Namespace) -> dict[str, Any]:
-    rows = load(args.data, args.limit)
+    rows = load(args.data, args.limit, args.offset)
     labels = args.strategies.split(",") if args.strategies else DEFAULT
     unknown = [label for label in labels if label not in RUNS]
     if unknown:
@@ -293,7 +293,9 @@ async def main(args: argparse.Namespace) -> dict[str, Any]:
 
 def parse(argv: list[str]) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--limit", type=int, default=20, help="first N problems")
+    parser.add_argument("--limit", type=int, default=20, help="N problems")
+    parser.add_argument("--offset", type=int, default=0,
+                        help="skip the first K (held-out problems for a rule chosen on others)")
     parser.add_argument("--strategies", default="",
                         help=f"comma-separated, from {list(RUNS)} (default: {DEFAULT})")
     parser.add_argument("--seed", type=int, default=0)
