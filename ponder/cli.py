@@ -57,6 +57,17 @@ if TYPE_CHECKING:
 # would load the problem models for every command, `--help` included.
 MAX_FIELD_BYTES = 1 << 20
 
+# The backend options every command that calls a model takes, defined once.
+BaseUrls = Annotated[list[str] | None, typer.Option(
+    "--base-url",
+    help="an OpenAI-compatible server; repeat it for several serving the same model (each "
+         "call goes to the least busy, away from failing ones); default: the embedded model")]
+ModelName = Annotated[str | None, typer.Option("--model", help="model name on --base-url")]
+ModelPath = Annotated[Path | None, typer.Option(
+    "--model-path", help="a GGUF for the embedded runtime")]
+ApiKeyEnv = Annotated[str | None, typer.Option(
+    "--api-key-env", help="environment variable holding --base-url's API key")]
+
 app = typer.Typer(
     name="ponder", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
     help="Make small language models think harder, within a token budget.",
@@ -344,15 +355,10 @@ def solve(
     max_field_bytes: Annotated[int, typer.Option(
         min=1, help="the largest field a problem file may hold; a JSONL line, or a JSON or "
                     "YAML file, over 16 times this is refused unparsed")] = MAX_FIELD_BYTES,
-    base_url: Annotated[list[str] | None, typer.Option(
-        help="an OpenAI-compatible server; repeat it for several serving the same model (each "
-             "call goes to the least busy, away from failing ones); default: the embedded "
-             "model")] = None,
-    model: Annotated[str | None, typer.Option(help="model name on --base-url")] = None,
-    model_path: Annotated[Path | None, typer.Option(help="a GGUF for the embedded runtime")]
-    = None,
-    api_key_env: Annotated[str | None, typer.Option(
-        help="environment variable holding the API key")] = None,
+    base_url: BaseUrls = None,
+    model: ModelName = None,
+    model_path: ModelPath = None,
+    api_key_env: ApiKeyEnv = None,
     budget_tokens: Annotated[int | None, typer.Option(min=1, help="tokens per problem")] = None,
     max_calls: Annotated[int | None, typer.Option(min=1, help="model calls per problem")]
     = None,
@@ -489,14 +495,10 @@ def _warn_resumed(plan: Plan) -> None:
 
 @app.command()
 def serve(
-    base_url: Annotated[list[str] | None, typer.Option(
-        help="an OpenAI-compatible server; repeat it for several serving the same model; "
-             "default: the embedded model")] = None,
-    model: Annotated[str | None, typer.Option(help="model name on --base-url")] = None,
-    model_path: Annotated[Path | None, typer.Option(help="a GGUF for the embedded runtime")]
-    = None,
-    api_key_env: Annotated[str | None, typer.Option(
-        help="environment variable holding --base-url's API key")] = None,
+    base_url: BaseUrls = None,
+    model: ModelName = None,
+    model_path: ModelPath = None,
+    api_key_env: ApiKeyEnv = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
     strategy: Annotated[str, typer.Option(
