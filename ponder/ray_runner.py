@@ -87,6 +87,7 @@ class BackendSpec:
     target: str | tuple[str, ...] | None = None
     model: str | None = None
     model_path: str | None = None
+    local_model: str | None = None
     api_key: str | None = None
     request_timeout: float | None = None
     max_retries: int | None = None
@@ -124,6 +125,13 @@ class BackendSpec:
         if self.model_path is not None and self.target not in (None, "local"):
             raise ConfigError(f"model_path runs the embedded model; it cannot go with "
                               f"{redact_secrets(repr(self.target))}")
+        if self.local_model is not None and self.target not in (None, "local"):
+            raise ConfigError(f"local_model picks the embedded model; it cannot go with "
+                              f"{redact_secrets(repr(self.target))}")
+        if self.local_model is not None:
+            from ponder.backends.local import embedded_model
+
+            embedded_model(self.local_model)  # an unknown name fails here, not on each worker
         if self.target is None or self.target == "local" or (
                 isinstance(self.target, str) and self.target.startswith("vllm:")):
             return

@@ -32,23 +32,24 @@ BackendFactory = Callable[..., Backend]
 CLOSE_TIMEOUT_S = 30.0
 
 
-def _embedded(model_path: Any = None) -> Backend:
+def _embedded(model_path: Any = None, local_model: str | None = None) -> Backend:
     from ponder.backends.local import LocalBackend
 
-    return LocalBackend(model_path=model_path)
+    return LocalBackend(model_path=model_path, model=local_model)
 
 
 class SyncPortal:
     """An event loop in a daemon thread, the sync calls that run on it, and the default
-    backends (one per `model_path`) that those calls share. `make_default` builds a default
-    backend; tests pass their own."""
+    backends (one per `model_path` and `local_model`) that those calls share. `make_default`
+    builds a default backend from `model_path` (and `local_model=`, passed only when given);
+    tests pass their own."""
 
     def __init__(self, make_default: BackendFactory = _embedded) -> None:
         self._make_default = make_default
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
         self._thread: threading.Thread | None = None
-        self._defaults: dict[str, Backend] = {}
+        self._defaults: dict[tuple[str, str], Backend] = {}
         self._defaults_lock: asyncio.Lock | None = None
 
     # -- the public sync API ----------------------------------------------------------------
@@ -58,7 +59,8 @@ class SyncPortal:
 
         async def call() -> Result:
             if kwargs.get("backend") is None:
-                kwargs["backend"] = await self.default_backend(kwargs.pop("model_path", None))
+                kwargs["backend"] = await self.default_backend(
+                    kwargs.pop("model_path", None), kwargs.pop("local_model", None))
             return await asolve(problem, **kwargs)
 
         return self.run(call, name="solve")
@@ -88,15 +90,24 @@ class SyncPortal:
             future.cancel()  # Ctrl-C in the caller stops the work on the loop too
             raise
 
-    async def default_backend(self, model_path: Any = None) -> Backend:
-        """The shared default backend for `model_path` (None: the embedded model), made on
-        first use. Runs on the portal's loop."""
+    async def default_backend(self, model_path: Any = None,
+                              local_model: str | None = None) -> Backend:
+        """The shared default backend for `model_path` and `local_model` (both None: the
+        default embedded model), made on first use. Runs on the portal's loop."""
         if self._defaults_lock is None:
             self._defaults_lock = asyncio.Lock()
-        key = "" if model_path is None else str(model_path)
+        if local_model is not None:
+            from ponder.backends.local import DEFAULT_MODEL, embedded_model
+
+            # One backend per model, whichever of its names the call used.
+            local_model = embedded_model(local_model).name
+            local_model = None if local_model == DEFAULT_MODEL else local_model
+        key = ("" if model_path is None else str(model_path), local_model or "")
         async with self._defaults_lock:
             if key not in self._defaults:
-                self._defaults[key] = self._make_default(model_path)
+                self._defaults[key] = (self._make_default(model_path) if local_model is None
+                                       else self._make_default(model_path,
+                                                               local_model=local_model))
             return self._defaults[key]
 
     def close(self) -> None:

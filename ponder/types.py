@@ -180,6 +180,7 @@ StopReason = Literal[
     "majority",        # best_of_n: the remaining samples could not change the winner
     "max_rounds",      # ice: out of rounds
     "max_depth",       # tree_search: out of depth
+    "scattered",       # auto: the answers stay scattered, so more samples would hardly settle them
     "budget",          # tokens, calls or time ran out; the best answer so far is kept
     "error",           # a backend or strategy failed; see Result.error
 ]

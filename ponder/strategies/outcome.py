@@ -10,13 +10,20 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Awaitable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import TypeVar
+from typing import Protocol, TypeVar
 
 from ponder.context import Context
 from ponder.errors import BudgetExhausted
 from ponder.types import Candidate
 
 T = TypeVar("T")
+
+
+class Canonicalizer(Protocol):
+    """What a vote needs of its context: the key under which equal answers group. A `Context`
+    is one; so is `ponder.pool.PlainCanonical`, for re-voting recorded samples offline."""
+
+    def canonical(self, answer: str) -> str | None: ...
 
 
 @dataclass
@@ -61,7 +68,7 @@ class Votes:
         return {g.key: g.votes for g in self.groups}
 
 
-def tally(ctx: Context, candidates: Sequence[Candidate],
+def tally(ctx: Canonicalizer, candidates: Sequence[Candidate],
           weights: Sequence[float] | None = None) -> Votes:
     """Group `candidates` under `ctx.canonical` (so `0.5` and `1/2` vote together when the
     verifier knows math); `weights` lets one candidate carry more than one vote."""

@@ -53,19 +53,13 @@ async def program(ctx: Context, cfg: ProgramConfig) -> Outcome:
     """
     use_verifier = ctx.verifier is not None
     counts = {"runs": 0, "repairs": 0, "failed": 0}
-    written: list[Completion] = []
+    written = 0
 
     async def draw(k: int) -> list[Candidate]:
-        replies = await ctx.generate("program/write", n=k, max_tokens=cfg.max_tokens,
-                                     temperature=cfg.temperature, step="write",
-                                     few_shot=cfg.few_shot)
-        first = len(written)
-        written.extend(replies)
-        # A program the budget cut short is left out: fewer candidates than asked tells the
-        # sampling loop that the budget ran out.
-        ran, _ = await gather_within_budget(
-            _run(ctx, cfg, reply, str(first + i), counts) for i, reply in enumerate(replies))
-        return [c for c in ran if c is not None]
+        nonlocal written
+        count, ran = await write_programs(ctx, cfg, k, counts, first=written)
+        written += count
+        return ran
 
     samples, reason = await sample_until_settled(ctx, cfg, draw, use_verifier=use_verifier)
     votes = tally(ctx, samples)
@@ -80,6 +74,21 @@ async def program(ctx: Context, cfg: ProgramConfig) -> Outcome:
         except BudgetExhausted:
             reason = "budget"
     return ctx.finish(winner, reason, **info)
+
+
+async def write_programs(ctx: Context, cfg: ProgramConfig, k: int, counts: dict[str, int], *,
+                         first: int = 0) -> tuple[int, list[Candidate]]:
+    """`k` programs from one `n=k` request (`program/write`), each run and repaired on its own
+    (`counts` tallies `runs`, `repairs` and `failed`), numbered in the trace from `first`: how
+    many were written, and the candidates of those that finished. A program the budget cut
+    short is left out, so fewer candidates than asked tell the sampling loop that the budget
+    ran out. `auto` writes its greedy program through this too."""
+    replies = await ctx.generate("program/write", n=k, max_tokens=cfg.max_tokens,
+                                 temperature=cfg.temperature, step="write",
+                                 few_shot=cfg.few_shot)
+    ran, _ = await gather_within_budget(
+        _run(ctx, cfg, reply, str(first + i), counts) for i, reply in enumerate(replies))
+    return len(replies), [c for c in ran if c is not None]
 
 
 async def _run(ctx: Context, cfg: ProgramConfig, reply: Completion, label: str,

@@ -19,8 +19,9 @@ from pydantic import Field
 from ponder.confidence import Metric, score, weight
 from ponder.context import Context
 from ponder.errors import BudgetExhausted
+from ponder.pool import pool_record
 from ponder.strategies.base import StrategyConfig
-from ponder.strategies.outcome import Votes, pick_best, tally
+from ponder.strategies.outcome import Canonicalizer, Votes, pick_best, tally
 from ponder.types import Candidate, StopReason
 
 Draw = Callable[[int], Awaitable[list[Candidate]]]
@@ -111,7 +112,7 @@ class ConfidenceVote:
                 "answer": self.votes.winner.answer if self.votes.winner else None}
 
 
-def confidence_vote(ctx: Context, samples: Sequence[Candidate], *, keep: float,
+def confidence_vote(ctx: Canonicalizer, samples: Sequence[Candidate], *, keep: float,
                     metric: Metric = "lowest_group") -> ConfidenceVote:
     """DeepConf's offline selection: rank samples by confidence (`metric`, higher surer; ties
     to the earlier), keep the most confident `keep` share (at least one), and vote among them,
@@ -157,11 +158,16 @@ def vote_info(ctx: Context, samples: list[Candidate], votes: Votes) -> dict[str,
     distinct answer (`answers`: canonical key → the answer as its first sample gave it, so a
     caller can show the runners-up, as `ponder serve` does for `n`), and the vote's own
     answer (what a run with no verifier to pick would have answered: with gold as the
-    verifier, the result is pass@k and this is the honest figure beside it)."""
+    verifier, the result is pass@k and this is the honest figure beside it), its share of the
+    votes (`agreement`), and `pool`: every sample in draw order, as `ponder.pool` records it,
+    from which `ponder bench` computes a smaller `n` (or another selector) without new calls.
+    """
     ctx.note("votes", samples=len(samples), counts=votes.counts(), share=votes.share)
     return {"samples": len(samples), "votes": votes.counts(),
             "answers": {g.key: g.members[0].answer for g in votes.groups},
-            "vote_answer": votes.winner.answer if votes.winner else None}
+            "vote_answer": votes.winner.answer if votes.winner else None,
+            "agreement": round(votes.share, 4),
+            "pool": [pool_record(s) for s in samples]}
 
 
 def _batch(cfg: SamplingConfig, drawn: int) -> int:

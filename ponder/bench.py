@@ -1,0 +1,235 @@
+"""`ponder bench`: where on the accuracy-for-tokens curve each strategy sits.
+
+Each `Run` (see `ponder.bench_spec`) is solved with the orchestrator `ponder solve` uses, into
+a results file of its own under `DIR/runs/`, so a stopped bench resumes exactly as
+`ponder solve --resume` does. Gold never reaches a strategy unless the SPEC says
+`verifier=gold`; after the runs, gold scores each point's answers, and a pooled point's
+answers are chosen again from its run's recorded samples (`ponder.pool`) without a call.
+
+>>> points = [p for spec in specs for p in parse_spec(spec)]
+>>> curve = await run_bench(problems, plan_runs(points), Path("bench"), backend_for=...)
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from ponder.backends.base import Backend
+from ponder.bench_spec import GOLD, Choice, Point, Run
+from ponder.budget import Budget
+from ponder.errors import ConfigError
+from ponder.orchestrator import Solver, resume_plan, run_all
+from ponder.pool import PlainCanonical, pool_samples
+from ponder.prompts import PromptLibrary
+from ponder.results import ResultsWriter, RunLock, read_results
+from ponder.strategies import REGISTRY
+from ponder.strategies.outcome import tally
+from ponder.strategies.sampling import confidence_vote
+from ponder.types import Candidate, Problem, Result
+from ponder.verifiers import VerifierChoice
+from ponder.verifiers.base import judge
+from ponder.verifiers.registry import get_verifier, spec_for
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One row of `curve.csv`."""
+
+    label: str
+    strategy: str
+    params: str
+    model: str
+    selection: str
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    correct: int
+    problems: int
+    mean_tokens: float
+    mean_calls: float
+    wall_s: float | None
+    subsampled: bool
+    pool_n: int | None
+    errors: int
+    run: str
+
+    def row(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion: honest at 0/n and n/n, unlike the
+    normal approximation."""
+    if total == 0:
+        return 0.0, 1.0
+    p = correct / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def check_gold(problems: Sequence[Problem], source: str) -> None:
+    """Every problem must carry gold (an `answer`, or tests) to be scored."""
+    for i, problem in enumerate(problems, start=1):
+        if spec_for(problem) is None:
+            raise ConfigError(f"{source}: problem {problem.id!r} (row {i}) has no gold: a bench "
+                              "needs an `answer` or tests on every problem")
+
+
+def without_gold(problem: Problem) -> Problem:
+    """What a strategy that may not see gold is given: the problem, minus what scores it."""
+    return problem.model_copy(update={"answer": None, "test": None, "tests": None,
+                                      "verifier": None})
+
+
+class Scorer:
+    """Gold's verdict on an answer, each (problem, answer) judged once."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = {p.id: p for p in problems}
+        self.choice = VerifierChoice()
+        self._seen: dict[tuple[str, str], bool] = {}
+
+    async def correct(self, problem_id: str, answer: str | None, text: str | None = None) -> bool:
+        if not answer or not answer.strip():
+            return False
+        key = (problem_id, answer if text is None else text)
+        if key not in self._seen:
+            problem = self.problems[problem_id]
+            verifier = self.choice.for_problem(problem)
+            if verifier is None:
+                raise ConfigError(f"problem {problem_id!r} has no gold to score it by")
+            verdict = await judge(verifier, problem,
+                                  Candidate(text=text or answer, answer=answer))
+            self._seen[key] = verdict.passed
+        return self._seen[key]
+
+
+def rechoose(row: Result, choice: Choice) -> tuple[str | None, int]:
+    """The answer and total tokens `row`'s run would have had with `choice`: its first
+    `choice.n` recorded samples, chosen as `best_of_n` chooses. The tokens are the row's own
+    beyond its samples (nothing, for `best_of_n`) plus what those samples cost."""
+    records = list(row.info.get("pool") or [])
+    if not records:
+        return row.answer, row.usage.total_tokens
+    overhead = row.usage.total_tokens - sum(int(r["tokens"]) for r in records)
+    drawn = records[:choice.n]
+    tokens = overhead + sum(int(r["tokens"]) for r in drawn)
+    samples = pool_samples(drawn)
+    canon = PlainCanonical()
+    # The same rule as best_of_n's: the vote (else the first sample), then, by confidence, the
+    # weighted vote of the surest samples where it names a winner.
+    winner = tally(canon, samples).winner or samples[0]
+    if choice.selector == "confidence":
+        weighed = confidence_vote(canon, samples, keep=choice.keep, metric=choice.metric)
+        winner = weighed.votes.winner or winner
+    return winner.answer, tokens
+
+
+# The run, its rows already there, and how many problems it has still to solve.
+RunStarted = Callable[[Run, list[Result], int], None]
+
+
+async def solve_run(run: Run, problems: Sequence[Problem], out_dir: Path, *, backend: Backend,
+                    concurrency: int, seed: int | None, budget: Budget, prompts: PromptLibrary,
+                    on_start: RunStarted | None = None,
+                    on_result: Callable[[Result], None] | None = None) -> list[Result]:
+    """Solve `run` on every problem still without a row in its results file; its rows, in
+    problem order. The wall time each session spent is added up in the run's `.json`."""
+    spec = REGISTRY.get(run.strategy)
+    config = spec.make_config(run.params)
+    path = out_dir / "runs" / f"{run.key}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta_path = path.with_suffix(".json")
+    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"wall_s": 0.0}
+    meta.update({"strategy": run.strategy, "params": run.params, "verifier": run.verifier,
+                 "local_model": run.local_model,
+                 "points": [p.describe() for p in run.points]})
+    gold = run.verifier == GOLD
+    shown = list(problems) if gold else [without_gold(p) for p in problems]
+    chooser = VerifierChoice() if gold else VerifierChoice(
+        None if run.verifier is None else get_verifier(run.verifier))
+    verifier_for = chooser.for_problem if run.verifier is not None else _none
+    with RunLock(path):
+        plan = resume_plan(shown, path)
+        if on_start is not None:
+            on_start(run, plan.previous, len(plan.todo))
+        if plan.todo:
+            solver = Solver(spec, config, backend, budget=budget, prompts=prompts,
+                            verifier_for=verifier_for, seed=seed)
+            began = time.monotonic()
+            try:
+                with ResultsWriter(path) as writer:
+                    await run_all(plan.todo, solver, concurrency=concurrency, writer=writer,
+                                  on_result=on_result)
+            finally:
+                meta["wall_s"] = round(meta["wall_s"] + time.monotonic() - began, 1)
+                meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+        elif not meta_path.is_file():
+            meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+        by_id = {row.id: row for row in read_results(path)}
+    return [by_id[p.id] for p in problems if p.id in by_id]
+
+
+def _none(problem: Problem) -> None:
+    return None
+
+
+async def score_run(run: Run, rows: Sequence[Result], scorer: Scorer, *, wall_s: float | None,
+                    model: str) -> list[CurvePoint]:
+    """The curve points `run`'s rows give: one per point, and beside a point where gold chose
+    among candidates, the same rows' answer without gold (the vote they recorded)."""
+    out = []
+    for point in run.points:
+        answers: list[tuple[str, str | None, str | None, int, int, bool]] = []
+        for row in rows:
+            if point.choice is not None:
+                answer, tokens = rechoose(row, point.choice)
+                text = None
+            else:
+                answer, tokens, text = row.answer, row.usage.total_tokens, row.text
+            answers.append((row.id, answer, text, tokens, row.usage.calls, row.error is not None))
+        subsampled = point.choice is not None and run.pool_n is not None and (
+            point.choice.n < run.pool_n or point.choice.selector != run.params.get("selector"))
+        out.append(await _point(point, point.selection, answers, scorer, run,
+                                wall_s=None if subsampled else wall_s, subsampled=subsampled,
+                                model=model))
+        if point.verifier == GOLD and any("vote_answer" in row.info for row in rows):
+            honest = [(row.id, row.info.get("vote_answer"), None, row.usage.total_tokens,
+                       row.usage.calls, row.error is not None) for row in rows]
+            out.append(await _point(point, "no gold (the same run's vote)", honest, scorer,
+                                    run, wall_s=wall_s, subsampled=False, model=model))
+    return out
+
+
+async def _point(point: Point, selection: str,
+                 answers: Sequence[tuple[str, str | None, str | None, int, int, bool]],
+                 scorer: Scorer, run: Run, *, wall_s: float | None, subsampled: bool,
+                 model: str) -> CurvePoint:
+    correct = 0
+    for problem_id, answer, text, _, _, _ in answers:
+        correct += await scorer.correct(problem_id, answer, text)
+    total = len(answers)
+    low, high = wilson(correct, total)
+    return CurvePoint(
+        label=point.label, strategy=point.strategy, params=point.describe(), model=model,
+        selection=selection, accuracy=correct / total if total else 0.0, ci_low=low,
+        ci_high=high, correct=correct, problems=total,
+        mean_tokens=statistics.fmean(a[3] for a in answers) if answers else 0.0,
+        mean_calls=statistics.fmean(a[4] for a in answers) if answers else 0.0,
+        wall_s=wall_s, subsampled=subsampled, pool_n=run.pool_n,
+        errors=sum(a[5] for a in answers), run=run.key)
+
+
+def run_wall(out_dir: Path, run: Run) -> float | None:
+    meta = out_dir / "runs" / f"{run.key}.json"
+    if not meta.is_file():
+        return None
+    return float(json.loads(meta.read_text()).get("wall_s", 0.0)) or None

@@ -1,0 +1,100 @@
+"""A bench's curve written out: `curve.csv` (one row per point), `curve.md` (the table for a
+README) and `curve.png` (accuracy against mean tokens per problem, log x, a line per strategy
+and model, 95% intervals as bars; needs matplotlib, the `plot` extra)."""
+
+from __future__ import annotations
+
+import csv
+from collections.abc import Sequence
+from dataclasses import fields
+from pathlib import Path
+
+from ponder.bench import CurvePoint
+from ponder.errors import MissingDependency
+
+PLOT_HINT = 'pip install "ponder[plot]"'
+
+
+def write_csv(points: Sequence[CurvePoint], path: Path) -> None:
+    names = [f.name for f in fields(CurvePoint)]
+    with path.open("w", newline="") as file:
+        writer = csv.DictWriter(file, fieldnames=names)
+        writer.writeheader()
+        for point in points:
+            row = point.row()
+            for key in ("accuracy", "ci_low", "ci_high"):
+                row[key] = round(row[key], 4)
+            for key in ("mean_tokens", "mean_calls"):
+                row[key] = round(row[key], 1)
+            writer.writerow(row)
+
+
+def markdown(points: Sequence[CurvePoint], *, title: str, command: str) -> str:
+    lines = [
+        f"# {title}",
+        "",
+        f"Command: `{command}`  ",
+        "Accuracy is scored by gold after the run; gold chose the answer only where the "
+        "selection column says so (that figure is pass@k, not accuracy). Subsampled points "
+        "are chosen again from the first n samples of their run's pool, with no new calls; "
+        "their wall time is their pool's.",
+        "",
+        "| strategy | params | model | selection | accuracy (95% CI) | mean tokens | "
+        "mean calls | wall s | subsampled |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in points:
+        wall = "—" if p.wall_s is None else f"{p.wall_s:.0f}"
+        pool = f"yes (pool n={p.pool_n})" if p.subsampled else "no"
+        lines.append(
+            f"| {p.label} | {p.params} | {p.model} | {p.selection} | {p.correct}/{p.problems} "
+            f"({p.accuracy:.0%}, {p.ci_low:.0%}–{p.ci_high:.0%}) | {p.mean_tokens:.0f} | "
+            f"{p.mean_calls:.1f} | {wall} | {pool} |")
+    return "\n".join(lines) + "\n"
+
+
+def plot(points: Sequence[CurvePoint], path: Path, *, title: str) -> None:
+    """Draw the curve; raises `MissingDependency` without matplotlib."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")  # no display on a server or in CI
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise MissingDependency(f"curve.png needs matplotlib: {PLOT_HINT}") from None
+    lines: dict[tuple[str, str, str], list[CurvePoint]] = {}
+    for p in points:
+        lines.setdefault((p.label, p.model, p.selection), []).append(p)
+    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
+    for (label, model, selection), members in lines.items():
+        members = sorted(members, key=lambda p: p.mean_tokens)
+        xs = [p.mean_tokens for p in members]
+        ys = [100 * p.accuracy for p in members]
+        below = [100 * (p.accuracy - p.ci_low) for p in members]
+        above = [100 * (p.ci_high - p.accuracy) for p in members]
+        name = label if len(lines) == len({k[0] for k in lines}) else f"{label} ({model})"
+        if selection != "no gold":
+            name += f", {selection}"
+        ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, label=name,
+                    linestyle="--" if "pass@k" in selection else "-")
+    ax.set_xscale("log")
+    ax.set_xlabel("mean tokens per problem (prompt + completion, log scale)")
+    ax.set_ylabel("accuracy (%), 95% CI")
+    ax.set_title(title)
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    fig.tight_layout()
+    fig.savefig(path)
+    plt.close(fig)
+
+
+def write_all(points: Sequence[CurvePoint], out_dir: Path, *, title: str,
+              command: str) -> list[str]:
+    """Write the three files; returns warnings (the plot, where matplotlib is missing)."""
+    write_csv(points, out_dir / "curve.csv")
+    (out_dir / "curve.md").write_text(markdown(points, title=title, command=command))
+    try:
+        plot(points, out_dir / "curve.png", title=title)
+    except MissingDependency as exc:
+        return [f"curve.png not drawn: {exc}"]
+    return []

@@ -1,0 +1,107 @@
+"""Effort tiers: `effort="low" | "medium" | "high"` (`ponder.solve(..., effort=...)`, `ponder
+solve --effort`) names a strategy and its parameters, so that a caller says how hard to think
+rather than how.
+
+| effort | strategy | params | 100 GSM8K problems, embedded model |
+|---|---|---|---|
+| `low` | `single` | `temperature=0` | 24% at 371 tokens a problem |
+| `medium` | `program` | `few_shot=False`, `temperature=0` | 33% at 520 tokens |
+| `high` | `auto` | its defaults | not yet measured |
+
+`low` is the baseline. `medium` is the most accurate cheap answer on the embedded coder model:
+the zero-shot program beats the few-shot one (26% at 539 tokens) and a 5-sample vote (29% at
+1859 tokens, 3.6 times medium's). `high` starts from medium's program and low's answer and
+escalates to voted samples only where they disagree (`ponder.strategies.auto`), so it spends
+more only on the problems that leave it unsure.
+
+The figures are `benchmarks/results/strategies_gsm8k.md`'s (greedy, `max_tokens=400`). The
+curve that confirms the order across budgets (accuracy against tokens for each tier, `auto`
+included) is pending from `ponder bench`.
+
+Parameters given with an effort override its tier's (`effort="medium", n=5`); a strategy given
+with it is refused ("choose one"), unless it is the default (`single`, which cannot be told
+from one left unset) or the tier's own. A result solved at an effort says so in
+`info["effort"]`, and its trace has an `effort` note.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from ponder.context import Context
+from ponder.errors import BudgetExhausted, ConfigError
+from ponder.runner import as_outcome
+from ponder.strategies.base import StrategyConfig, StrategyFn, StrategySpec
+from ponder.types import Candidate, Outcome
+
+DEFAULT_STRATEGY = "single"  # `ponder.solve`'s and `ponder solve`'s
+
+
+@dataclass(frozen=True)
+class Tier:
+    """What one effort runs: a strategy and its parameters."""
+
+    strategy: str
+    params: Mapping[str, Any] = field(default_factory=dict)
+
+
+TIERS: dict[str, Tier] = {
+    "low": Tier("single", {"temperature": 0.0}),
+    "medium": Tier("program", {"few_shot": False, "temperature": 0.0}),
+    "high": Tier("auto"),
+}
+EFFORTS = tuple(TIERS)
+
+
+def tier(effort: str) -> Tier:
+    """The tier of `effort`; a `ConfigError` names the efforts for any other."""
+    try:
+        return TIERS[effort]
+    except (KeyError, TypeError):
+        raise ConfigError(f"effort {effort!r}: choose {', '.join(EFFORTS[:-1])} or "
+                          f"{EFFORTS[-1]}") from None
+
+
+def strategy_for(effort: str | None, strategy: str | None,
+                 params: Mapping[str, Any] | None = None,
+                 ) -> tuple[StrategySpec[Any], StrategyConfig]:
+    """The strategy and its checked config that a solve runs: `strategy` with `params` when
+    `effort` is None, else the tier's strategy with its parameters, overridden by `params`.
+    A `ConfigError` for an unknown effort, strategy or parameter, and for an effort given with
+    another strategy."""
+    from ponder.strategies import REGISTRY
+
+    params = dict(params or {})
+    if effort is None:
+        spec = REGISTRY.get(strategy or DEFAULT_STRATEGY)
+        return spec, spec.make_config(params)
+    chosen = tier(effort)
+    if strategy not in (None, DEFAULT_STRATEGY, chosen.strategy):
+        raise ConfigError(f"effort {effort!r} runs strategy {chosen.strategy!r} and strategy "
+                          f"{strategy!r} was also given; choose one")
+    base = REGISTRY.get(chosen.strategy)
+    config = base.make_config({**chosen.params, **params})
+    spec = StrategySpec(name=base.name, run=AtEffort(effort, base.run), config=base.config,
+                        description=base.description)
+    return spec, config
+
+
+@dataclass(frozen=True)
+class AtEffort:
+    """A strategy run at an effort: the same run, its result saying which effort asked for it
+    (`info["effort"]`, and an `effort` note in the trace). A plain class rather than a
+    closure, so that a Ray worker can unpickle it."""
+
+    effort: str
+    run: StrategyFn[Any]
+
+    async def __call__(self, ctx: Context, cfg: Any) -> Outcome:
+        ctx.note("effort", effort=self.effort, strategy=TIERS[self.effort].strategy)
+        try:
+            returned: Outcome | Candidate | str | None = await self.run(ctx, cfg)
+        except BudgetExhausted:  # as the runner ends a run cut short, with the effort said
+            return ctx.finish(await ctx.best(), "budget", effort=self.effort)
+        outcome = as_outcome(ctx, returned, TIERS[self.effort].strategy)
+        return outcome.model_copy(update={"info": {**outcome.info, "effort": self.effort}})

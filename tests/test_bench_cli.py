@@ -1,0 +1,147 @@
+"""`ponder bench` end to end against the fake server in quiz mode (a model of known skill per
+problem): one pool's worth of requests for a sweep, points that agree with a direct run,
+resume from the cached runs, gold labelled as pass@k, and the three curve files."""
+
+from __future__ import annotations
+
+import csv
+import json
+from pathlib import Path
+from typing import Any
+
+import pytest
+from typer.testing import CliRunner
+
+from ponder.cli import app
+from ponder.testing.fake_server import FakeOpenAIServer
+
+runner = CliRunner()
+
+QUIZ = [{"id": f"q{i}", "problem": f"Quiz problem number {i}: what is {i} * 7?",
+         "answer": str(i * 7), "p_correct": p}
+        for i, p in enumerate([0.9, 0.9, 0.6, 0.5, 0.3, 0.1], start=1)]
+
+
+@pytest.fixture
+def problems(tmp_path: Path) -> Path:
+    path = tmp_path / "quiz.jsonl"
+    path.write_text("".join(json.dumps(q) + "\n" for q in QUIZ))
+    return path
+
+
+def bench(server: FakeOpenAIServer, problems: Path, out: Path, *runs: str,
+          extra: tuple[str, ...] = ()) -> Any:
+    args = [ "bench", str(problems), "-o", str(out), "--base-url", server.base_url,
+             "--quiet", "--concurrency", "4", *extra]
+    for spec in runs:
+        args += ["--run", spec]
+    return runner.invoke(app, args)
+
+
+def curve(out: Path) -> list[dict[str, str]]:
+    with (out / "curve.csv").open() as file:
+        return list(csv.DictReader(file))
+
+
+def test_a_sweep_over_n_makes_one_pools_worth_of_requests(problems: Path, tmp_path: Path) -> None:
+    with FakeOpenAIServer(quiz=QUIZ, seed=3) as server:
+        done = bench(server, problems, tmp_path / "b", "best_of_n n=1,2,4,8 temperature=0.7")
+        assert done.exit_code == 0, done.output
+        assert server.requests == len(QUIZ)  # one n=8 request per problem, nothing more
+        served = server.usage_served
+    rows = curve(tmp_path / "b")
+    assert [int(r["params"].split("n=")[1].split()[0]) for r in rows] == [1, 2, 4, 8]
+    assert [r["subsampled"] for r in rows] == ["True", "True", "True", "False"]
+    assert {r["pool_n"] for r in rows} == {"8"}
+    # The n=8 point spent exactly what the server served; smaller n spent less.
+    tokens = [float(r["mean_tokens"]) for r in rows]
+    assert tokens == sorted(tokens) and tokens[0] < tokens[-1]
+    assert tokens[-1] == pytest.approx(
+        (served["prompt_tokens"] + served["completion_tokens"]) / len(QUIZ), abs=0.05)
+    for r in rows:
+        low, acc, high = float(r["ci_low"]), float(r["accuracy"]), float(r["ci_high"])
+        assert low <= acc <= high and r["problems"] == str(len(QUIZ))
+    assert (tmp_path / "b" / "curve.md").read_text().count("| best_of_n |") == 4
+
+
+def test_the_pooled_full_n_point_is_what_a_direct_run_answers(problems: Path,
+                                                             tmp_path: Path) -> None:
+    with FakeOpenAIServer(quiz=QUIZ, seed=5) as server:
+        assert bench(server, problems, tmp_path / "b",
+                     "best_of_n n=2,6 temperature=0.7").exit_code == 0
+    [run] = (tmp_path / "b" / "runs").glob("*.jsonl")
+    rows = [json.loads(line) for line in run.read_text().splitlines()]
+    no_gold = tmp_path / "no_gold.jsonl"  # as the bench shows them: no gold to pick with
+    no_gold.write_text("".join(json.dumps({"id": q["id"], "problem": q["problem"]}) + "\n"
+                               for q in QUIZ))
+    with FakeOpenAIServer(quiz=QUIZ, seed=5) as server:
+        solved = runner.invoke(app, ["solve", str(no_gold), "-s", "best_of_n", "-p", "n=6",
+                                     "-p", "temperature=0.7", "--seed", "0",
+                                     "--base-url", server.base_url, "--quiet", "--no-trace",
+                                     "-o", str(tmp_path / "direct.jsonl")])
+    assert solved.exit_code == 0, solved.output
+    direct = {json.loads(line)["id"]: json.loads(line)
+              for line in (tmp_path / "direct.jsonl").read_text().splitlines()}
+    # Same server seed, same requests: the direct n=6 run answers as the pool does.
+    for row in rows:
+        assert row["answer"] == direct[row["id"]]["answer"]
+    points = curve(tmp_path / "b")
+    full = next(p for p in points if p["subsampled"] == "False")
+    correct = sum(r["answer"] == next(q["answer"] for q in QUIZ if q["id"] == r["id"])
+                  for r in rows)
+    assert int(full["correct"]) == correct
+
+
+def test_a_stopped_bench_resumes_from_its_cached_runs(problems: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    with FakeOpenAIServer(quiz=QUIZ, seed=1) as server:
+        assert bench(server, problems, out, "single", "best_of_n n=1,3").exit_code == 0
+        first = server.requests
+        assert first == 2 * len(QUIZ)
+        # Cut one run's file to half its rows, as a killed bench leaves it.
+        run = sorted((out / "runs").glob("best_of_n-*.jsonl"))[0]
+        lines = run.read_text().splitlines(keepends=True)
+        run.write_text("".join(lines[:3]))
+        before = curve(out)
+        assert bench(server, problems, out, "single", "best_of_n n=1,3").exit_code == 0
+        assert server.requests == first + len(QUIZ) - 3
+    assert len(run.read_text().splitlines()) == len(QUIZ)
+    assert [r["params"] for r in curve(out)] == [r["params"] for r in before]
+
+
+def test_gold_picking_is_labelled_pass_at_k_beside_the_vote(problems: Path,
+                                                           tmp_path: Path) -> None:
+    with FakeOpenAIServer(quiz=QUIZ, seed=2) as server:
+        done = bench(server, problems, tmp_path / "b",
+                     "best_of_n n=4 temperature=0.7 verifier=gold")
+    assert done.exit_code == 0, done.output
+    rows = curve(tmp_path / "b")
+    assert [r["selection"] for r in rows] == ["gold (pass@k)", "no gold (the same run's vote)"]
+    assert float(rows[0]["accuracy"]) >= float(rows[1]["accuracy"])
+    assert "gold (pass@k)" in (tmp_path / "b" / "curve.md").read_text()
+
+
+def test_problems_without_gold_are_refused(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text(json.dumps({"id": "a", "problem": "2+2?", "answer": "4"}) + "\n"
+                    + json.dumps({"id": "b", "problem": "3+3?"}) + "\n")
+    with FakeOpenAIServer() as server:
+        done = bench(server, path, tmp_path / "b", "single")
+        assert server.requests == 0
+    assert done.exit_code == 2
+    assert "'b' (row 2) has no gold" in done.output
+
+
+def test_a_bad_spec_names_itself(problems: Path, tmp_path: Path) -> None:
+    with FakeOpenAIServer() as server:
+        done = bench(server, problems, tmp_path / "b", "best_of_n n=1,two")
+    assert done.exit_code == 2 and "best_of_n" in done.output
+
+
+def test_the_plot_is_drawn(problems: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    with FakeOpenAIServer(quiz=QUIZ, seed=4) as server:
+        assert bench(server, problems, tmp_path / "b", "single",
+                     "best_of_n n=1,2,4").exit_code == 0
+    png = tmp_path / "b" / "curve.png"
+    assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
