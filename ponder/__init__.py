@@ -3,7 +3,7 @@
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ponder.api import asolve, solve
+    from ponder.api import asolve, asolve_many, solve, solve_many
     from ponder.backends import LocalBackend, OpenAIBackend, ScriptedBackend, VLLMBackend
     from ponder.backends.base import Backend
     from ponder.backends.pool import BackendPool
@@ -47,8 +47,7 @@ if TYPE_CHECKING:
 # its first use (PEP 562), so that `ponder --help` or a script using only `ponder.Budget` does
 # not pay for the openai SDK (half a second) or the pydantic models it never touches.
 _LAZY: dict[str, str] = {
-    "asolve": "ponder.api",
-    "solve": "ponder.api",
+    **dict.fromkeys(["asolve", "asolve_many", "solve", "solve_many"], "ponder.api"),
     "Backend": "ponder.backends.base",
     "BackendPool": "ponder.backends.pool",
     "LocalBackend": "ponder.backends.local",
@@ -121,11 +120,13 @@ __all__ = [
     "all_of",
     "any_of",
     "asolve",
+    "asolve_many",
     "averify",
     "get_verifier",
     "register_strategy",
     "register_verifier",
     "solve",
+    "solve_many",
     "verify",
     "weighted",
 ]

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -158,3 +158,96 @@ def solve(problem: ProblemLike, **kwargs: Any) -> Result:
     from ponder.sync import default_portal
 
     return default_portal().solve(problem, **kwargs)
+
+
+async def asolve_many(
+    problems: Iterable[ProblemLike],
+    *,
+    strategy: str = "single",
+    effort: str | None = None,
+    backend: BackendLike = None,
+    verifier: VerifierLike = None,
+    budget: Budget | None = None,
+    total_budget: Budget | None = None,
+    first_share: float | None = None,
+    concurrency: int = 8,
+    templates_dir: str | Path | None = None,
+    seed: int | None = None,
+    trace: TraceSink | None = None,
+    model_path: str | os.PathLike[str] | None = None,
+    local_model: str | None = None,
+    **params: Any,
+) -> list[Result]:
+    """Solve many problems, at most `concurrency` at a time; the arguments are `asolve`'s,
+    and the results come back in the order of `problems`. A problem without an id of its own
+    (text, or a dict or `Problem` left at the default id) is given its position ("0", "1", …);
+    ids must be unique.
+
+    `budget` bounds each problem; `total_budget` (tokens only) bounds the whole run, never
+    exceeded however many problems are in flight, and is spread where it pays
+    (`ponder.allocation`): a first pass gives every problem `first_share` (default 0.5) of it,
+    evenly; what that leaves goes to the problems the budget stopped unsettled, most
+    promising first, which are solved again. Their results say so (`info["passes"] == 2`,
+    `info["first_pass"]`), and their `usage` covers both passes. When the total runs out,
+    the problems left get a result with no answer and `stop_reason="budget"`.
+
+    >>> rows = await ponder.asolve_many(problems, strategy="auto", backend=url,
+    ...                                 total_budget=ponder.Budget(tokens=100_000))
+    >>> sum(r.usage.total_tokens for r in rows) <= 100_000
+    True
+    """
+    from ponder.allocation import FIRST_SHARE, solve_within
+    from ponder.orchestrator import Solver, run_all
+
+    spec, config = strategy_for(effort, strategy, params)
+    items = [_with_id(as_problem(p), index) for index, p in enumerate(problems)]
+    ids = [p.id for p in items]
+    if len(set(ids)) < len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise ConfigError(f"problem ids must be unique; repeated: {', '.join(twice[:5])}")
+    if total_budget is not None and (total_budget.tokens is None or total_budget.calls
+                                     is not None or total_budget.seconds is not None):
+        raise ConfigError("total_budget takes tokens only: Budget(tokens=T); bound each "
+                          "problem's calls and time with budget=")
+    if total_budget is None and first_share is not None:
+        raise ConfigError("first_share goes with total_budget")
+    if concurrency < 1:
+        raise ConfigError(f"concurrency must be at least 1, got {concurrency}")
+    choice = VerifierChoice(verifier)
+    client, owned = resolve_backend(backend, model_path=model_path, local_model=local_model)
+    solver = Solver(spec, config, client, budget=budget or Budget(),
+                    prompts=PromptLibrary(templates_dir), verifier_for=choice.for_problem,
+                    seed=seed, trace_sink=trace)
+    try:
+        if total_budget is not None and total_budget.tokens is not None:
+            return await solve_within(items, solver, total_tokens=total_budget.tokens,
+                                      concurrency=concurrency,
+                                      first_share=FIRST_SHARE if first_share is None
+                                      else first_share)
+        rows = {r.id: r for r in await run_all(items, solver, concurrency=concurrency)}
+        return [rows[p.id] for p in items]
+    finally:
+        if owned:
+            await client.aclose()
+
+
+def solve_many(problems: Iterable[ProblemLike], **kwargs: Any) -> list[Result]:
+    """`asolve_many` for plain scripts, on the event loop `solve` uses (so the default
+    embedded model starts once). Not for use inside a running event loop.
+
+    >>> rows = ponder.solve_many(["What is 2 + 3?", "What is 4 * 4?"], strategy="auto",
+    ...                          total_budget=ponder.Budget(tokens=6000))
+    """
+    from ponder.sync import default_portal
+
+    return default_portal().solve_many(problems, **kwargs)
+
+
+DEFAULT_ID = Problem.model_fields["id"].default
+
+
+def _with_id(problem: Problem, index: int) -> Problem:
+    """`problem`, given its position as id when it has none of its own."""
+    if problem.id != DEFAULT_ID:
+        return problem
+    return problem.model_copy(update={"id": str(index)})

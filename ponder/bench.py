@@ -196,8 +196,8 @@ async def score_run(run: Run, rows: Sequence[Result], scorer: Scorer, *, wall_s:
             else:
                 answer, tokens, text = row.answer, row.usage.total_tokens, row.text
             answers.append((row.id, answer, text, tokens, row.usage.calls, row.error is not None))
-        subsampled = point.choice is not None and run.pool_n is not None and (
-            point.choice.n < run.pool_n or point.choice.selector != run.params.get("selector"))
+        subsampled = point.choice is not None and run.pool_n is not None \
+            and point.choice.n < run.pool_n
         out.append(await _point(point, point.selection, answers, scorer, run,
                                 wall_s=None if subsampled else wall_s, subsampled=subsampled,
                                 model=model))

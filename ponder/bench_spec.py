@@ -5,6 +5,9 @@ A SPEC expands to points; points that differ only in how they choose among sampl
 pool of samples (`Run`), drawn once at the largest `n` and re-chosen offline for the others
 (`ponder.pool`). Every other point is a run of its own.
 
+A SPEC may begin with `effort=low|medium|high` instead of a strategy: the tier's strategy and
+parameters (`ponder.effort`), labelled with the effort, further parameters overriding them.
+
 Keys that are not the strategy's own: `label=` names the line on the plot, `verifier=gold`
 lets the problem's gold choose among candidates (the figure is then pass@k, and labelled so),
 `verifier=NAME` a registered verifier that is given no gold, and `local_model=NAME` runs the
@@ -103,6 +106,16 @@ def parse_spec(spec: str) -> list[Point]:
     if not words:
         raise ConfigError("an empty --run; give a strategy name and key=value parameters")
     name, pairs = words[0], words[1:]
+    effort_label = None
+    if name.startswith("effort="):
+        from ponder.effort import tier
+
+        effort = name.partition("=")[2]
+        chosen = tier(effort)
+        name, effort_label = chosen.strategy, f"effort={effort}"
+        given = {pair.partition("=")[0] for pair in pairs}
+        pairs = [f"{k}={json.dumps(v)}" for k, v in chosen.params.items() if k not in given] \
+            + pairs
     strategy = REGISTRY.get(name)
     sweeps: dict[str, list[Any]] = {}
     for pair in pairs:
@@ -116,7 +129,7 @@ def parse_spec(spec: str) -> list[Point]:
     for key, values in bench.items():
         if len(values) > 1:
             raise ConfigError(f"--run {spec!r}: {key} cannot be swept; give one value")
-    label = str(bench["label"][0]) if "label" in bench else None
+    label = str(bench["label"][0]) if "label" in bench else effort_label
     verifier = str(bench["verifier"][0]) if "verifier" in bench else None
     local_model = str(bench["local_model"][0]) if "local_model" in bench else None
     points = []
@@ -131,7 +144,7 @@ def parse_spec(spec: str) -> list[Point]:
 
 def plan_runs(points: list[Point]) -> list[Run]:
     """Group points into runs: a pooled strategy's points that differ only in `CHOICE_KEYS`
-    share one run at their largest `n`, drawn with confidence when any of them chooses by it.
+    share one run at their largest `n`, its samples drawn with their confidence.
     Points that ask for the same run twice are kept once."""
     from ponder.strategies import REGISTRY
 
@@ -157,10 +170,11 @@ def plan_runs(points: list[Point]) -> list[Run]:
     out = []
     for run in runs.values():
         if run.pooled:
+            # A pool always asks for log-probabilities (they cost decode time, not tokens), so
+            # that a later --run choosing by confidence finds its samples already drawn.
             choices = [p.choice for p in run.points if p.choice is not None]
-            by_confidence = any(c.selector == "confidence" for c in choices)
             run.params = {**run.params, "n": max(c.n for c in choices),
-                          "selector": "confidence" if by_confidence else "vote"}
+                          "selector": "confidence"}
         out.append(run)
     return out
 

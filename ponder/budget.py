@@ -5,6 +5,10 @@ the meter *reserves* the most that call can cost (an upper bound on the prompt p
 `n × max_tokens`), capping `max_tokens` to what is left; after the call it *charges* what the
 backend reported and releases the rest. Reservations are held while calls are in flight, so
 concurrent calls (agents in a round, samples in parallel) can never overspend together.
+
+`RunMeter` is one token budget for a whole run (`ponder.allocation`): every problem's meter
+takes it as its `parent`, and a reservation, charge or release moves both, so problems solved
+at once can never overspend the run's total together either.
 """
 
 from __future__ import annotations
@@ -35,8 +39,30 @@ class Budget(BaseModel):
         default=16, ge=1, description="a call that could write fewer tokens than this is not made"
     )
 
-    def start(self) -> BudgetMeter:
-        return BudgetMeter(self)
+    def start(self, parent: RunMeter | None = None) -> BudgetMeter:
+        """A meter spending this budget; with `parent`, also the run's total (`RunMeter`)."""
+        return BudgetMeter(self, parent=parent)
+
+
+@dataclass
+class RunMeter:
+    """One token budget for every problem of a run, never exceeded: each problem's
+    `BudgetMeter` reserves, charges and releases here too (its `parent`), so that what is
+    reserved (upper bounds) plus what was charged never passes `tokens`. `spent` may start
+    above zero: a resumed run's rows already spent it.
+
+    >>> run = RunMeter(tokens=100_000)
+    >>> meter = Budget(tokens=2000).start(run)  # capped by both
+    """
+
+    tokens: int
+    spent: int = 0
+    reserved: int = 0
+
+    @property
+    def remaining(self) -> int:
+        """Tokens neither charged nor reserved by a call in flight."""
+        return self.tokens - self.spent - self.reserved
 
 
 @dataclass
@@ -51,7 +77,8 @@ class Reservation:
 
 @dataclass
 class BudgetMeter:
-    """Spends one `Budget`. Not shared between problems."""
+    """Spends one `Budget`. Not shared between problems; with a `parent`, every token it
+    reserves or charges is also the run's (`RunMeter`), and what the run has left caps it."""
 
     budget: Budget
     used: Usage = field(default_factory=Usage)
@@ -59,6 +86,7 @@ class BudgetMeter:
     reserved_tokens: int = 0
     reserved_calls: int = 0
     exhausted_reason: str | None = None
+    parent: RunMeter | None = None
 
     @property
     def elapsed_s(self) -> float:
@@ -66,9 +94,10 @@ class BudgetMeter:
 
     @property
     def remaining_tokens(self) -> float:
-        if self.budget.tokens is None:
-            return math.inf
-        return self.budget.tokens - self.used.total_tokens - self.reserved_tokens
+        """What this problem may still reserve: its own budget's rest, capped by the run's."""
+        own = math.inf if self.budget.tokens is None else \
+            self.budget.tokens - self.used.total_tokens - self.reserved_tokens
+        return own if self.parent is None else min(own, self.parent.remaining)
 
     @property
     def remaining_calls(self) -> float:
@@ -117,10 +146,16 @@ class BudgetMeter:
                 res = Reservation(tokens=cost, n=n, max_tokens=capped)
                 self.reserved_tokens += cost
                 self.reserved_calls += 1
+                if self.parent is not None:
+                    self.parent.reserved += cost
                 return res
             n -= 1
+        whose = f"token budget of {self.budget.tokens}"
+        if self.parent is not None and (self.budget.tokens is None
+                                        or left >= self.parent.remaining):
+            whose = f"run's total budget of {self.parent.tokens}"
         self._exhaust(
-            f"token budget of {self.budget.tokens} leaves {max(0, int(left))} tokens, too few for "
+            f"{whose} leaves {max(0, int(left))} tokens, too few for "
             f"a prompt of up to {prompt_tokens} tokens and {floor} completion tokens"
         )
         raise AssertionError("unreachable")
@@ -137,12 +172,16 @@ class BudgetMeter:
         """Charge a finished call's real usage and free its reservation."""
         self.release(reservation)
         self.used = self.used + usage
+        if self.parent is not None:
+            self.parent.spent += usage.total_tokens
 
     def release(self, reservation: Reservation) -> None:
         if not reservation.released:
             reservation.released = True
             self.reserved_tokens -= reservation.tokens
             self.reserved_calls -= 1
+            if self.parent is not None:
+                self.parent.reserved -= reservation.tokens
 
     def _exhaust(self, reason: str) -> None:
         self.exhausted_reason = reason

@@ -767,6 +767,17 @@ def bench(
         _fail([str(exc)], code=1)
 
 
+def _model_label(backend: Backend, options: dict[str, Any]) -> str:
+    """The model a curve's line ran on: the embedded model's name, the GGUF's file name, or
+    --model; a server's address (its port changes run to run) only when nothing else says."""
+    embedded = getattr(backend, "embedded", None)
+    if embedded is not None:
+        return str(embedded.name)
+    if options.get("model_path") is not None:
+        return Path(options["model_path"]).name
+    return str(options.get("model") or getattr(backend, "name", "server"))
+
+
 def _quote(arg: str) -> str:
     import shlex
 
@@ -812,9 +823,8 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
                                        concurrency=concurrency, seed=seed, budget=budget,
                                        prompts=prompts, on_start=started,
                                        on_result=reporter.on_result)
-            model = run.local_model or options.get("model") or getattr(backend, "name", "")
             points.extend(await score_run(run, rows, scorer, wall_s=run_wall(out_dir, run),
-                                          model=str(model)))
+                                          model=_model_label(backend, options)))
     finally:
         for backend in backends.values():
             await backend.aclose()

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from ponder.answers import canonical_answer, extract_answer
 from ponder.backends.base import CURRENT_CALL, Backend, CallLabel
-from ponder.budget import Budget, Reservation
+from ponder.budget import Budget, Reservation, RunMeter
 from ponder.errors import BudgetExhausted, ConfigError
 from ponder.prompts import PromptLibrary
 from ponder.tokens import prompt_upper_bound
@@ -56,10 +56,12 @@ class Context:
         verifier: Verifier | None = None,
         seed: int | None = None,
         trace_sink: TraceSink | None = None,
+        run_meter: RunMeter | None = None,
     ) -> None:
         self.problem = problem
         self.backend = backend
-        self.meter = (budget or Budget()).start()
+        # `run_meter`: the whole run's token budget, which every call here spends as well.
+        self.meter = (budget or Budget()).start(run_meter)
         self.trace = Trace(problem.id, trace_sink)
         self.prompts = prompts or PromptLibrary()
         # Bound to this run, so a verifier that calls a model (the LLM judge) spends this

@@ -70,8 +70,9 @@ def plot(points: Sequence[CurvePoint], path: Path, *, title: str) -> None:
         members = sorted(members, key=lambda p: p.mean_tokens)
         xs = [p.mean_tokens for p in members]
         ys = [100 * p.accuracy for p in members]
-        below = [100 * (p.accuracy - p.ci_low) for p in members]
-        above = [100 * (p.ci_high - p.accuracy) for p in members]
+        # Clamped: at 0/n or n/n the interval's end is the point itself, give or take a float.
+        below = [max(0.0, 100 * (p.accuracy - p.ci_low)) for p in members]
+        above = [max(0.0, 100 * (p.ci_high - p.accuracy)) for p in members]
         name = label if len(lines) == len({k[0] for k in lines}) else f"{label} ({model})"
         if selection != "no gold":
             name += f", {selection}"

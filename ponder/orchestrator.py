@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import Any, NamedTuple
 
 from ponder.backends.base import Backend
-from ponder.budget import Budget
+from ponder.budget import Budget, RunMeter
 from ponder.errors import PonderError
 from ponder.prompts import PromptLibrary
 from ponder.redact import redact_secrets
@@ -54,7 +54,8 @@ def _no_verifier(problem: Problem) -> Verifier | None:
 @dataclass(frozen=True)
 class Solver:
     """How every problem of a run is solved: one strategy and config, one shared backend, the
-    verifier each problem calls for, and a per-problem budget."""
+    verifier each problem calls for, a per-problem budget, and the run's total (`run_meter`,
+    which every problem's calls spend as well; see `ponder.allocation`)."""
 
     spec: StrategySpec[Any]
     config: StrategyConfig
@@ -64,6 +65,7 @@ class Solver:
     verifier_for: Callable[[Problem], Verifier | None] = _no_verifier
     seed: int | None = None
     trace_sink: TraceSink | None = None
+    run_meter: RunMeter | None = None
 
     async def solve(self, problem: Problem) -> Result:
         """A result for `problem`, never an exception: a failure is the result's `error`.
@@ -78,7 +80,7 @@ class Solver:
             result = await run_problem(
                 problem, self.spec, self.config, backend=self.backend,
                 verifier=self.verifier_for(problem), budget=self.budget, prompts=self.prompts,
-                seed=self.seed, trace_sink=sink,
+                seed=self.seed, trace_sink=sink, run_meter=self.run_meter,
             )
         except Exception as exc:  # a user's strategy or verifier may fail in any way
             log.debug("problem %s failed", problem.id, exc_info=True)

@@ -7,9 +7,10 @@ import time
 from typing import Any
 
 from ponder.backends.base import Backend
-from ponder.budget import Budget
+from ponder.budget import Budget, RunMeter
 from ponder.context import Context
 from ponder.errors import BackendError, BudgetExhausted, PonderError
+from ponder.honesty import label_selection
 from ponder.prompts import PromptLibrary
 from ponder.strategies.base import StrategyConfig, StrategySpec
 from ponder.tracing import TraceSink
@@ -30,11 +31,13 @@ async def run_problem(
     prompts: PromptLibrary,
     seed: int | None = None,
     trace_sink: TraceSink | None = None,
+    run_meter: RunMeter | None = None,
 ) -> Result:
     """Solve `problem`. Never raises for a model or budget failure: the result says what failed
-    and carries the best answer found before it."""
+    and carries the best answer found before it. With `run_meter`, every call also spends the
+    run's total budget (`ponder.allocation`)."""
     ctx = Context(problem, backend=backend, budget=budget, prompts=prompts, verifier=verifier,
-                  seed=seed, trace_sink=trace_sink)
+                  seed=seed, trace_sink=trace_sink, run_meter=run_meter)
     started = time.monotonic()
     error: str | None = None
     outcome: Outcome | None = None
@@ -53,12 +56,14 @@ async def run_problem(
     chosen = outcome.candidate
     if chosen is None and outcome.reason != "error":
         chosen = await ctx.best()
+    picked = chosen is not None and chosen.verdict is not None  # the strategy judged its pick
     if chosen is not None and chosen.verdict is None and ctx.verifier is not None:
         try:
             await ctx.verify(chosen)
         except BudgetExhausted:
             exhausted = True
     info = dict(outcome.info)
+    await label_selection(ctx, verifier, info, verifier_picked=picked)  # gold picked: pass@k
     if exhausted and meter.exhausted_reason:
         info.setdefault("budget_note", meter.exhausted_reason)
     return Result(

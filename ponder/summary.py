@@ -1,4 +1,5 @@
-"""What a run over many problems came to: solved, accuracy, tokens, calls, time, failures."""
+"""What a run over many problems came to: solved, accuracy (pass@k where gold chose among
+candidates, with the vote's accuracy beside it), tokens, calls, time, failures, early stops."""
 
 from __future__ import annotations
 
@@ -24,8 +25,21 @@ class Summary(BaseModel):
     accuracy: float | None = Field(description="solved / judged; None when nothing was judged")
     errors: int = Field(description="results whose problem failed (the run went on)")
     failures: dict[str, int] = Field(default_factory=dict, description="errors by kind")
+    gold_selected: int = Field(
+        default=0, description="results where gold (the answer or tests) chose among several "
+                               "candidates: for them `solved` is pass@k, not accuracy")
+    solved_without_gold: int | None = Field(
+        default=None, description="solved as the strategy's own vote would have it: results "
+                                  "gold selected count their vote's verdict; None when gold "
+                                  "selected none")
+    accuracy_without_gold: float | None = Field(
+        default=None, description="solved_without_gold / judged: the honest figure")
     budget_exhausted: int = 0
     stop_reasons: dict[str, int] = Field(default_factory=dict)
+    stopped_early: int = Field(default=0, description="results that stopped before the "
+                                                      "strategy's maximum (see stopped_early)")
+    escalated: int = Field(default=0, description="results `auto` escalated past tier 0")
+    samples: int = Field(default=0, description="samples drawn (info.samples), all results")
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
@@ -35,6 +49,41 @@ class Summary(BaseModel):
     wall_s: float = 0.0
     tokens_per_s: float = 0.0
     interrupted: bool = False
+
+
+# Stop reasons that end a strategy's run at its maximum, or cut it short; any other is early.
+RAN_ITS_COURSE = frozenset({"done", "budget", "error", "max_iters", "max_rounds", "max_depth"})
+
+
+def gold_selected(row: Result) -> bool:
+    """Whether gold chose `row`'s answer among several candidates (pass@k)."""
+    return row.info.get("selected_by") == "gold"
+
+
+def solved_without_gold(row: Result) -> bool:
+    """Whether `row` is right as its strategy's own vote would have it."""
+    return bool(row.info.get("vote_correct")) if gold_selected(row) else bool(row.correct)
+
+
+def stopped_early(row: Result) -> bool:
+    """Whether `row`'s strategy stopped before its maximum: a stop reason such as consensus,
+    majority, verified, scattered or no_improvement, except where nothing was left (`single`,
+    or as many samples drawn as `n` asks)."""
+    if row.stop_reason in RAN_ITS_COURSE or row.strategy == "single":
+        return False
+    samples, n = row.info.get("samples"), row.params.get("n")
+    return not (isinstance(samples, int) and isinstance(n, int) and samples >= n)
+
+
+def escalated(row: Result) -> bool:
+    """Whether `auto` escalated past its cheap tier on `row`."""
+    tier = row.info.get("tier")
+    return bool(row.info.get("escalations")) or (isinstance(tier, int) and tier > 0)
+
+
+def _samples(row: Result) -> int:
+    samples = row.info.get("samples")
+    return samples if isinstance(samples, int) else 0
 
 
 def failure_kind(error: str) -> str:
@@ -59,6 +108,7 @@ class RunTally:
         # Kept as rows come, so a progress bar over a long run costs O(1) per row.
         self.judged = 0
         self.solved = 0
+        self.gold_selected = 0  # rows gold chose among candidates: the progress bar's pass@k
         for row in previous:
             self._count(row)
         self.resumed = len(self._rows)
@@ -73,9 +123,11 @@ class RunTally:
         if replaced is not None:
             self.judged -= replaced.correct is not None
             self.solved -= bool(replaced.correct)
+            self.gold_selected -= gold_selected(replaced)
         self._rows[row.id] = row
         self.judged += row.correct is not None
         self.solved += bool(row.correct)
+        self.gold_selected += gold_selected(row)
 
     @property
     def done(self) -> int:
@@ -100,6 +152,8 @@ class RunTally:
         usage = sum((r.usage for r in rows), Usage())
         errors = [r.error for r in rows if r.error]
         done = len(rows)
+        judged = [r for r in rows if r.correct is not None]
+        honest = sum(solved_without_gold(r) for r in judged) if self.gold_selected else None
         return Summary(
             problems=self.problems,
             done=done,
@@ -110,8 +164,14 @@ class RunTally:
             accuracy=self.accuracy,
             errors=len(errors),
             failures=dict(Counter(failure_kind(e) for e in errors).most_common()),
+            gold_selected=self.gold_selected,
+            solved_without_gold=honest,
+            accuracy_without_gold=None if honest is None or not judged else honest / len(judged),
             budget_exhausted=sum(1 for r in rows if r.budget_exhausted),
             stop_reasons=dict(Counter(r.stop_reason for r in rows).most_common()),
+            stopped_early=sum(stopped_early(r) for r in rows),
+            escalated=sum(escalated(r) for r in rows),
+            samples=sum(_samples(r) for r in rows),
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.total_tokens,

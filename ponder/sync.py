@@ -1,4 +1,5 @@
-"""Plain (sync) calls into ponder's async API: `ponder.solve` and `ponder.verify`.
+"""Plain (sync) calls into ponder's async API: `ponder.solve`, `ponder.solve_many` and
+`ponder.verify`.
 
 Every sync call runs on one event loop that lives in a thread of its own for the life of the
 process (a "portal"). Why not `asyncio.run` per call: a backend's HTTP client binds to the loop
@@ -64,6 +65,17 @@ class SyncPortal:
             return await asolve(problem, **kwargs)
 
         return self.run(call, name="solve")
+
+    def solve_many(self, problems: Any, **kwargs: Any) -> list[Result]:
+        from ponder.api import asolve_many
+
+        async def call() -> list[Result]:
+            if kwargs.get("backend") is None:
+                kwargs["backend"] = await self.default_backend(
+                    kwargs.pop("model_path", None), kwargs.pop("local_model", None))
+            return await asolve_many(problems, **kwargs)
+
+        return self.run(call, name="solve_many")
 
     def verify(self, problem: Any, candidate: str | Candidate, verifier: Any = None,
                **kwargs: Any) -> Verdict:

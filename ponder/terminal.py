@@ -27,6 +27,9 @@ if TYPE_CHECKING:  # `ponder strategies` and `ponder show` must not load what `s
     from ponder.types import Result, TraceEvent
 
 ERRORS_SHOWN = 10  # per-problem errors printed during a run; the rest are in the results
+# How a run where gold chose among candidates is labelled, and the honest figure beside it.
+GOLD_LABEL = "selected with gold (pass@k)"
+HONEST_LABEL = "without gold (the vote)"
 
 Shorten = Callable[[str], str]
 
@@ -71,7 +74,8 @@ class Reporter:
 
     def _stats(self) -> str:
         acc = self.tally.accuracy
-        parts = [f"acc {acc:.1%}" if acc is not None else "acc –",
+        label = "pass@k" if self.tally.gold_selected else "acc"  # gold chose: see the summary
+        parts = [f"{label} {acc:.1%}" if acc is not None else f"{label} –",
                  f"{self.tally.session_usage.total_tokens:,} tok",
                  f"{self.tally.tokens_per_s:,.0f} tok/s"]
         return " · ".join(parts)
@@ -99,8 +103,15 @@ def summary_table(summary: Summary, results: Path | None = None,
         done += f" ({summary.resumed} from earlier runs)"
     table.add_row("problems", done)
     if summary.judged:
-        table.add_row("solved", f"{summary.solved} / {summary.judged} judged "
-                                f"({summary.accuracy or 0.0:.1%})")
+        solved = f"{summary.solved} / {summary.judged} judged ({summary.accuracy or 0.0:.1%})"
+        if summary.gold_selected:
+            some = "" if summary.gold_selected >= summary.judged else \
+                f" for {summary.gold_selected} of them"
+            solved += f", {GOLD_LABEL}{some}"
+        table.add_row("solved", solved)
+        if summary.solved_without_gold is not None:
+            table.add_row(HONEST_LABEL, f"{summary.solved_without_gold} / {summary.judged} "
+                                        f"({summary.accuracy_without_gold or 0.0:.1%})")
     else:
         table.add_row("solved", "– (no gold answers or tests to judge by)")
     estimated = " (some estimated)" if summary.usage_estimated else ""
@@ -115,6 +126,10 @@ def summary_table(summary: Summary, results: Path | None = None,
     table.add_row("failures", failures)
     table.add_row("budget exhausted", str(summary.budget_exhausted))
     table.add_row("stop reasons", ", ".join(f"{k} {n}" for k, n in summary.stop_reasons.items()))
+    compute = [f"stopped early {summary.stopped_early}", f"escalated {summary.escalated}"]
+    if summary.samples:
+        compute.append(f"{summary.samples:,} samples")
+    table.add_row("compute", ", ".join(compute))
     if results is not None:
         table.add_row("results", plain(str(results)))
     if trace is not None:
@@ -219,6 +234,12 @@ def result_panel(r: Result, shorten: Shorten) -> Table:
     table.add_row("usage", f"{r.usage.total_tokens:,} tokens ({r.usage.prompt_tokens:,} prompt "
                            f"+ {r.usage.completion_tokens:,} completion) in {r.usage.calls} "
                            f"call(s){estimated}")
+    if compute := _compute(r):
+        table.add_row("compute", plain(compute))
+    if (escalations := r.info.get("escalations")) and isinstance(escalations, list):
+        table.add_row("escalations", plain(shorten("; ".join(map(str, escalations)))))
+    if selection := _selection(r):
+        table.add_row("selected by", plain(selection))
     table.add_row("elapsed", f"{r.elapsed_s:.2f}s")
     table.add_row("strategy", plain(f"{r.strategy} {json.dumps(r.params)}"))
     stop = r.stop_reason + (" (budget exhausted)" if r.budget_exhausted else "")
@@ -230,6 +251,32 @@ def result_panel(r: Result, shorten: Shorten) -> Table:
     if r.text is not None:
         table.add_row("reply", plain(shorten(r.text)))
     return table
+
+
+def _compute(r: Result) -> str:
+    """The compute beyond tokens and calls: samples, the top answer's vote share, and `auto`'s
+    tier and escalations."""
+    info, parts = r.info, []
+    if isinstance(info.get("samples"), int):
+        parts.append(f"{info['samples']} samples")
+    if isinstance(info.get("agreement"), int | float):
+        parts.append(f"agreement {info['agreement']:.0%}")
+    if isinstance(info.get("tier"), int):
+        escalations = info.get("escalations")
+        count = len(escalations) if isinstance(escalations, list) else 0
+        parts.append(f"tier {info['tier']}, {count} escalation{'' if count == 1 else 's'}")
+    return " · ".join(parts)
+
+
+def _selection(r: Result) -> str:
+    """Who chose among the candidates, where a verifier did, and how the vote alone fared."""
+    by = r.info.get("selected_by")
+    if not by:
+        return ""
+    label = "gold (pass@k)" if by == "gold" else str(by)
+    vote = r.info.get("vote_correct")
+    verdict = "not judged" if vote is None else "right" if vote else "wrong"
+    return f"{label}; without it the vote answers {r.info.get('vote_answer')!r}: {verdict}"
 
 
 def timeline_table(events: Sequence[TraceEvent], shorten: Shorten) -> Table:

@@ -82,12 +82,13 @@ def test_the_pooled_full_n_point_is_what_a_direct_run_answers(problems: Path,
     assert solved.exit_code == 0, solved.output
     direct = {json.loads(line)["id"]: json.loads(line)
               for line in (tmp_path / "direct.jsonl").read_text().splitlines()}
-    # Same server seed, same requests: the direct n=6 run answers as the pool does.
+    # Same server seed, same requests: the direct n=6 vote answers as the pool's vote does.
     for row in rows:
-        assert row["answer"] == direct[row["id"]]["answer"]
+        assert row["info"]["vote_answer"] == direct[row["id"]]["answer"]
     points = curve(tmp_path / "b")
     full = next(p for p in points if p["subsampled"] == "False")
-    correct = sum(r["answer"] == next(q["answer"] for q in QUIZ if q["id"] == r["id"])
+    correct = sum(r["info"]["vote_answer"] == next(q["answer"] for q in QUIZ
+                                                    if q["id"] == r["id"])
                   for r in rows)
     assert int(full["correct"]) == correct
 

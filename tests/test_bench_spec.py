@@ -25,6 +25,16 @@ def test_bench_keys_are_not_strategy_parameters() -> None:
     assert point.selection == "gold (pass@k)"
 
 
+def test_an_effort_is_its_tiers_strategy_labelled_with_the_effort() -> None:
+    [medium] = parse_spec("effort=medium")
+    assert (medium.strategy, medium.label) == ("program", "effort=medium")
+    assert medium.params == {"few_shot": False, "temperature": 0.0}
+    [hotter] = parse_spec("effort=medium temperature=0.5")
+    assert hotter.params["temperature"] == 0.5
+    with pytest.raises(ConfigError, match="effort"):
+        parse_spec("effort=extreme")
+
+
 @pytest.mark.parametrize(("spec", "says"), [
     ("", "empty"),
     ("nope n=1", "nope"),
@@ -43,11 +53,11 @@ def test_an_n_sweep_is_one_pool_at_the_largest_n() -> None:
     runs = plan_runs(parse_spec("best_of_n n=1,2,4,8,16 temperature=0.7"))
     assert len(runs) == 1
     [run] = runs
-    assert run.pooled and run.pool_n == 16 and run.params["selector"] == "vote"
+    assert run.pooled and run.pool_n == 16 and run.params["selector"] == "confidence"
     assert [p.choice.n for p in run.points if p.choice] == [1, 2, 4, 8, 16]
 
 
-def test_selectors_share_the_pool_which_then_asks_for_confidence() -> None:
+def test_selectors_share_one_pool() -> None:
     points = (parse_spec("best_of_n n=2,4 selector=vote label=vote")
               + parse_spec("best_of_n n=4 selector=confidence keep=0.5,0.75 label=conf"))
     [run] = plan_runs(points)

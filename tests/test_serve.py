@@ -290,9 +290,9 @@ async def post(url: str, body: Any, headers: dict[str, str] | None = None) -> ht
 
 @pytest.mark.parametrize(("body", "status", "param", "says"), [
     ({"model": f"beam:{MODEL}", "messages": ask("1?")}, 400, "model",
-     "known: best_of_n, ice, program, self_refine, single, tree_search"),
+     "known: auto, best_of_n, ice, program, self_refine, single, tree_search"),
     ({"model": MODEL, "messages": ask("1?"), "ponder": {"strategy": "nope"}}, 400,
-     "ponder.strategy", "known: best_of_n"),
+     "ponder.strategy", "known: auto, best_of_n"),
     ({"model": MODEL, "messages": ask("1?"), "ponder": {"params": {"beams": 3}}}, 400,
      "ponder.params", "Valid parameters: max_tokens=512, temperature=0.0, few_shot=False"),
     ({"model": MODEL, "messages": ask("1?"), "max_tokens": 0}, 400, "max_tokens",
