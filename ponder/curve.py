@@ -65,8 +65,12 @@ def plot(points: Sequence[CurvePoint], path: Path, *, title: str) -> None:
     lines: dict[tuple[str, str, str], list[CurvePoint]] = {}
     for p in points:
         lines.setdefault((p.label, p.model, p.selection), []).append(p)
-    fig, ax = plt.subplots(figsize=(8, 5), dpi=120)
-    for (label, model, selection), members in lines.items():
+    fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
+    # Lines can sit on one another (an effort tier is a strategy's point): a colour and a
+    # marker each keep them apart.
+    colours = plt.get_cmap("tab20").colors
+    markers = "osD^v<>pP*Xh"
+    for number, ((label, model, selection), members) in enumerate(lines.items()):
         members = sorted(members, key=lambda p: p.mean_tokens)
         xs = [p.mean_tokens for p in members]
         ys = [100 * p.accuracy for p in members]
@@ -76,14 +80,15 @@ def plot(points: Sequence[CurvePoint], path: Path, *, title: str) -> None:
         name = label if len(lines) == len({k[0] for k in lines}) else f"{label} ({model})"
         if selection != "no gold":
             name += f", {selection}"
-        ax.errorbar(xs, ys, yerr=[below, above], marker="o", capsize=3, label=name,
-                    linestyle="--" if "pass@k" in selection else "-")
+        ax.errorbar(xs, ys, yerr=[below, above], marker=markers[number % len(markers)],
+                    color=colours[number % len(colours)], capsize=3, label=name,
+                    markersize=7, alpha=0.85, linestyle="--" if "pass@k" in selection else "-")
     ax.set_xscale("log")
     ax.set_xlabel("mean tokens per problem (prompt + completion, log scale)")
     ax.set_ylabel("accuracy (%), 95% CI")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
-    ax.legend(fontsize=8)
+    ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.01, 1.0))
     fig.tight_layout()
     fig.savefig(path)
     plt.close(fig)
