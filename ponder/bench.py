@@ -59,9 +59,16 @@ class CurvePoint:
     pool_n: int | None
     errors: int
     run: str
+    model_params: float | None = None  # the model's parameter count, where known
+
+    @property
+    def mean_flops(self) -> float | None:
+        """Compute per problem, FLOP-matched across models: 2 × parameters × tokens (the
+        forward pass's cost per token, Kaplan et al. 2020; Snell et al. 2024 compare so)."""
+        return None if self.model_params is None else 2 * self.model_params * self.mean_tokens
 
     def row(self) -> dict[str, Any]:
-        return asdict(self)
+        return {**asdict(self), "mean_flops": self.mean_flops}
 
 
 def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -183,7 +190,7 @@ def _none(problem: Problem) -> None:
 
 
 async def score_run(run: Run, rows: Sequence[Result], scorer: Scorer, *, wall_s: float | None,
-                    model: str) -> list[CurvePoint]:
+                    model: str, model_params: float | None = None) -> list[CurvePoint]:
     """The curve points `run`'s rows give: one per point, and beside a point where gold chose
     among candidates, the same rows' answer without gold (the vote they recorded)."""
     out = []
@@ -200,19 +207,20 @@ async def score_run(run: Run, rows: Sequence[Result], scorer: Scorer, *, wall_s:
             and point.choice.n < run.pool_n
         out.append(await _point(point, point.selection, answers, scorer, run,
                                 wall_s=None if subsampled else wall_s, subsampled=subsampled,
-                                model=model))
+                                model=model, model_params=model_params))
         if point.verifier == GOLD and any("vote_answer" in row.info for row in rows):
             honest = [(row.id, row.info.get("vote_answer"), None, row.usage.total_tokens,
                        row.usage.calls, row.error is not None) for row in rows]
             out.append(await _point(point, "no gold (the same run's vote)", honest, scorer,
-                                    run, wall_s=wall_s, subsampled=False, model=model))
+                                    run, wall_s=wall_s, subsampled=False, model=model,
+                                    model_params=model_params))
     return out
 
 
 async def _point(point: Point, selection: str,
                  answers: Sequence[tuple[str, str | None, str | None, int, int, bool]],
                  scorer: Scorer, run: Run, *, wall_s: float | None, subsampled: bool,
-                 model: str) -> CurvePoint:
+                 model: str, model_params: float | None) -> CurvePoint:
     correct = 0
     for problem_id, answer, text, _, _, _ in answers:
         correct += await scorer.correct(problem_id, answer, text)
@@ -225,7 +233,7 @@ async def _point(point: Point, selection: str,
         mean_tokens=statistics.fmean(a[3] for a in answers) if answers else 0.0,
         mean_calls=statistics.fmean(a[4] for a in answers) if answers else 0.0,
         wall_s=wall_s, subsampled=subsampled, pool_n=run.pool_n,
-        errors=sum(a[5] for a in answers), run=run.key)
+        errors=sum(a[5] for a in answers), run=run.key, model_params=model_params)
 
 
 def run_wall(out_dir: Path, run: Run) -> float | None:

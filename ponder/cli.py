@@ -713,6 +713,12 @@ def bench(
         help="folder of .j2 templates overriding the built-ins")] = None,
     seed: Annotated[int, typer.Option(help="sampling seed")] = 0,
     title: Annotated[str | None, typer.Option(help="the plot's and table's title")] = None,
+    x_axis: Annotated[str, typer.Option(
+        "--x", help="the plot's x axis: tokens (per problem), or compute (FLOPs: 2 × "
+                    "parameters × tokens, to compare models of different sizes)")] = "tokens",
+    model_params: Annotated[float | None, typer.Option(
+        min=1, help="--base-url's model's parameter count, for --x compute (the embedded "
+                    "models' are known)")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="print only errors")] = False,
 ) -> None:
     """Work-precision curves: accuracy (scored by gold) against tokens per problem, for each
@@ -745,6 +751,8 @@ def bench(
         options = _backend_options(base_url, model, model_path, api_key_env, None, None, None)
         if base_url and any(r.local_model for r in runs):
             raise UsageError("local_model= runs the embedded model; it cannot go with --base-url")
+        if x_axis not in ("tokens", "compute"):
+            raise UsageError(f"--x {x_axis!r}: choose tokens or compute")
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"-o {out_dir}: that is a file; name a folder")
         out_dir.mkdir(parents=True, exist_ok=True)
@@ -755,7 +763,7 @@ def bench(
         asyncio.run(_bench(problems, chosen, runs, out_dir, options, concurrency=in_flight,
                            seed=seed, budget=budget, prompts=prompts, quiet=quiet,
                            title=title or f"{problems.name}: {len(chosen)} problems",
-                           command=command))
+                           command=command, x_axis=x_axis, model_params=model_params))
     except UsageError as exc:
         _fail(exc.lines)
     except ResultsLocked as exc:
@@ -786,7 +794,8 @@ def _quote(arg: str) -> str:
 
 async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir: Path,
                  options: dict[str, Any], *, concurrency: int, seed: int, budget: Budget,
-                 prompts: PromptLibrary, quiet: bool, title: str, command: str) -> None:
+                 prompts: PromptLibrary, quiet: bool, title: str, command: str,
+                 x_axis: str = "tokens", model_params: float | None = None) -> None:
     from ponder.api import resolve_backend
     from ponder.bench import Scorer, check_gold, run_wall, score_run, solve_run
     from ponder.curve import write_all
@@ -823,12 +832,15 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
                                        concurrency=concurrency, seed=seed, budget=budget,
                                        prompts=prompts, on_start=started,
                                        on_result=reporter.on_result)
+            embedded = getattr(backend, "embedded", None)
+            size = embedded.params if embedded is not None else model_params
             points.extend(await score_run(run, rows, scorer, wall_s=run_wall(out_dir, run),
-                                          model=_model_label(backend, options)))
+                                          model=_model_label(backend, options),
+                                          model_params=size))
     finally:
         for backend in backends.values():
             await backend.aclose()
-    warnings = write_all(points, out_dir, title=title, command=command)
+    warnings = write_all(points, out_dir, title=title, command=command, x=x_axis)
     for warning in warnings:
         err.print(f"[yellow]warning:[/yellow] {plain(warning)}")
     if not quiet:

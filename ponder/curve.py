@@ -16,7 +16,7 @@ PLOT_HINT = 'pip install "ponder[plot]"'
 
 
 def write_csv(points: Sequence[CurvePoint], path: Path) -> None:
-    names = [f.name for f in fields(CurvePoint)]
+    names = [f.name for f in fields(CurvePoint)] + ["mean_flops"]
     with path.open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=names)
         writer.writeheader()
@@ -53,8 +53,10 @@ def markdown(points: Sequence[CurvePoint], *, title: str, command: str) -> str:
     return "\n".join(lines) + "\n"
 
 
-def plot(points: Sequence[CurvePoint], path: Path, *, title: str) -> None:
-    """Draw the curve; raises `MissingDependency` without matplotlib."""
+def plot(points: Sequence[CurvePoint], path: Path, *, title: str, x: str = "tokens") -> None:
+    """Draw the curve against mean tokens per problem, or with `x="compute"` against FLOPs per
+    problem (2 × parameters × tokens; points of a model whose size is unknown are left out);
+    raises `MissingDependency` without matplotlib."""
     try:
         import matplotlib
 
@@ -62,17 +64,19 @@ def plot(points: Sequence[CurvePoint], path: Path, *, title: str) -> None:
         import matplotlib.pyplot as plt
     except ImportError:
         raise MissingDependency(f"curve.png needs matplotlib: {PLOT_HINT}") from None
+    if x == "compute":
+        points = [p for p in points if p.mean_flops is not None]
     lines: dict[tuple[str, str, str], list[CurvePoint]] = {}
     for p in points:
         lines.setdefault((p.label, p.model, p.selection), []).append(p)
     fig, ax = plt.subplots(figsize=(10, 5.5), dpi=120)
     # Lines can sit on one another (an effort tier is a strategy's point): a colour and a
     # marker each keep them apart.
-    colours = plt.get_cmap("tab20").colors
+    colours = plt.get_cmap("tab20").colors  # type: ignore[attr-defined]  # a ListedColormap
     markers = "osD^v<>pP*Xh"
     for number, ((label, model, selection), members) in enumerate(lines.items()):
         members = sorted(members, key=lambda p: p.mean_tokens)
-        xs = [p.mean_tokens for p in members]
+        xs = [(p.mean_flops or 0.0) if x == "compute" else p.mean_tokens for p in members]
         ys = [100 * p.accuracy for p in members]
         # Clamped: at 0/n or n/n the interval's end is the point itself, give or take a float.
         below = [max(0.0, 100 * (p.accuracy - p.ci_low)) for p in members]
@@ -84,7 +88,8 @@ def plot(points: Sequence[CurvePoint], path: Path, *, title: str) -> None:
                     color=colours[number % len(colours)], capsize=3, label=name,
                     markersize=7, alpha=0.85, linestyle="--" if "pass@k" in selection else "-")
     ax.set_xscale("log")
-    ax.set_xlabel("mean tokens per problem (prompt + completion, log scale)")
+    ax.set_xlabel("FLOPs per problem (2 × parameters × tokens, log scale)" if x == "compute"
+                  else "mean tokens per problem (prompt + completion, log scale)")
     ax.set_ylabel("accuracy (%), 95% CI")
     ax.set_title(title)
     ax.grid(True, which="both", alpha=0.3)
@@ -94,13 +99,13 @@ def plot(points: Sequence[CurvePoint], path: Path, *, title: str) -> None:
     plt.close(fig)
 
 
-def write_all(points: Sequence[CurvePoint], out_dir: Path, *, title: str,
-              command: str) -> list[str]:
+def write_all(points: Sequence[CurvePoint], out_dir: Path, *, title: str, command: str,
+              x: str = "tokens") -> list[str]:
     """Write the three files; returns warnings (the plot, where matplotlib is missing)."""
     write_csv(points, out_dir / "curve.csv")
     (out_dir / "curve.md").write_text(markdown(points, title=title, command=command))
     try:
-        plot(points, out_dir / "curve.png", title=title)
+        plot(points, out_dir / "curve.png", title=title, x=x)
     except MissingDependency as exc:
         return [f"curve.png not drawn: {exc}"]
     return []

@@ -146,3 +146,15 @@ def test_the_plot_is_drawn(problems: Path, tmp_path: Path) -> None:
                      "best_of_n n=1,2,4").exit_code == 0
     png = tmp_path / "b" / "curve.png"
     assert png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+
+
+def test_the_compute_axis_counts_the_models_parameters(problems: Path, tmp_path: Path) -> None:
+    pytest.importorskip("matplotlib")
+    with FakeOpenAIServer(quiz=QUIZ, seed=4) as server:
+        done = bench(server, problems, tmp_path / "b", "single",
+                     extra=("--x", "compute", "--model-params", "5e8"))
+    assert done.exit_code == 0, done.output
+    [row] = curve(tmp_path / "b")
+    assert float(row["mean_flops"]) == pytest.approx(2 * 5e8 * float(row["mean_tokens"]),
+                                                      rel=1e-3)
+    assert (tmp_path / "b" / "curve.png").is_file()
