@@ -236,6 +236,32 @@ async def _point(point: Point, selection: str,
         errors=sum(a[5] for a in answers), run=run.key, model_params=model_params)
 
 
+def adopt_cached_pools(runs: Sequence[Run], out_dir: Path) -> None:
+    """Point each pooled run at a pool already cached under `out_dir` that holds at least its
+    `n` samples of the same strategy and parameters (the smallest such), so that a later
+    bench asking for fewer samples, or another selector, makes no new call."""
+    cached = []
+    for meta_path in sorted((out_dir / "runs").glob("*.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(meta, dict) and isinstance(meta.get("params"), dict):
+            cached.append(meta)
+    for run in runs:
+        if not run.pooled:
+            continue
+        wanted = int(run.params["n"])
+        shared = {k: v for k, v in run.params.items() if k != "n"}
+        sizes = [int(m["params"].get("n", 0)) for m in cached
+                 if m.get("strategy") == run.strategy and m.get("verifier") is None
+                 and m.get("local_model") == run.local_model
+                 and {k: v for k, v in m["params"].items() if k != "n"} == shared
+                 and int(m["params"].get("n", 0)) >= wanted]
+        if sizes:
+            run.params = {**run.params, "n": min(sizes)}
+
+
 def run_wall(out_dir: Path, run: Run) -> float | None:
     meta = out_dir / "runs" / f"{run.key}.json"
     if not meta.is_file():

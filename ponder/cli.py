@@ -797,7 +797,14 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
                  prompts: PromptLibrary, quiet: bool, title: str, command: str,
                  x_axis: str = "tokens", model_params: float | None = None) -> None:
     from ponder.api import resolve_backend
-    from ponder.bench import Scorer, check_gold, run_wall, score_run, solve_run
+    from ponder.bench import (
+        Scorer,
+        adopt_cached_pools,
+        check_gold,
+        run_wall,
+        score_run,
+        solve_run,
+    )
     from ponder.curve import write_all
     from ponder.summary import RunTally
 
@@ -805,6 +812,7 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
         check_gold(problems, str(source))
     except PonderError as exc:
         raise UsageError(str(exc)) from None
+    adopt_cached_pools(runs, out_dir)
     backends: dict[str | None, Backend] = {}
     scorer = Scorer(problems)
     points = []

@@ -158,3 +158,17 @@ def test_the_compute_axis_counts_the_models_parameters(problems: Path, tmp_path:
     assert float(row["mean_flops"]) == pytest.approx(2 * 5e8 * float(row["mean_tokens"]),
                                                       rel=1e-3)
     assert (tmp_path / "b" / "curve.png").is_file()
+
+
+def test_a_later_bench_chooses_from_a_larger_cached_pool(problems: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    with FakeOpenAIServer(quiz=QUIZ, seed=6) as server:
+        assert bench(server, problems, out, "best_of_n n=2,8 temperature=0.7").exit_code == 0
+        first = server.requests
+        done = bench(server, problems, out, "best_of_n n=1,4 temperature=0.7 selector=vote",
+                     "best_of_n n=4 temperature=0.7 selector=confidence label=conf")
+        assert done.exit_code == 0, done.output
+        assert server.requests == first  # every point came from the n=8 pool
+    rows = curve(out)
+    assert [r["pool_n"] for r in rows] == ["8", "8", "8"]
+    assert all(r["subsampled"] == "True" for r in rows)
