@@ -158,6 +158,8 @@ class Plan:
     todo: list[Problem]
     previous: list[Result]
     changed: list[str]  # ids whose problem was edited since their row: solved again
+    total_tokens: int | None = None  # the whole run's budget (`ponder.allocation`)
+    first_share: float | None = None  # of it, spread evenly over the first pass
 
 
 def _is_nonempty(path: Path | None) -> bool:
@@ -297,6 +299,15 @@ async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | No
         solver = Solver(plan.spec, plan.config, backend, budget=plan.budget,
                         prompts=plan.prompts, verifier_for=plan.verifiers.for_problem,
                         seed=seed, trace_sink=sink)
+        if plan.total_tokens is not None:
+            from ponder.allocation import FIRST_SHARE, solve_within
+
+            await solve_within(
+                plan.problems, solver, total_tokens=plan.total_tokens, concurrency=concurrency,
+                first_share=plan.first_share or FIRST_SHARE, previous=plan.previous,
+                writer=writer, on_result=reporter.on_result,
+                on_second_pass=lambda waiting: reporter.stage(f"second pass ({waiting})"))
+            return
         await run_all(plan.todo, solver, concurrency=concurrency, writer=writer,
                       on_result=reporter.on_result)
 
@@ -375,6 +386,14 @@ def solve(
     local_model: LocalModel = None,
     api_key_env: ApiKeyEnv = None,
     budget_tokens: Annotated[int | None, typer.Option(min=1, help="tokens per problem")] = None,
+    total_budget_tokens: Annotated[int | None, typer.Option(
+        min=1, help="tokens for the whole run, never exceeded (a resumed run counts what its "
+                    "results file spent): a first pass gives every problem an even share, "
+                    "then what is left goes to the problems the budget stopped unsettled, most "
+                    "promising first")] = None,
+    first_share: Annotated[float | None, typer.Option(
+        min=0.0, max=1.0, help="with --total-budget-tokens: the share of it the first pass "
+                               "spreads evenly over the problems; default 0.5")] = None,
     max_calls: Annotated[int | None, typer.Option(min=1, help="model calls per problem")]
     = None,
     timeout: Annotated[float | None, typer.Option(
@@ -427,11 +446,14 @@ def solve(
         try:
             if ray_workers is not None and ray_address is None:
                 raise UsageError("--ray-workers goes with --ray")
+            _check_total(total_budget_tokens, first_share, ray=ray_address is not None,
+                         retry_errors=retry_errors)
             budget = Budget(tokens=budget_tokens, calls=max_calls, seconds=timeout)
             plan = _plan(problems, strategy, param or [], verifier, budget, templates, out_path,
                          trace, no_trace, resume, overwrite, retry_errors,
                          allow_code_verifiers=allow_code_verifiers,
                          max_field_bytes=max_field_bytes, locks=locks, effort=effort)
+            plan.total_tokens, plan.first_share = total_budget_tokens, first_share
             # A server's calls in flight are the server's to bear, however many workers make
             # them; an embedded model's slots are per process, so per worker with --ray.
             remote = REMOTE_CONCURRENCY * len(base_url) if base_url else None
@@ -459,13 +481,30 @@ def solve(
         _solve(plan, run, quiet=quiet, as_json=as_json)
 
 
+def _check_total(total: int | None, first_share: float | None, *, ray: bool,
+                 retry_errors: bool) -> None:
+    """Refuse what cannot go with --total-budget-tokens."""
+    if total is None:
+        if first_share is not None:
+            raise UsageError("--first-share goes with --total-budget-tokens")
+        return
+    if first_share is not None and first_share <= 0:
+        raise UsageError(f"--first-share {first_share}: choose a share above 0, at most 1")
+    if ray:
+        raise UsageError("--total-budget-tokens runs on this machine; it cannot go with --ray "
+                         "(the run's meter is shared by every problem in flight)")
+    if retry_errors:
+        raise UsageError("--retry-errors cannot go with --total-budget-tokens: the failed rows "
+                         "it removes would take the tokens they spent out of the run's count")
+
+
 def _solve(plan: Plan, run: Callable[[Reporter], None], *, quiet: bool, as_json: bool) -> None:
     """Run a checked plan (`run`, here or on Ray) with progress, then print its summary."""
     from ponder.summary import RunTally
 
     if not quiet:
         _warn_resumed(plan)
-    tally = RunTally(len(plan.problems), plan.previous)
+    tally = RunTally(len(plan.problems), plan.previous, total_budget=plan.total_tokens)
     reporter = Reporter(tally, len(plan.problems), console=err, quiet=quiet)
     interrupted = False
     try:
@@ -659,9 +698,11 @@ def show(
     except PonderError as exc:
         _fail([str(exc)])
     if problem_id is None:
-        out.print(rows_table(rows))
-        tally = RunTally(len(rows))
-        for row in rows:
+        # An id's last row is its result (a total budget's second pass supersedes the first).
+        latest = list({r.id: r for r in rows}.values())
+        out.print(rows_table(latest))
+        tally = RunTally(len(latest))
+        for row in latest:
             tally.add(row)
         out.print(summary_table(tally.summary(), timing=False))
         return
@@ -758,12 +799,17 @@ def bench(
         out_dir.mkdir(parents=True, exist_ok=True)
         in_flight = concurrency or (REMOTE_CONCURRENCY * len(base_url) if base_url
                                     else LOCAL_SLOTS)
+        # The embedded model serves LOCAL_SLOTS samples at once and queues the rest, and a
+        # queued request's wait counts against its timeout: with n samples a call, fewer
+        # problems go at once. A server, or an explicit --concurrency, is left as asked.
+        per_call = None if (base_url or concurrency) else LOCAL_SLOTS
         command = "ponder bench " + " ".join(_quote(a) for a in sys.argv[2:])
         budget = Budget(tokens=budget_tokens)
         asyncio.run(_bench(problems, chosen, runs, out_dir, options, concurrency=in_flight,
                            seed=seed, budget=budget, prompts=prompts, quiet=quiet,
                            title=title or f"{problems.name}: {len(chosen)} problems",
-                           command=command, x_axis=x_axis, model_params=model_params))
+                           command=command, x_axis=x_axis, model_params=model_params,
+                           samples_in_flight=per_call))
     except UsageError as exc:
         _fail(exc.lines)
     except ResultsLocked as exc:
@@ -795,7 +841,8 @@ def _quote(arg: str) -> str:
 async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir: Path,
                  options: dict[str, Any], *, concurrency: int, seed: int, budget: Budget,
                  prompts: PromptLibrary, quiet: bool, title: str, command: str,
-                 x_axis: str = "tokens", model_params: float | None = None) -> None:
+                 x_axis: str = "tokens", model_params: float | None = None,
+                 samples_in_flight: int | None = None) -> None:
     from ponder.api import resolve_backend
     from ponder.bench import (
         Scorer,
@@ -836,8 +883,10 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
 
             with reporter.progress:
                 reporter.stage(name[:60])
+                at_once = concurrency if samples_in_flight is None else max(
+                    1, samples_in_flight // int(run.params.get("n", 1)))
                 rows = await solve_run(run, problems, out_dir, backend=backend,
-                                       concurrency=concurrency, seed=seed, budget=budget,
+                                       concurrency=at_once, seed=seed, budget=budget,
                                        prompts=prompts, on_start=started,
                                        on_result=reporter.on_result)
             embedded = getattr(backend, "embedded", None)
