@@ -860,6 +860,7 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
     except PonderError as exc:
         raise UsageError(str(exc)) from None
     adopt_cached_pools(runs, out_dir)
+    warnings: list[str] = []
     backends: dict[str | None, Backend] = {}
     scorer = Scorer(problems)
     points = []
@@ -894,10 +895,11 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
             points.extend(await score_run(run, rows, scorer, wall_s=run_wall(out_dir, run),
                                           model=_model_label(backend, options),
                                           model_params=size))
+            # After every run, so that a bench stopped later still leaves the curve so far.
+            warnings = write_all(points, out_dir, title=title, command=command, x=x_axis)
     finally:
         for backend in backends.values():
             await backend.aclose()
-    warnings = write_all(points, out_dir, title=title, command=command, x=x_axis)
     for warning in warnings:
         err.print(f"[yellow]warning:[/yellow] {plain(warning)}")
     if not quiet:

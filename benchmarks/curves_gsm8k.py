@@ -1,0 +1,65 @@
+"""Work-precision curves with the embedded model on the first 100 public GSM8K problems: every
+strategy, the effort tiers, `auto`, and the 1.5B model's greedy and 4-sample points on the same
+plot (tokens, or `--x compute` for FLOPs).
+
+    python benchmarks/curves_gsm8k.py                      # resumes whatever is cached
+    python benchmarks/curves_gsm8k.py --only-cheap         # the runs under ~1k tokens a problem
+
+It runs `ponder bench` into benchmarks/results/curve_gsm8k/, where each run is cached row by row
+as it finishes: on 2 cores the whole list takes many hours (best_of_n's pool of 16 alone is
+about 1,600 samples), so it is built up over sessions, each run of this script carrying on
+where the last stopped. The 1.5B runs need `pip install "ponder[local-1.5b]"`.
+"""
+
+from __future__ import annotations
+
+import argparse
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+DATA = ROOT.parent / "shared" / "data" / "gsm8k_test_public.jsonl"
+# Cheapest first, so that a session's time buys the most points.
+CHEAP = [
+    "single",
+    "effort=low",
+    "program few_shot=false",
+    "effort=medium",
+    "program",
+    "auto",
+    "effort=high",
+    "single local_model=1.5b label=single_1.5b",
+]
+COSTLY = [
+    "self_refine",
+    "program n=5 temperature=0.7 few_shot=false label=program_n5",
+    "best_of_n n=4 temperature=0.7 local_model=1.5b label=best_of_n_1.5b",
+    "best_of_n n=1,2,4,8,16 temperature=0.7",
+    "best_of_n n=4,8,16 temperature=0.7 selector=confidence keep=0.5 "
+    "label=best_of_n_confidence",
+    "ice",
+    "tree_search",
+    "tree_search algorithm=mcts label=mcts",
+]
+
+
+def main(argv: list[str]) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--data", type=Path, default=DATA)
+    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--out", type=Path, default=ROOT / "benchmarks/results/curve_gsm8k")
+    parser.add_argument("--only-cheap", action="store_true")
+    parser.add_argument("--x", default="tokens", choices=["tokens", "compute"])
+    args = parser.parse_args(argv)
+    runs = CHEAP if args.only_cheap else CHEAP + COSTLY
+    command = [sys.executable, "-m", "ponder", "bench", str(args.data), "--limit",
+               str(args.limit), "-o", str(args.out), "--x", args.x, "--title",
+               f"GSM8K, first {args.limit} public problems, embedded model"]
+    for spec in runs:
+        command += ["--run", spec]
+    return subprocess.call(command)
+
+
+if __name__ == "__main__":
+    raise SystemExit(main(sys.argv[1:]))
