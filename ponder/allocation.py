@@ -8,27 +8,35 @@ parent): a call reserves its upper bound from both, so however many problems are
 run never spends more than the total, counted as the backend reports usage. They are spread in
 two passes:
 
-1. A cheap first pass over every problem, each capped at `first_share` of the total divided
-   by the problems (and at the per-problem budget, when there is one). An adaptive strategy
-   (`auto`, `best_of_n` with `adaptive=True`) stops early where its samples agree, so easy
-   problems leave part of their cap unspent.
+1. A first pass over every problem, each capped at `first_share` of the total divided by
+   the problems (and at the per-problem budget, when there is one). By default that is all
+   of it (`first_share=1.0`), an equal split; a smaller share holds tokens back for the second
+   pass. An adaptive strategy (`auto`, `best_of_n` with `adaptive=True`) stops early where
+   its samples agree, so easy problems leave part of their cap unspent, and a call whose
+   upper bound no longer fits leaves the rest of a cap unspent too.
 2. What is left goes to the problems the first pass left unsettled: not verified, and stopped
    by the budget (`stop_reason == "budget"`; `scattered`, `done`, `consensus` and the rest are
    settled, since more samples are unlikely to change them), the most promising first: the
    highest `info["agreement"]` (the top answer's vote share, which every sampling strategy
    records), ties by id. Each is solved again with an equal share of what is left among those
    still waiting, worked out as it starts, so what one leaves unspent goes to those after it.
-   A second pass starts from scratch, so a share no larger than what the first pass spent
-   could not be expected to do better: when what is left would give the next problem no
-   more than that, the least promising problems still waiting drop out (they keep their first
-   row) until it would, so that the tokens go to the most promising. The new row supersedes
-   the first (ponder reads the last row of an id): its `usage` is both passes' together,
-   `info["passes"]` is 2 and `info["first_pass"]` holds the first pass's answer, stop reason
-   and tokens. Should the second pass fail or find no answer, the first's answer stands.
+   A second pass continues where the first stopped: the first pass's replies answer its
+   first calls, free (`ponder.replay`), and only what goes beyond them reaches the backend.
+   A share too small to buy one more call (less than the first pass's costliest call; less
+   than all the first pass spent, for a second pass that must start over because the first
+   pass's trace is gone, as for rows read back by a resumed run) is not worth a pass: while
+   what is left would give the next problem no more than that, the least promising problems
+   still waiting drop out (they keep their first row), so that the tokens go to the most
+   promising. The new row supersedes the first (ponder reads the last row of an id): its
+   `usage` is both passes' together, `info["passes"]` is 2 and `info["first_pass"]` holds the
+   first pass's answer, stop reason and tokens. Should the second pass fail or find no
+   answer, the first's answer stands.
 
 Once the total is spent, every problem not yet begun gets a row with no answer
 (`stop_reason="budget"`, `budget_exhausted`) and no model call, so every problem has a row. A
-resumed run counts what its results file spent already: the sum of each id's last row.
+resumed run counts what its results file spent already: the sum of each id's last row (rows a
+resume takes out, those of problems edited since, leave the count with them; `ponder solve`
+refuses `--retry-errors` with a total for that reason).
 """
 
 from __future__ import annotations
@@ -42,10 +50,16 @@ from typing import Any
 from ponder.budget import RunMeter
 from ponder.errors import ConfigError
 from ponder.orchestrator import Solver, record_rows, solve_each
+from ponder.replay import Replay
 from ponder.results import ResultsWriter, problem_hash
 from ponder.types import Problem, Result
 
-FIRST_SHARE = 0.5  # of the total, spread evenly over the first pass
+# Of the total, spread evenly over the first pass. 1.0 (an equal split first, then what it
+# leaves to the unsettled) was the best of 0.3 / 0.5 / 0.7 / 1.0 on the fake quiz's tuning
+# seeds, and beat an equal split on 9 of 10 scored seeds at 700 and 1000 tokens a problem
+# (benchmarks/results/total_budget_fake.md); 0.5 lost to it at 1000, and a first cap below
+# what one step of the strategy costs (tier 0 of `auto`) wastes the first pass.
+FIRST_SHARE = 1.0
 
 
 def unsettled(row: Result) -> bool:
@@ -88,14 +102,17 @@ async def solve_within(
     writer: ResultsWriter | None = None,
     on_result: Callable[[Result], None] | None = None,
     on_second_pass: Callable[[int], None] | None = None,
+    reuse: bool = True,
 ) -> list[Result]:
     """Solve `problems` within `total_tokens` for the whole run, in the two passes above, at
     most `concurrency` problems at a time; `solver.budget` is each problem's own limit (its
-    tokens cap both passes together). `previous` are the rows a resumed run keeps (the last
-    of each id), whose usage counts against the total. Every row is appended to `writer` and
-    passed to `on_result` as it comes, second-pass rows too; `on_second_pass` hears how many
-    problems the second pass considers, before it starts. Returns each problem's final row, in
-    the order of `problems`.
+    tokens cap both passes together, its calls and seconds each pass). `previous` are the rows
+    a resumed run keeps (the last of each id), whose usage counts against the total. Every row
+    is appended to `writer` and passed to `on_result` as it comes, second-pass rows too;
+    `on_second_pass` hears how many problems the second pass considers, before it starts.
+    With `reuse` (the default) a second pass takes the first pass's replies before it asks the
+    backend (`ponder.replay`), so it continues where the first stopped; without, it starts
+    over. Returns each problem's final row, in the order of `problems`.
     """
     if total_tokens < 1:
         raise ConfigError(f"the total budget must be at least 1 token, got {total_tokens}")
@@ -111,7 +128,8 @@ async def solve_within(
     cap = first_cap(total_tokens, len(problems), first_share, per_problem)
     first = _FirstPass(**_fields(solver, budget=solver.budget.model_copy(update={"tokens": cap}),
                                  run_meter=state.run))
-    second = _SecondPass(**_fields(solver, run_meter=state.run), state=state)
+    second = _SecondPass(**_fields(solver, run_meter=state.run,
+                                   replay_for=state.replay if reuse else None), state=state)
 
     async def produce(emit: Callable[[Result], None]) -> None:
         def keep(row: Result) -> None:
@@ -161,6 +179,19 @@ class _Allocation:
                                                    else replaced.usage.total_tokens)
         self.latest[row.id] = row
 
+    def replay(self, problem: Problem) -> Replay:
+        """The replies of `problem`'s first pass, from its row's trace (a row read back from a
+        results file has none: its second pass starts over)."""
+        return Replay(self.latest[problem.id].trace)
+
+    @staticmethod
+    def least_worth(first: Result, *, reuse: bool) -> int:
+        """The share below which a second pass is not worth making: what the first pass spent
+        when the second starts over; when it continues (`reuse`), the first pass's costliest
+        call, as a guess at what the next one costs."""
+        calls = [e.usage.total_tokens for e in first.trace if e.kind == "generate"]
+        return max(calls, default=0) if reuse and calls else first.usage.total_tokens
+
     def available(self) -> int:
         """Tokens the second passes not yet begun may share: neither recorded nor promised to
         a second pass under way (nor spent by a call the rows do not show yet)."""
@@ -192,9 +223,10 @@ class _SecondPass(Solver):
         first = state.latest[problem.id]
         spent = first.usage.total_tokens
         place = state.order[problem.id]  # every problem before it has begun
-        floor = max(spent, self.budget.min_completion_tokens)
+        floor = max(state.least_worth(first, reuse=self.replay_for is not None),
+                    self.budget.min_completion_tokens)
         # What is left, shared equally with those still waiting; the least promising drop out
-        # while the share would be no more than this problem's first pass spent.
+        # while the share would be no more than this problem's floor.
         while state.cutoff - place > 1 and state.available() // (state.cutoff - place) <= floor:
             state.cutoff -= 1
         if place >= state.cutoff:
@@ -202,7 +234,7 @@ class _SecondPass(Solver):
         share = state.available() // (state.cutoff - place)
         cap = share if self.budget.tokens is None else min(share, self.budget.tokens - spent)
         if cap <= floor:
-            return first  # no more than the first pass had: its row stands
+            return first  # too little to be worth a second pass: its row stands
         state.in_flight += cap
         try:
             again = dataclasses.replace(self, budget=self.budget.model_copy(update={"tokens": cap}))

@@ -185,11 +185,12 @@ async def asolve_many(
 
     `budget` bounds each problem; `total_budget` (tokens only) bounds the whole run, never
     exceeded however many problems are in flight, and is spread where it pays
-    (`ponder.allocation`): a first pass gives every problem `first_share` (default 0.5) of it,
-    evenly; what that leaves goes to the problems the budget stopped unsettled, most
-    promising first, which are solved again. Their results say so (`info["passes"] == 2`,
-    `info["first_pass"]`), and their `usage` covers both passes. When the total runs out,
-    the problems left get a result with no answer and `stop_reason="budget"`.
+    (`ponder.allocation`): a first pass gives every problem an even part of `first_share` of
+    it (default 1.0: all, an equal split); what that leaves goes to the problems the budget
+    stopped unsettled, most promising first, which are solved again, going on from their
+    first pass's replies. Their results say so (`info["passes"] == 2`, `info["first_pass"]`),
+    and their `usage` covers both passes. When the total runs out, the problems left get a
+    result with no answer and `stop_reason="budget"`.
 
     >>> rows = await ponder.asolve_many(problems, strategy="auto", backend=url,
     ...                                 total_budget=ponder.Budget(tokens=100_000))

@@ -393,7 +393,8 @@ def solve(
                     "promising first")] = None,
     first_share: Annotated[float | None, typer.Option(
         min=0.0, max=1.0, help="with --total-budget-tokens: the share of it the first pass "
-                               "spreads evenly over the problems; default 0.5")] = None,
+                               "spreads evenly over the problems; default 1.0 (an equal "
+                               "split, then what it leaves to the unsettled)")] = None,
     max_calls: Annotated[int | None, typer.Option(min=1, help="model calls per problem")]
     = None,
     timeout: Annotated[float | None, typer.Option(

@@ -35,6 +35,7 @@ from ponder.types import (
 from ponder.verifiers.base import Verifier, judge
 
 if TYPE_CHECKING:  # the sandbox loads when a program first runs, not with every strategy
+    from ponder.replay import Replay
     from ponder.verifiers.sandbox import Limits, SandboxResult
 
 
@@ -57,11 +58,15 @@ class Context:
         seed: int | None = None,
         trace_sink: TraceSink | None = None,
         run_meter: RunMeter | None = None,
+        replay: Replay | None = None,
     ) -> None:
         self.problem = problem
         self.backend = backend
         # `run_meter`: the whole run's token budget, which every call here spends as well.
         self.meter = (budget or Budget()).start(run_meter)
+        # `replay`: replies an earlier run of this problem paid for, taken before the backend
+        # is asked (a total budget's second pass; see `ponder.replay`).
+        self.replay = replay
         self.trace = Trace(problem.id, trace_sink)
         self.prompts = prompts or PromptLibrary()
         # Bound to this run, so a verifier that calls a model (the LLM judge) spends this
@@ -145,6 +150,16 @@ class Context:
         temperature: float, stop: Sequence[str] | None, step: str, template: str | None,
         min_n: int, confidence: bool,
     ) -> list[Completion]:
+        if self.replay is not None and (replayed := self.replay.take(
+                messages, n=n, max_tokens=max_tokens, temperature=temperature, stop=stop,
+                confidence=confidence)):
+            # Paid for by the earlier run (its usage is on that run's row): no charge here.
+            self._seed_offset += len(replayed)
+            self.trace.add(TraceEvent(
+                kind="generate", step=step, template=template, messages=messages,
+                completions=replayed, data={"n": len(replayed), "max_tokens": max_tokens,
+                                            "temperature": temperature, "replayed": True}))
+            return replayed
         prompt_tokens = await self._prompt_bound(backend, messages, n, max_tokens)
         reservation = self.meter.reserve(
             prompt_tokens=prompt_tokens, prompt_copies=backend.prompt_copies(n), n=n,
@@ -155,7 +170,8 @@ class Context:
         started = time.monotonic()
         event = TraceEvent(kind="generate", step=step, template=template, messages=messages,
                            data={"n": reservation.n, "max_tokens": reservation.max_tokens,
-                                 "temperature": temperature})
+                                 "temperature": temperature,
+                                 **({"stop": list(stop)} if stop else {})})
         label = CURRENT_CALL.set(CallLabel(template=template, step=step,
                                                confidence=confidence))
         try:

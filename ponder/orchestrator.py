@@ -23,6 +23,7 @@ from ponder.budget import Budget, RunMeter
 from ponder.errors import PonderError
 from ponder.prompts import PromptLibrary
 from ponder.redact import redact_secrets
+from ponder.replay import Replay
 from ponder.results import (
     ROW_START,
     TRACE_ROW_START,
@@ -55,7 +56,9 @@ def _no_verifier(problem: Problem) -> Verifier | None:
 class Solver:
     """How every problem of a run is solved: one strategy and config, one shared backend, the
     verifier each problem calls for, a per-problem budget, and the run's total (`run_meter`,
-    which every problem's calls spend as well; see `ponder.allocation`)."""
+    which every problem's calls spend as well; see `ponder.allocation`). `replay_for` gives a
+    problem the replies an earlier run of it paid for, which its calls take before the
+    backend's (`ponder.replay`; a total budget's second pass)."""
 
     spec: StrategySpec[Any]
     config: StrategyConfig
@@ -66,6 +69,7 @@ class Solver:
     seed: int | None = None
     trace_sink: TraceSink | None = None
     run_meter: RunMeter | None = None
+    replay_for: Callable[[Problem], Replay | None] | None = None
 
     async def solve(self, problem: Problem) -> Result:
         """A result for `problem`, never an exception: a failure is the result's `error`.
@@ -81,6 +85,7 @@ class Solver:
                 problem, self.spec, self.config, backend=self.backend,
                 verifier=self.verifier_for(problem), budget=self.budget, prompts=self.prompts,
                 seed=self.seed, trace_sink=sink, run_meter=self.run_meter,
+                replay=None if self.replay_for is None else self.replay_for(problem),
             )
         except Exception as exc:  # a user's strategy or verifier may fail in any way
             log.debug("problem %s failed", problem.id, exc_info=True)

@@ -12,6 +12,7 @@ from ponder.context import Context
 from ponder.errors import BackendError, BudgetExhausted, PonderError
 from ponder.honesty import label_selection
 from ponder.prompts import PromptLibrary
+from ponder.replay import Replay
 from ponder.strategies.base import StrategyConfig, StrategySpec
 from ponder.tracing import TraceSink
 from ponder.types import Candidate, Outcome, Problem, Result
@@ -32,12 +33,14 @@ async def run_problem(
     seed: int | None = None,
     trace_sink: TraceSink | None = None,
     run_meter: RunMeter | None = None,
+    replay: Replay | None = None,
 ) -> Result:
     """Solve `problem`. Never raises for a model or budget failure: the result says what failed
     and carries the best answer found before it. With `run_meter`, every call also spends the
-    run's total budget (`ponder.allocation`)."""
+    run's total budget (`ponder.allocation`); with `replay`, calls an earlier run of the
+    problem made are answered with its replies, free (`ponder.replay`)."""
     ctx = Context(problem, backend=backend, budget=budget, prompts=prompts, verifier=verifier,
-                  seed=seed, trace_sink=trace_sink, run_meter=run_meter)
+                  seed=seed, trace_sink=trace_sink, run_meter=run_meter, replay=replay)
     started = time.monotonic()
     error: str | None = None
     outcome: Outcome | None = None

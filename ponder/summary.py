@@ -3,6 +3,7 @@ candidates, with the vote's accuracy beside it), tokens, calls, time, failures, 
 
 from __future__ import annotations
 
+import statistics
 import time
 from collections import Counter
 from collections.abc import Iterable
@@ -44,6 +45,13 @@ class Summary(BaseModel):
     completion_tokens: int = 0
     total_tokens: int = 0
     mean_tokens: float = Field(description="total tokens per done problem")
+    tokens_min: int = Field(default=0, description="the fewest tokens a done problem spent")
+    tokens_median: float = Field(default=0.0, description="the median tokens per done problem")
+    tokens_max: int = Field(default=0, description="the most tokens a done problem spent")
+    total_budget: int | None = Field(default=None,
+                                     description="the run's total token budget, if it had one")
+    got_extra: int = Field(default=0, description="problems a total budget's second pass "
+                                                  "solved again (info.passes == 2)")
     calls: int = 0
     usage_estimated: bool = Field(default=False, description="some usage was estimated")
     wall_s: float = 0.0
@@ -86,6 +94,13 @@ def _samples(row: Result) -> int:
     return samples if isinstance(samples, int) else 0
 
 
+def _beyond(usage: Usage, before: Usage) -> Usage:
+    """What `usage` holds beyond `before` (never below zero)."""
+    return Usage(prompt_tokens=max(0, usage.prompt_tokens - before.prompt_tokens),
+                 completion_tokens=max(0, usage.completion_tokens - before.completion_tokens),
+                 calls=max(0, usage.calls - before.calls), estimated=usage.estimated)
+
+
 def failure_kind(error: str) -> str:
     """`BackendError: … answered 429: …` → `BackendError`: the exception name leads the text."""
     kind, sep, _ = error.partition(":")
@@ -100,8 +115,10 @@ class RunTally:
     >>> tally.summary().accuracy
     """
 
-    def __init__(self, problems: int, previous: Iterable[Result] = ()) -> None:
+    def __init__(self, problems: int, previous: Iterable[Result] = (), *,
+                 total_budget: int | None = None) -> None:
         self.problems = problems
+        self.total_budget = total_budget
         self.started = time.monotonic()
         self.solving_since = self.started  # tokens/s counts from here (after a model loads)
         self._rows: dict[str, Result] = {}
@@ -115,8 +132,12 @@ class RunTally:
         self.session_usage = Usage()
 
     def add(self, result: Result) -> None:
+        """Count `result`; a row that supersedes its id's earlier one (a total budget's second
+        pass, whose usage includes the first's) adds only what it spent beyond that."""
+        replaced = self._rows.get(result.id)
         self._count(result)
-        self.session_usage = self.session_usage + result.usage
+        self.session_usage = self.session_usage + (
+            result.usage if replaced is None else _beyond(result.usage, replaced.usage))
 
     def _count(self, row: Result) -> None:
         replaced = self._rows.get(row.id)
@@ -150,6 +171,7 @@ class RunTally:
     def summary(self, *, interrupted: bool = False) -> Summary:
         rows = list(self._rows.values())
         usage = sum((r.usage for r in rows), Usage())
+        spent = [r.usage.total_tokens for r in rows]
         errors = [r.error for r in rows if r.error]
         done = len(rows)
         judged = [r for r in rows if r.correct is not None]
@@ -176,6 +198,11 @@ class RunTally:
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.total_tokens,
             mean_tokens=usage.total_tokens / done if done else 0.0,
+            tokens_min=min(spent, default=0),
+            tokens_median=statistics.median(spent) if spent else 0.0,
+            tokens_max=max(spent, default=0),
+            total_budget=self.total_budget,
+            got_extra=sum(1 for r in rows if r.info.get("passes") == 2),
             calls=usage.calls,
             usage_estimated=usage.estimated,
             wall_s=self.elapsed_s,

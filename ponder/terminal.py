@@ -118,6 +118,16 @@ def summary_table(summary: Summary, results: Path | None = None,
     table.add_row("tokens", f"{summary.total_tokens:,} ({summary.prompt_tokens:,} prompt + "
                             f"{summary.completion_tokens:,} completion){estimated}")
     table.add_row("mean tokens", f"{summary.mean_tokens:,.0f} per problem")
+    if summary.done:
+        table.add_row("tokens per problem", f"min {summary.tokens_min:,} / median "
+                                            f"{summary.tokens_median:,.0f} / max "
+                                            f"{summary.tokens_max:,}")
+    if summary.total_budget is not None:
+        table.add_row("total budget", f"{summary.total_tokens:,} of {summary.total_budget:,} "
+                                      f"spent ({summary.total_tokens / summary.total_budget:.0%})")
+    if summary.total_budget is not None or summary.got_extra:
+        table.add_row("got extra", f"{summary.got_extra} problems (solved again by a second "
+                                   "pass)")
     table.add_row("calls", f"{summary.calls:,}")
     if timing:
         table.add_row("wall time",
@@ -298,6 +308,8 @@ def _event_detail(e: TraceEvent, shorten: Shorten) -> str:
                 f"{e.latency_s:.2f}s"]
         if e.retries:
             head.append(f"{e.retries} retries")
+        if e.data.get("replayed"):
+            head.append("replayed from the first pass, free")
         lines.append(" · ".join(head))
         if e.messages:
             last = e.messages[-1]
