@@ -24,9 +24,9 @@ DATA = ROOT.parent / "shared" / "data" / "gsm8k_test_public.jsonl"
 CHEAP = [
     "single",
     "effort=low",
-    "program few_shot=false",
-    "effort=medium",
     "program",
+    "effort=medium",
+    "program few_shot=true label=program_few_shot",
     "auto",
     "effort=high",
     "single local_model=1.5b label=single_1.5b",

@@ -51,14 +51,16 @@ RUNS: dict[str, tuple[str, dict[str, Any]]] = {
     "ice": ("ice", {"agents": 3, "max_rounds": 2, "temperature": 0.7}),
     "tree_search": ("tree_search", {"beam_width": 2, "branching": 2, "max_depth": 4,
                                     "temperature": 0.7}),
-    "program": ("program", {"temperature": 0.0}),
+    # Few-shot was program's default when these labels' results were recorded.
+    "program": ("program", {"temperature": 0.0, "few_shot": True}),
     "program_zero_shot": ("program", {"temperature": 0.0, "few_shot": False}),
-    "program_n5": ("program", {"n": 5, "temperature": 0.7}),
+    "program_n5": ("program", {"n": 5, "temperature": 0.7, "few_shot": True}),
     # Fixed before the held-out run (problems 100-199): zero-shot program led on 0-99, and a
     # vote over sampled programs is PAL's self-consistency; 5 samples stay under 8x single.
     "program_zero_shot_n5": ("program", {"n": 5, "temperature": 0.7, "few_shot": False}),
     "program_n5_adaptive": ("program", {"n": 5, "temperature": 0.7, "adaptive": True,
-                                        "min_samples": 3, "batch_size": 1, "agreement": 0.7}),
+                                        "min_samples": 3, "batch_size": 1, "agreement": 0.7,
+                                        "few_shot": True}),
     "best_of_n_confidence": ("best_of_n", {"n": 5, "temperature": 0.7,
                                            "selector": "confidence", "keep": 0.6}),
 }

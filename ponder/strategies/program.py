@@ -31,7 +31,10 @@ class ProgramConfig(SamplingConfig):
     timeout_s: float = Field(default=5.0, gt=0, description="wall clock per program run")
     fallback: bool = Field(default=True,
                            description="a prose answer when no program printed one")
-    few_shot: bool = Field(default=True, description="worked examples in the prompt")
+    # Off by default: on the embedded model the three worked examples cost 7 points on GSM8K
+    # problems 0-99 and again on the held-out 100-199 (benchmarks/results/
+    # strategies_gsm8k*.md); a larger model may use them better.
+    few_shot: bool = Field(default=False, description="worked examples in the prompt")
 
 
 async def program(ctx: Context, cfg: ProgramConfig) -> Outcome:
