@@ -31,6 +31,7 @@ import ponder
 from ponder import LocalBackend, Problem, Result
 from ponder.answers import canonical_answer, canonical_number, extract_answer
 from ponder.backends.local import MODEL_FILE
+from ponder.bench import wilson
 from ponder.types import Candidate, Completion, Message
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test_public.jsonl"
@@ -142,17 +143,6 @@ async def rescore(args: argparse.Namespace) -> dict[str, Any]:
     report["command"] += "; then python benchmarks/strategies_gsm8k.py " + " ".join(args.argv)
     save(args, report)
     return report
-
-
-def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
-    """The 95% Wilson score interval of a proportion: honest at 0/n and n/n, unlike the
-    normal approximation."""
-    if total == 0:
-        return 0.0, 1.0
-    p = correct / total
-    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
-    half = z * ((p * (1 - p) / total + z * z / (4 * total * total)) ** 0.5) / (1 + z * z / total)
-    return max(0.0, centre - half), min(1.0, centre + half)
 
 
 async def run_strategy(label: str, rows: list[dict[str, Any]], backend: SlotLimiter, *,
