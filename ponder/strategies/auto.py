@@ -108,7 +108,7 @@ async def auto(ctx: Context, cfg: AutoConfig) -> Outcome:
     votes = tally(ctx, run.answers)
     info = vote_info(ctx, run.answers, votes)
     info.update(tier=len(run.tiers) - 1 if run.tiers else 0, tiers=run.tiers,
-                escalations=run.escalations, agreement=round(votes.share, 4),
+                escalations=run.escalations,
                 stopped=run.stopped)
     return ctx.finish(choose(ctx, run.answers, votes, use_verifier), reason, **info)
 
