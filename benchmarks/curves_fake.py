@@ -9,7 +9,9 @@ early on easy problems.
     python benchmarks/curves_fake.py --seed 0 --out benchmarks/results/curve_fake
 
 It runs `ponder bench` itself, against a fake server it starts on 127.0.0.1, and writes the
-bench's curve.csv / curve.md / curve.png and cached runs to --out.
+bench's curve.csv / curve.md / curve.png, the breakdown by difficulty (curve_by.csv and a
+section of curve.md: what each strategy spends on easy, medium and hard problems, and what it
+wins there) and cached runs to --out.
 """
 
 from __future__ import annotations
@@ -57,7 +59,7 @@ def main(argv: list[str]) -> int:
                           model="fake-quiz") as server:
         command = [sys.executable, "-m", "ponder", "bench", str(args.data), "-o", str(args.out),
                    "--base-url", server.base_url, "--model", "fake-quiz",
-                   "--concurrency", str(args.concurrency),
+                   "--concurrency", str(args.concurrency), "--by", "difficulty",
                    "--title", f"fake server, quiz_mixed (100 problems), seed {args.seed}"]
         for spec in RUNS:
             command += ["--run", spec]

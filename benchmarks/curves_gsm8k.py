@@ -32,12 +32,13 @@ CHEAP = [
     "single local_model=1.5b label=single_1.5b",
 ]
 COSTLY = [
-    "self_refine",
-    "program n=5 temperature=0.7 few_shot=false label=program_n5",
-    "best_of_n n=4 temperature=0.7 local_model=1.5b label=best_of_n_1.5b",
+    # The pool of 16 first: it alone gives best_of_n's five points and the confidence selector's.
     "best_of_n n=1,2,4,8,16 temperature=0.7",
     "best_of_n n=4,8,16 temperature=0.7 selector=confidence keep=0.5 "
     "label=best_of_n_confidence",
+    "self_refine",
+    "best_of_n n=4 temperature=0.7 local_model=1.5b label=best_of_n_1.5b",
+    "program n=5 temperature=0.7 few_shot=false label=program_n5",
     "ice",
     "tree_search",
     "tree_search algorithm=mcts label=mcts",

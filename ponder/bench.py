@@ -17,7 +17,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -60,6 +60,8 @@ class CurvePoint:
     errors: int
     run: str
     model_params: float | None = None  # the model's parameter count, where known
+    # Per problem: (id, correct, tokens), for breakdowns by a problem field; not a CSV column.
+    outcomes: tuple[tuple[str, bool, int], ...] = field(default=(), repr=False, compare=False)
 
     @property
     def mean_flops(self) -> float | None:
@@ -68,7 +70,9 @@ class CurvePoint:
         return None if self.model_params is None else 2 * self.model_params * self.mean_tokens
 
     def row(self) -> dict[str, Any]:
-        return {**asdict(self), "mean_flops": self.mean_flops}
+        row = asdict(self)
+        del row["outcomes"]
+        return {**row, "mean_flops": self.mean_flops}
 
 
 def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
@@ -221,9 +225,9 @@ async def _point(point: Point, selection: str,
                  answers: Sequence[tuple[str, str | None, str | None, int, int, bool]],
                  scorer: Scorer, run: Run, *, wall_s: float | None, subsampled: bool,
                  model: str, model_params: float | None) -> CurvePoint:
-    correct = 0
-    for problem_id, answer, text, _, _, _ in answers:
-        correct += await scorer.correct(problem_id, answer, text)
+    outcomes = tuple([(problem_id, await scorer.correct(problem_id, answer, text), tokens)
+                      for problem_id, answer, text, tokens, _, _ in answers])
+    correct = sum(ok for _, ok, _ in outcomes)
     total = len(answers)
     low, high = wilson(correct, total)
     return CurvePoint(
@@ -233,7 +237,8 @@ async def _point(point: Point, selection: str,
         mean_tokens=statistics.fmean(a[3] for a in answers) if answers else 0.0,
         mean_calls=statistics.fmean(a[4] for a in answers) if answers else 0.0,
         wall_s=wall_s, subsampled=subsampled, pool_n=run.pool_n,
-        errors=sum(a[5] for a in answers), run=run.key, model_params=model_params)
+        errors=sum(a[5] for a in answers), run=run.key, model_params=model_params,
+        outcomes=outcomes)
 
 
 def adopt_cached_pools(runs: Sequence[Run], out_dir: Path) -> None:

@@ -761,6 +761,9 @@ def bench(
     model_params: Annotated[float | None, typer.Option(
         min=1, help="--base-url's model's parameter count, for --x compute (the embedded "
                     "models' are known)")] = None,
+    by: Annotated[str | None, typer.Option(
+        help="a problem field (e.g. difficulty) to break each point's accuracy and tokens "
+             "down by, in curve.md and curve_by.csv")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="print only errors")] = False,
 ) -> None:
     """Work-precision curves: accuracy (scored by gold) against tokens per problem, for each
@@ -795,14 +798,18 @@ def bench(
             raise UsageError("local_model= runs the embedded model; it cannot go with --base-url")
         if x_axis not in ("tokens", "compute"):
             raise UsageError(f"--x {x_axis!r}: choose tokens or compute")
+        groups = None if by is None else {
+            p.id: str(p.metadata[by]) for p in chosen if p.metadata.get(by) is not None}
+        if by is not None and not groups:
+            raise UsageError(f"--by {by}: no problem in {problems} has the field {by!r}")
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"-o {out_dir}: that is a file; name a folder")
         out_dir.mkdir(parents=True, exist_ok=True)
         in_flight = concurrency or (REMOTE_CONCURRENCY * len(base_url) if base_url
                                     else LOCAL_SLOTS)
-        # The embedded model serves LOCAL_SLOTS samples at once and queues the rest, and a
-        # queued request's wait counts against its timeout: with n samples a call, fewer
-        # problems go at once. A server, or an explicit --concurrency, is left as asked.
+        # The embedded model serves LOCAL_SLOTS samples at once: with n samples a call, fewer
+        # problems go at once, so that each problem's wall time stays its own. A server, or an
+        # explicit --concurrency, is left as asked.
         per_call = None if (base_url or concurrency) else LOCAL_SLOTS
         command = "ponder bench " + " ".join(_quote(a) for a in sys.argv[2:])
         budget = Budget(tokens=budget_tokens)
@@ -810,6 +817,7 @@ def bench(
                            seed=seed, budget=budget, prompts=prompts, quiet=quiet,
                            title=title or f"{problems.name}: {len(chosen)} problems",
                            command=command, x_axis=x_axis, model_params=model_params,
+                           by=by, groups=groups,
                            samples_in_flight=per_call))
     except UsageError as exc:
         _fail(exc.lines)
@@ -843,7 +851,8 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
                  options: dict[str, Any], *, concurrency: int, seed: int, budget: Budget,
                  prompts: PromptLibrary, quiet: bool, title: str, command: str,
                  x_axis: str = "tokens", model_params: float | None = None,
-                 samples_in_flight: int | None = None) -> None:
+                 samples_in_flight: int | None = None, by: str | None = None,
+                 groups: dict[str, str] | None = None) -> None:
     from ponder.api import resolve_backend
     from ponder.bench import (
         Scorer,
@@ -885,8 +894,10 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
 
             with reporter.progress:
                 reporter.stage(name[:60])
+                # Two problems at least, so that one problem's slowest samples do not leave
+                # the other slots idle: the queue is ponder's, not the server's (max_in_flight).
                 at_once = concurrency if samples_in_flight is None else max(
-                    1, samples_in_flight // int(run.params.get("n", 1)))
+                    min(2, samples_in_flight), samples_in_flight // int(run.params.get("n", 1)))
                 rows = await solve_run(run, problems, out_dir, backend=backend,
                                        concurrency=at_once, seed=seed, budget=budget,
                                        prompts=prompts, on_start=started,
@@ -897,7 +908,8 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
                                           model=_model_label(backend, options),
                                           model_params=size))
             # After every run, so that a bench stopped later still leaves the curve so far.
-            warnings = write_all(points, out_dir, title=title, command=command, x=x_axis)
+            warnings = write_all(points, out_dir, title=title, command=command, x=x_axis,
+                                 by=by, groups=groups)
     finally:
         for backend in backends.values():
             await backend.aclose()

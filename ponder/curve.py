@@ -1,11 +1,13 @@
 """A bench's curve written out: `curve.csv` (one row per point), `curve.md` (the table for a
 README) and `curve.png` (accuracy against mean tokens per problem, log x, a line per strategy
-and model, 95% intervals as bars; needs matplotlib, the `plot` extra)."""
+and model, 95% intervals as bars; needs matplotlib, the `plot` extra). With a problem field to
+break it down by (`ponder bench --by difficulty`), also `curve_by.csv` and a section of
+curve.md: each point's accuracy and tokens per group, which shows where a strategy spends."""
 
 from __future__ import annotations
 
 import csv
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import fields
 from pathlib import Path
 
@@ -16,7 +18,7 @@ PLOT_HINT = 'pip install "ponder[plot]"'
 
 
 def write_csv(points: Sequence[CurvePoint], path: Path) -> None:
-    names = [f.name for f in fields(CurvePoint)] + ["mean_flops"]
+    names = [f.name for f in fields(CurvePoint) if f.name != "outcomes"] + ["mean_flops"]
     with path.open("w", newline="") as file:
         writer = csv.DictWriter(file, fieldnames=names)
         writer.writeheader()
@@ -51,6 +53,56 @@ def markdown(points: Sequence[CurvePoint], *, title: str, command: str) -> str:
             f"({p.accuracy:.0%}, {p.ci_low:.0%}–{p.ci_high:.0%}) | {p.mean_tokens:.0f} | "
             f"{p.mean_calls:.1f} | {wall} | {pool} |")
     return "\n".join(lines) + "\n"
+
+
+def group_rows(points: Sequence[CurvePoint], groups: Mapping[str, str]
+               ) -> list[tuple[CurvePoint, dict[str, tuple[int, int, float]]]]:
+    """Per point, per group (in the order groups first appear): correct, problems and mean
+    tokens. A problem without the field is in the group "—"."""
+    order = list(dict.fromkeys(groups.values()))
+    out = []
+    for p in points:
+        cells: dict[str, list[int]] = {}
+        for problem_id, ok, tokens in p.outcomes:
+            cell = cells.setdefault(groups.get(problem_id, "—"), [0, 0, 0])
+            cell[0] += ok
+            cell[1] += 1
+            cell[2] += tokens
+        names = [g for g in order if g in cells] + [g for g in cells if g not in order]
+        out.append((p, {g: (cells[g][0], cells[g][1], cells[g][2] / cells[g][1])
+                        for g in names}))
+    return out
+
+
+def breakdown_markdown(points: Sequence[CurvePoint], groups: Mapping[str, str], by: str) -> str:
+    rows = group_rows(points, groups)
+    names = list(dict.fromkeys(g for _, cells in rows for g in cells))
+    lines = [
+        f"## By {by}",
+        "",
+        f"Each cell: correct / problems with that {by}, and mean tokens per problem there.",
+        "",
+        "| strategy | params | model | selection | " + " | ".join(names) + " |",
+        "|---|---|---|---|" + "---|" * len(names),
+    ]
+    for p, cells in rows:
+        shown = [f"{cells[g][0]}/{cells[g][1]} · {cells[g][2]:.0f} tok" if g in cells else "—"
+                 for g in names]
+        lines.append(f"| {p.label} | {p.params} | {p.model} | {p.selection} | "
+                     + " | ".join(shown) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def write_breakdown_csv(points: Sequence[CurvePoint], groups: Mapping[str, str], by: str,
+                        path: Path) -> None:
+    with path.open("w", newline="") as file:
+        writer = csv.writer(file)
+        writer.writerow(["strategy", "params", "model", "selection", by, "correct", "problems",
+                         "accuracy", "mean_tokens"])
+        for p, cells in group_rows(points, groups):
+            for group, (correct, total, tokens) in cells.items():
+                writer.writerow([p.label, p.params, p.model, p.selection, group, correct, total,
+                                 round(correct / total, 4), round(tokens, 1)])
 
 
 def plot(points: Sequence[CurvePoint], path: Path, *, title: str, x: str = "tokens") -> None:
@@ -100,10 +152,16 @@ def plot(points: Sequence[CurvePoint], path: Path, *, title: str, x: str = "toke
 
 
 def write_all(points: Sequence[CurvePoint], out_dir: Path, *, title: str, command: str,
-              x: str = "tokens") -> list[str]:
-    """Write the three files; returns warnings (the plot, where matplotlib is missing)."""
+              x: str = "tokens", by: str | None = None,
+              groups: Mapping[str, str] | None = None) -> list[str]:
+    """Write the three files (four with `by`: `groups` maps each problem id to its value of
+    the field `by`); returns warnings (the plot, where matplotlib is missing)."""
     write_csv(points, out_dir / "curve.csv")
-    (out_dir / "curve.md").write_text(markdown(points, title=title, command=command))
+    text = markdown(points, title=title, command=command)
+    if by is not None and groups is not None:
+        text += "\n" + breakdown_markdown(points, groups, by)
+        write_breakdown_csv(points, groups, by, out_dir / "curve_by.csv")
+    (out_dir / "curve.md").write_text(text)
     try:
         plot(points, out_dir / "curve.png", title=title, x=x)
     except MissingDependency as exc:
