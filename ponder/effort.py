@@ -82,11 +82,14 @@ def strategy_for(effort: str | None, strategy: str | None,
     if strategy not in (None, DEFAULT_STRATEGY, chosen.strategy):
         raise ConfigError(f"effort {effort!r} runs strategy {chosen.strategy!r} and strategy "
                           f"{strategy!r} was also given; choose one")
-    base = REGISTRY.get(chosen.strategy)
-    config = base.make_config({**chosen.params, **params})
-    spec = StrategySpec(name=base.name, run=AtEffort(effort, base.run), config=base.config,
+    spec = at_effort(effort, REGISTRY.get(chosen.strategy))
+    return spec, spec.make_config({**chosen.params, **params})
+
+
+def at_effort(effort: str, base: StrategySpec[Any]) -> StrategySpec[Any]:
+    """`base` (the tier's strategy) run at `effort`: its result and trace say so."""
+    return StrategySpec(name=base.name, run=AtEffort(effort, base.run), config=base.config,
                         description=base.description)
-    return spec, config
 
 
 @dataclass(frozen=True)

@@ -64,6 +64,8 @@ class PonderOptions(BaseModel):
     model_config = ConfigDict(extra="forbid")
 
     strategy: str | None = Field(default=None, description="a strategy name; see GET /v1/models")
+    effort: str | None = Field(default=None, description="low, medium or high: a tier's "
+                                                          "strategy and params (ponder.effort)")
     params: dict[str, Any] = Field(default_factory=dict, description="the strategy's config")
     budget: RequestBudget | None = Field(
         default=None, description="tokens, calls, seconds for this request; the server's "
@@ -94,6 +96,8 @@ class ChatRequest(BaseModel):
     temperature: float | None = Field(default=None, ge=0.0, le=2.0)
     n: int | None = Field(default=None, ge=1, le=MAX_N)
     seed: int | None = None
+    # OpenAI's field for how hard a reasoning model thinks: here, an effort tier.
+    reasoning_effort: str | None = None
     stream: bool | None = False
     stream_options: StreamOptions | None = None
     ponder: PonderOptions | None = None

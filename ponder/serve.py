@@ -3,7 +3,8 @@ by a strategy, within a budget.
 
     POST /v1/chat/completions   model "<strategy>:<model>" (or the plain model: the server's
                                 strategy); a `ponder` field may name the strategy, its params,
-                                a budget, a verifier and a gold answer
+                                an effort, a budget, a verifier and a gold answer; OpenAI's
+                                `reasoning_effort` (low, medium, high) picks an effort tier
     GET  /v1/models             the plain model and one "<strategy>:<model>" per strategy
     GET  /v1/traces/{id}        a request's trace (its id is the `x-ponder-trace-id` header)
     GET  /health                unauthenticated liveness
@@ -53,11 +54,13 @@ from starlette.types import Receive
 from ponder.answers import canonical_answer
 from ponder.backends.base import Backend
 from ponder.budget import Budget
+from ponder.effort import at_effort, tier
 from ponder.errors import BackendError, ConfigError, PonderError
 from ponder.openai_wire import (
     ChatRequest,
     ErrorType,
     FinishReason,
+    PonderOptions,
     Reply,
     error_body,
 )
@@ -247,14 +250,20 @@ class _Service:
         options = req.ponder
         named = self._strategy_of(req.model)  # checked even when the ponder field names one
         name = options.strategy if options and options.strategy else named
+        effort = options.effort if options and options.effort else req.reasoning_effort
+        tier_params: dict[str, Any] = {}
+        if effort is not None:
+            name, tier_params = self._tier(effort, options, named, req)
         try:
             spec = STRATEGIES.get(name)
         except ConfigError as exc:
             param = "ponder.strategy" if options and options.strategy else "model"
             raise Refusal(400, str(exc), param=param, code="unknown_strategy") from None
         asked = options.params if options else {}
-        params = {**(self.params if spec.name == self.strategy else {}),
+        params = {**(self.params if spec.name == self.strategy else {}), **tier_params,
                   **req.standard_params(), **asked}
+        if effort is not None:
+            spec = at_effort(effort, spec)
         n = req.n or 1
         config = self._config(spec, params, n, samples_asked="n" in asked)
         try:
@@ -267,6 +276,23 @@ class _Service:
         verifier = self._verifier(options.verifier if options else None, problem)
         budget = _within(options.budget if options else None, self.budget)
         return _Job(req, spec, config, budget, problem, verifier, n)
+
+    def _tier(self, effort: str, options: PonderOptions | None, named: str,
+              req: ChatRequest) -> tuple[str, dict[str, Any]]:
+        """The strategy and params an effort runs. A strategy named beside it (in the ponder
+        field, or "<strategy>:<model>") must be the tier's own, as in `ponder.solve`."""
+        param = "ponder.effort" if options and options.effort else "reasoning_effort"
+        try:
+            chosen = tier(effort)
+        except ConfigError as exc:
+            raise Refusal(400, str(exc), param=param, code="invalid_value") from None
+        also = options.strategy if options and options.strategy else (
+            named if req.model != self.model else None)
+        if also not in (None, chosen.strategy):
+            raise Refusal(400, f"effort {effort!r} runs strategy {chosen.strategy!r} and "
+                               f"strategy {also!r} was also given; choose one", param=param,
+                          code="invalid_value")
+        return chosen.strategy, dict(chosen.params)
 
     def _strategy_of(self, model: str) -> str:
         """The strategy a model name asks for: "<strategy>:<model>", or the plain model."""

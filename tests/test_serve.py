@@ -151,6 +151,25 @@ async def test_the_ponder_field_wins_over_the_model_name(fake: FakeOpenAIServer,
     assert ponder["calls"] > 1 and all(b["max_tokens"] <= 50 for b in fake.received)
 
 
+async def test_reasoning_effort_runs_its_tier(fake: FakeOpenAIServer, url: str) -> None:
+    reply = await client(url).chat.completions.create(
+        model=MODEL, messages=ask("What is 6 + 7?"), reasoning_effort="medium")
+    ponder = ponder_of(reply)
+    assert (ponder["strategy"], ponder["params"]["few_shot"]) == ("program", False)
+    assert ponder["params"]["temperature"] == 0.0
+    assert all(b["temperature"] == 0.0 for b in fake.received)
+
+
+async def test_the_ponder_fields_effort_wins_and_its_params_override_the_tiers(
+        fake: FakeOpenAIServer, url: str) -> None:
+    reply = await client(url).chat.completions.create(
+        model=MODEL, messages=ask("What is 6 + 7?"), reasoning_effort="medium",
+        extra_body={"ponder": {"effort": "low", "params": {"max_tokens": 30}}})
+    ponder = ponder_of(reply)
+    assert (ponder["strategy"], ponder["params"]["max_tokens"]) == ("single", 30)
+    assert [b["max_tokens"] for b in fake.received] == [30]
+
+
 async def test_usage_is_the_sum_of_every_upstream_call(fake: FakeOpenAIServer, url: str) -> None:
     reply = await client(url).chat.completions.create(
         model=f"self_refine:{MODEL}", messages=ask("What is 4 + 5?"),
@@ -307,6 +326,12 @@ async def post(url: str, body: Any, headers: dict[str, str] | None = None) -> ht
     ({"model": "best_of_n:gpt-9", "messages": ask("1?")}, 404, "model", "see GET /v1/models"),
     ({"model": MODEL, "messages": ask("1?"), "ponder": {"budget": {"tokens": 5}}}, 400,
      "ponder.budget", "no room for one model call"),
+    ({"model": MODEL, "messages": ask("1?"), "reasoning_effort": "minimal"}, 400,
+     "reasoning_effort", "choose low, medium or high"),
+    ({"model": f"best_of_n:{MODEL}", "messages": ask("1?"), "reasoning_effort": "low"}, 400,
+     "reasoning_effort", "runs strategy 'single' and strategy 'best_of_n' was also given"),
+    ({"model": MODEL, "messages": ask("1?"), "ponder": {"effort": "max"}}, 400,
+     "ponder.effort", "choose low, medium or high"),
     ({"model": f"best_of_n:{MODEL}", "messages": ask("1?"), "n": 3,
       "ponder": {"params": {"n": 2}}}, 400, "n", "need at least 3 samples"),
 ])
