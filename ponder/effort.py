@@ -2,10 +2,10 @@
 solve --effort`) names a strategy and its parameters, so that a caller says how hard to think
 rather than how.
 
-| effort | strategy | params | GSM8K 0-99, embedded model | held-out 100-199 | `ponder bench` curve, 0-99 |
+| effort | strategy | params | GSM8K 0-99 | held-out 100-199 | bench curve, 0-99 |
 |---|---|---|---|---|---|
-| `low` | `single` | `temperature=0` | 24% at 371 tokens a problem | 33% at 384 | 26% at 373 |
-| `medium` | `program` | `few_shot=False`, `temperature=0` | 33% at 520 tokens | 34% at 525 | 30% at 530 |
+| `low` | `single` | `temperature=0` | 24% at 371 tokens | 33% at 384 | 26% at 373 |
+| `medium` | `program` | `few_shot=False`, `temperature=0` | 33% at 520 | 34% at 525 | 30% at 530 |
 | `high` | `auto` | its defaults | | | 34% at 2283 |
 
 `low` is the baseline. `medium` is the most accurate cheap answer on the embedded coder model:
