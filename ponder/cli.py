@@ -801,15 +801,16 @@ def bench(
         groups = None if by is None else {
             p.id: str(p.metadata[by]) for p in chosen if p.metadata.get(by) is not None}
         if by is not None and not groups:
-            raise UsageError(f"--by {by}: no problem in {problems} has the field {by!r}")
+            raise UsageError(f"--by {by}: none of the chosen problems in {problems} has the "
+                             f"field {by!r}")
         if out_dir.exists() and not out_dir.is_dir():
             raise UsageError(f"-o {out_dir}: that is a file; name a folder")
         out_dir.mkdir(parents=True, exist_ok=True)
         in_flight = concurrency or (REMOTE_CONCURRENCY * len(base_url) if base_url
                                     else LOCAL_SLOTS)
         # The embedded model serves LOCAL_SLOTS samples at once: with n samples a call, fewer
-        # problems go at once, so that each problem's wall time stays its own. A server, or an
-        # explicit --concurrency, is left as asked.
+        # problems go at once (two at least), so that a problem's wall time is mostly its own.
+        # A server, or an explicit --concurrency, is left as asked.
         per_call = None if (base_url or concurrency) else LOCAL_SLOTS
         command = "ponder bench " + " ".join(_quote(a) for a in sys.argv[2:])
         budget = Budget(tokens=budget_tokens)

@@ -58,13 +58,13 @@ def markdown(points: Sequence[CurvePoint], *, title: str, command: str) -> str:
 def group_rows(points: Sequence[CurvePoint], groups: Mapping[str, str]
                ) -> list[tuple[CurvePoint, dict[str, tuple[int, int, float]]]]:
     """Per point, per group (in the order groups first appear): correct, problems and mean
-    tokens. A problem without the field is in the group "—"."""
+    tokens. A problem without the field is in the group "(none)"."""
     order = list(dict.fromkeys(groups.values()))
     out = []
     for p in points:
         cells: dict[str, list[int]] = {}
         for problem_id, ok, tokens in p.outcomes:
-            cell = cells.setdefault(groups.get(problem_id, "—"), [0, 0, 0])
+            cell = cells.setdefault(groups.get(problem_id, "(none)"), [0, 0, 0])
             cell[0] += ok
             cell[1] += 1
             cell[2] += tokens
@@ -82,7 +82,8 @@ def breakdown_markdown(points: Sequence[CurvePoint], groups: Mapping[str, str], 
         "",
         f"Each cell: correct / problems with that {by}, and mean tokens per problem there.",
         "",
-        "| strategy | params | model | selection | " + " | ".join(names) + " |",
+        "| strategy | params | model | selection | "
+        + " | ".join(_cell(g) for g in names) + " |",
         "|---|---|---|---|" + "---|" * len(names),
     ]
     for p, cells in rows:
@@ -93,16 +94,24 @@ def breakdown_markdown(points: Sequence[CurvePoint], groups: Mapping[str, str], 
     return "\n".join(lines) + "\n"
 
 
+def _cell(text: str) -> str:
+    """A value from a problem file, safe in a markdown table cell."""
+    return " ".join(text.split()).replace("|", "\\|")
+
+
 def write_breakdown_csv(points: Sequence[CurvePoint], groups: Mapping[str, str], by: str,
                         path: Path) -> None:
     with path.open("w", newline="") as file:
         writer = csv.writer(file)
-        writer.writerow(["strategy", "params", "model", "selection", by, "correct", "problems",
-                         "accuracy", "mean_tokens"])
+        # The point's columns as in curve.csv, then the field and its value, so that the two
+        # files join on (label, params, selection) or run.
+        writer.writerow(["label", "strategy", "params", "model", "selection", "run", "by",
+                         "group", "correct", "problems", "accuracy", "mean_tokens"])
         for p, cells in group_rows(points, groups):
             for group, (correct, total, tokens) in cells.items():
-                writer.writerow([p.label, p.params, p.model, p.selection, group, correct, total,
-                                 round(correct / total, 4), round(tokens, 1)])
+                writer.writerow([p.label, p.strategy, p.params, p.model, p.selection, p.run, by,
+                                 group, correct, total, round(correct / total, 4),
+                                 round(tokens, 1)])
 
 
 def plot(points: Sequence[CurvePoint], path: Path, *, title: str, x: str = "tokens") -> None:

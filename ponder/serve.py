@@ -73,6 +73,9 @@ from ponder.types import Completion, Message, Problem, Result
 from ponder.verifiers import REGISTRY as VERIFIERS
 from ponder.verifiers import Verifier, get_verifier, spec_for
 
+# OpenAI's reasoning_effort levels beyond ponder's three, to the nearest tier.
+OPENAI_EFFORTS = {"none": "low", "minimal": "low", "xhigh": "high"}
+
 log = logging.getLogger(__name__)
 
 DEFAULT_MAX_TRACES = 1000
@@ -249,19 +252,24 @@ class _Service:
     def _plan(self, req: ChatRequest) -> _Job:
         options = req.ponder
         named = self._strategy_of(req.model)  # checked even when the ponder field names one
-        name = options.strategy if options and options.strategy else named
-        effort = options.effort if options and options.effort else req.reasoning_effort
-        tier_params: dict[str, Any] = {}
-        if effort is not None:
-            name, tier_params = self._tier(effort, options, named, req)
+        # A strategy the request names itself, rather than the server's default.
+        explicit = options.strategy if options and options.strategy else (
+            named if req.model != self.model else None)
         try:
-            spec = STRATEGIES.get(name)
+            spec = STRATEGIES.get(explicit or named)
         except ConfigError as exc:
             param = "ponder.strategy" if options and options.strategy else "model"
             raise Refusal(400, str(exc), param=param, code="unknown_strategy") from None
+        effort = self._effort(options, req, None if explicit is None else spec.name)
+        tier_params: dict[str, Any] = {}
+        if effort is not None:
+            chosen = tier(effort)
+            spec, tier_params = STRATEGIES.get(chosen.strategy), dict(chosen.params)
         asked = options.params if options else {}
-        params = {**(self.params if spec.name == self.strategy else {}), **tier_params,
-                  **req.standard_params(), **asked}
+        # With an effort, the tier and the request's own params are the whole spec: the
+        # server's -p defaults are for its plain --strategy.
+        defaults = self.params if spec.name == self.strategy and effort is None else {}
+        params = {**defaults, **tier_params, **req.standard_params(), **asked}
         if effort is not None:
             spec = at_effort(effort, spec)
         n = req.n or 1
@@ -277,22 +285,33 @@ class _Service:
         budget = _within(options.budget if options else None, self.budget)
         return _Job(req, spec, config, budget, problem, verifier, n)
 
-    def _tier(self, effort: str, options: PonderOptions | None, named: str,
-              req: ChatRequest) -> tuple[str, dict[str, Any]]:
-        """The strategy and params an effort runs. A strategy named beside it (in the ponder
-        field, or "<strategy>:<model>") must be the tier's own, as in `ponder.solve`."""
-        param = "ponder.effort" if options and options.effort else "reasoning_effort"
+    def _effort(self, options: PonderOptions | None, req: ChatRequest,
+                explicit: str | None) -> str | None:
+        """The effort tier a request asks for, if any. `ponder.effort` is ponder's own: an
+        unknown tier, or a strategy named beside it that is not the tier's, is a 400.
+        OpenAI's `reasoning_effort` is a client's habit as much as a choice: its other levels
+        map to the nearest tier, and a strategy the request names wins over it."""
+        if options and options.effort:
+            try:
+                chosen = tier(options.effort)
+            except ConfigError as exc:
+                raise Refusal(400, str(exc), param="ponder.effort",
+                              code="invalid_value") from None
+            if explicit not in (None, chosen.strategy):
+                raise Refusal(400, f"effort {options.effort!r} runs strategy "
+                                   f"{chosen.strategy!r} and strategy {explicit!r} was also "
+                                   "given; choose one", param="ponder.effort",
+                              code="invalid_value")
+            return options.effort
+        if req.reasoning_effort is None or explicit is not None:
+            return None
+        effort = OPENAI_EFFORTS.get(req.reasoning_effort, req.reasoning_effort)
         try:
-            chosen = tier(effort)
+            tier(effort)
         except ConfigError as exc:
-            raise Refusal(400, str(exc), param=param, code="invalid_value") from None
-        also = options.strategy if options and options.strategy else (
-            named if req.model != self.model else None)
-        if also not in (None, chosen.strategy):
-            raise Refusal(400, f"effort {effort!r} runs strategy {chosen.strategy!r} and "
-                               f"strategy {also!r} was also given; choose one", param=param,
-                          code="invalid_value")
-        return chosen.strategy, dict(chosen.params)
+            raise Refusal(400, f"reasoning_effort {req.reasoning_effort!r}: {exc}",
+                          param="reasoning_effort", code="invalid_value") from None
+        return effort
 
     def _strategy_of(self, model: str) -> str:
         """The strategy a model name asks for: "<strategy>:<model>", or the plain model."""

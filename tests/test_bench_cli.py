@@ -180,17 +180,18 @@ def test_a_breakdown_by_a_problem_field_adds_up_to_the_point(tmp_path: Path) -> 
         json.dumps({**q, "difficulty": "easy" if q["p_correct"] > 0.5 else "hard"}) + "\n"
         for q in QUIZ))
     with FakeOpenAIServer(quiz=QUIZ, seed=5) as server:
-        done = bench(server, path, tmp_path / "b", "single", "best_of_n n=2,4 temperature=0.7",
-                     extra=("--by", "difficulty"))
+        done = bench(server, path, tmp_path / "b", "single label=greedy",
+                     "best_of_n n=2,4 temperature=0.7", extra=("--by", "difficulty"))
     assert done.exit_code == 0, done.output
     with (tmp_path / "b" / "curve_by.csv").open() as file:
         groups = list(csv.DictReader(file))
     points = curve(tmp_path / "b")
     assert len(groups) == 2 * len(points)
     for point in points:
-        mine = [g for g in groups if (g["strategy"], g["params"]) == (point["strategy"],
-                                                                      point["params"])]
-        assert [g["difficulty"] for g in mine] == ["easy", "hard"]
+        mine = [g for g in groups if (g["label"], g["strategy"], g["params"], g["run"])
+                == (point["label"], point["strategy"], point["params"], point["run"])]
+        assert [(g["by"], g["group"]) for g in mine] == [("difficulty", "easy"),
+                                                         ("difficulty", "hard")]
         assert [int(g["problems"]) for g in mine] == [3, 3]
         assert sum(int(g["correct"]) for g in mine) == int(point["correct"])
         spent = sum(float(g["mean_tokens"]) * int(g["problems"]) for g in mine)
@@ -204,3 +205,4 @@ def test_a_breakdown_by_a_field_no_problem_has_is_refused(problems: Path,
         done = bench(server, problems, tmp_path / "b", "single", extra=("--by", "topic"))
         assert server.requests == 0
     assert done.exit_code == 2 and "--by topic" in done.output
+    assert "chosen problems" in done.output

@@ -170,6 +170,24 @@ async def test_the_ponder_fields_effort_wins_and_its_params_override_the_tiers(
     assert [b["max_tokens"] for b in fake.received] == [30]
 
 
+async def test_openais_other_effort_levels_map_and_a_named_strategy_wins(
+        fake: FakeOpenAIServer, url: str) -> None:
+    minimal = await client(url).chat.completions.create(
+        model=MODEL, messages=ask("What is 6 + 7?"), reasoning_effort="minimal")
+    assert ponder_of(minimal)["strategy"] == "single"
+    named = await client(url).chat.completions.create(
+        model=f"best_of_n:{MODEL}", messages=ask("What is 6 + 7?"), reasoning_effort="high")
+    assert ponder_of(named)["strategy"] == "best_of_n"
+
+
+async def test_the_servers_defaults_do_not_leak_into_an_effort(fake: FakeOpenAIServer) -> None:
+    with ponder_server(fake, strategy="program", params={"n": 5, "temperature": 0.7}) as url:
+        reply = await client(url).chat.completions.create(
+            model=MODEL, messages=ask("What is 6 + 7?"), reasoning_effort="medium")
+    params = ponder_of(reply)["params"]
+    assert (params["n"], params["temperature"]) == (1, 0.0)
+
+
 async def test_usage_is_the_sum_of_every_upstream_call(fake: FakeOpenAIServer, url: str) -> None:
     reply = await client(url).chat.completions.create(
         model=f"self_refine:{MODEL}", messages=ask("What is 4 + 5?"),
@@ -326,10 +344,12 @@ async def post(url: str, body: Any, headers: dict[str, str] | None = None) -> ht
     ({"model": "best_of_n:gpt-9", "messages": ask("1?")}, 404, "model", "see GET /v1/models"),
     ({"model": MODEL, "messages": ask("1?"), "ponder": {"budget": {"tokens": 5}}}, 400,
      "ponder.budget", "no room for one model call"),
-    ({"model": MODEL, "messages": ask("1?"), "reasoning_effort": "minimal"}, 400,
+    ({"model": MODEL, "messages": ask("1?"), "reasoning_effort": "maximal"}, 400,
      "reasoning_effort", "choose low, medium or high"),
-    ({"model": f"best_of_n:{MODEL}", "messages": ask("1?"), "reasoning_effort": "low"}, 400,
-     "reasoning_effort", "runs strategy 'single' and strategy 'best_of_n' was also given"),
+    ({"model": f"best_of_n:{MODEL}", "messages": ask("1?"), "ponder": {"effort": "low"}}, 400,
+     "ponder.effort", "runs strategy 'single' and strategy 'best_of_n' was also given"),
+    ({"model": f"beam:{MODEL}", "messages": ask("1?"), "ponder": {"effort": "low"}}, 400,
+     "model", "known: auto, best_of_n"),
     ({"model": MODEL, "messages": ask("1?"), "ponder": {"effort": "max"}}, 400,
      "ponder.effort", "choose low, medium or high"),
     ({"model": f"best_of_n:{MODEL}", "messages": ask("1?"), "n": 3,
