@@ -66,6 +66,16 @@ def tier(effort: str) -> Tier:
                           f"{EFFORTS[-1]}") from None
 
 
+def tier_beside(effort: str, strategy: str | None) -> Tier:
+    """The tier of `effort`, given with `strategy`: a `ConfigError` unless that is None or
+    the tier's own."""
+    chosen = tier(effort)
+    if strategy not in (None, chosen.strategy):
+        raise ConfigError(f"effort {effort!r} runs strategy {chosen.strategy!r} and strategy "
+                          f"{strategy!r} was also given; choose one")
+    return chosen
+
+
 def strategy_for(effort: str | None, strategy: str | None,
                  params: Mapping[str, Any] | None = None,
                  ) -> tuple[StrategySpec[Any], StrategyConfig]:
@@ -79,10 +89,8 @@ def strategy_for(effort: str | None, strategy: str | None,
     if effort is None:
         spec = REGISTRY.get(strategy or DEFAULT_STRATEGY)
         return spec, spec.make_config(params)
-    chosen = tier(effort)
-    if strategy not in (None, DEFAULT_STRATEGY, chosen.strategy):
-        raise ConfigError(f"effort {effort!r} runs strategy {chosen.strategy!r} and strategy "
-                          f"{strategy!r} was also given; choose one")
+    # The default cannot be told from a strategy left unset.
+    chosen = tier_beside(effort, None if strategy == DEFAULT_STRATEGY else strategy)
     spec = at_effort(effort, REGISTRY.get(chosen.strategy))
     return spec, spec.make_config({**chosen.params, **params})
 

@@ -54,7 +54,7 @@ from starlette.types import Receive
 from ponder.answers import canonical_answer
 from ponder.backends.base import Backend
 from ponder.budget import Budget
-from ponder.effort import at_effort, tier
+from ponder.effort import at_effort, tier, tier_beside
 from ponder.errors import BackendError, ConfigError, PonderError
 from ponder.openai_wire import (
     ChatRequest,
@@ -293,15 +293,10 @@ class _Service:
         map to the nearest tier, and a strategy the request names wins over it."""
         if options and options.effort:
             try:
-                chosen = tier(options.effort)
+                tier_beside(options.effort, explicit)
             except ConfigError as exc:
                 raise Refusal(400, str(exc), param="ponder.effort",
                               code="invalid_value") from None
-            if explicit not in (None, chosen.strategy):
-                raise Refusal(400, f"effort {options.effort!r} runs strategy "
-                                   f"{chosen.strategy!r} and strategy {explicit!r} was also "
-                                   "given; choose one", param="ponder.effort",
-                              code="invalid_value")
             return options.effort
         if req.reasoning_effort is None or explicit is not None:
             return None
