@@ -17,7 +17,7 @@ import math
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
 
@@ -69,10 +69,13 @@ class CurvePoint:
         forward pass's cost per token, Kaplan et al. 2020; Snell et al. 2024 compare so)."""
         return None if self.model_params is None else 2 * self.model_params * self.mean_tokens
 
+    @staticmethod
+    def columns() -> list[str]:
+        """curve.csv's columns: every field but the per-problem outcomes, and the FLOPs."""
+        return [f.name for f in fields(CurvePoint) if f.name != "outcomes"] + ["mean_flops"]
+
     def row(self) -> dict[str, Any]:
-        row = asdict(self)
-        del row["outcomes"]
-        return {**row, "mean_flops": self.mean_flops}
+        return {name: getattr(self, name) for name in self.columns()}
 
 
 def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:

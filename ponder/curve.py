@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import csv
 from collections.abc import Mapping, Sequence
-from dataclasses import fields
 from pathlib import Path
 
 from ponder.bench import CurvePoint
@@ -18,9 +17,8 @@ PLOT_HINT = 'pip install "ponder[plot]"'
 
 
 def write_csv(points: Sequence[CurvePoint], path: Path) -> None:
-    names = [f.name for f in fields(CurvePoint) if f.name != "outcomes"] + ["mean_flops"]
     with path.open("w", newline="") as file:
-        writer = csv.DictWriter(file, fieldnames=names)
+        writer = csv.DictWriter(file, fieldnames=CurvePoint.columns())
         writer.writeheader()
         for point in points:
             row = point.row()

@@ -54,7 +54,7 @@ from starlette.types import Receive
 from ponder.answers import canonical_answer
 from ponder.backends.base import Backend
 from ponder.budget import Budget
-from ponder.effort import at_effort, tier, tier_beside
+from ponder.effort import Tier, at_effort, tier, tier_beside
 from ponder.errors import BackendError, ConfigError, PonderError
 from ponder.openai_wire import (
     ChatRequest,
@@ -260,11 +260,11 @@ class _Service:
         except ConfigError as exc:
             param = "ponder.strategy" if options and options.strategy else "model"
             raise Refusal(400, str(exc), param=param, code="unknown_strategy") from None
-        effort = self._effort(options, req, None if explicit is None else spec.name)
+        at = self._effort(options, req, None if explicit is None else spec.name)
+        effort = None if at is None else at[0]
         tier_params: dict[str, Any] = {}
-        if effort is not None:
-            chosen = tier(effort)
-            spec, tier_params = STRATEGIES.get(chosen.strategy), dict(chosen.params)
+        if at is not None:
+            spec, tier_params = STRATEGIES.get(at[1].strategy), dict(at[1].params)
         asked = options.params if options else {}
         # With an effort, the tier and the request's own params are the whole spec: the
         # server's -p defaults are for its plain --strategy.
@@ -286,27 +286,25 @@ class _Service:
         return _Job(req, spec, config, budget, problem, verifier, n)
 
     def _effort(self, options: PonderOptions | None, req: ChatRequest,
-                explicit: str | None) -> str | None:
-        """The effort tier a request asks for, if any. `ponder.effort` is ponder's own: an
+                explicit: str | None) -> tuple[str, Tier] | None:
+        """The effort a request asks for and its tier, if any. `ponder.effort` is ponder's own: an
         unknown tier, or a strategy named beside it that is not the tier's, is a 400.
         OpenAI's `reasoning_effort` is a client's habit as much as a choice: its other levels
         map to the nearest tier, and a strategy the request names wins over it."""
         if options and options.effort:
             try:
-                tier_beside(options.effort, explicit)
+                return options.effort, tier_beside(options.effort, explicit)
             except ConfigError as exc:
                 raise Refusal(400, str(exc), param="ponder.effort",
                               code="invalid_value") from None
-            return options.effort
         if req.reasoning_effort is None or explicit is not None:
             return None
         effort = OPENAI_EFFORTS.get(req.reasoning_effort, req.reasoning_effort)
         try:
-            tier(effort)
+            return effort, tier(effort)
         except ConfigError as exc:
             raise Refusal(400, f"reasoning_effort {req.reasoning_effort!r}: {exc}",
                           param="reasoning_effort", code="invalid_value") from None
-        return effort
 
     def _strategy_of(self, model: str) -> str:
         """The strategy a model name asks for: "<strategy>:<model>", or the plain model."""
