@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import json
 import math
+import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
@@ -178,18 +179,33 @@ async def solve_run(run: Run, problems: Sequence[Problem], out_dir: Path, *, bac
         if plan.todo:
             solver = Solver(spec, config, backend, budget=budget, prompts=prompts,
                             verifier_for=verifier_for, seed=seed)
-            began = time.monotonic()
+            before, began = float(meta["wall_s"]), time.monotonic()
+
+            def save_wall(row: Result | None = None) -> None:
+                # After every row, not only at the end: a bench killed by a signal runs no
+                # `finally`, and its session's seconds would be lost from the figure.
+                meta["wall_s"] = round(before + time.monotonic() - began, 1)
+                _write_meta(meta_path, meta)
+                if row is not None and on_result is not None:
+                    on_result(row)
+
             try:
                 with ResultsWriter(path) as writer:
                     await run_all(plan.todo, solver, concurrency=concurrency, writer=writer,
-                                  on_result=on_result)
+                                  on_result=save_wall)
             finally:
-                meta["wall_s"] = round(meta["wall_s"] + time.monotonic() - began, 1)
-                meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+                save_wall()
         elif not meta_path.is_file():
-            meta_path.write_text(json.dumps(meta, indent=2) + "\n")
+            _write_meta(meta_path, meta)
         by_id = {row.id: row for row in read_results(path)}
     return [by_id[p.id] for p in problems if p.id in by_id]
+
+
+def _write_meta(path: Path, meta: dict[str, Any]) -> None:
+    """Atomically: a kill mid-write leaves the last whole file, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, path)
 
 
 def _none(problem: Problem) -> None:

@@ -206,3 +206,31 @@ def test_a_breakdown_by_a_field_no_problem_has_is_refused(problems: Path,
         assert server.requests == 0
     assert done.exit_code == 2 and "--by topic" in done.output
     assert "chosen problems" in done.output
+
+
+def test_each_row_adds_its_wall_time_before_the_next_so_a_killed_bench_keeps_it(
+        tmp_path: Path) -> None:
+    import asyncio
+
+    from ponder.backends.scripted import ScriptedBackend
+    from ponder.bench import solve_run
+    from ponder.bench_spec import parse_spec, plan_runs
+    from ponder.budget import Budget
+    from ponder.prompts import PromptLibrary
+    from ponder.types import Problem
+
+    [run] = plan_runs(parse_spec("single"))
+    problems = [Problem(id=q["id"], problem=q["problem"], answer=q["answer"]) for q in QUIZ]
+    meta = tmp_path / "runs" / f"{run.key}.json"
+    seen: list[float] = []
+
+    def on_result(row: Any) -> None:
+        # A SIGKILL here runs no `finally`: what is on disk now is all the run keeps.
+        seen.append(json.loads(meta.read_text())["wall_s"])
+
+    asyncio.run(solve_run(run, problems, tmp_path, backend=ScriptedBackend(["Final answer: 7"]),
+                          concurrency=1, seed=0, budget=Budget(), prompts=PromptLibrary(),
+                          on_result=on_result))
+    assert len(seen) == len(QUIZ) and seen == sorted(seen)
+    assert json.loads(meta.read_text())["wall_s"] >= seen[-1]
+    assert not list((tmp_path / "runs").glob(".*"))  # no temporary file left behind
