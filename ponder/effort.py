@@ -16,9 +16,9 @@ more only on the problems that leave it unsure.
 
 The figures are `benchmarks/results/strategies_gsm8k.md`'s and `strategies_gsm8k_heldout.md`'s
 (greedy, `max_tokens=400`): over the 200 problems `medium` is +5 points at 1.4× the tokens. The
-curve's (`benchmarks/results/curve_gsm8k/`, `max_tokens=512`) confirms the order: `high`
-matches the 16-sample vote (34% at 6178 tokens) at 37% of its tokens and beats the 8-sample
-vote (33% at 3082).
+curve's (`benchmarks/results/curve_gsm8k/`, `max_tokens=512`, `program`'s 400) confirms the
+order: `high` matches the 16-sample vote (34% at 6178 tokens) at 37% of its tokens and beats
+the 8-sample vote (33% at 3082).
 
 Parameters given with an effort override its tier's (`effort="medium", n=5`); a strategy given
 with it is refused ("choose one"), unless it is the default (`single`, which cannot be told
