@@ -5,6 +5,7 @@ plot (tokens, or `--x compute` for FLOPs).
     python benchmarks/curves_gsm8k.py                      # resumes whatever is cached
     python benchmarks/curves_gsm8k.py --only-cheap         # the runs under ~1k tokens a problem
     python benchmarks/curves_gsm8k.py --held-out           # problems 100-199: the claims checked
+    python benchmarks/curves_gsm8k.py --math500            # 50 MATH-500 problems
 
 It runs `ponder bench` into benchmarks/results/curve_gsm8k/, where each run is cached row by row
 as it finishes: on 2 cores the whole list takes many hours (best_of_n's pool of 16 alone is
@@ -15,6 +16,8 @@ where the last stopped. The 1.5B runs need `pip install "ponder[local-1.5b]"`.
 might be luck: `single`, the zero-shot program and `auto` (into
 benchmarks/results/curve_gsm8k_heldout/). No exemplar comes from them and `auto`'s defaults were
 not chosen on them; they did see `program`'s choice of zero-shot (strategies_gsm8k_heldout.md).
+`--math500` runs the cheap points and the vote up to 8 samples on the first 50 public MATH-500
+problems, scored by the `math` verifier (into benchmarks/results/curve_math500/).
 """
 
 from __future__ import annotations
@@ -25,7 +28,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-DATA = ROOT.parent / "shared" / "data" / "gsm8k_test_public.jsonl"
+SHARED = ROOT.parent / "shared" / "data"
 # Cheapest first, so that a session's time buys the most points.
 CHEAP = [
     "single",
@@ -38,6 +41,7 @@ CHEAP = [
     "single local_model=1.5b label=single_1.5b",
 ]
 HELD_OUT = ["single", "program", "auto"]
+MATH500 = ["single", "program", "auto", "best_of_n n=1,2,4,8 temperature=0.7"]
 COSTLY = [
     # The pool of 16 first: it alone gives best_of_n's five points and the confidence selector's.
     "best_of_n n=1,2,4,8,16 temperature=0.7",
@@ -54,22 +58,29 @@ COSTLY = [
 
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--data", type=Path, default=DATA)
-    parser.add_argument("--limit", type=int, default=100)
+    parser.add_argument("--data", type=Path)
+    parser.add_argument("--limit", type=int)
     parser.add_argument("--out", type=Path)
-    parser.add_argument("--only-cheap", action="store_true")
-    parser.add_argument("--held-out", action="store_true")
+    which = parser.add_mutually_exclusive_group()
+    which.add_argument("--only-cheap", action="store_true")
+    which.add_argument("--held-out", action="store_true")
+    which.add_argument("--math500", action="store_true")
     parser.add_argument("--x", default="tokens", choices=["tokens", "compute"])
     args = parser.parse_args(argv)
-    offset = args.limit if args.held_out else 0
-    folder = "curve_gsm8k_heldout" if args.held_out else "curve_gsm8k"
+    if args.math500:
+        name, data, limit, runs = "MATH-500", SHARED / "math500_public.jsonl", 50, MATH500
+        folder = "curve_math500"
+    else:
+        name, data, limit = "GSM8K", SHARED / "gsm8k_test_public.jsonl", 100
+        folder = "curve_gsm8k_heldout" if args.held_out else "curve_gsm8k"
+        runs = HELD_OUT if args.held_out else CHEAP if args.only_cheap else CHEAP + COSTLY
+    data, limit = args.data or data, args.limit or limit
+    offset = limit if args.held_out else 0
     out = args.out or ROOT / "benchmarks/results" / folder
-    runs = HELD_OUT if args.held_out else CHEAP if args.only_cheap else CHEAP + COSTLY
-    which = (f"problems {offset}-{offset + args.limit - 1}" if offset
-             else f"first {args.limit}")
-    command = [sys.executable, "-m", "ponder", "bench", str(args.data), "--offset",
-               str(offset), "--limit", str(args.limit), "-o", str(out), "--x", args.x,
-               "--title", f"GSM8K, {which} public problems, embedded model"]
+    span = f"problems {offset}-{offset + limit - 1}" if offset else f"first {limit}"
+    command = [sys.executable, "-m", "ponder", "bench", str(data), "--offset", str(offset),
+               "--limit", str(limit), "-o", str(out), "--x", args.x, "--title",
+               f"{name}, {span} public problems, embedded model"]
     for spec in runs:
         command += ["--run", spec]
     return subprocess.call(command)
