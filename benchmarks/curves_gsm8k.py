@@ -13,7 +13,7 @@ about 1,600 samples), so it is built up over sessions, each run of this script c
 where the last stopped. The 1.5B runs need `pip install "ponder[local-1.5b]"`.
 
 `--held-out` scores the next 100 problems (100-199) with the points whose lead on the first 100
-might be luck: `single`, the zero-shot program and `auto` (into
+might be luck: `single`, `auto` and the zero-shot program (into
 benchmarks/results/curve_gsm8k_heldout/). No exemplar comes from them and `auto`'s defaults were
 not chosen on them; they did see `program`'s choice of zero-shot (strategies_gsm8k_heldout.md).
 `--math500` runs the cheap points and the vote up to 8 samples on the first 50 public MATH-500
@@ -40,7 +40,7 @@ CHEAP = [
     "effort=high",
     "single local_model=1.5b label=single_1.5b",
 ]
-HELD_OUT = ["single", "program", "auto"]
+HELD_OUT = ["single", "auto", "program"]
 MATH500 = ["single", "program", "auto", "best_of_n n=1,2,4,8 temperature=0.7"]
 COSTLY = [
     # The pool of 16 first: it alone gives best_of_n's five points and the confidence selector's.
