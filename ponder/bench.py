@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder.backends.base import Backend
-from ponder.bench_spec import GOLD, Choice, Point, Run
+from ponder.bench_spec import CHOICE_KEYS, GOLD, Choice, Point, Run
 from ponder.budget import Budget
 from ponder.errors import ConfigError
 from ponder.orchestrator import Solver, resume_plan, run_all
@@ -260,10 +260,18 @@ async def _point(point: Point, selection: str,
         outcomes=outcomes)
 
 
-def adopt_cached_pools(runs: Sequence[Run], out_dir: Path) -> None:
-    """Point each pooled run at a pool already cached under `out_dir` that holds at least its
-    `n` samples of the same strategy and parameters (the smallest such), so that a later
-    bench asking for fewer samples, or another selector, makes no new call."""
+def adopt_cached_runs(runs: Sequence[Run], out_dir: Path) -> None:
+    """Point each run at the run already cached under `out_dir` that answers it, so that no
+    cached sample is drawn again:
+    - a run cached before one of its strategy's parameters existed: its parameters, with the
+      new ones at their defaults, are this run's (a parameter is added with the default that
+      keeps the old behaviour; a changed default is written in the cached parameters, so it
+      never matches);
+    - for a pooled run, a pool of the same parameters holding at least its `n` samples (the
+      smallest such), so that a later bench asking for fewer samples, or another selector,
+      makes no new call."""
+    from ponder.strategies import REGISTRY
+
     cached = []
     for meta_path in sorted((out_dir / "runs").glob("*.json")):
         try:
@@ -273,17 +281,31 @@ def adopt_cached_pools(runs: Sequence[Run], out_dir: Path) -> None:
         if isinstance(meta, dict) and isinstance(meta.get("params"), dict):
             cached.append(meta)
     for run in runs:
-        if not run.pooled:
+        if (out_dir / "runs" / f"{run.key}.jsonl").is_file() and not run.pooled:
             continue
-        wanted = int(run.params["n"])
-        shared = {k: v for k, v in run.params.items() if k != "n"}
-        sizes = [int(m["params"].get("n", 0)) for m in cached
-                 if m.get("strategy") == run.strategy and m.get("verifier") is None
-                 and m.get("local_model") == run.local_model
-                 and {k: v for k, v in m["params"].items() if k != "n"} == shared
-                 and int(m["params"].get("n", 0)) >= wanted]
-        if sizes:
-            run.params = {**run.params, "n": min(sizes)}
+        spec = REGISTRY.get(run.strategy)
+        matches: list[tuple[int, dict[str, Any]]] = []
+        for meta in cached:
+            if (meta.get("strategy"), meta.get("verifier"), meta.get("local_model")) != (
+                    run.strategy, run.verifier, run.local_model):
+                continue
+            try:
+                now = spec.make_config(meta["params"]).model_dump()
+            except ConfigError:
+                continue  # made with a parameter since removed: not this run
+            if run.pooled:
+                wanted, have = int(run.params["n"]), int(meta["params"].get("n", 0))
+                if have >= wanted and _drawing(now) == _drawing(run.params):
+                    matches.append((have, meta["params"]))
+            elif now == run.params:
+                matches.append((0, meta["params"]))
+        if matches:
+            run.params = dict(min(matches, key=lambda m: m[0])[1])
+
+
+def _drawing(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters that decide a pool's samples: not those that only choose among them."""
+    return {k: v for k, v in params.items() if k not in CHOICE_KEYS}
 
 
 def run_wall(out_dir: Path, run: Run) -> float | None:

@@ -858,7 +858,7 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
     from ponder.api import resolve_backend
     from ponder.bench import (
         Scorer,
-        adopt_cached_pools,
+        adopt_cached_runs,
         check_gold,
         run_wall,
         score_run,
@@ -871,7 +871,7 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
         check_gold(problems, str(source))
     except PonderError as exc:
         raise UsageError(str(exc)) from None
-    adopt_cached_pools(runs, out_dir)
+    adopt_cached_runs(runs, out_dir)
     warnings: list[str] = []
     backends: dict[str | None, Backend] = {}
     scorer = Scorer(problems)

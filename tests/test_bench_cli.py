@@ -234,3 +234,46 @@ def test_each_row_adds_its_wall_time_before_the_next_so_a_killed_bench_keeps_it(
     assert len(seen) == len(QUIZ) and seen == sorted(seen)
     assert json.loads(meta.read_text())["wall_s"] >= seen[-1]
     assert not list((tmp_path / "runs").glob(".*"))  # no temporary file left behind
+
+
+def _recache(out: Path, strategy: str, edit: Any) -> None:
+    """Rewrite the one cached run of `strategy` as an older ponder would have written it:
+    `edit` changes its parameters, and its files take the name those parameters give."""
+    from ponder.bench_spec import Run
+
+    [meta_path] = (out / "runs").glob(f"{strategy}-*.json")
+    meta = json.loads(meta_path.read_text())
+    edit(meta["params"])
+    key = Run(strategy, meta["params"], None, None).key
+    meta_path.with_suffix(".jsonl").rename(out / "runs" / f"{key}.jsonl")
+    meta_path.unlink()
+    (out / "runs" / f"{key}.json").write_text(json.dumps(meta))
+
+
+@pytest.mark.parametrize("spec", ["single", "best_of_n n=1,3 temperature=0.7"])
+def test_a_run_cached_before_a_parameter_existed_is_not_drawn_again(
+        problems: Path, tmp_path: Path, spec: str) -> None:
+    out = tmp_path / "b"
+    strategy = spec.split()[0]
+    with FakeOpenAIServer(quiz=QUIZ, seed=1) as server:
+        assert bench(server, problems, out, spec).exit_code == 0
+        first, before = server.requests, curve(out)
+        # few_shot, at its default (off), did not exist when this run was cached.
+        _recache(out, strategy, lambda params: params.pop("few_shot"))
+        assert bench(server, problems, out, spec).exit_code == 0
+        assert server.requests == first
+    after = curve(out)
+    assert all((out / "runs" / f"{row['run']}.jsonl").is_file() for row in after)
+    same = ("accuracy", "correct", "mean_tokens", "mean_calls", "params", "subsampled")
+    assert [{k: r[k] for k in same} for r in after] == [{k: r[k] for k in same} for r in before]
+
+
+def test_a_run_cached_with_another_value_is_drawn_again(problems: Path, tmp_path: Path) -> None:
+    out = tmp_path / "b"
+    with FakeOpenAIServer(quiz=QUIZ, seed=1) as server:
+        assert bench(server, problems, out, "single").exit_code == 0
+        first = server.requests
+        # As if the default temperature had been 0.5 when this run was cached.
+        _recache(out, "single", lambda params: params.update(temperature=0.5))
+        assert bench(server, problems, out, "single").exit_code == 0
+        assert server.requests == 2 * first

@@ -25,6 +25,15 @@ async def test_draws_all_samples_in_one_request_and_votes_by_value():
     assert result.answer == "8"
 
 
+@pytest.mark.parametrize("few_shot", [True, False])
+async def test_worked_examples_are_in_the_samples_prompt_only_when_asked(few_shot: bool):
+    backend = ScriptedBackend(answers("8", "8", "8"))
+    await ponder.asolve(PROBLEM, strategy="best_of_n", backend=backend, n=3, few_shot=few_shot)
+    [request] = backend.requests
+    prompt = request["messages"][-1].content
+    assert ("Here are examples" in prompt) is few_shot and PROBLEM in prompt
+
+
 @pytest.mark.parametrize("backend", [ScriptedBackend(answers("8", "7", "8"), native_n=False),
                                      ScriptedBackend(answers("8", "7", "8"), max_n=2)],
                          ids=["no-native-n", "max-n-2"])

@@ -39,6 +39,7 @@ class BestOfNConfig(SamplingConfig):
         default="lowest_group",
         description="confidence: lowest_group (the reply's least sure stretch) or mean")
     judge_max_tokens: int = Field(default=256, gt=0, description="completion tokens for the judge")
+    few_shot: bool = Field(default=False, description="worked examples in the prompt")
 
 
 async def best_of_n(ctx: Context, cfg: BestOfNConfig) -> Outcome:
@@ -88,7 +89,7 @@ async def best_of_n(ctx: Context, cfg: BestOfNConfig) -> Outcome:
     async def draw(k: int) -> list[Candidate]:
         replies = await ctx.generate("best_of_n/generate", n=k, max_tokens=cfg.max_tokens,
                                      temperature=cfg.temperature, step="sample",
-                                     confidence=by_confidence)
+                                     confidence=by_confidence, few_shot=cfg.few_shot)
         return ctx.candidates(replies, source="sample")
 
     def settle_by_confidence(drawn: list[Candidate]) -> StopReason | None:
