@@ -39,6 +39,8 @@ CHEAP = [
     "auto",
     "effort=high",
     "single local_model=1.5b label=single_1.5b",
+    # Issue 8's question: do worked examples (written for ponder, GSM8K train style) help?
+    "single few_shot=true label=single_few_shot",
 ]
 HELD_OUT = ["single", "auto", "program"]
 MATH500 = ["single", "program", "auto", "best_of_n n=1,2,4,8 temperature=0.7"]
@@ -50,6 +52,7 @@ COSTLY = [
     "self_refine",
     "best_of_n n=4 temperature=0.7 local_model=1.5b label=best_of_n_1.5b",
     "program n=5 temperature=0.7 few_shot=false label=program_n5",
+    "best_of_n n=1,2,4 temperature=0.7 few_shot=true label=best_of_n_few_shot",
     "ice",
     "tree_search",
     "tree_search algorithm=mcts label=mcts",
