@@ -43,6 +43,7 @@ CHEAP = [
     "single few_shot=true label=single_few_shot",
 ]
 HELD_OUT = ["single", "auto", "program"]
+HELD_OUT_FROM = 100
 MATH500 = ["single", "program", "auto", "best_of_n n=1,2,4,8 temperature=0.7"]
 COSTLY = [
     # The pool of 16 first: it alone gives best_of_n's five points and the confidence selector's.
@@ -77,13 +78,16 @@ def main(argv: list[str]) -> int:
         name, data, limit = "GSM8K", SHARED / "gsm8k_test_public.jsonl", 100
         folder = "curve_gsm8k_heldout" if args.held_out else "curve_gsm8k"
         runs = HELD_OUT if args.held_out else CHEAP if args.only_cheap else CHEAP + COSTLY
-    data, limit = args.data or data, args.limit or limit
-    offset = limit if args.held_out else 0
+    data = args.data or data
+    limit = limit if args.limit is None else args.limit
+    # The held-out problems start after the 100 the claims were made on, whatever --limit.
+    offset = HELD_OUT_FROM if args.held_out else 0
     out = args.out or ROOT / "benchmarks/results" / folder
-    span = f"problems {offset}-{offset + limit - 1}" if offset else f"first {limit}"
+    span = (f"public problems {offset}-{offset + limit - 1}" if offset
+            else f"first {limit} public problems")
     command = [sys.executable, "-m", "ponder", "bench", str(data), "--offset", str(offset),
                "--limit", str(limit), "-o", str(out), "--x", args.x, "--title",
-               f"{name}, {span} public problems, embedded model"]
+               f"{name}, {span}, embedded model"]
     for spec in runs:
         command += ["--run", spec]
     return subprocess.call(command)

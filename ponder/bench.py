@@ -12,6 +12,7 @@ answers are chosen again from its run's recorded samples (`ponder.pool`) without
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 import os
@@ -163,16 +164,17 @@ async def solve_run(run: Run, problems: Sequence[Problem], out_dir: Path, *, bac
     path = out_dir / "runs" / f"{run.key}.jsonl"
     path.parent.mkdir(parents=True, exist_ok=True)
     meta_path = path.with_suffix(".json")
-    meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"wall_s": 0.0}
-    meta.update({"strategy": run.strategy, "params": run.params, "verifier": run.verifier,
-                 "local_model": run.local_model,
-                 "points": [p.describe() for p in run.points]})
     gold = run.verifier == GOLD
     shown = list(problems) if gold else [without_gold(p) for p in problems]
     chooser = VerifierChoice() if gold else VerifierChoice(
         None if run.verifier is None else get_verifier(run.verifier))
     verifier_for = chooser.for_problem if run.verifier is not None else _none
     with RunLock(path):
+        # Read under the lock: another bench may have just added its session's seconds.
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"wall_s": 0.0}
+        meta.update({"strategy": run.strategy, "params": run.params, "verifier": run.verifier,
+                     "local_model": run.local_model,
+                     "points": [p.describe() for p in run.points]})
         plan = resume_plan(shown, path)
         if on_start is not None:
             on_start(run, plan.previous, len(plan.todo))
@@ -193,8 +195,11 @@ async def solve_run(run: Run, problems: Sequence[Problem], out_dir: Path, *, bac
                 with ResultsWriter(path) as writer:
                     await run_all(plan.todo, solver, concurrency=concurrency, writer=writer,
                                   on_result=save_wall)
-            finally:
-                save_wall()
+            except BaseException:
+                with contextlib.suppress(OSError):  # never hide why the run stopped
+                    save_wall()
+                raise
+            save_wall()
         elif not meta_path.is_file():
             _write_meta(meta_path, meta)
         by_id = {row.id: row for row in read_results(path)}
@@ -294,8 +299,10 @@ def adopt_cached_runs(runs: Sequence[Run], out_dir: Path) -> None:
             except ConfigError:
                 continue  # made with a parameter since removed: not this run
             if run.pooled:
+                # Only a pool drew its samples with their confidence; a judge run did not.
                 wanted, have = int(run.params["n"]), int(meta["params"].get("n", 0))
-                if have >= wanted and _drawing(now) == _drawing(run.params):
+                if (meta["params"].get("selector") == "confidence" and have >= wanted
+                        and _drawing(now) == _drawing(run.params)):
                     matches.append((have, meta["params"]))
             elif now == run.params:
                 matches.append((0, meta["params"]))
