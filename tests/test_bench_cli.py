@@ -208,7 +208,7 @@ def test_a_breakdown_by_a_field_no_problem_has_is_refused(problems: Path,
     assert "chosen problems" in done.output
 
 
-def test_each_row_adds_its_wall_time_before_the_next_so_a_killed_bench_keeps_it(
+def test_the_wall_time_is_on_disk_as_each_row_lands_so_a_killed_bench_keeps_it(
         tmp_path: Path) -> None:
     import asyncio
 
