@@ -392,9 +392,10 @@ def solve(
                     "then what is left goes to the problems the budget stopped unsettled, most "
                     "promising first")] = None,
     first_share: Annotated[float | None, typer.Option(
-        min=0.0, max=1.0, help="with --total-budget-tokens: the share of it the first pass "
-                               "spreads evenly over the problems; default 1.0 (an equal "
-                               "split, then what it leaves to the unsettled)")] = None,
+        # No typer bounds: its help would print 0.0<=x<=1.0, but 0 is refused (_check_total).
+        help="with --total-budget-tokens: the share of it (above 0, at most 1) the first pass "
+             "spreads evenly over the problems; default 1.0 (an equal split, then what it "
+             "leaves to the unsettled)")] = None,
     max_calls: Annotated[int | None, typer.Option(min=1, help="model calls per problem")]
     = None,
     timeout: Annotated[float | None, typer.Option(
@@ -489,7 +490,7 @@ def _check_total(total: int | None, first_share: float | None, *, ray: bool,
         if first_share is not None:
             raise UsageError("--first-share goes with --total-budget-tokens")
         return
-    if first_share is not None and first_share <= 0:
+    if first_share is not None and not 0 < first_share <= 1:
         raise UsageError(f"--first-share {first_share}: choose a share above 0, at most 1")
     if ray:
         raise UsageError("--total-budget-tokens runs on this machine; it cannot go with --ray "

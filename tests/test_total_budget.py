@@ -331,6 +331,7 @@ def test_the_cli_option_its_summary_and_a_resume(quiz_file: Path, tmp_path: Path
 @pytest.mark.parametrize(("args", "message"), [
     (["--first-share", "0.7"], "--first-share goes with --total-budget-tokens"),
     (["--total-budget-tokens", "100", "--first-share", "0"], "choose a share above 0"),
+    (["--total-budget-tokens", "100", "--first-share", "1.5"], "choose a share above 0"),
     (["--total-budget-tokens", "100", "--resume", "--retry-errors"], "--retry-errors cannot"),
     (["--total-budget-tokens", "100", "--ray", "local"], "cannot go with --ray"),
 ])
