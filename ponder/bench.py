@@ -114,6 +114,8 @@ class Scorer:
         self._seen: dict[tuple[str, str], bool] = {}
 
     async def correct(self, problem_id: str, answer: str | None, text: str | None = None) -> bool:
+        """`text`, where given, is the reply `answer` was read from; a given answer (what a
+        program printed) is scored without it."""
         if not answer or not answer.strip():
             return False
         key = (problem_id, answer if text is None else text)
@@ -229,7 +231,8 @@ async def score_run(run: Run, rows: Sequence[Result], scorer: Scorer, *, wall_s:
                 answer, tokens = rechoose(row, point.choice)
                 text = None
             else:
-                answer, tokens, text = row.answer, row.usage.total_tokens, row.text
+                answer, tokens = row.answer, row.usage.total_tokens
+                text = None if row.answer_given else row.text
             answers.append((row.id, answer, text, tokens, row.usage.calls, row.error is not None))
         subsampled = point.choice is not None and run.pool_n is not None \
             and point.choice.n < run.pool_n

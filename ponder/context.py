@@ -245,10 +245,11 @@ class Context:
                   answer: str | None = None, confidence: Confidence | None = None) -> Candidate:
         """A candidate from reply text, with its answer extracted (code for coding problems)
         unless the strategy knows it (what a program printed)."""
+        given = answer is not None
         if answer is None:
             answer = self.verifier.extract(text) if self.verifier else extract_answer(text)
         cand = Candidate(text=text, answer=answer, source=source, usage=usage or Usage(),
-                         confidence=confidence)
+                         confidence=confidence, answer_given=given)
         self.seen.append(cand)
         return cand
 

@@ -2,7 +2,8 @@
 README) and `curve.png` (accuracy against mean tokens per problem, log x, a line per strategy
 and model, 95% intervals as bars; needs matplotlib, the `plot` extra). With a problem field to
 break it down by (`ponder bench --by difficulty`), also `curve_by.csv` and a section of
-curve.md: each point's accuracy and tokens per group, which shows where a strategy spends."""
+curve.md: each point's accuracy and tokens per group, which shows where a strategy spends.
+curve.md also compares every point with the first on the same problems (`ponder.paired`)."""
 
 from __future__ import annotations
 
@@ -12,6 +13,7 @@ from pathlib import Path
 
 from ponder.bench import CurvePoint
 from ponder.errors import MissingDependency
+from ponder.paired import pair
 
 PLOT_HINT = 'pip install "ponder[plot]"'
 
@@ -70,6 +72,35 @@ def group_rows(points: Sequence[CurvePoint], groups: Mapping[str, str]
         out.append((p, {g: (cells[g][0], cells[g][1], cells[g][2] / cells[g][1])
                         for g in names}))
     return out
+
+
+def paired_markdown(points: Sequence[CurvePoint]) -> str:
+    """Every point against the first, problem by problem (see `ponder.paired`)."""
+    base = points[0]
+    baseline = {problem_id: ok for problem_id, ok, _ in base.outcomes}
+    lines = [
+        f"## Paired against {base.label}",
+        "",
+        f"Each point's accuracy minus {base.label}'s ({base.params or 'no params'}) on the "
+        "same problems, with its 95% interval (Newcombe's for paired proportions), the "
+        f"problems only one of the two got right, McNemar's exact p, and its tokens per "
+        f"problem as a multiple of {base.label}'s.",
+        "",
+        f"| strategy | params | model | selection | Δ accuracy (95% CI) | only it right | "
+        f"only {base.label} right | p | × tokens |",
+        "|---|---|---|---|---|---|---|---|---|",
+    ]
+    for p in points[1:]:
+        if (p.run, p.params, p.selection) == (base.run, base.params, base.selection):
+            continue
+        paired = pair({problem_id: ok for problem_id, ok, _ in p.outcomes}, baseline)
+        low, high = paired.interval
+        ratio = p.mean_tokens / base.mean_tokens if base.mean_tokens else float("nan")
+        lines.append(
+            f"| {p.label} | {p.params} | {p.model} | {p.selection} | "
+            f"{paired.difference:+.0%} ({low:+.0%} to {high:+.0%}) | {paired.only_point} | "
+            f"{paired.only_baseline} | {paired.p_value:.2g} | {ratio:.1f} |")
+    return "\n".join(lines) + "\n"
 
 
 def breakdown_markdown(points: Sequence[CurvePoint], groups: Mapping[str, str], by: str) -> str:
@@ -165,6 +196,8 @@ def write_all(points: Sequence[CurvePoint], out_dir: Path, *, title: str, comman
     the field `by`); returns warnings (the plot, where matplotlib is missing)."""
     write_csv(points, out_dir / "curve.csv")
     text = markdown(points, title=title, command=command)
+    if len(points) > 1 and points[0].outcomes:
+        text += "\n" + paired_markdown(points)
     if by is not None and groups is not None:
         text += "\n" + breakdown_markdown(points, groups, by)
         write_breakdown_csv(points, groups, by, out_dir / "curve_by.csv")

@@ -73,6 +73,7 @@ async def run_problem(
         id=problem.id,
         answer=chosen.answer if chosen else None,
         text=chosen.text if chosen else None,
+        answer_given=chosen.answer_given if chosen else False,
         verdict=chosen.verdict if chosen else None,
         usage=meter.used,
         elapsed_s=time.monotonic() - started,

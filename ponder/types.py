@@ -132,6 +132,9 @@ class Candidate(BaseModel):
     usage: Usage = Field(default_factory=Usage)
     source: str = ""  # which step or agent produced it
     confidence: Confidence | None = None  # its reply's, where the backend gave log-probs
+    # The strategy set `answer` itself (what a program printed) instead of reading it from
+    # `text`: verifiers judge it as it is and never read another answer out of the text.
+    answer_given: bool = False
 
     @property
     def score(self) -> float:
@@ -202,6 +205,7 @@ class Result(BaseModel):
     id: str
     answer: str | None
     text: str | None = None
+    answer_given: bool = False  # the winner's `answer_given`: a scorer judges `answer` alone
     verdict: Verdict | None = None
     usage: Usage = Field(default_factory=Usage)
     elapsed_s: float = 0.0

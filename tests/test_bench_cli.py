@@ -61,7 +61,9 @@ def test_a_sweep_over_n_makes_one_pools_worth_of_requests(problems: Path, tmp_pa
     for r in rows:
         low, acc, high = float(r["ci_low"]), float(r["accuracy"]), float(r["ci_high"])
         assert low <= acc <= high and r["problems"] == str(len(QUIZ))
-    assert (tmp_path / "b" / "curve.md").read_text().count("| best_of_n |") == 4
+    table, paired = (tmp_path / "b" / "curve.md").read_text().split("## Paired against")
+    assert table.count("| best_of_n |") == 4
+    assert paired.count("| best_of_n |") == 3  # n=2, 4, 8 against the first point, n=1
 
 
 def test_the_pooled_full_n_point_is_what_a_direct_run_answers(problems: Path,

@@ -7,6 +7,8 @@ import pytest
 
 import ponder
 from ponder import Budget, Problem, ScriptedBackend
+from ponder.bench import Scorer, score_run
+from ponder.bench_spec import parse_spec, plan_runs
 from ponder.testing import by_step
 
 QUESTION = Problem(id="mul", problem="What is 17 * 23?", answer="391")
@@ -29,6 +31,23 @@ async def test_a_good_program_answers_with_what_it_prints() -> None:
     [run] = [e for e in result.trace if e.kind == "execute"]
     assert run.data["code"] == "a = 17\nb = 23\nprint(a * b)"
     assert run.data["output"].strip() == "391" and run.error is None and run.latency_s > 0
+
+
+async def test_what_a_program_prints_is_judged_not_the_question_it_restates() -> None:
+    """The embedded model on MATH-500 precalculus/24313: its reply restates the expression to
+    simplify (equal to gold) and its program prints 1.0. The answer is 1.0, in the run's own
+    verdict and when a benchmark scores the row afterwards."""
+    simplify = Problem(id="cot", problem="Simplify sec x / sin x - sin x / cos x.",
+                       answer="\\cot x")
+    reply = ("The answer to \\(\\frac{\\sec x}{\\sin x} - \\frac{\\sin x}{\\cos x}\\) "
+             "at \\(x = \\frac{\\pi}{4}\\):\n" + code("import math\nprint(1.0)"))
+    backend = ScriptedBackend(by_step(write=reply))
+    result = await solve(simplify, backend, verifier="math")
+    assert result.answer == "1.0" and result.answer_given and result.correct is False
+    scorer = Scorer([simplify])
+    [run] = plan_runs(parse_spec("program"))
+    [point] = await score_run(run, [result], scorer, wall_s=None, model="m")
+    assert point.correct == 0
 
 
 async def test_a_raising_program_is_repaired_with_its_error_shown() -> None:

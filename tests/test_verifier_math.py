@@ -251,6 +251,27 @@ async def test_an_answer_given_on_its_own_is_the_one_judged() -> None:
     assert not (await verifier.verify(Problem(problem="?", answer="3"), given)).passed
 
 
+async def test_a_printed_answer_is_judged_without_the_restated_question() -> None:
+    """MATH-500 precalculus/24313, as the embedded model's program answered it: the reply
+    restates the expression to simplify (which equals gold, cot x) and ends on the printed
+    1.0. math-verify, reading the text, would pick the restated expression; the answer is
+    what the program printed, and that is what the verdict must be about."""
+    text = ("Here's the corrected program:\n\n```python\nimport math\n\nx = math.pi / 4\n"
+            "result = (math.tan(x) * math.cos(x)) / math.sin(x)\nprint(result)\n```\n\n"
+            "This program will correctly compute the answer to the question "
+            "\\(\\frac{\\sec x}{\\sin x} - \\frac{\\sin x}{\\cos x}\\) for the example "
+            "value \\(x = \\frac{\\pi}{4}\\).\n\nOutput:\n1.0")
+    verifier = MathVerifier()
+    assert verifier.extract(text) == "1.0"
+    problem = Problem(problem="?", answer="\\cot x")
+    printed = Candidate(text=text, answer="1.0", answer_given=True)
+    assert not (await verifier.verify(problem, printed)).passed
+    failed = Candidate(text=text, answer="", answer_given=True)  # no output: nothing to judge
+    assert not (await verifier.verify(problem, failed)).passed
+    right = printed.model_copy(update={"answer": "\\cot x"})
+    assert (await verifier.verify(problem, right)).passed
+
+
 async def test_plain_numbers_never_reach_the_worker() -> None:
     verdict = await check("72", "Natalia sold 48 + 24 = 72 clips.\n#### 72")
     assert verdict.details["method"] == "exact"

@@ -237,7 +237,8 @@ def _gold_answer(gold: str) -> str | None:
 class MathVerifier(Verifier):
     """Checks a reply's final answer against `problem.answer` for mathematical equality.
 
-    The answer judged is `candidate.answer` when it was given on its own; when it was
+    The answer judged is `candidate.answer` when it was given on its own (always, where the
+    strategy set it: `answer_given`, what a program printed); when it was
     extracted from `candidate.text` (as the context and `ponder.verify` do) and that text is
     LaTeX, math-verify extracts it again from the text, which it reads better.
 
@@ -271,8 +272,12 @@ class MathVerifier(Verifier):
                               "has none")
         answer = candidate.answer.strip()
         if not answer or "\\boxed" in answer or "####" in answer:
-            source = candidate.answer if answer else candidate.text
+            # A given answer (what a program printed) is all there is: the text may restate
+            # the question, which equals gold on "simplify" problems.
+            source = candidate.answer if answer or candidate.answer_given else candidate.text
             answer = self.extract(source).strip()
+        elif candidate.answer_given:
+            source = ""
         else:
             # Given on its own, the answer is the answer; the text is read only when the
             # answer is what ponder's rules take from it (linear, on at most 16 KB).

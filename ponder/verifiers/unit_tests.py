@@ -89,7 +89,8 @@ class UnitTestVerifier(Verifier):
         return hashlib.sha1(ast.dump(tree).encode()).hexdigest()[:16]
 
     async def verify(self, problem: Problem, candidate: Candidate) -> Verdict:
-        code = candidate.answer if candidate.answer.strip() else self.extract(candidate.text)
+        code = candidate.answer if candidate.answer.strip() or candidate.answer_given \
+            else self.extract(candidate.text)
         program, tests, shape = build_program(problem, code)
         result = await self.sandbox.run(
             {"harness.py": _HARNESS.read_text(), "solution.py": program}, "harness.py",

@@ -1,0 +1,71 @@
+"""The paired comparison a bench prints beside each point: exact where it can be checked by
+hand, and an interval that covers the true difference about 95% of the time."""
+
+from __future__ import annotations
+
+import random
+
+import pytest
+
+from ponder.paired import Paired, pair
+
+
+@pytest.mark.parametrize(("only_point", "only_baseline", "p"), [
+    (5, 0, 2 / 32),    # all five disagreements one way: 2 × (1/2)^5
+    (3, 0, 2 / 8),
+    (4, 1, 2 * 6 / 32),  # P(X ≤ 1) for X ~ Bin(5, 1/2) is 6/32
+    (2, 2, 1.0),
+    (0, 0, 1.0),       # never disagree: no evidence either way
+])
+def test_mcnemar_exact_p_by_hand(only_point: int, only_baseline: int, p: float) -> None:
+    paired = Paired(problems=20, both=5, only_point=only_point, only_baseline=only_baseline)
+    assert paired.p_value == pytest.approx(p)
+
+
+def test_pairing_counts_only_the_problems_both_answered() -> None:
+    point = {"a": True, "b": True, "c": False, "d": True, "only-here": True}
+    baseline = {"a": True, "b": False, "c": True, "d": False}
+    paired = pair(point, baseline)
+    assert (paired.problems, paired.both, paired.only_point, paired.only_baseline) == (4, 1, 2, 1)
+    assert paired.difference == pytest.approx(0.25)
+
+
+def test_the_interval_holds_the_difference_and_turns_over_with_the_pair() -> None:
+    paired = Paired(problems=200, both=47, only_point=27, only_baseline=7)
+    low, high = paired.interval
+    assert paired.difference == pytest.approx(0.10)
+    assert 0 < low < 0.10 < high < 0.2
+    swapped = Paired(problems=200, both=47, only_point=7, only_baseline=27)
+    assert swapped.interval == pytest.approx((-high, -low))
+
+
+@pytest.mark.parametrize(("p_point", "p_baseline", "agree"), [
+    (0.35, 0.25, 0.8), (0.3, 0.3, 0.9), (0.1, 0.05, 0.95)])
+def test_the_interval_covers_the_true_difference_about_95_percent_of_the_time(
+        p_point: float, p_baseline: float, agree: float) -> None:
+    """Simulated benches of 100 problems with correlated strategies (each problem's outcome
+    for the point copies the baseline's with probability `agree`, else is drawn afresh; the
+    marginals are fixed so the true difference is known)."""
+    rng = random.Random(0)
+    truth = p_point - p_baseline
+    covered, trials = 0, 2000
+    for _ in range(trials):
+        both = only_point = only_baseline = 0
+        for _ in range(100):
+            base = rng.random() < p_baseline
+            # keep the point's marginal at p_point: copy, then flip up or down as needed
+            if rng.random() < agree:
+                ok = base
+                if ok and rng.random() < max(0.0, (p_baseline - p_point) / p_baseline):
+                    ok = False
+                elif not ok and rng.random() < max(0.0, (p_point - p_baseline)
+                                                   / (1 - p_baseline)):
+                    ok = True
+            else:
+                ok = rng.random() < p_point
+            both += ok and base
+            only_point += ok and not base
+            only_baseline += base and not ok
+        low, high = Paired(100, both, only_point, only_baseline).interval
+        covered += low <= truth <= high
+    assert 0.92 <= covered / trials <= 0.99
