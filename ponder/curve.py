@@ -82,11 +82,11 @@ def paired_markdown(points: Sequence[CurvePoint]) -> str:
         f"## Paired against {base.label}",
         "",
         f"Each point's accuracy minus {base.label}'s ({base.params or 'no params'}) on the "
-        "same problems, with its 95% interval (Newcombe's for paired proportions), the "
-        f"problems only one of the two got right, McNemar's exact p, and its tokens per "
-        f"problem as a multiple of {base.label}'s.",
+        "same problems, in percentage points, with its 95% interval (Newcombe's for paired "
+        "proportions), the problems only one of the two got right, McNemar's exact p, and its "
+        f"tokens per problem as a multiple of {base.label}'s.",
         "",
-        f"| strategy | params | model | selection | Δ accuracy (95% CI) | only it right | "
+        f"| strategy | params | model | selection | Δ points (95% CI) | only it right | "
         f"only {base.label} right | p | × tokens |",
         "|---|---|---|---|---|---|---|---|---|",
     ]
@@ -98,9 +98,14 @@ def paired_markdown(points: Sequence[CurvePoint]) -> str:
         ratio = p.mean_tokens / base.mean_tokens if base.mean_tokens else float("nan")
         lines.append(
             f"| {p.label} | {p.params} | {p.model} | {p.selection} | "
-            f"{paired.difference:+.0%} ({low:+.0%} to {high:+.0%}) | {paired.only_point} | "
+            f"{_points(paired.difference)} ({_points(low)} to {_points(high)}) | "
+            f"{paired.only_point} | "
             f"{paired.only_baseline} | {paired.p_value:.2g} | {ratio:.1f} |")
     return "\n".join(lines) + "\n"
+
+
+def _points(share: float) -> str:
+    return f"{round(100 * share):+d}"  # never "-0"
 
 
 def breakdown_markdown(points: Sequence[CurvePoint], groups: Mapping[str, str], by: str) -> str:
