@@ -4,8 +4,8 @@ rather than how.
 
 | effort | strategy | params | GSM8K 0-99 | held-out 100-199 | curve 0-99 | curve 100-199 |
 |---|---|---|---|---|---|---|
-| `low` | `single` | `temperature=0` | 24% at 371 tokens | 33% at 384 | 26% at 373 | 28% at 383 |
-| `medium` | `program` | `few_shot=False`, `temperature=0` | 33% at 520 | 34% at 525 | 30% at 530 | 36% at 543 |
+| `low` | `single` | `temperature=0` | 24% at 371 tok | 33% at 384 | 26% at 373 | 28% at 383 |
+| `medium` | `program` | zero-shot, greedy | 33% at 520 | 34% at 525 | 30% at 530 | 36% at 543 |
 | `high` | `auto` | its defaults | | | 34% at 2283 | 40% at 2381 |
 
 `low` is the baseline. `medium` is the most accurate cheap answer on the embedded coder model:
