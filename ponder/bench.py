@@ -24,7 +24,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder.backends.base import Backend
-from ponder.bench_spec import CHOICE_KEYS, GOLD, Choice, Point, Run
+from ponder.bench_spec import CHOICE_KEYS, GOLD, GOLD_SELECTION, Choice, Point, Run
 from ponder.budget import Budget
 from ponder.errors import ConfigError
 from ponder.orchestrator import Solver, resume_plan, run_all
@@ -64,6 +64,11 @@ class CurvePoint:
     model_params: float | None = None  # the model's parameter count, where known
     # Per problem: (id, correct, tokens), for breakdowns by a problem field; not a CSV column.
     outcomes: tuple[tuple[str, bool, int], ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def gold_chose(self) -> bool:
+        """Gold picked the answer among candidates: the accuracy column is pass@k."""
+        return self.selection == GOLD_SELECTION
 
     @property
     def mean_flops(self) -> float | None:
@@ -114,8 +119,9 @@ class Scorer:
         self._seen: dict[tuple[str, str], bool] = {}
 
     async def correct(self, problem_id: str, answer: str | None, text: str | None = None) -> bool:
-        """`text`, where given, is the reply `answer` was read from; a given answer (what a
-        program printed) is scored without it."""
+        """`text`, where given, is the reply `answer` was read from; without it (what a
+        program printed, a pool's re-chosen answer) the answer is judged as given, as the
+        run's own verifier judged a printed answer."""
         if not answer or not answer.strip():
             return False
         key = (problem_id, answer if text is None else text)
@@ -124,8 +130,8 @@ class Scorer:
             verifier = self.choice.for_problem(problem)
             if verifier is None:
                 raise ConfigError(f"problem {problem_id!r} has no gold to score it by")
-            verdict = await judge(verifier, problem,
-                                  Candidate(text=text or answer, answer=answer))
+            verdict = await judge(verifier, problem, Candidate(
+                text=text or answer, answer=answer, answer_given=text is None))
             self._seen[key] = verdict.passed
         return self._seen[key]
 

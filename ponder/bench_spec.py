@@ -33,6 +33,7 @@ CHOICE_KEYS = ("n", "selector", "keep", "confidence_metric")
 # prose fallback depend on which programs were drawn, so its `n` is run point by point.
 POOLED = ("best_of_n",)
 GOLD = "gold"
+GOLD_SELECTION = "gold (pass@k)"  # a point's selection where gold picked the answer
 
 Selector = Literal["vote", "confidence"]
 
@@ -62,7 +63,7 @@ class Point:
     def selection(self) -> str:
         """Who picked the answer: the strategy's own rule, or gold (then it is pass@k)."""
         if self.verifier == GOLD:
-            return "gold (pass@k)"
+            return GOLD_SELECTION
         if self.verifier is not None:
             return f"verifier {self.verifier}"
         return "no gold"

@@ -244,7 +244,8 @@ class Context:
     def candidate(self, text: str, *, source: str = "", usage: Usage | None = None,
                   answer: str | None = None, confidence: Confidence | None = None) -> Candidate:
         """A candidate from reply text, with its answer extracted (code for coding problems)
-        unless the strategy knows it (what a program printed)."""
+        unless the strategy knows it (what a program printed). An `answer` passed here is
+        `answer_given`: verifiers judge it as it is and never read another out of `text`."""
         given = answer is not None
         if answer is None:
             answer = self.verifier.extract(text) if self.verifier else extract_answer(text)

@@ -75,8 +75,12 @@ def group_rows(points: Sequence[CurvePoint], groups: Mapping[str, str]
 
 
 def paired_markdown(points: Sequence[CurvePoint]) -> str:
-    """Every point against the first, problem by problem (see `ponder.paired`)."""
-    base = points[0]
+    """Every point against the first one gold did not choose, problem by problem (see
+    `ponder.paired`); a point gold chose is pass@k, not comparable with an accuracy."""
+    honest = [p for p in points if not p.gold_chose and p.outcomes]
+    if len(honest) < 2:
+        return ""
+    base = honest[0]
     baseline = {problem_id: ok for problem_id, ok, _ in base.outcomes}
     lines = [
         f"## Paired against {base.label}",
@@ -84,28 +88,31 @@ def paired_markdown(points: Sequence[CurvePoint]) -> str:
         f"Each point's accuracy minus {base.label}'s ({base.params or 'no params'}) on the "
         "same problems, in percentage points, with its 95% interval (Newcombe's for paired "
         "proportions), the problems only one of the two got right, McNemar's exact p, and its "
-        f"tokens per problem as a multiple of {base.label}'s.",
+        f"tokens per problem as a multiple of {base.label}'s, over the problems both answered "
+        "(n). Points where gold chose the answer are left out: theirs is pass@k.",
         "",
-        f"| strategy | params | model | selection | Δ points (95% CI) | only it right | "
+        f"| strategy | params | model | selection | n | Δ points (95% CI) | only it right | "
         f"only {base.label} right | p | × tokens |",
-        "|---|---|---|---|---|---|---|---|---|",
+        "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for p in points[1:]:
+    for p in honest[1:]:
         if (p.run, p.params, p.selection) == (base.run, base.params, base.selection):
             continue
         paired = pair({problem_id: ok for problem_id, ok, _ in p.outcomes}, baseline)
         low, high = paired.interval
         ratio = p.mean_tokens / base.mean_tokens if base.mean_tokens else float("nan")
         lines.append(
-            f"| {p.label} | {p.params} | {p.model} | {p.selection} | "
+            f"| {p.label} | {p.params} | {p.model} | {p.selection} | {paired.problems} | "
             f"{_points(paired.difference)} ({_points(low)} to {_points(high)}) | "
-            f"{paired.only_point} | "
-            f"{paired.only_baseline} | {paired.p_value:.2g} | {ratio:.1f} |")
+            f"{paired.only_point} | {paired.only_baseline} | {paired.p_value:.2g} | "
+            f"{ratio:.1f} |")
     return "\n".join(lines) + "\n"
 
 
 def _points(share: float) -> str:
-    return f"{round(100 * share):+d}"  # never "-0"
+    """Percentage points to one decimal: a limit just below zero must not read as +0."""
+    shown = f"{100 * share:+.1f}"
+    return "0.0" if shown in ("+0.0", "-0.0") else shown
 
 
 def breakdown_markdown(points: Sequence[CurvePoint], groups: Mapping[str, str], by: str) -> str:
@@ -201,8 +208,9 @@ def write_all(points: Sequence[CurvePoint], out_dir: Path, *, title: str, comman
     the field `by`); returns warnings (the plot, where matplotlib is missing)."""
     write_csv(points, out_dir / "curve.csv")
     text = markdown(points, title=title, command=command)
-    if len(points) > 1 and points[0].outcomes:
-        text += "\n" + paired_markdown(points)
+    paired = paired_markdown(points)
+    if paired:
+        text += "\n" + paired
     if by is not None and groups is not None:
         text += "\n" + breakdown_markdown(points, groups, by)
         write_breakdown_csv(points, groups, by, out_dir / "curve_by.csv")

@@ -20,7 +20,7 @@ curve's (`benchmarks/results/curve_gsm8k/`, `max_tokens=512`, `program`'s 400) c
 order: `high` matches the 16-sample vote (34% at 6178 tokens) at 37% of its tokens and beats
 the 8-sample vote (33% at 3082). On the curve's 200 problems (`curve_gsm8k_heldout/` has the
 second 100, run after the tiers were fixed), `high` is +10 points over `low` at 6.2× the
-tokens (paired 95% interval +4 to +16) and `medium` +6 at 1.4×.
+tokens (paired 95% interval +4.4 to +15.6) and `medium` +6 at 1.4×.
 
 Parameters given with an effort override its tier's (`effort="medium", n=5`); a strategy given
 with it is refused ("choose one"), unless it is the default (`single`, which cannot be told

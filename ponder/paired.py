@@ -40,7 +40,12 @@ class Paired:
         l1, u1 = wilson(a + b, n)
         l2, u2 = wilson(a + c, n)
         margins = (a + b) * (c + d) * (a + c) * (b + d)
-        phi = (a * d - b * c) / math.sqrt(margins) if margins else 0.0
+        # Newcombe's phi carries a continuity correction: a positive association is shrunk by
+        # n/2 (to no less than 0), which widens the interval where the two agree most.
+        cross: float = a * d - b * c
+        if cross > 0:
+            cross = max(0.0, cross - n / 2)
+        phi = cross / math.sqrt(margins) if margins else 0.0
         below = math.sqrt(max(0.0, (p1 - l1) ** 2 - 2 * phi * (p1 - l1) * (u2 - p2)
                               + (u2 - p2) ** 2))
         above = math.sqrt(max(0.0, (u1 - p1) ** 2 - 2 * phi * (u1 - p1) * (p2 - l2)

@@ -7,6 +7,9 @@ import random
 
 import pytest
 
+from ponder.bench import CurvePoint
+from ponder.bench_spec import GOLD_SELECTION
+from ponder.curve import paired_markdown
 from ponder.paired import Paired, pair
 
 
@@ -28,6 +31,16 @@ def test_pairing_counts_only_the_problems_both_answered() -> None:
     paired = pair(point, baseline)
     assert (paired.problems, paired.both, paired.only_point, paired.only_baseline) == (4, 1, 2, 1)
     assert paired.difference == pytest.approx(0.25)
+
+
+def test_the_interval_matches_a_published_implementation() -> None:
+    """Bentur et al.'s airway data (both 1, only before 1, only after 7, neither 12), the
+    worked example for paired intervals in Fagerland, Lydersen and Laake's book and their
+    `contingencytables` package, whose `Newcombe_square_and_add_CI_paired_2x2` (phi with
+    its continuity correction) gives -0.507 to -0.026."""
+    paired = Paired(problems=21, both=1, only_point=1, only_baseline=7)
+    assert paired.difference == pytest.approx(-6 / 21)
+    assert paired.interval == pytest.approx((-0.507, -0.026), abs=5e-4)
 
 
 def test_the_interval_holds_the_difference_and_turns_over_with_the_pair() -> None:
@@ -69,3 +82,27 @@ def test_the_interval_covers_the_true_difference_about_95_percent_of_the_time(
         low, high = Paired(100, both, only_point, only_baseline).interval
         covered += low <= truth <= high
     assert 0.92 <= covered / trials <= 0.99
+
+
+def point(label: str, right: list[bool], *, selection: str = "no gold",
+          tokens: float = 100.0) -> CurvePoint:
+    outcomes = tuple((f"p{i}", ok, int(tokens)) for i, ok in enumerate(right))
+    return CurvePoint(label=label, strategy=label, params="", model="m", selection=selection,
+                      accuracy=sum(right) / len(right), ci_low=0.0, ci_high=1.0,
+                      correct=sum(right), problems=len(right), mean_tokens=tokens,
+                      mean_calls=1.0, wall_s=None, subsampled=False, pool_n=None, errors=0,
+                      run=label, outcomes=outcomes)
+
+
+def test_the_paired_table_leaves_out_what_gold_chose_and_says_how_many_it_compared() -> None:
+    gold = point("oracle", [True] * 6, selection=GOLD_SELECTION, tokens=800)
+    single = point("single", [True, False, False, False, True, False])
+    vote = point("vote", [True, True, True, False, True, False], tokens=400)
+    table = paired_markdown([gold, single, vote])
+    assert "Paired against single" in table and "oracle" not in table
+    [row] = [line for line in table.splitlines() if line.startswith("| vote ")]
+    cells = [c.strip() for c in row.strip("|").split("|")]
+    # n, Δ (interval), only vote right, only single right, p, × tokens
+    assert cells[4] == "6" and cells[5].startswith("+33.3 (")
+    assert cells[6:] == ["2", "0", "0.5", "4.0"]
+    assert paired_markdown([gold, single]) == ""  # nothing honest to compare with
