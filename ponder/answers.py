@@ -33,6 +33,11 @@ _NUMBER = re.compile(
 )
 # `0,111` is a decimal comma, not a thousand.
 _THOUSANDS = re.compile(r"-?[1-9]\d{0,2}(?:,\d{3})+(?:\.\d+)?(?:/\d+)?")
+# A LaTeX fraction of plain numbers, `\\frac{10}{9}` or `\\dfrac34`: its last number is only the
+# denominator, so the last-number rule takes the whole fraction.
+_LATEX_FRACTION = re.compile(
+    r"-?\\[dt]?frac\s*(?:\{\s*-?\d+(?:\.\d+)?\s*\}|\d)\s*(?:\{\s*\d+(?:\.\d+)?\s*\}|\d)"
+)
 _BOX_COMMANDS = ("\\boxed", "\\fbox")
 _TOKEN = re.compile(r"[^\s$]+")
 
@@ -144,6 +149,11 @@ def _last_number(text: str) -> str | None:
     last = None
     for last in _NUMBER.finditer(text):  # noqa: B007  # only the last one is wanted
         pass
+    fraction = None
+    for fraction in _LATEX_FRACTION.finditer(text):  # noqa: B007
+        pass
+    if fraction is not None and (last is None or fraction.end() >= last.end()):
+        return fraction.group(0)
     if last is None:
         return None
     number = last.group(0).rstrip(",").replace(" ", "")

@@ -269,7 +269,8 @@ class Context:
         candidate.verdict = verdict
         self.trace.add(TraceEvent(kind="verify", step=self.verifier.name, verdict=verdict,
                                   latency_s=time.monotonic() - started,
-                                  data={"answer": candidate.answer}))
+                                  data={"answer": candidate.answer}
+                                  | ({"source": "vote"} if candidate.source == "vote" else {})))
         return verdict
 
     def canonical(self, answer: str) -> str | None:

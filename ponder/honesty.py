@@ -73,16 +73,18 @@ async def label_selection(ctx: Context, verifier: Verifier | None, info: dict[st
 
 
 async def _vote_verdict(ctx: Context, answer: object) -> bool | None:
-    """Whether the verifier passes the vote's `answer`: a verdict already given to a candidate
-    with that answer, else one judged now (on the first such candidate, whose text a unit-test
-    verifier reads). No answer is not right."""
+    """Whether the verifier passes the vote's `answer`, judged on the answer alone (a verdict
+    already given to a candidate that was judged so is reused). Candidates with the same answer
+    can be judged differently (a math verifier reads a prose reply's text too, which may hold
+    another answer), so which of them happened to be judged must not decide. No answer is not
+    right."""
     if not isinstance(answer, str) or not answer:
         return False
-    same = [c for c in ctx.seen if c.answer == answer]
-    judged = next((c for c in same if c.verdict is not None), None)
-    if judged is not None and judged.verdict is not None:
-        return judged.verdict.passed
-    candidate = same[0] if same else Candidate(text=answer, answer=answer, source="vote")
+    alone = next((c.verdict for c in ctx.seen
+                  if c.answer == answer and c.answer_given and c.verdict is not None), None)
+    if alone is not None:
+        return alone.passed
+    candidate = Candidate(text=answer, answer=answer, source="vote", answer_given=True)
     try:
         verdict = await ctx.verify(candidate)
     except BudgetExhausted:

@@ -38,6 +38,7 @@ PATHOLOGICAL = {
     "wrapped in dollars": "Final answer: " + "$" * 7_000 + "5" + "$" * 7_000,
     "number then words": "1" * 50_000 + " x" * 5_000 + "!",
     "degree sign spaces": "\\boxed{5^" + " " * 100_000 + "x}",
+    "fractions without end": "\\frac{" + "1" * 50_000 + "\\frac{ " * 10_000,
     "nested text": "\\boxed{" + "\\text{" * 20_000 + "1" + "}" * 20_000 + "}",
     # math-verify's extraction regexes are quadratic on these; it gets a 2 KB window
     "display brackets": "\\[ " * 30_000,

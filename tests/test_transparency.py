@@ -8,6 +8,7 @@ import json
 from pathlib import Path
 from typing import Any
 
+import pytest
 from rich.console import Console
 from typer.testing import CliRunner
 
@@ -66,6 +67,22 @@ async def test_the_vote_verdict_is_judged_when_no_sample_with_its_answer_was() -
     assert result.info["selected_by"] == "gold" and result.info["vote_correct"] is False
     judged = [e.data["answer"] for e in result.trace if e.kind == "verify"]
     assert judged == ["8", "7"]
+
+
+@pytest.mark.parametrize("replies", [
+    ["Trust me. Final answer: 7", "Final answer: 7", "Final answer: 8"],
+    ["Final answer: 7", "Trust me. Final answer: 7", "Final answer: 8"],
+])
+async def test_the_vote_is_judged_on_its_answer_whichever_sample_was_judged_first(
+        replies: list[str]) -> None:
+    # A verifier that reads the text passes one "7" and not the other: the vote's verdict is
+    # the answer's own, not that of whichever sample with it was judged.
+    def trusting(problem: Problem, candidate: Any) -> bool:
+        return "Trust me" in candidate.text
+
+    result = await ponder.asolve(PROBLEM, strategy="best_of_n", verifier=trusting, n=3,
+                                 backend=ScriptedBackend(replies))
+    assert (result.info["vote_answer"], result.info["vote_correct"]) == ("7", False)
 
 
 async def test_a_run_without_gold_has_no_label() -> None:

@@ -44,6 +44,11 @@ async def check(gold: str, reply: str, verifier: MathVerifier | None = None, *,
     ("Soucis : 2,74 $ a..", "2,74"),
     ("It costs 1,234.50 in all", "1234.50"),
     ("AZYUK2A", "AZYUK2A"),
+    # a LaTeX fraction last is the answer, not its denominator
+    ("so x = \\frac{10}{9}", "\\frac{10}{9}"),
+    ("so x = -\\dfrac34.", "-\\dfrac34"),
+    ("x = \\frac{1}{2}, so 5 of them", "5"),
+    ("so x = \\frac{10}{9}+1", "1"),
     # the last anchor on the line, not the first
     ("Final Answer: The final answer is 7.78. I hope it is correct.", "7.78"),
     ("The answer is 3.5 apples. Let me check: 7 / 2 = 3.5.", "3.5 apples"),

@@ -280,8 +280,10 @@ class MathVerifier(Verifier):
             source = ""
         else:
             # Given on its own, the answer is the answer; the text is read only when the
-            # answer is what ponder's rules take from it (linear, on at most 16 KB).
-            source = candidate.text if answer == self.extract(candidate.text).strip() else ""
+            # answer is what ponder's rules take from it (linear, on at most 16 KB), and is
+            # not the whole text: math-verify reads a bare `\\frac 59` as 59.
+            text = candidate.text.strip()
+            source = text if text != answer and answer == self.extract(text).strip() else ""
         source = reply_tail(source)
         latex = reads_as_latex(source)
         if not answer and not latex:
