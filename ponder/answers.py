@@ -24,10 +24,11 @@ _FINAL = re.compile(
     r"final\s+answer(?:\s+is)?|the\s+answer\s+is|\banswer\s*(?:\*+\s*)?[:：]",
     re.IGNORECASE,
 )
-# A number that is not part of a word ("AZYUK2A" holds none): `1,234.5`, `1 000` (groups of
-# three after a space, as math-verify reads them), `-.5`, or a simple fraction `2/3`.
+# A number that is not part of a word ("AZYUK2A" holds none) nor an exponent (the 2 of
+# "10 m^2"): `1,234.5`, `1 000` (groups of three after a space, as math-verify reads them),
+# `-.5`, or a simple fraction `2/3`.
 _NUMBER = re.compile(
-    r"(?<![A-Za-z_\d.,])-?"
+    r"(?<![A-Za-z_\d.,^])(?<!\^\{)-?"
     r"(?:[1-9]\d{0,2}(?: \d{3})+(?:\.\d+)?(?![\d,])|\d[\d,]*(?:\.\d+)?|\.\d+)"
     r"(?:/\d+)?"
 )

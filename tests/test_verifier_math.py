@@ -44,6 +44,9 @@ async def check(gold: str, reply: str, verifier: MathVerifier | None = None, *,
     ("Soucis : 2,74 $ a..", "2,74"),
     ("It costs 1,234.50 in all", "1234.50"),
     ("AZYUK2A", "AZYUK2A"),
+    # an exponent is not a number of its own
+    ("The area is 10 m^2.", "10"),
+    ("It holds 300 cm^{3}", "300"),
     # a LaTeX fraction last is the answer, not its denominator
     ("so x = \\frac{10}{9}", "\\frac{10}{9}"),
     ("so x = -\\dfrac34.", "-\\dfrac34"),
