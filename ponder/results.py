@@ -17,6 +17,7 @@ import contextlib
 import fcntl
 import hashlib
 import json
+import logging
 import math
 import os
 import threading
@@ -31,6 +32,8 @@ from ponder.types import Problem, Result
 
 if TYPE_CHECKING:  # `ponder show` reads results and needs no event loop
     import asyncio
+
+log = logging.getLogger(__name__)
 
 # How a row, and a trace event, begin as ponder writes them; a torn last line that begins
 # otherwise is not one of ours, and a file holding it is left as it is.
@@ -243,6 +246,10 @@ class ResultsWriter:
     ends); `write` appends and fsyncs at once; `close` fsyncs the rest. An fsync
     that fails is raised by the next `append`, `sync` or `close`.
 
+    Each row goes to the file at `path` now, not to the one opened first: a file swapped in
+    under a running writer (`git stash`/`checkout`, a sync tool, an editor's save) would
+    otherwise take every later row into a file no name reaches any more. Costs a `stat` a row.
+
     >>> with ResultsWriter("results.jsonl") as out:  # doctest: +SKIP
     ...     out.append(result)  # in the file now, on disk within ~50 ms
     ...     await out.sync()    # on disk now
@@ -254,6 +261,7 @@ class ResultsWriter:
         self.fsync = fsync
         self.commit_interval = commit_interval
         self._fd: int | None = None
+        self._retired: list[int] = []  # files swapped out from under `path`; closed last
         # Rows appended, and rows an fsync that has finished covers; both only grow.
         self._appended = 0
         self._durable = 0
@@ -308,6 +316,12 @@ class ResultsWriter:
         """Write `result`'s line in one write; how many rows have been written now."""
         if self._failure is not None:
             self._raise_failure()
+        if self._fd is not None and self._swapped():
+            log.warning("%s was replaced or removed while this run wrote to it; its rows go "
+                        "on in the file now there", self.path)
+            # Not closed here: the committer thread may be fsyncing it.
+            self._retired.append(self._fd)
+            self._fd = None
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
@@ -318,6 +332,16 @@ class ResultsWriter:
         with self._changed:
             self._appended += 1
             return self._appended
+
+    def _swapped(self) -> bool:
+        """Whether the file open is no longer the one at `path`."""
+        assert self._fd is not None
+        try:
+            now = os.stat(self.path)
+        except FileNotFoundError:
+            return True
+        held = os.fstat(self._fd)
+        return (now.st_dev, now.st_ino) != (held.st_dev, held.st_ino)
 
     def close(self) -> None:
         """fsync every row not yet on disk and close the file; raises an fsync's failure."""
@@ -336,9 +360,9 @@ class ResultsWriter:
                 if pending:
                     self._fsync(covered)
         finally:
-            if self._fd is not None:
-                os.close(self._fd)
-                self._fd = None
+            for fd in [*self._retired, *([] if self._fd is None else [self._fd])]:
+                os.close(fd)
+            self._retired, self._fd = [], None
             with self._changed:
                 self._release_waiters()
         self._raise_failure()

@@ -151,3 +151,24 @@ def test_rows_survive_a_sigkill_of_the_writer(tmp_path: Path) -> None:
     # Every row it reported, synced or only appended, is in the file, whole.
     on_file = {r.id for r in read_results(path)}
     assert set(reported) <= on_file
+
+
+@pytest.mark.parametrize("how", ["replaced", "removed"])
+def test_rows_go_to_the_file_at_the_path_when_it_is_swapped_under_the_writer(
+        tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture) -> None:
+    # As `git stash` then `git stash pop` did to a bench's run: the file was written anew
+    # under the writer, whose later rows went to the unlinked file and were lost.
+    path = tmp_path / "results.jsonl"
+    with ResultsWriter(path) as out:
+        out.append(row(1))
+        if how == "replaced":
+            copy = tmp_path / "copy.jsonl"
+            copy.write_bytes(path.read_bytes())
+            os.replace(copy, path)
+        else:
+            path.unlink()
+        out.append(row(2))
+        out.append(row(3))
+    kept = [r.id for r in read_results(path)]
+    assert kept == (["p1", "p2", "p3"] if how == "replaced" else ["p2", "p3"])
+    assert "was replaced or removed" in caplog.text
