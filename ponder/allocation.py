@@ -41,6 +41,7 @@ refuses `--retry-errors` with a total for that reason).
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 import math
 from collections.abc import Callable, Sequence
@@ -103,6 +104,7 @@ async def solve_within(
     on_result: Callable[[Result], None] | None = None,
     on_second_pass: Callable[[int], None] | None = None,
     reuse: bool = True,
+    stop: asyncio.Event | None = None,
 ) -> list[Result]:
     """Solve `problems` within `total_tokens` for the whole run, in the two passes above, at
     most `concurrency` problems at a time; `solver.budget` is each problem's own limit (its
@@ -112,7 +114,9 @@ async def solve_within(
     `on_second_pass` hears how many problems the second pass considers, before it starts.
     With `reuse` (the default) a second pass takes the first pass's replies before it asks the
     backend (`ponder.replay`), so it continues where the first stopped; without, it starts
-    over. Returns each problem's final row, in the order of `problems`.
+    over. Once `stop` is set no problem is started (nor the second pass), and those in flight
+    finish. Returns each problem's final row, in the order of `problems` (a problem never
+    started has none).
     """
     if total_tokens < 1:
         raise ConfigError(f"the total budget must be at least 1 token, got {total_tokens}")
@@ -138,7 +142,9 @@ async def solve_within(
                 emit(row)
 
         todo = [p for p in problems if p.id not in state.latest]
-        await solve_each(todo, first, concurrency=concurrency, emit=keep)
+        await solve_each(todo, first, concurrency=concurrency, emit=keep, stop=stop)
+        if stop is not None and stop.is_set():
+            return
         rows = state.latest
         again = sorted((p for p in problems if passes(rows[p.id]) < 2 and unsettled(rows[p.id])),
                        key=lambda p: promise(rows[p.id]))
@@ -146,10 +152,10 @@ async def solve_within(
             on_second_pass(len(again))
         state.order = {p.id: i for i, p in enumerate(again)}
         state.cutoff = len(again)
-        await solve_each(again, second, concurrency=concurrency, emit=keep)
+        await solve_each(again, second, concurrency=concurrency, emit=keep, stop=stop)
 
     await record_rows(produce, writer=writer, on_result=on_result)
-    return [state.latest[p.id] for p in problems]
+    return [state.latest[p.id] for p in problems if p.id in state.latest]
 
 
 def _fields(solver: Solver, **changes: Any) -> dict[str, Any]:

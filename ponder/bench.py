@@ -12,6 +12,7 @@ answers are chosen again from its run's recorded samples (`ponder.pool`) without
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
 import math
@@ -164,9 +165,11 @@ RunStarted = Callable[[Run, list[Result], int], None]
 async def solve_run(run: Run, problems: Sequence[Problem], out_dir: Path, *, backend: Backend,
                     concurrency: int, seed: int | None, budget: Budget, prompts: PromptLibrary,
                     on_start: RunStarted | None = None,
-                    on_result: Callable[[Result], None] | None = None) -> list[Result]:
-    """Solve `run` on every problem still without a row in its results file; its rows, in
-    problem order. The wall time each session spent is added up in the run's `.json`."""
+                    on_result: Callable[[Result], None] | None = None,
+                    stop: asyncio.Event | None = None) -> list[Result]:
+    """Solve `run` on every problem still without a row in its results file (none is started
+    once `stop` is set); its rows, in problem order. The wall time each session spent is added
+    up in the run's `.json`."""
     spec = REGISTRY.get(run.strategy)
     config = spec.make_config(run.params)
     path = out_dir / "runs" / f"{run.key}.jsonl"
@@ -202,7 +205,7 @@ async def solve_run(run: Run, problems: Sequence[Problem], out_dir: Path, *, bac
             try:
                 with ResultsWriter(path) as writer:
                     await run_all(plan.todo, solver, concurrency=concurrency, writer=writer,
-                                  on_result=save_wall)
+                                  on_result=save_wall, stop=stop)
             except BaseException:
                 with contextlib.suppress(OSError):  # never hide why the run stopped
                     save_wall()
@@ -210,7 +213,7 @@ async def solve_run(run: Run, problems: Sequence[Problem], out_dir: Path, *, bac
             save_wall()
         elif not meta_path.is_file():
             _write_meta(meta_path, meta)
-        by_id = {row.id: row for row in read_results(path)}
+        by_id = {row.id: row for row in read_results(path)} if path.is_file() else {}
     return [by_id[p.id] for p in problems if p.id in by_id]
 
 

@@ -280,13 +280,24 @@ def _backend_options(base_url: str | Sequence[str] | None, model: str | None,
             "backoff_max": backoff_max, "parallel": LOCAL_SLOTS, **chosen}
 
 
+def _drain_notice() -> None:
+    err.print("stopping: the problems in flight finish and no more start; Ctrl-C again to "
+              "stop at once")
+
+
 async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | None,
-               reporter: Reporter) -> None:
+               reporter: Reporter) -> bool:
+    """Solve the plan's problems; whether a first Ctrl-C stopped it early."""
+    import asyncio
+
+    from ponder.interrupt import first_interrupt_drains
     from ponder.orchestrator import Solver, run_all
     from ponder.results import ResultsWriter
     from ponder.tracing import JsonlTraceWriter
 
+    stop = asyncio.Event()
     async with AsyncExitStack() as stack:
+        stack.enter_context(first_interrupt_drains(stop, _drain_notice))
         stack.push_async_callback(backend.aclose)
         start = getattr(backend, "start", None)
         if callable(start):  # the embedded model: load it once, before the first problem
@@ -305,11 +316,12 @@ async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | No
             await solve_within(
                 plan.problems, solver, total_tokens=plan.total_tokens, concurrency=concurrency,
                 first_share=plan.first_share or FIRST_SHARE, previous=plan.previous,
-                writer=writer, on_result=reporter.on_result,
+                writer=writer, on_result=reporter.on_result, stop=stop,
                 on_second_pass=lambda waiting: reporter.stage(f"second pass ({waiting})"))
-            return
-        await run_all(plan.todo, solver, concurrency=concurrency, writer=writer,
-                      on_result=reporter.on_result)
+        else:
+            await run_all(plan.todo, solver, concurrency=concurrency, writer=writer,
+                          on_result=reporter.on_result, stop=stop)
+    return stop.is_set()
 
 
 def _ray_job(plan: Plan, options: dict[str, Any], verifier: str | None,
@@ -465,8 +477,9 @@ def solve(
                 in_flight = concurrency or remote or LOCAL_SLOTS
 
                 def run(reporter: Reporter) -> None:
-                    asyncio.run(_run(plan, backend, concurrency=in_flight, seed=seed,
-                                     reporter=reporter))
+                    if asyncio.run(_run(plan, backend, concurrency=in_flight, seed=seed,
+                                        reporter=reporter)):
+                        raise KeyboardInterrupt  # stopped early: reported as interrupted
             else:
                 options = _backend_options(base_url, model, model_path, api_key_env,
                                            request_timeout, retries, backoff_max,
@@ -816,12 +829,14 @@ def bench(
         per_call = None if (base_url or concurrency) else LOCAL_SLOTS
         command = "ponder bench " + " ".join(_quote(a) for a in sys.argv[2:])
         budget = Budget(tokens=budget_tokens)
-        asyncio.run(_bench(problems, chosen, runs, out_dir, options, concurrency=in_flight,
-                           seed=seed, budget=budget, prompts=prompts, quiet=quiet,
-                           title=title or f"{problems.name}: {len(chosen)} problems",
-                           command=command, x_axis=x_axis, model_params=model_params,
-                           by=by, groups=groups,
-                           samples_in_flight=per_call))
+        stopped = asyncio.run(_bench(
+            problems, chosen, runs, out_dir, options, concurrency=in_flight, seed=seed,
+            budget=budget, prompts=prompts, quiet=quiet,
+            title=title or f"{problems.name}: {len(chosen)} problems", command=command,
+            x_axis=x_axis, model_params=model_params, by=by, groups=groups,
+            samples_in_flight=per_call))
+        if stopped:
+            raise KeyboardInterrupt  # after the curve of the rows so far was written
     except UsageError as exc:
         _fail(exc.lines)
     except ResultsLocked as exc:
@@ -855,7 +870,11 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
                  prompts: PromptLibrary, quiet: bool, title: str, command: str,
                  x_axis: str = "tokens", model_params: float | None = None,
                  samples_in_flight: int | None = None, by: str | None = None,
-                 groups: dict[str, str] | None = None) -> None:
+                 groups: dict[str, str] | None = None) -> bool:
+    """Solve and score every run, writing the curve after each; whether a first Ctrl-C
+    stopped it early (the runs after it are scored on their cached rows, none solved)."""
+    import asyncio
+
     from ponder.api import resolve_backend
     from ponder.bench import (
         Scorer,
@@ -866,6 +885,7 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
         solve_run,
     )
     from ponder.curve import write_all
+    from ponder.interrupt import first_interrupt_drains
     from ponder.summary import RunTally
 
     try:
@@ -877,42 +897,46 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
     backends: dict[str | None, Backend] = {}
     scorer = Scorer(problems)
     points = []
+    stop = asyncio.Event()
     try:
-        for number, run in enumerate(runs, start=1):
-            if run.local_model not in backends:
-                local = {"local_model": run.local_model} if run.local_model else {}
-                backends[run.local_model], _ = resolve_backend(**options, **local)
-            backend = backends[run.local_model]
-            reporter = Reporter(RunTally(len(problems)), len(problems), console=err,
-                                quiet=quiet)
-            name = f"[{number}/{len(runs)}] {plain(run.strategy)} " + " ".join(
-                f"{k}={v}" for k, v in run.params.items() if k != "max_tokens")
+        with first_interrupt_drains(stop, _drain_notice):
+            for number, run in enumerate(runs, start=1):
+                if run.local_model not in backends:
+                    local = {"local_model": run.local_model} if run.local_model else {}
+                    backends[run.local_model], _ = resolve_backend(**options, **local)
+                backend = backends[run.local_model]
+                reporter = Reporter(RunTally(len(problems)), len(problems), console=err,
+                                    quiet=quiet)
+                name = f"[{number}/{len(runs)}] {plain(run.strategy)} " + " ".join(
+                    f"{k}={v}" for k, v in run.params.items() if k != "max_tokens")
 
-            def started(run: Any, previous: list[Result], todo: int, name: str = name,
-                        reporter: Reporter = reporter) -> None:
-                reporter.tally = RunTally(len(problems), previous)
-                reporter.progress.update(reporter.task, completed=len(previous))
-                if not quiet and previous:
-                    err.print(f"{name}: {len(previous)} rows cached, {todo} to solve")
+                def started(run: Any, previous: list[Result], todo: int, name: str = name,
+                            reporter: Reporter = reporter) -> None:
+                    reporter.tally = RunTally(len(problems), previous)
+                    reporter.progress.update(reporter.task, completed=len(previous))
+                    if not quiet and previous:
+                        err.print(f"{name}: {len(previous)} rows cached, {todo} to solve")
 
-            with reporter.progress:
-                reporter.stage(name[:60])
-                # Two problems at least, so that one problem's slowest samples do not leave
-                # the other slots idle: the queue is ponder's, not the server's (max_in_flight).
-                at_once = concurrency if samples_in_flight is None else max(
-                    min(2, samples_in_flight), samples_in_flight // int(run.params.get("n", 1)))
-                rows = await solve_run(run, problems, out_dir, backend=backend,
-                                       concurrency=at_once, seed=seed, budget=budget,
-                                       prompts=prompts, on_start=started,
-                                       on_result=reporter.on_result)
-            embedded = getattr(backend, "embedded", None)
-            size = embedded.params if embedded is not None else model_params
-            points.extend(await score_run(run, rows, scorer, wall_s=run_wall(out_dir, run),
-                                          model=_model_label(backend, options),
-                                          model_params=size))
-            # After every run, so that a bench stopped later still leaves the curve so far.
-            warnings = write_all(points, out_dir, title=title, command=command, x=x_axis,
-                                 by=by, groups=groups)
+                with reporter.progress:
+                    reporter.stage(name[:60])
+                    # Two problems at least, so that one problem's slowest samples do not leave
+                    # the other slots idle: the queue is ponder's, not the server's (max_in_flight).
+                    at_once = concurrency if samples_in_flight is None else max(
+                        min(2, samples_in_flight), samples_in_flight // int(run.params.get("n", 1)))
+                    rows = await solve_run(run, problems, out_dir, backend=backend,
+                                           concurrency=at_once, seed=seed, budget=budget,
+                                           prompts=prompts, on_start=started,
+                                           on_result=reporter.on_result, stop=stop)
+                if not rows:  # stopped before this run began: it has no point yet
+                    continue
+                embedded = getattr(backend, "embedded", None)
+                size = embedded.params if embedded is not None else model_params
+                points.extend(await score_run(run, rows, scorer, wall_s=run_wall(out_dir, run),
+                                              model=_model_label(backend, options),
+                                              model_params=size))
+                # After every run, so that a bench stopped later still leaves the curve so far.
+                warnings = write_all(points, out_dir, title=title, command=command, x=x_axis,
+                                     by=by, groups=groups)
     finally:
         for backend in backends.values():
             await backend.aclose()
@@ -926,3 +950,4 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
                       + (" (subsampled)" if p.subsampled else ""))
         err.print(f"wrote {plain(str(out_dir / 'curve.csv'))}, curve.md"
                   + ("" if warnings else ", curve.png"))
+    return stop.is_set()

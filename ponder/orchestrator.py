@@ -111,10 +111,12 @@ async def run_all(
     concurrency: int,
     writer: ResultsWriter | None = None,
     on_result: Callable[[Result], None] | None = None,
+    stop: asyncio.Event | None = None,
 ) -> list[Result]:
     """Solve `problems`, at most `concurrency` at a time; each result is written (and passed to
     `on_result`) the moment it is ready. Results come back in the order they finished, every
-    row on disk (fsync'd) by then.
+    row on disk (fsync'd) by then. Once `stop` is set no problem is started, and those in
+    flight finish (`ponder.interrupt`: the first Ctrl-C of a CLI run sets it).
 
     A row is in the file before `on_result` hears of it, so a killed run keeps it; it is on
     disk within about 50 ms (`ResultsWriter`'s group commit), so a crash of the machine keeps
@@ -122,22 +124,26 @@ async def run_all(
     absent.
     """
     return await record_rows(
-        lambda emit: solve_each(problems, solver, concurrency=concurrency, emit=emit),
+        lambda emit: solve_each(problems, solver, concurrency=concurrency, emit=emit,
+                                stop=stop),
         writer=writer, on_result=on_result)
 
 
 async def solve_each(problems: Sequence[Problem], solver: Solver, *, concurrency: int,
-                     emit: RowSink) -> None:
+                     emit: RowSink, stop: asyncio.Event | None = None) -> None:
     """The producer of a run on this event loop: solve `problems`, at most `concurrency` at a
-    time, and pass each result to `emit` the moment it is ready. (`ray_runner.solve_on_ray` is
-    the producer of a run on Ray workers.)"""
+    time, and pass each result to `emit` the moment it is ready; none is started once `stop`
+    is set. (`ray_runner.solve_on_ray` is the producer of a run on Ray workers.)"""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     pending = iter(problems)
 
     async def worker() -> None:
         # Workers pull from one shared iterator: safe, since `next` never awaits.
-        for problem in pending:
+        while stop is None or not stop.is_set():
+            problem = next(pending, None)
+            if problem is None:
+                return
             emit(await solver.solve(problem))
 
     async with asyncio.TaskGroup() as group:
