@@ -778,6 +778,10 @@ def bench(
     by: Annotated[str | None, typer.Option(
         help="a problem field (e.g. difficulty) to break each point's accuracy and tokens "
              "down by, in curve.md and curve_by.csv")] = None,
+    cached: Annotated[bool, typer.Option(
+        "--cached", help="solve nothing: draw the curve from the rows already cached (after "
+                         "a change to scoring, or to look at a bench that is far from done)"
+    )] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="print only errors")] = False,
 ) -> None:
     """Work-precision curves: accuracy (scored by gold) against tokens per problem, for each
@@ -827,15 +831,16 @@ def bench(
         # problems go at once (two at least), so that a problem's wall time is mostly its own.
         # A server, or an explicit --concurrency, is left as asked.
         per_call = None if (base_url or concurrency) else LOCAL_SLOTS
-        command = "ponder bench " + " ".join(_quote(a) for a in sys.argv[2:])
+        # The command that solves the rows, which is what a reader needs to make them again.
+        command = "ponder bench " + " ".join(_quote(a) for a in sys.argv[2:] if a != "--cached")
         budget = Budget(tokens=budget_tokens)
         stopped = asyncio.run(_bench(
             problems, chosen, runs, out_dir, options, concurrency=in_flight, seed=seed,
             budget=budget, prompts=prompts, quiet=quiet,
             title=title or f"{problems.name}: {len(chosen)} problems", command=command,
             x_axis=x_axis, model_params=model_params, by=by, groups=groups,
-            samples_in_flight=per_call))
-        if stopped:
+            samples_in_flight=per_call, cached=cached))
+        if stopped and not cached:
             raise KeyboardInterrupt  # after the curve of the rows so far was written
     except UsageError as exc:
         _fail(exc.lines)
@@ -870,9 +875,10 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
                  prompts: PromptLibrary, quiet: bool, title: str, command: str,
                  x_axis: str = "tokens", model_params: float | None = None,
                  samples_in_flight: int | None = None, by: str | None = None,
-                 groups: dict[str, str] | None = None) -> bool:
-    """Solve and score every run, writing the curve after each; whether a first Ctrl-C
-    stopped it early (the runs after it are scored on their cached rows, none solved)."""
+                 groups: dict[str, str] | None = None, cached: bool = False) -> bool:
+    """Solve (unless `cached`) and score every run, writing the curve after each; whether a
+    first Ctrl-C stopped it early (the runs after it are scored on their cached rows, none
+    solved)."""
     import asyncio
 
     from ponder.api import resolve_backend
@@ -898,6 +904,8 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
     scorer = Scorer(problems)
     points = []
     stop = asyncio.Event()
+    if cached:
+        stop.set()  # as if stopped before the first problem: every run scored as it is
     try:
         with first_interrupt_drains(stop, _drain_notice):
             for number, run in enumerate(runs, start=1):
@@ -915,7 +923,8 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
                     reporter.tally = RunTally(len(problems), previous)
                     reporter.progress.update(reporter.task, completed=len(previous))
                     if not quiet and previous:
-                        err.print(f"{name}: {len(previous)} rows cached, {todo} to solve")
+                        err.print(f"{name}: {len(previous)} rows cached, {todo} "
+                                  + ("not solved (--cached)" if cached else "to solve"))
 
                 with reporter.progress:
                     reporter.stage(name[:60])

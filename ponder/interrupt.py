@@ -21,8 +21,8 @@ def first_interrupt_drains(drain: asyncio.Event, notice: Callable[[], None]) -> 
     restore = before if before is not None else signal.default_int_handler
 
     def put_back() -> None:
-        loop.remove_signal_handler(signal.SIGINT)
-        signal.signal(signal.SIGINT, restore)
+        if loop.remove_signal_handler(signal.SIGINT):
+            signal.signal(signal.SIGINT, restore)
 
     def first() -> None:
         put_back()
@@ -37,5 +37,4 @@ def first_interrupt_drains(drain: asyncio.Event, notice: Callable[[], None]) -> 
     try:
         yield
     finally:
-        if not drain.is_set():
-            put_back()
+        put_back()  # unless a first Ctrl-C already did

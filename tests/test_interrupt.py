@@ -91,3 +91,23 @@ def test_a_bench_stopped_by_ctrl_c_keeps_its_rows_and_writes_the_curve_so_far(
     with (out_dir / "curve.csv").open() as file:
         points = [(row["label"], row["problems"]) for row in csv.DictReader(file)]
     assert points == [("single", "2")]
+
+
+def test_a_cached_bench_solves_nothing_and_draws_the_rows_there(tmp_path: Path) -> None:
+    out_dir = tmp_path / "bench"
+    problems = problems_file(tmp_path, count=3)
+    with FakeOpenAIServer() as server:
+        base = [sys.executable, "-m", "ponder", "bench", str(problems), "--base-url",
+                server.base_url, "-o", str(out_dir), "--quiet", "--run", "single"]
+        made = subprocess.run([*base, "--limit", "2"], cwd=REPO, capture_output=True,
+                              text=True, timeout=120)
+        assert made.returncode == 0, made.stderr
+        asked = server.requests
+        drawn = subprocess.run([*base, "--cached", "--run", "best_of_n n=2"], cwd=REPO,
+                               capture_output=True, text=True, timeout=120)
+        assert drawn.returncode == 0, drawn.stderr
+        assert server.requests == asked  # nothing solved: not the third problem, nor n=2
+    with (out_dir / "curve.csv").open() as file:
+        assert [(row["label"], row["problems"]) for row in csv.DictReader(file)] \
+            == [("single", "2")]
+    assert "--cached" not in (out_dir / "curve.md").read_text()
