@@ -6,6 +6,7 @@ plot (tokens, or `--x compute` for FLOPs).
     python benchmarks/curves_gsm8k.py --only-cheap         # the runs under ~1k tokens a problem
     python benchmarks/curves_gsm8k.py --held-out           # problems 100-199: the claims checked
     python benchmarks/curves_gsm8k.py --math500            # 50 MATH-500 problems
+    python benchmarks/curves_gsm8k.py --cached             # redraw from the cached rows only
 
 It runs `ponder bench` into benchmarks/results/curve_gsm8k/, where each run is cached row by row
 as it finishes: on 2 cores the whole list takes many hours (best_of_n's pool of 16 alone is
@@ -70,6 +71,7 @@ def main(argv: list[str]) -> int:
     which.add_argument("--held-out", action="store_true")
     which.add_argument("--math500", action="store_true")
     parser.add_argument("--x", default="tokens", choices=["tokens", "compute"])
+    parser.add_argument("--cached", action="store_true", help="solve nothing; redraw")
     args = parser.parse_args(argv)
     if args.math500:
         name, data, limit, runs = "MATH-500", SHARED / "math500_public.jsonl", 50, MATH500
@@ -90,6 +92,8 @@ def main(argv: list[str]) -> int:
                f"{name}, {span}, embedded model"]
     for spec in runs:
         command += ["--run", spec]
+    if args.cached:
+        command.append("--cached")
     return subprocess.call(command)
 
 
