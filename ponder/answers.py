@@ -28,7 +28,7 @@ _FINAL = re.compile(
 # "10 m^2"): `1,234.5`, `1 000` (groups of three after a space, as math-verify reads them),
 # `-.5`, or a simple fraction `2/3`.
 _NUMBER = re.compile(
-    r"(?<![A-Za-z_\d.,^])(?<!\^\{)-?"
+    r"(?<![A-Za-z_\d.,^])(?<!\^\{)(?<!\^-)(?<!\^\{-)(?<!\^\{ )-?"
     r"(?:[1-9]\d{0,2}(?: \d{3})+(?:\.\d+)?(?![\d,])|\d[\d,]*(?:\.\d+)?|\.\d+)"
     r"(?:/\d+)?"
 )

@@ -213,7 +213,14 @@ async def solve_run(run: Run, problems: Sequence[Problem], out_dir: Path, *, bac
             save_wall()
         elif not meta_path.is_file():
             _write_meta(meta_path, meta)
-        by_id = {row.id: row for row in read_results(path)} if path.is_file() else {}
+    return cached_rows(run, problems, out_dir)
+
+
+def cached_rows(run: Run, problems: Sequence[Problem], out_dir: Path) -> list[Result]:
+    """`run`'s rows in its results file, in problem order, read and nothing else: no lock (a
+    bench may be writing them), nothing repaired or rewritten."""
+    path = out_dir / "runs" / f"{run.key}.jsonl"
+    by_id = {row.id: row for row in read_results(path)} if path.is_file() else {}
     return [by_id[p.id] for p in problems if p.id in by_id]
 
 

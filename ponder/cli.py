@@ -297,7 +297,6 @@ async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | No
 
     stop = asyncio.Event()
     async with AsyncExitStack() as stack:
-        stack.enter_context(first_interrupt_drains(stop, _drain_notice))
         stack.push_async_callback(backend.aclose)
         start = getattr(backend, "start", None)
         if callable(start):  # the embedded model: load it once, before the first problem
@@ -305,6 +304,8 @@ async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | No
             await start()
             reporter.stage("solving")
             reporter.tally.solving_since = time.monotonic()
+        # Only now: a Ctrl-C while the model loads stops at once, with nothing in flight.
+        stack.enter_context(first_interrupt_drains(stop, _drain_notice))
         sink = stack.enter_context(JsonlTraceWriter(plan.trace)) if plan.trace else None
         writer = stack.enter_context(ResultsWriter(plan.out))
         solver = Solver(plan.spec, plan.config, backend, budget=plan.budget,
@@ -885,6 +886,7 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
     from ponder.bench import (
         Scorer,
         adopt_cached_runs,
+        cached_rows,
         check_gold,
         run_wall,
         score_run,
@@ -907,7 +909,7 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
     if cached:
         stop.set()  # as if stopped before the first problem: every run scored as it is
     try:
-        with first_interrupt_drains(stop, _drain_notice):
+        with nullcontext() if cached else first_interrupt_drains(stop, _drain_notice):
             for number, run in enumerate(runs, start=1):
                 if run.local_model not in backends:
                     local = {"local_model": run.local_model} if run.local_model else {}
@@ -923,8 +925,7 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
                     reporter.tally = RunTally(len(problems), previous)
                     reporter.progress.update(reporter.task, completed=len(previous))
                     if not quiet and previous:
-                        err.print(f"{name}: {len(previous)} rows cached, {todo} "
-                                  + ("not solved (--cached)" if cached else "to solve"))
+                        err.print(f"{name}: {len(previous)} rows cached, {todo} to solve")
 
                 with reporter.progress:
                     reporter.stage(name[:60])
@@ -932,10 +933,10 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
                     # the other slots idle: the queue is ponder's, not the server's (max_in_flight).
                     at_once = concurrency if samples_in_flight is None else max(
                         min(2, samples_in_flight), samples_in_flight // int(run.params.get("n", 1)))
-                    rows = await solve_run(run, problems, out_dir, backend=backend,
-                                           concurrency=at_once, seed=seed, budget=budget,
-                                           prompts=prompts, on_start=started,
-                                           on_result=reporter.on_result, stop=stop)
+                    rows = cached_rows(run, problems, out_dir) if cached else await solve_run(
+                        run, problems, out_dir, backend=backend, concurrency=at_once,
+                        seed=seed, budget=budget, prompts=prompts, on_start=started,
+                        on_result=reporter.on_result, stop=stop)
                 if not rows:  # stopped before this run began: it has no point yet
                     continue
                 embedded = getattr(backend, "embedded", None)

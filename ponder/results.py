@@ -316,15 +316,20 @@ class ResultsWriter:
         """Write `result`'s line in one write; how many rows have been written now."""
         if self._failure is not None:
             self._raise_failure()
-        if self._fd is not None and self._swapped():
-            log.warning("%s was replaced or removed while this run wrote to it; its rows go "
-                        "on in the file now there", self.path)
-            # Not closed here: the committer thread may be fsyncing it.
-            self._retired.append(self._fd)
-            self._fd = None
         if self._fd is None:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        elif self._swapped():
+            log.warning("%s was replaced or removed while this run wrote to it; its rows go "
+                        "on in the file now there", self.path)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
+            size = os.fstat(fd).st_size
+            if size and os.pread(fd, 1, size - 1) != b"\n":
+                os.write(fd, b"\n")  # a row must not be joined onto a torn last line
+            # The old file stays open until `close`: the committer thread may be fsyncing it,
+            # and it reads `_fd` once, so it sees the old file or the new, never none.
+            self._retired.append(self._fd)
+            self._fd = fd
         data = result_line(result).encode("utf-8")
         written = os.write(self._fd, data)
         while written < len(data):  # only on a full disk or a signal; finish the line
@@ -390,9 +395,10 @@ class ResultsWriter:
 
     def _fsync(self, covered: int) -> None:
         """fsync the file, then count the first `covered` rows as on disk."""
-        assert self._fd is not None
+        fd = self._fd  # once: a swap may replace it meanwhile
+        assert fd is not None
         try:
-            os.fsync(self._fd)
+            os.fsync(fd)
         except OSError as exc:
             with self._changed:
                 self._failure = self._failure or exc

@@ -20,7 +20,7 @@ import pytest
 
 from ponder.backends.scripted import ScriptedBackend
 from ponder.orchestrator import Solver, run_all
-from ponder.results import ResultsWriter, read_results
+from ponder.results import ResultsWriter, read_results, result_line
 from ponder.strategies import REGISTRY
 from ponder.types import Problem, Result
 from tests.conftest import REPO
@@ -163,12 +163,14 @@ def test_rows_go_to_the_file_at_the_path_when_it_is_swapped_under_the_writer(
         out.append(row(1))
         if how == "replaced":
             copy = tmp_path / "copy.jsonl"
-            copy.write_bytes(path.read_bytes())
+            copy.write_bytes(path.read_bytes() + b'{"id": "torn')  # an editor's torn save
             os.replace(copy, path)
         else:
             path.unlink()
         out.append(row(2))
         out.append(row(3))
-    kept = [r.id for r in read_results(path)]
-    assert kept == (["p1", "p2", "p3"] if how == "replaced" else ["p2", "p3"])
+    lines = path.read_text().splitlines()
+    assert lines[-2:] == [result_line(row(2)).strip(), result_line(row(3)).strip()]
+    assert lines[:-2] == ([result_line(row(1)).strip(), '{"id": "torn'] if how == "replaced"
+                          else [])
     assert "was replaced or removed" in caplog.text

@@ -47,6 +47,8 @@ async def check(gold: str, reply: str, verifier: MathVerifier | None = None, *,
     # an exponent is not a number of its own
     ("The area is 10 m^2.", "10"),
     ("It holds 300 cm^{3}", "300"),
+    ("it falls at 9.8 m s^{-2}", "9.8"),
+    ("about 5 times 10^-2", "10"),
     # a LaTeX fraction last is the answer, not its denominator
     ("so x = \\frac{10}{9}", "\\frac{10}{9}"),
     ("so x = -\\dfrac34.", "-\\dfrac34"),
