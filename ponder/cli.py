@@ -841,7 +841,7 @@ def bench(
             title=title or f"{problems.name}: {len(chosen)} problems", command=command,
             x_axis=x_axis, model_params=model_params, by=by, groups=groups,
             samples_in_flight=per_call, cached=cached))
-        if stopped and not cached:
+        if stopped:
             raise KeyboardInterrupt  # after the curve of the rows so far was written
     except UsageError as exc:
         _fail(exc.lines)
@@ -906,8 +906,6 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
     scorer = Scorer(problems)
     points = []
     stop = asyncio.Event()
-    if cached:
-        stop.set()  # as if stopped before the first problem: every run scored as it is
     try:
         with nullcontext() if cached else first_interrupt_drains(stop, _drain_notice):
             for number, run in enumerate(runs, start=1):
