@@ -322,10 +322,10 @@ class ResultsWriter:
         elif self._swapped():
             log.warning("%s was replaced or removed while this run wrote to it; its rows go "
                         "on in the file now there", self.path)
-            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o644)
-            size = os.fstat(fd).st_size
-            if size and os.pread(fd, 1, size - 1) != b"\n":
-                os.write(fd, b"\n")  # a row must not be joined onto a torn last line
+            # As a resume does: a torn row of ours is cut, and a last line that is not one of
+            # ours is refused, so no row is joined onto it.
+            drop_torn_tail(self.path)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
             # The old file stays open until `close`: the committer thread may be fsyncing it,
             # and it reads `_fd` once, so it sees the old file or the new, never none.
             self._retired.append(self._fd)
