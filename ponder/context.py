@@ -198,7 +198,8 @@ class Context:
         finally:
             CURRENT_CALL.reset(label)
         completions = [_capped(c, reservation.max_tokens) for c in completions]
-        usage, doubt = _checked(sum((c.usage for c in completions), Usage()), reservation)
+        usage, doubt = _checked(sum((c.usage for c in completions), Usage()), reservation,
+                                _least_usage(messages, completions, reservation))
         if doubt is not None:
             event.data["usage_rejected"] = doubt
         usage = usage + Usage(calls=1)
@@ -323,17 +324,37 @@ def _capped(completion: Completion, max_tokens: int) -> Completion:
     return completion.model_copy(update={"text": completion.text[:limit], "truncated": True})
 
 
-def _checked(usage: Usage, reservation: Reservation) -> tuple[Usage, str | None]:
+def _least_usage(messages: Sequence[Message], completions: Sequence[Completion],
+                 reservation: Reservation) -> Usage:
+    """The fewest tokens the texts of a call can have cost, one prompt copy and every reply,
+    at `MAX_CHARS_PER_TOKEN` characters a token: a weak floor, but one no honest server's
+    count falls below, and "0 tokens" for a page of text does."""
+    prompt = math.ceil(sum(len(m.content) for m in messages) / MAX_CHARS_PER_TOKEN)
+    completion = sum(min(reservation.max_tokens, math.ceil(len(c.text) / MAX_CHARS_PER_TOKEN))
+                     for c in completions)
+    return Usage(prompt_tokens=prompt,
+                 completion_tokens=min(completion, reservation.n * reservation.max_tokens))
+
+
+def _checked(usage: Usage, reservation: Reservation, least: Usage) -> tuple[Usage, str | None]:
     """The usage to charge: what the backend reported, unless it is negative or more than
-    the call could have cost; then the call's upper bound, marked estimated, and why."""
+    the call could have cost (then the call's upper bound) or less than its texts must have
+    cost (then that floor, field by field); marked estimated, with why."""
     fields = (usage.prompt_tokens, usage.completion_tokens)
-    if min(fields) >= 0 and usage.total_tokens <= reservation.tokens:
+    reported = f"the backend reported {fields[0]} prompt + {fields[1]} completion tokens"
+    floor = Usage(prompt_tokens=max(fields[0], least.prompt_tokens),
+                  completion_tokens=max(fields[1], least.completion_tokens), estimated=True)
+    if min(fields) < 0 or max(usage.total_tokens, floor.total_tokens) > reservation.tokens:
+        completion = min(reservation.tokens, reservation.n * reservation.max_tokens)
+        return (Usage(prompt_tokens=reservation.tokens - completion,
+                      completion_tokens=completion, estimated=True),
+                f"{reported}; the call could cost at most {reservation.tokens}, which is charged")
+    if floor.total_tokens == usage.total_tokens:
         return usage, None
-    why = (f"the backend reported {fields[0]} prompt + {fields[1]} completion tokens; "
-           f"the call could cost at most {reservation.tokens}, which is charged")
-    completion = min(reservation.tokens, reservation.n * reservation.max_tokens)
-    return Usage(prompt_tokens=reservation.tokens - completion, completion_tokens=completion,
-                 estimated=True), why
+    return floor, (f"{reported}; its texts need at least {least.prompt_tokens} + "
+                   f"{least.completion_tokens} (a token is at most {MAX_CHARS_PER_TOKEN} "
+                   f"characters), so {floor.prompt_tokens} + {floor.completion_tokens} "
+                   f"are charged")
 
 
 def _program_error(result: SandboxResult, limits: Limits) -> str | None:

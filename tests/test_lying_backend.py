@@ -1,14 +1,19 @@
 """A backend can lie: usage larger than the call could cost, or negative, is charged at the
-call's upper bound and flagged; a reply far longer than max_tokens allows is cut and marked."""
+call's upper bound and flagged; usage smaller than its texts must have cost is raised to that
+floor and flagged; a reply far longer than max_tokens allows is cut and marked."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import json
+import threading
+from collections.abc import Iterator, Sequence
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from typing import Any, ClassVar
 
 import pytest
 
 import ponder
-from ponder import Budget, ScriptedBackend
+from ponder import Budget, OpenAIBackend, ScriptedBackend
 from ponder.context import MAX_CHARS_PER_TOKEN
 from ponder.testing import make_context
 from ponder.types import Completion, Message, Usage
@@ -62,3 +67,61 @@ async def test_a_run_with_a_lying_backend_stays_within_its_budget() -> None:
                                  backend=Liar(Usage(prompt_tokens=10**6, completion_tokens=1)),
                                  budget=Budget(tokens=3000))
     assert result.usage.total_tokens <= 3000
+
+
+async def test_usage_below_what_the_texts_must_have_cost_is_raised_to_that_floor() -> None:
+    page = "Final answer: 8 " + "1234567890" * 300  # 3,016 characters: at least 95 tokens
+    ctx = make_context(backend=Liar(Usage(prompt_tokens=0, completion_tokens=1), reply=page),
+                       budget=Budget(tokens=5000))
+    await ctx.generate("single/answer", max_tokens=512)
+    [event] = ctx.trace.events
+    assert "usage_rejected" in event.data
+    used = ctx.meter.used
+    assert used.completion_tokens >= len(page) / MAX_CHARS_PER_TOKEN
+    prompt_chars = sum(len(m.content) for m in event.messages)
+    assert used.prompt_tokens >= prompt_chars / MAX_CHARS_PER_TOKEN > 0
+    assert used.estimated and used.total_tokens <= 5000
+
+
+PAGE = "The apples: " + "three and five make eight; " * 80 + "Final answer: 8"
+
+
+class _UsageLiar(BaseHTTPRequestHandler):
+    """A chat server that answers a page of text and reports `usage` as set on the class."""
+
+    usage: ClassVar[dict[str, Any]] = {}
+
+    def do_POST(self) -> None:
+        self.rfile.read(int(self.headers.get("Content-Length", 0)))
+        body = json.dumps({"id": "x", "object": "chat.completion", "model": "m", "choices": [
+            {"index": 0, "message": {"role": "assistant", "content": PAGE},
+             "finish_reason": "stop"}], "usage": self.usage}).encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+
+    def log_message(self, *args: object) -> None:
+        pass
+
+
+@pytest.fixture
+def liar_url(request: pytest.FixtureRequest) -> Iterator[str]:
+    handler = type("Handler", (_UsageLiar,), {"usage": request.param})
+    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=httpd.serve_forever, daemon=True).start()
+    yield f"http://127.0.0.1:{httpd.server_port}/v1"
+    httpd.shutdown()
+    httpd.server_close()
+
+
+@pytest.mark.parametrize("liar_url", [{"prompt_tokens": 30},
+                                      {"prompt_tokens": 30, "completion_tokens": 0}],
+                         indirect=True, ids=["completion_left_out", "completion_zero"])
+async def test_a_server_cannot_make_a_page_of_reply_free(liar_url: str) -> None:
+    async with OpenAIBackend(liar_url, model="m", max_retries=0) as backend:
+        result = await ponder.asolve("2+2?", backend=backend, budget=Budget(tokens=20_000))
+    assert result.answer == "8"
+    assert result.usage.completion_tokens >= len(PAGE) / MAX_CHARS_PER_TOKEN
+    assert result.usage.estimated

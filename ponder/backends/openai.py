@@ -281,16 +281,21 @@ class OpenAIBackend:
                     self.top_logprobs = None
                 reply, retries = await self._retry.run(lambda: call(request.body(n, index)))
                 retries += 1 + exc.retries  # the refused attempts were round trips too
-        if reply.prompt_tokens is not None:
-            return request.completions(reply, n, retries, prompt=reply.prompt_tokens,
-                                       completion=reply.completion_tokens or 0, estimated=False)
-        # Bounds, not guesses, so that a budget still holds: bytes bound BPE tokens, and the
-        # server's tokenizer (where the budget asked it too) bounds them tighter.
-        prompt = prompt_upper_bound(request.message_models)
-        if self._tokenize not in (None, "none"):
-            exact = await self.count_prompt_tokens(request.message_models)
-            prompt = prompt if exact is None else min(prompt, exact)
-        completion = sum(min(request.max_tokens, len(t.encode())) for t in reply.texts)
+        prompt, completion = reply.prompt_tokens, reply.completion_tokens
+        if prompt is not None and completion is not None:
+            return request.completions(reply, n, retries, prompt=prompt, completion=completion,
+                                       estimated=False)
+        # A field the server left out is bounded, not guessed, so that a budget still holds
+        # (a reply with a prompt count and no completion count cost more than its prompt):
+        # bytes bound BPE tokens, and the server's tokenizer (where the budget asked it too)
+        # bounds the prompt tighter.
+        if prompt is None:
+            prompt = prompt_upper_bound(request.message_models)
+            if self._tokenize not in (None, "none"):
+                exact = await self.count_prompt_tokens(request.message_models)
+                prompt = prompt if exact is None else min(prompt, exact)
+        if completion is None:
+            completion = sum(min(request.max_tokens, len(t.encode())) for t in reply.texts)
         return request.completions(reply, n, retries, prompt=prompt, completion=completion,
                                    estimated=True)
 
