@@ -13,7 +13,7 @@ The problem is the conversation's last user message: a strategy renders its own 
 its templates, so earlier messages (a system message too) do not reach it. The reply's
 `content` is the final answer, its `reasoning_content` the winning reply's whole text, and its
 `usage` the sum over every model call the strategy made. With `n` > 1 a strategy that samples
-and votes (`best_of_n`, `program`) returns up to `n` distinct answers, the winner first, then
+and votes (`best_of_n`, `program`, `auto`) returns up to `n` distinct answers, the winner first, then
 the other answers by votes; fewer when the samples agreed more. `stream: true` sends the
 finished answer as `chat.completion.chunk` events, so errors still get their HTTP status.
 
@@ -68,7 +68,6 @@ from ponder.prompts import PromptLibrary
 from ponder.runner import run_problem
 from ponder.strategies import REGISTRY as STRATEGIES
 from ponder.strategies.base import StrategyConfig, StrategySpec
-from ponder.strategies.sampling import SamplingConfig
 from ponder.types import Completion, Message, Problem, Result
 from ponder.verifiers import REGISTRY as VERIFIERS
 from ponder.verifiers import Verifier, get_verifier, spec_for
@@ -273,7 +272,7 @@ class _Service:
         if effort is not None:
             spec = at_effort(effort, spec)
         n = req.n or 1
-        config = self._config(spec, params, n, samples_asked="n" in asked)
+        config = self._config(spec, params, n, asked=asked)
         try:
             text = req.problem_text()
         except ValueError as exc:
@@ -319,25 +318,27 @@ class _Service:
                       kind="not_found_error", param="model", code="model_not_found")
 
     def _config(self, spec: StrategySpec[Any], params: dict[str, Any], n: int, *,
-                samples_asked: bool) -> StrategyConfig:
+                asked: dict[str, Any]) -> StrategyConfig:
+        field = spec.config.samples_field
         if n > 1:
-            if not issubclass(spec.config, SamplingConfig):
-                voters = [s.name for s in STRATEGIES.all() if issubclass(s.config, SamplingConfig)]
+            if field is None:
+                voters = [s.name for s in STRATEGIES.all() if s.config.samples_field]
                 raise Refusal(400, f"n={n}: strategy {spec.name!r} gives one answer; distinct "
                                    f"answers come from a strategy that samples and votes "
                                    f"({', '.join(voters)})", param="n", code="invalid_value")
             # Enough samples for n distinct answers, unless the request set its own count.
-            if not samples_asked:
-                default = spec.config.model_fields["n"].default
-                params["n"] = max(n, params.get("n", default if isinstance(default, int) else n))
+            if field not in asked:
+                default = spec.config.model_fields[field].default
+                params[field] = max(n, params.get(field, default if isinstance(default, int)
+                                                  else n))
         try:
             config = spec.make_config(params)
         except ConfigError as exc:
             raise Refusal(400, str(exc), param="ponder.params", code="invalid_value") from None
-        samples = getattr(config, "n", n)
+        samples = getattr(config, field) if n > 1 and field else n
         if samples < n:
             raise Refusal(400, f"n={n} distinct answers need at least {n} samples; "
-                               f"ponder.params sets n={samples}", param="n",
+                               f"ponder.params sets {field}={samples}", param="n",
                           code="invalid_value")
         return config
 

@@ -295,6 +295,20 @@ async def test_n_returns_distinct_answers_winner_first() -> None:
     assert by_choice == {0: "7", 1: "9"}
 
 
+async def test_n_returns_the_distinct_answers_auto_voted_on() -> None:
+    with FakeOpenAIServer(reply=votes_for(7, 9, 7, 11, 7)) as fake, ponder_server(fake) as url:
+        reply = await client(url).chat.completions.create(
+            model=f"auto:{MODEL}", messages=ask("Guess a number"), n=3,
+            extra_body={"ponder": {"params": {"program": False}}})
+        with pytest.raises(openai.BadRequestError) as refused:
+            await client(url).chat.completions.create(
+                model=f"auto:{MODEL}", messages=ask("Guess a number"), n=4,
+                extra_body={"ponder": {"params": {"max_samples": 2}}})
+    answers = [c.message.content for c in reply.choices]
+    assert answers[0] == "7" and sorted(answers[1:]) == ["11", "9"]
+    assert "max_samples=2" in str(refused.value)
+
+
 async def test_n_asks_for_enough_samples(fake: FakeOpenAIServer) -> None:
     with ponder_server(fake, strategy="best_of_n", params={"n": 3}) as url:
         await client(url).chat.completions.create(model=MODEL, messages=ask("1 + 1?"))
@@ -312,7 +326,7 @@ async def test_n_is_refused_where_the_strategy_gives_one_answer(url: str) -> Non
     error = refused.value.body
     assert isinstance(error, dict) and error["param"] == "n"
     assert "'single' gives one answer" in error["message"]
-    assert "best_of_n" in error["message"] and "program" in error["message"]
+    assert all(name in error["message"] for name in ("auto", "best_of_n", "program"))
 
 
 # -- refusals ----------------------------------------------------------------------------------

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from typing import Any, Generic, TypeVar
+from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
@@ -18,6 +18,11 @@ class StrategyConfig(BaseModel):
     """Parameters every strategy has. Subclass it to add a strategy's own."""
 
     model_config = ConfigDict(extra="forbid")
+
+    # The field that counts the samples a voting strategy draws (`info["answers"]` holds one
+    # answer per canonical answer); `ponder serve` raises it to a request's `n` and returns
+    # up to `n` distinct answers. None for a strategy that gives one answer.
+    samples_field: ClassVar[str | None] = None
 
     max_tokens: int = Field(default=512, gt=0, description="completion tokens per call, at most")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="sampling temperature")

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, ClassVar
 
 from pydantic import Field
 
@@ -31,6 +31,8 @@ Settle = Callable[[list[Candidate]], StopReason | None]
 
 class SamplingConfig(StrategyConfig):
     """What every sampling strategy has: how many samples, and the adaptive stopping rule."""
+
+    samples_field: ClassVar[str | None] = "n"
 
     n: int = Field(default=5, ge=1, le=256, description="samples, at most")
     adaptive: bool = Field(default=False, description="sample in batches and stop early")
