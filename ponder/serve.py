@@ -13,9 +13,9 @@ The problem is the conversation's last user message: a strategy renders its own 
 its templates, so earlier messages (a system message too) do not reach it. The reply's
 `content` is the final answer, its `reasoning_content` the winning reply's whole text, and its
 `usage` the sum over every model call the strategy made. With `n` > 1 a strategy that samples
-and votes (`best_of_n`, `program`, `auto`) returns up to `n` distinct answers, the winner first, then
-the other answers by votes; fewer when the samples agreed more. `stream: true` sends the
-finished answer as `chat.completion.chunk` events, so errors still get their HTTP status.
+and votes (`best_of_n`, `program`, `auto`) returns up to `n` distinct answers, the winner
+first, then the other answers by votes; fewer when the samples agreed more. `stream: true`
+sends the finished answer as `chat.completion.chunk` events, so errors still get their HTTP status.
 
 One backend serves every request: the app starts it (the embedded model loads) when the
 server starts and closes it when the server stops. Each request is an asyncio task; a client
