@@ -95,7 +95,10 @@ def weight(confidence: Confidence, metric: Metric = "lowest_group") -> float:
 
 
 def _finite(value: float) -> float:
-    return max(float(value), LOGPROB_FLOOR) if not math.isnan(value) else LOGPROB_FLOOR
+    """A log-prob as it can be: in [LOGPROB_FLOOR, 0]. A server's NaN, infinity (Python's
+    JSON reads `Infinity`) or positive value would make a summary non-finite, which pydantic
+    writes as null and a resumed run then cannot read back."""
+    return min(0.0, max(float(value), LOGPROB_FLOOR)) if not math.isnan(value) else LOGPROB_FLOOR
 
 
 def _rounded(value: float) -> float:

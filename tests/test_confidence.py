@@ -94,6 +94,21 @@ def test_no_tokens_no_confidence_and_infinite_log_probs_are_floored():
     assert conf is not None and math.isfinite(conf.mean)
 
 
+@pytest.mark.parametrize("bad", [math.inf, math.nan, 7.5, 1e308])
+def test_impossible_log_probs_give_a_finite_summary_that_reads_back(bad: float):
+    # A log-prob is at most 0; a server's +inf (Python's JSON reads `Infinity`) made the
+    # summary infinite, written as null, and the row unreadable on resume.
+    for tokens in ([TokenLogprobs(bad, (bad, -1.0))], [TokenLogprobs(-0.5, (bad, bad))],
+                   [TokenLogprobs(bad)]):
+        conf = summarize(tokens, window=1)
+        if conf is None:  # a token whose own log-prob is NaN is no token
+            assert math.isnan(bad) and math.isnan(tokens[0].sampled)
+            continue
+        assert all(math.isfinite(v) for v in (conf.mean, conf.lowest_group, conf.mean_logprob))
+        assert Confidence.model_validate_json(conf.model_dump_json()) == conf
+        assert weight(conf) >= 0
+
+
 def test_weights_are_non_negative_under_either_measure():
     assert weight(sure(3.0)) == 3.0
     assert weight(sure(-0.5, "sampled")) == pytest.approx(math.exp(-0.5))
