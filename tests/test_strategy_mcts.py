@@ -79,7 +79,8 @@ async def test_uct_expands_the_child_with_the_better_scripted_value(
 
 
 def test_the_value_is_backed_up_along_the_path():
-    backend = ScriptedBackend(by_step(step="Step 1: 6 * 4 = 24", value=["Score: 6", "Score: 10"]))
+    backend = ScriptedBackend(by_step(step="Step 1: 6 * 4 = 24", value=["Score: 6", "Score: 10"],
+                                      rollout="Final answer: 24"))
     result = ponder.solve(PROBLEM, strategy="tree_search", algorithm="mcts", backend=backend,
                           branching=1, iterations=2)
     tree = {n["id"]: n for n in result.info["tree"]}
@@ -165,6 +166,25 @@ async def test_with_a_verifier_the_rollouts_verdict_is_the_value_and_a_pass_ends
     assert [n["value"] for n in result.info["tree"]] == [0.5, 0.0, 1.0]
 
 
+async def test_a_search_stopped_before_any_solution_is_whole_finishes_its_best_path():
+    # Two rounds reach no final step: the most-visited path (through the better-rated "1")
+    # is finished by one greedy rollout, whose answer is the result's; a partial solution's
+    # last number would be a stray intermediate value.
+    backend = ScriptedBackend(by_step(step=["Step 1: 6 + 4 = 10", "Step 1: 6 * 4 = 24",
+                                            "Step 2: check 24 / 4 = 6"],
+                                      value=["Score: 2", "Score: 9", "Score: 9", "Score: 9"],
+                                      rollout="So 4 boxes hold 24 eggs. Final answer: 24"))
+    result = await ponder.asolve(PROBLEM, strategy="tree_search", algorithm="mcts",
+                                 backend=backend, branching=2, iterations=4)
+    [rollout] = backend.requests_for("rollout")
+    assert "Step 1: 6 * 4 = 24" in rollout["messages"][-1].content
+    assert "6 + 4" not in rollout["messages"][-1].content
+    assert rollout["temperature"] == 0.0
+    assert (result.answer, result.stop_reason) == ("24", "max_iters")
+    assert result.info["chosen"].startswith("rollout from 1")
+    assert not any(n["final"] for n in result.info["tree"])
+
+
 @pytest.mark.parametrize("source", ["auto", "verifier"])
 async def test_a_verifiers_partial_score_values_a_node(source: str):
     backend = ScriptedBackend(by_step(
@@ -178,7 +198,8 @@ async def test_a_verifiers_partial_score_values_a_node(source: str):
 
 
 async def test_value_source_model_asks_the_model_even_with_a_partial_scorer():
-    backend = ScriptedBackend(by_step(step="Step 1: 6 * 4", value="Score: 4"))
+    backend = ScriptedBackend(by_step(step="Step 1: 6 * 4", value="Score: 4",
+                                      rollout="= 24. Final answer: 24"))
     result = await ponder.asolve(PROBLEM, strategy="tree_search", algorithm="mcts",
                                  backend=backend, verifier=PartialChecker(), branching=1,
                                  iterations=1, value_source="model")

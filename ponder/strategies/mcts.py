@@ -69,8 +69,11 @@ async def mcts(ctx: Context, cfg: TreeSearchConfig) -> Outcome:
 
     The answer: the finished node with the most visits (ties to the higher Q, then the earlier
     node); else the rollout with the highest value; else the partial solution reached by
-    following the most-visited child down from the root (the root's empty text when the model
-    wrote no first step).
+    following the most-visited child down from the root, finished greedily by one more call
+    (`tree_search/rollout.j2`, `rollout_max_tokens`; verified where there is a verifier), so
+    that a search stopped before any solution was whole still answers the question (the
+    partial solution itself where the budget cannot pay for that call; the root's empty text
+    when the model wrote no first step).
 
     `info`: `algorithm` ("mcts"); `iterations`, the rounds completed; `chosen`, the answer's
     node id (or "rollout from <id>"); `tree`, every node in pre-order
@@ -103,6 +106,18 @@ async def mcts(ctx: Context, cfg: TreeSearchConfig) -> Outcome:
                 return _finish(ctx, root, passed, origin, "verified")
     except BudgetExhausted:
         reason = "budget"
+    end = most_visited_path_end(root)
+    if end is not root and not solutions.rollouts and not any(n.final for n in walk(root)):
+        # No whole solution yet (10 rounds seldom reach depth 6): the most-visited path,
+        # finished greedily, answers, where its partial text has only a stray last number.
+        try:
+            _, cand = await write_rest(ctx, cfg, end)
+        except BudgetExhausted:
+            reason = "budget"
+        else:
+            verdict = await ctx.verify(cand)
+            return _finish(ctx, root, cand, f"rollout from {end.id}",
+                           "verified" if verdict is not None and verdict.passed else reason)
     answer, chosen = choose(ctx, root, solutions)
     return _finish(ctx, root, answer, chosen, reason)
 
@@ -171,14 +186,20 @@ async def evaluate(ctx: Context, cfg: TreeSearchConfig, node: Node,
 async def rollout(ctx: Context, cfg: TreeSearchConfig, node: Node,
                   solutions: Solutions) -> Candidate | None:
     """Simulate: finish `node`'s solution greedily in one call; its judgement is `node`'s value."""
+    whole, cand = await write_rest(ctx, cfg, node)
+    solutions.rollouts.append((node, cand))
+    return await _judge(ctx, cfg, node, cand, rated=whole)
+
+
+async def write_rest(ctx: Context, cfg: TreeSearchConfig, node: Node) -> tuple[Node, Candidate]:
+    """`node`'s solution finished greedily in one call (`tree_search/rollout.j2`): the whole
+    solution as a node off the tree, and as a candidate."""
     [reply] = await ctx.generate(
         "tree_search/rollout", max_tokens=cfg.rollout_max_tokens, temperature=0.0,
         step=f"rollout {node.id}", steps=node.steps,
     )
     whole = Node(id=f"{node.id} rollout", steps=[*node.steps, reply.text.strip()], parent=node)
-    cand = ctx.candidate(whole.text, source=f"rollout from node {node.id}")
-    solutions.rollouts.append((node, cand))
-    return await _judge(ctx, cfg, node, cand, rated=whole)
+    return whole, ctx.candidate(whole.text, source=f"rollout from node {node.id}")
 
 
 async def _judge(ctx: Context, cfg: TreeSearchConfig, node: Node, cand: Candidate, *,
@@ -211,10 +232,17 @@ def choose(ctx: Context, root: Node, solutions: Solutions) -> tuple[Candidate, s
         origin, cand = max(solutions.rollouts,
                            key=lambda pair: -1.0 if pair[0].score is None else pair[0].score)
         return cand, f"rollout from {origin.id}"
-    node = root  # the root itself (no text) when the model wrote no first step, as in beam
+    node = most_visited_path_end(root)
+    return ctx.candidate(node.text, source=f"node {node.id} (unfinished)"), node.id
+
+
+def most_visited_path_end(root: Node) -> Node:
+    """The node reached by following the most-visited child down from `root` (ties to the
+    higher Q, then the earlier child); the root itself when the model wrote no first step."""
+    node = root
     while node.children:
         node = max(node.children, key=lambda c: (c.visits, c.q))
-    return ctx.candidate(node.text, source=f"node {node.id} (unfinished)"), node.id
+    return node
 
 
 def walk(root: Node) -> Iterator[Node]:
