@@ -8,7 +8,9 @@ and checks what the meter charged against the limits, and against the trace.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
+import math
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
 
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
@@ -18,9 +20,10 @@ from ponder.backends.base import Backend
 from ponder.backends.openai import OpenAIBackend
 from ponder.backends.scripted import ScriptedBackend
 from ponder.budget import Budget
+from ponder.context import CHARS_SLACK, MAX_CHARS_PER_TOKEN
 from ponder.errors import BudgetExhausted
 from ponder.testing import FakeOpenAIServer, make_context
-from ponder.types import Usage
+from ponder.types import Completion, Message, Usage
 
 SETTINGS = settings(deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])
@@ -86,6 +89,44 @@ def test_scripted_backend_never_overspends(budget: Budget, prompt: str, reply: s
 
     asyncio.run(solve_single(prompt, backend(), budget, tokens))
     asyncio.run(generate_many(prompt, backend(), budget, tokens, sizes, temperature))
+
+
+class UnderReporting(ScriptedBackend):
+    """Replies as scripted, and reports `share` of the tokens they cost."""
+
+    def __init__(self, reply: str, share: float, **options: Any) -> None:
+        super().__init__(reply, **options)
+        self.share = share
+
+    async def generate(self, messages: Sequence[Message], **kwargs: Any) -> list[Completion]:
+        completions = await super().generate(messages, **kwargs)
+        return [c.model_copy(update={"usage": Usage(
+            prompt_tokens=int(c.usage.prompt_tokens * self.share),
+            completion_tokens=int(c.usage.completion_tokens * self.share))})
+            for c in completions]
+
+
+long_words = st.text(min_size=1, max_size=60).map(lambda s: "".join(s.split()) or "x")
+
+
+@settings(SETTINGS, max_examples=60)
+@given(budget=budgets, prompt=prompts, reply=st.lists(long_words, max_size=300).map(" ".join),
+       tokens=max_tokens, sizes=ns, native_n=st.booleans(),
+       share=st.sampled_from([0.0, 0.1, 0.5]), temperature=temperatures)
+def test_an_under_reporting_backend_is_charged_its_floor_and_never_overspends(
+        budget: Budget, prompt: str, reply: str, tokens: int, sizes: list[int], native_n: bool,
+        share: float, temperature: float) -> None:
+    def backend() -> UnderReporting:
+        return UnderReporting(reply, share, native_n=native_n)
+
+    asyncio.run(solve_single(prompt, backend(), budget, tokens))
+    asyncio.run(generate_many(prompt, backend(), budget, tokens, sizes, temperature))
+    ctx = make_context(prompt, backend=backend(), budget=Budget(tokens=10**6))
+    asyncio.run(ctx.generate("single/answer", max_tokens=tokens))
+    [event] = ctx.trace.events
+    assert event.usage is not None
+    least = math.ceil(max(0, len(event.completions[0].text) - CHARS_SLACK) / MAX_CHARS_PER_TOKEN)
+    assert event.usage.completion_tokens >= min(tokens, least)
 
 
 @settings(SETTINGS, max_examples=40)

@@ -14,8 +14,8 @@ import pytest
 
 import ponder
 from ponder import Budget, OpenAIBackend, ScriptedBackend
-from ponder.context import MAX_CHARS_PER_TOKEN
-from ponder.testing import make_context
+from ponder.context import CHARS_SLACK, MAX_CHARS_PER_TOKEN
+from ponder.testing import FakeOpenAIServer, make_context
 from ponder.types import Completion, Message, Usage
 
 
@@ -57,7 +57,7 @@ async def test_a_reply_longer_than_max_tokens_allows_is_cut_and_marked() -> None
     ctx = make_context(backend=ScriptedBackend(huge))
     [completion] = await ctx.generate("single/answer", max_tokens=512)
     assert completion.truncated
-    assert len(completion.text) <= 512 * MAX_CHARS_PER_TOKEN + 256
+    assert len(completion.text) <= 512 * MAX_CHARS_PER_TOKEN + CHARS_SLACK
     [event] = ctx.trace.events
     assert len(event.completions[0].text) == len(completion.text)  # the trace holds the cut
 
@@ -69,18 +69,39 @@ async def test_a_run_with_a_lying_backend_stays_within_its_budget() -> None:
     assert result.usage.total_tokens <= 3000
 
 
+def least(chars: int) -> float:
+    """The fewest tokens `chars` characters can be."""
+    return (chars - CHARS_SLACK) / MAX_CHARS_PER_TOKEN
+
+
 async def test_usage_below_what_the_texts_must_have_cost_is_raised_to_that_floor() -> None:
-    page = "Final answer: 8 " + "1234567890" * 300  # 3,016 characters: at least 95 tokens
-    ctx = make_context(backend=Liar(Usage(prompt_tokens=0, completion_tokens=1), reply=page),
+    page = "Final answer: 8 " + "1234567890" * 300  # 3,016 characters: at least 87 tokens
+    ctx = make_context("How many? " * 100,
+                       backend=Liar(Usage(prompt_tokens=0, completion_tokens=1), reply=page),
                        budget=Budget(tokens=5000))
     await ctx.generate("single/answer", max_tokens=512)
     [event] = ctx.trace.events
     assert "usage_rejected" in event.data
     used = ctx.meter.used
-    assert used.completion_tokens >= len(page) / MAX_CHARS_PER_TOKEN
-    prompt_chars = sum(len(m.content) for m in event.messages)
-    assert used.prompt_tokens >= prompt_chars / MAX_CHARS_PER_TOKEN > 0
+    assert used.completion_tokens >= least(len(page)) > 80
+    assert used.prompt_tokens >= least(sum(len(m.content) for m in event.messages)) > 0
     assert used.estimated and used.total_tokens <= 5000
+
+
+async def test_greedy_copies_of_one_reply_with_its_honest_usage_pass() -> None:
+    # At temperature 0 the n samples are one reply, asked for once and copied: its usage is
+    # for one reply, and the floor must count the text once too.
+    long_reply = "Let us count the eggs carefully. " * 40 + "Final answer: 24"
+    with FakeOpenAIServer(reply=lambda messages: long_reply) as server:
+        async with OpenAIBackend(server.base_url, max_retries=0) as backend:
+            ctx = make_context(backend=backend, budget=Budget(tokens=20_000))
+            completions = await ctx.generate("single/answer", n=16, max_tokens=512,
+                                             temperature=0.0)
+            served = server.usage_served
+    assert len(completions) == 16 and len({c.text for c in completions}) == 1
+    [event] = ctx.trace.events
+    assert "usage_rejected" not in event.data and not ctx.meter.used.estimated
+    assert ctx.meter.used.completion_tokens == served["completion_tokens"]
 
 
 PAGE = "The apples: " + "three and five make eight; " * 80 + "Final answer: 8"
@@ -116,12 +137,15 @@ def liar_url(request: pytest.FixtureRequest) -> Iterator[str]:
     httpd.server_close()
 
 
-@pytest.mark.parametrize("liar_url", [{"prompt_tokens": 30},
-                                      {"prompt_tokens": 30, "completion_tokens": 0}],
-                         indirect=True, ids=["completion_left_out", "completion_zero"])
-async def test_a_server_cannot_make_a_page_of_reply_free(liar_url: str) -> None:
+@pytest.mark.parametrize(("liar_url", "least_completion"), [
+    ({"prompt_tokens": 30}, min(512, len(PAGE.encode()))),  # bounded: bytes, max_tokens
+    ({"prompt_tokens": 30, "completion_tokens": 0}, least(len(PAGE))),  # the floor
+], indirect=["liar_url"], ids=["completion_left_out", "completion_zero"])
+async def test_a_server_cannot_make_a_page_of_reply_free(liar_url: str,
+                                                         least_completion: float) -> None:
     async with OpenAIBackend(liar_url, model="m", max_retries=0) as backend:
-        result = await ponder.asolve("2+2?", backend=backend, budget=Budget(tokens=20_000))
+        result = await ponder.asolve("2+2?", backend=backend, budget=Budget(tokens=20_000),
+                                     max_tokens=512)
     assert result.answer == "8"
-    assert result.usage.completion_tokens >= len(PAGE) / MAX_CHARS_PER_TOKEN
+    assert result.usage.completion_tokens >= least_completion > 40
     assert result.usage.estimated

@@ -5,6 +5,7 @@ parameters."""
 from __future__ import annotations
 
 from importlib.metadata import EntryPoint
+from typing import ClassVar
 
 import pytest
 
@@ -61,3 +62,20 @@ def test_an_entry_point_that_is_not_a_strategy_is_named(monkeypatch: pytest.Monk
     monkeypatch.setattr(registry, "entry_points", lambda group: [wrong])
     with pytest.raises(ConfigError, match=r"'oops'.*not a strategy"):
         StrategyRegistry().get("oops")
+
+
+def test_a_samples_field_that_names_no_int_field_is_refused_where_the_class_is_written():
+    with pytest.raises(TypeError, match="names no int field"):
+        class Missing(ponder.StrategyConfig):
+            samples_field: ClassVar[str | None] = "samples"
+
+    with pytest.raises(TypeError, match="names no int field"):
+        class NotAnInt(ponder.StrategyConfig):
+            samples_field: ClassVar[str | None] = "samples"
+            samples: float = 2.0
+
+    class Counted(ponder.StrategyConfig):
+        samples_field: ClassVar[str | None] = "samples"
+        samples: int = 4
+
+    assert Counted().samples == 4 and "samples_field" not in Counted.model_fields

@@ -27,6 +27,16 @@ class StrategyConfig(BaseModel):
     max_tokens: int = Field(default=512, gt=0, description="completion tokens per call, at most")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="sampling temperature")
 
+    @classmethod
+    def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
+        # Checked where the class is written, not on a server's first n>1 request.
+        super().__pydantic_init_subclass__(**kwargs)
+        field = cls.samples_field
+        if field is not None and (field not in cls.model_fields
+                                  or cls.model_fields[field].annotation is not int):
+            raise TypeError(f"{cls.__name__}.samples_field = {field!r} names no int field of "
+                            f"the config")
+
 
 C = TypeVar("C", bound=StrategyConfig)
 StrategyFn = Callable[[Context, C], Awaitable[Outcome | Candidate | str | None]]

@@ -115,7 +115,10 @@ async def mcts(ctx: Context, cfg: TreeSearchConfig) -> Outcome:
         except BudgetExhausted:
             reason = "budget"
         else:
-            verdict = await ctx.verify(cand)
+            try:  # a judge that calls the model spends from the same budget
+                verdict = await ctx.verify(cand)
+            except BudgetExhausted:
+                return _finish(ctx, root, cand, f"rollout from {end.id}", "budget")
             return _finish(ctx, root, cand, f"rollout from {end.id}",
                            "verified" if verdict is not None and verdict.passed else reason)
     answer, chosen = choose(ctx, root, solutions)
