@@ -187,13 +187,34 @@ def extract_code(text: str) -> str:
 
 
 _WRAPPERS = (("**", "**"), ("$", "$"), ("\\(", "\\)"), ("\\[", "\\]"), ("`", "`"))
+# `<answer>`, `</answer>`: the prompts' own placeholder ("Final answer: <answer>"), which a
+# small model copies around its answer.
+_TAG = re.compile(r"</?[A-Za-z][\w-]*\s*/?>")
+
+
+def strip_tags(answer: str) -> str:
+    """The answer without the markup a model copies from "Final answer: <answer>": XML-like
+    tags, an angle bracket left unpaired at either end (`20>`), and a pair around a single
+    value (`<18>`; `<1, 2>` may be a vector, and stays).
+
+    >>> strip_tags("<answer>18.</answer>"), strip_tags("$560.00>"), strip_tags("x < 5")
+    ('18.', '$560.00', 'x < 5')
+    """
+    s = _TAG.sub("", answer).strip() if "<" in answer else answer.strip()
+    if s.endswith(">") and "<" not in s:
+        s = s[:-1].rstrip()
+    elif s.startswith("<") and ">" not in s:
+        s = s[1:].lstrip()
+    elif s.startswith("<") and s.endswith(">") and not any(c in s[1:-1] for c in "<>,"):
+        s = s[1:-1].strip()
+    return s
 
 
 def _strip_markup(answer: str) -> str:
     """Drop what surrounds an answer on its line: bold, `$`/`\\(`, code ticks, a final period.
 
     Works on indices into the string, not on copies, so deep wrapping costs its length."""
-    answer = answer.strip().lstrip("*:： ").rstrip().rstrip(".。").strip()
+    answer = strip_tags(answer.strip().lstrip("*:： ")).lstrip("*:： ").rstrip(".。").strip()
     lo, hi = 0, len(answer)
     changed = True
     while changed:
@@ -246,6 +267,7 @@ def canonical_answer(answer: str) -> str | None:
     """A voting key for answers when no verifier offers one: numbers by value (with a currency
     sign or trailing units dropped, so `$18`, `18.00` and `18 dollars` vote together), else the
     text without spaces or case. None for an empty answer (it gets no vote)."""
+    answer = strip_tags(answer)
     number = canonical_number(answer)
     if number is not None:
         return number

@@ -45,6 +45,8 @@ PATHOLOGICAL = {
     "inline parens": "\\( " * 30_000,
     "inline dollars": "$x$ and " * 12_500,
     "final answer far back": "The final answer is $1$. " + "\\[ " * 20_000,
+    "open tags": "Final answer: " + "<a" * 50_000 + " " * 50_000 + "x",
+    "tags without end": "Final answer: <" + "a" * 100_000 + " " * 100_000,
 }
 
 

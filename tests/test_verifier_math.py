@@ -9,7 +9,7 @@ import time
 import pytest
 
 import ponder
-from ponder.answers import extract_answer, last_boxed
+from ponder.answers import canonical_answer, extract_answer, last_boxed, strip_tags
 from ponder.errors import ConfigError
 from ponder.types import Candidate, Problem
 from ponder.verifiers.math import MathVerifier, canonical_math
@@ -361,3 +361,33 @@ def test_the_context_votes_with_the_math_key() -> None:
     keys = [verifier.canonical(verifier.extract(reply)) for reply in
             ("so \\boxed{\\frac{1}{2}}", "Final answer: 0.5", "#### 1/2")]
     assert len(set(keys)) == 1
+
+
+# The prompts ask for "Final answer: <answer>", and the embedded model copies the tags: 2 of
+# the beam search's 100 GSM8K rows were right and scored wrong for them.
+@pytest.mark.parametrize("reply", [
+    "7. Final answer: <answer>Final answer: 18.</answer>",
+    "The answer is <answer>18</answer>",
+    "Final answer: <Final answer: $18.00>",
+    "Final answer: <18>",
+    "**Final answer:** <answer> 18 </answer>.",
+])
+def test_an_answer_in_the_prompts_placeholder_tags_is_read(reply: str) -> None:
+    assert extract_answer(reply) in ("18", "$18.00")
+    assert ponder.verify({"problem": "How many?", "answer": "18"}, reply).passed
+
+
+@pytest.mark.parametrize("recorded", ["<answer>18</answer>", "18>", "<answer>18", "18.</answer>"])
+def test_a_tagged_answer_recorded_before_is_judged_and_votes_as_its_value(recorded: str) -> None:
+    # Rows already written keep the answer as it was read then; scoring and votes read it now.
+    verdict = ponder.verify({"problem": "How many?", "answer": "18"},
+                            Candidate(text="Some working.", answer=recorded))
+    assert verdict.passed
+    assert canonical_math(recorded) == "18"
+    assert canonical_answer(recorded) == "18"
+
+
+def test_angle_brackets_that_are_the_answer_stay() -> None:
+    assert strip_tags("<1, 2>") == "<1, 2>"  # a vector
+    assert strip_tags("x < 5") == "x < 5"
+    assert strip_tags("<answer>") == ""  # the placeholder, copied unfilled: no answer

@@ -34,7 +34,7 @@ import time
 from decimal import Decimal
 from fractions import Fraction
 
-from ponder.answers import count_boxes, extract_answer, last_boxed, reply_tail
+from ponder.answers import count_boxes, extract_answer, last_boxed, reply_tail, strip_tags
 from ponder.errors import ConfigError, PonderError
 from ponder.types import Candidate, Problem, Verdict
 from ponder.verifiers.base import Verifier
@@ -82,7 +82,7 @@ def normalize(answer: str) -> str:
     >>> normalize("\\\\$1,\\\\!000.50")
     '1000.50'
     """
-    s = answer.strip().replace("−", "-")
+    s = strip_tags(answer).replace("−", "-")
     listed = _SPACED_COMMA.search(s) is not None
     s = _strip_delimiters(s)
     s = _SIZING.sub("", s)
