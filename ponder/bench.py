@@ -120,20 +120,26 @@ class Scorer:
         self._seen: dict[tuple[str, str], bool] = {}
 
     async def correct(self, problem_id: str, answer: str | None, text: str | None = None) -> bool:
-        """`text`, where given, is the reply `answer` was read from; without it (what a
-        program printed, a pool's re-chosen answer) the answer is judged as given, as the
-        run's own verifier judged a printed answer."""
-        if not answer or not answer.strip():
-            return False
+        """`text`, where given, is the reply `answer` was read from, and is read again here as
+        the gold verifier reads a reply in a run (a row keeps the answer that the rules of
+        its day read, without the verifier's own reading, and a stale one judged alone can
+        pass by accident: an exponent once read as the answer, equal to gold). Without it
+        (what a program printed, a pool's re-chosen answer) the answer is judged as given,
+        as the run's own verifier judged a printed answer."""
         key = (problem_id, answer if text is None else text)
         if key not in self._seen:
             problem = self.problems[problem_id]
             verifier = self.choice.for_problem(problem)
             if verifier is None:
                 raise ConfigError(f"problem {problem_id!r} has no gold to score it by")
-            verdict = await judge(verifier, problem, Candidate(
-                text=text or answer, answer=answer, answer_given=text is None))
-            self._seen[key] = verdict.passed
+            if text is not None:
+                answer = verifier.extract(text)
+            if not answer or not answer.strip():
+                self._seen[key] = False
+            else:
+                verdict = await judge(verifier, problem, Candidate(
+                    text=text or answer, answer=answer, answer_given=text is None))
+                self._seen[key] = verdict.passed
         return self._seen[key]
 
 
