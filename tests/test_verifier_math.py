@@ -364,7 +364,7 @@ def test_the_context_votes_with_the_math_key() -> None:
 
 
 # The prompts ask for "Final answer: <answer>", and the embedded model copies the tags: 2 of
-# the beam search's 100 GSM8K rows were right and scored wrong for them.
+# ice's 100 GSM8K rows were right and scored wrong for them.
 @pytest.mark.parametrize("reply", [
     "7. Final answer: <answer>Final answer: 18.</answer>",
     "The answer is <answer>18</answer>",
