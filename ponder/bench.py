@@ -126,7 +126,7 @@ class Scorer:
         pass by accident: an exponent once read as the answer, equal to gold). Without it
         (what a program printed, a pool's re-chosen answer) the answer is judged as given,
         as the run's own verifier judged a printed answer."""
-        key = (problem_id, answer if text is None else text)
+        key = (problem_id, (answer or "") if text is None else text)
         if key not in self._seen:
             problem = self.problems[problem_id]
             verifier = self.choice.for_problem(problem)
