@@ -4,11 +4,8 @@ floor and flagged; a reply far longer than max_tokens allows is cut and marked."
 
 from __future__ import annotations
 
-import json
-import threading
 from collections.abc import Iterator, Sequence
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any, ClassVar
+from typing import Any
 
 import pytest
 
@@ -17,6 +14,7 @@ from ponder import Budget, OpenAIBackend, ScriptedBackend
 from ponder.context import CHARS_SLACK, MAX_CHARS_PER_TOKEN
 from ponder.testing import FakeOpenAIServer, make_context
 from ponder.types import Completion, Message, Usage
+from tests.conftest import json_server
 
 
 class Liar(ScriptedBackend):
@@ -107,34 +105,16 @@ async def test_greedy_copies_of_one_reply_with_its_honest_usage_pass() -> None:
 PAGE = "The apples: " + "three and five make eight; " * 80 + "Final answer: 8"
 
 
-class _UsageLiar(BaseHTTPRequestHandler):
-    """A chat server that answers a page of text and reports `usage` as set on the class."""
-
-    usage: ClassVar[dict[str, Any]] = {}
-
-    def do_POST(self) -> None:
-        self.rfile.read(int(self.headers.get("Content-Length", 0)))
-        body = json.dumps({"id": "x", "object": "chat.completion", "model": "m", "choices": [
-            {"index": 0, "message": {"role": "assistant", "content": PAGE},
-             "finish_reason": "stop"}], "usage": self.usage}).encode()
-        self.send_response(200)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def chat_reply(usage: dict[str, Any]) -> dict[str, Any]:
+    return {"id": "x", "object": "chat.completion", "model": "m", "usage": usage, "choices": [
+        {"index": 0, "message": {"role": "assistant", "content": PAGE}, "finish_reason": "stop"}]}
 
 
 @pytest.fixture
 def liar_url(request: pytest.FixtureRequest) -> Iterator[str]:
-    handler = type("Handler", (_UsageLiar,), {"usage": request.param})
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"http://127.0.0.1:{httpd.server_port}/v1"
-    httpd.shutdown()
-    httpd.server_close()
+    """A chat server that answers a page of text and reports the usage the test gives."""
+    with json_server(lambda handler: (200, chat_reply(request.param))) as address:
+        yield f"http://{address}/v1"
 
 
 @pytest.mark.parametrize(("liar_url", "least_completion"), [

@@ -4,14 +4,14 @@ from __future__ import annotations
 
 import asyncio
 import itertools
-import json
 import signal
 import subprocess
 import sys
 import threading
 import time
 from collections.abc import Iterator
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from http.server import BaseHTTPRequestHandler
+from typing import Any
 
 import pytest
 
@@ -22,6 +22,7 @@ from ponder.errors import BackendError, ConfigError
 from ponder.testing import FakeOpenAIServer
 from ponder.testing.fake_server import count_prompt_tokens
 from ponder.types import Message
+from tests.conftest import json_server
 
 QUESTION = "Tom has 3 apples and buys 5 more. How many apples does Tom have now?"
 MESSAGES = [Message(role="system", content="Answer briefly."),
@@ -287,7 +288,6 @@ def test_fake_server_runs_as_a_process() -> None:
 
 
 async def test_max_in_flight_caps_concurrent_requests():
-    import threading
     import time as _time
 
     lock, state = threading.Lock(), {"now": 0, "peak": 0}
@@ -317,30 +317,17 @@ async def test_max_in_flight_caps_concurrent_requests():
     assert state["peak"] == 2
 
 
-class _EchoKeyHandler(BaseHTTPRequestHandler):
-    """A server (or proxy) that quotes the key it was sent back in its 401, as OpenAI's does."""
-
-    def do_POST(self) -> None:
-        key = self.headers.get("Authorization", "").removeprefix("Bearer ")
-        body = json.dumps({"error": {"message": f"Incorrect API key provided: {key}"}}).encode()
-        self.send_response(401)
-        self.send_header("Content-Type", "application/json")
-        self.send_header("Content-Length", str(len(body)))
-        self.end_headers()
-        self.wfile.write(body)
-
-    def log_message(self, *args: object) -> None:
-        pass
+def quote_the_key(handler: BaseHTTPRequestHandler) -> tuple[int, dict[str, Any]]:
+    """A server's (or proxy's) 401 quoting the key it was sent back, as OpenAI's does."""
+    key = handler.headers.get("Authorization", "").removeprefix("Bearer ")
+    return 401, {"error": {"message": f"Incorrect API key provided: {key}"}}
 
 
 @pytest.fixture
 def echo_key_server() -> Iterator[str]:
     """The `host:port` of a server that quotes back the credentials it was sent."""
-    httpd = ThreadingHTTPServer(("127.0.0.1", 0), _EchoKeyHandler)
-    threading.Thread(target=httpd.serve_forever, daemon=True).start()
-    yield f"127.0.0.1:{httpd.server_port}"
-    httpd.shutdown()
-    httpd.server_close()
+    with json_server(quote_the_key) as address:
+        yield address
 
 
 async def test_the_api_key_never_appears_in_a_backend_error(echo_key_server: str,
