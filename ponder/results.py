@@ -317,15 +317,14 @@ class ResultsWriter:
         if self._failure is not None:
             self._raise_failure()
         if self._fd is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            self._fd = self._open()
         elif self._swapped():
             log.warning("%s was replaced or removed while this run wrote to it; its rows go "
                         "on in the file now there", self.path)
             # As a resume does: a torn row of ours is cut, and a last line that is not one of
             # ours is refused, so no row is joined onto it.
             drop_torn_tail(self.path)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+            fd = self._open()
             # The old file stays open until `close`: the committer thread may be fsyncing it,
             # and it reads `_fd` once, so it sees the old file or the new, never none.
             self._retired.append(self._fd)
@@ -337,6 +336,11 @@ class ResultsWriter:
         with self._changed:
             self._appended += 1
             return self._appended
+
+    def _open(self) -> int:
+        """The file at `path`, for appending; made, with its folder, where it is missing."""
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
 
     def _swapped(self) -> bool:
         """Whether the file open is no longer the one at `path`."""

@@ -153,20 +153,23 @@ def test_rows_survive_a_sigkill_of_the_writer(tmp_path: Path) -> None:
     assert set(reported) <= on_file
 
 
-@pytest.mark.parametrize("how", ["replaced", "removed"])
+@pytest.mark.parametrize("how", ["replaced", "removed", "folder removed"])
 def test_rows_go_to_the_file_at_the_path_when_it_is_swapped_under_the_writer(
         tmp_path: Path, how: str, caplog: pytest.LogCaptureFixture) -> None:
     # As `git stash` then `git stash pop` did to a bench's run: the file was written anew
     # under the writer, whose later rows went to the unlinked file and were lost.
-    path = tmp_path / "results.jsonl"
+    path = tmp_path / "runs" / "results.jsonl"
     with ResultsWriter(path) as out:
         out.append(row(1))
         if how == "replaced":
-            copy = tmp_path / "copy.jsonl"
+            copy = path.with_name("copy.jsonl")
             copy.write_bytes(path.read_bytes() + b'{"id": "torn')  # a torn write in it
             os.replace(copy, path)
+        elif how == "removed":
+            path.unlink()
         else:
             path.unlink()
+            path.parent.rmdir()
         out.append(row(2))
         out.append(row(3))
     # The torn row is cut, as a resume cuts it, so the file reads whole.
