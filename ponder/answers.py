@@ -214,7 +214,7 @@ def _strip_markup(answer: str) -> str:
     """Drop what surrounds an answer on its line: bold, `$`/`\\(`, code ticks, a final period.
 
     Works on indices into the string, not on copies, so deep wrapping costs its length."""
-    answer = strip_tags(answer.strip().lstrip("*:： ")).lstrip("*:： ").rstrip(".。").strip()
+    answer = strip_tags(answer.strip().lstrip("*:： ")).rstrip(".。").strip()
     lo, hi = 0, len(answer)
     changed = True
     while changed:
