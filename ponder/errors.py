@@ -11,6 +11,17 @@ class ConfigError(PonderError, ValueError):
     """A strategy, verifier or backend was configured with something invalid."""
 
 
+class OutputError(PonderError, OSError):
+    """A results, trace or lock file could not be written: a full disk, a quota, an I/O
+    error. An `OSError` too, with the OS's `errno`, for code that catches those; its message
+    is one line naming the file."""
+
+    def __init__(self, message: str, errno: int | None = None) -> None:
+        super().__init__(message)
+        # Set after, not passed: `OSError(errno, message)` would print as "[Errno 28] ...".
+        self.errno = errno
+
+
 class BudgetExhausted(PonderError):
     """Too little budget remains for a useful call. Strategies return their best so far."""
 
@@ -38,6 +49,11 @@ class BackendError(PonderError):
 
 class MissingDependency(PonderError, ImportError):
     """An optional extra is not installed; the message says what to pip install."""
+
+
+class SandboxUnavailable(PonderError):
+    """The sandbox cannot give the isolation this machine was found to allow, so it runs
+    nothing rather than run model-written code with less; the message says what is missing."""
 
 
 class TemplateError(PonderError):

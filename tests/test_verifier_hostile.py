@@ -219,10 +219,9 @@ async def test_killing_its_parent_or_us_fails(sandbox: Sandbox) -> None:
             "            outcomes.append(type(exc).__name__)\n"
             "    return outcomes\n")
     verdict, _ = await judge(sandbox, code, "assert 'sent' not in attack()")
-    # Its parent is the judge, which runs as its uid: that kill lands, and with no judge
-    # there is no report, so the candidate fails (fail closed). Ours was refused: we are here.
-    assert not verdict.passed and verdict.details["stage"] == "crash"
-    assert verdict.details["signal"] == signal.SIGKILL
+    # Its parent is the judge, under an id of its own: refused; ours is not in its PID
+    # namespace (or is refused too): we are here.
+    assert verdict.passed, verdict.feedback
     assert_nothing_left(verdict)
 
 

@@ -2,24 +2,33 @@
 
 The `unit_tests` verifier writes this file and `solution.py` (the candidate's program) into
 the sandbox's directory and runs `python -I -B harness.py MODE`. The tests arrive on a file
-descriptor (`PONDER_SANDBOX_SECRET_FD`) as JSON `{"public": [chunk, ...], "private": [...]}`
-and the report, one JSON object, leaves on another (`PONDER_SANDBOX_REPORT_FD`). Standard
-library only: it runs in a bare interpreter.
+descriptor (`PONDER_SANDBOX_SECRET_FD`) as JSON `{"public": [chunk, ...], "private": [...],
+"entry_point": name}` and the report, one JSON object, leaves on another
+(`PONDER_SANDBOX_REPORT_FD`). Standard library only: it runs in a bare interpreter.
 
 MODE `isolated` (the default; see docs/trust.md): this process is the judge and never runs
-the candidate's code. Before it reads the tests it forks the candidate's process, which
-closes the tests and report descriptors, loads `solution.py` and then only answers calls:
-a test's `candidate(3)` or `f(2, 3)` is sent to it as plain data and its return value comes
-back as plain data (None, bool, int, float, str, and lists, tuples, sets and dicts of them),
-rebuilt here as fresh builtin objects, so an `__eq__` that always says yes cannot arrive.
-The judge then makes itself undumpable (no ptrace, no /proc/<pid>/mem or fd/ of it for the
-candidate's uid) and reads the tests. Whatever the candidate's code does to its own process
-(patching builtins, json, the harness, exit hooks, forged reports), the verdict comes from
-assertions evaluated here.
+the candidate's code. The sandbox started the candidate's process beside it (`harness.py
+candidate`, the sandbox's peer): another uid where ponder is root, without the tests and
+report descriptors. The judge makes itself undumpable first, then tells the candidate to load
+`solution.py` (the judge has read every file it needs by then); from then on the candidate
+only answers calls: a test's `candidate(3)` or `f(2, 3)` is sent to it as plain data and its
+return value comes back as plain data (None, bool, int, float, str, and lists, tuples, sets
+and dicts of them), rebuilt here as fresh builtin objects, so an `__eq__` that always says
+yes cannot arrive. Whatever the candidate's code does to its own process (patching builtins,
+json, the harness, exit hooks, forged reports), the verdict comes from assertions evaluated
+here.
+
+The tests see the judge's own builtins. Of the candidate's names they see only those the
+problem names: its entry point, and the names the tests use that are not builtins, so a
+candidate's `def abs(x): return 0` is not the `abs` of `assert abs(f(7) - 4.5) < 1e-6`. An
+exception the candidate raised arrives as itself only when it cannot steer control flow:
+`StopIteration` (which would end a `map` or `zip` early, unseen), `SystemExit` and the like
+arrive as a `CandidateError`.
 
 MODE `in_process`: the old way, for tests that need the candidate's own objects (classes,
 instances, callbacks): the code and the tests share one process, so a hostile candidate can
-forge its report. Only for trusted candidates.
+forge its report. Only for trusted candidates. The tests' names are chosen as above, and the
+candidate's functions raise control-flow exceptions as `CandidateError` here too.
 
 A test is a top-level `assert`, a top-level call (HumanEval's `check(candidate)`), or a
 `test_*` function a chunk defines (called with no arguments, after the chunk ran). Other
@@ -48,32 +57,48 @@ _PLAIN = "lists, tuples, sets and dicts of None, bool, int, float and str"
 
 def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "isolated"
+    if mode == "candidate":
+        _candidate()
+        return
+    # Before anything else: the candidate's process may share our uid (ponder not root).
+    _undumpable()
     report_fd = int(os.environ.pop("PONDER_SANDBOX_REPORT_FD"))
     secret_fd = int(os.environ.pop("PONDER_SANDBOX_SECRET_FD"))
-    with open("solution.py", encoding="utf-8") as f:
-        code = f.read()
     if mode == "isolated":
-        link = _Link.spawn(code, close=(report_fd, secret_fd))
-        _undumpable()
-        tests = _read_tests(secret_fd)
-        report = _judge_isolated(link, tests)
+        link = _Link.attach()
+        link.send({"go": True})  # only now may the candidate's code run
+        report = _judge_isolated(link, _read_tests(secret_fd))
         link.close()
     else:
+        with open("solution.py", encoding="utf-8") as f:
+            code = f.read()
         report = _judge_in_process(code, _read_tests(secret_fd))
     with os.fdopen(report_fd, "w") as out:
         out.write(json.dumps(report))
 
 
-def _read_tests(fd: int) -> dict[str, list[str]]:
+def _read_tests(fd: int) -> dict[str, Any]:
     with os.fdopen(fd, "rb") as f:
-        tests: dict[str, list[str]] = json.loads(f.read())
+        tests: dict[str, Any] = json.loads(f.read())
     return tests
+
+
+def _candidate() -> None:
+    """The candidate's process: wait until the judge is out of reach, then load the code and
+    answer calls."""
+    requests = os.fdopen(int(os.environ.pop("PONDER_PEER_IN_FD")), "rb")
+    replies = os.fdopen(int(os.environ.pop("PONDER_PEER_OUT_FD")), "wb")
+    if requests.readline() != b'{"go": true}\n':
+        return
+    with open("solution.py", encoding="utf-8") as f:
+        code = f.read()
+    _serve(code, requests, replies)
 
 
 # -- judging ----------------------------------------------------------------------------------
 
 
-def _judge_isolated(link: _Link, tests: dict[str, list[str]]) -> dict[str, Any]:
+def _judge_isolated(link: _Link, tests: dict[str, Any]) -> dict[str, Any]:
     try:
         loaded = link.receive()
     except CandidateGone as exc:  # it died while loading: the verifier says how
@@ -84,30 +109,66 @@ def _judge_isolated(link: _Link, tests: dict[str, list[str]]) -> dict[str, Any]:
     values = loaded.get("values")
     if not isinstance(names, list) or not isinstance(values, dict):
         return {"phase": "load", "error": "the program's process sent no list of its names"}
+    exposed = _exposed(tests)
     module = types.ModuleType("solution")
     for name in names:
-        if isinstance(name, str):
+        if isinstance(name, str) and name in exposed:
             setattr(module, name, _Remote(link, name))
     for name, value in values.items():
+        if str(name) not in exposed:
+            continue
         try:
             setattr(module, str(name), decode(value))
         except ValueError:
             continue
     sys.modules["solution"] = module
-    report = _run_tests(dict(vars(module)), tests)
+    report = _run_tests(_test_namespace(vars(module)), tests)
     if link.fate is not None:  # it died mid-tests: the verifier says how (a CPU limit, say)
         report["candidate"] = link.fate
     return report
 
 
-def _judge_in_process(code: str, tests: dict[str, list[str]]) -> dict[str, Any]:
+def _judge_in_process(code: str, tests: dict[str, Any]) -> dict[str, Any]:
     module, failure = _load(code)
     if failure is not None:
         return failure
-    return _run_tests(module.__dict__, tests)
+    exposed = _exposed(tests)
+    return _run_tests(_test_namespace({name: _guarded(value)
+                                       for name, value in vars(module).items()
+                                       if name in exposed}), tests)
 
 
-def _run_tests(namespace: dict[str, Any], tests: dict[str, list[str]]) -> dict[str, Any]:
+def _exposed(tests: dict[str, Any]) -> set[str]:
+    """The candidate's names the tests may see: the entry point, and every name the tests
+    use that is no builtin (`from solution import x` and `solution.x` count as using x)."""
+    used: set[str] = set()
+    for kind in ("public", "private"):
+        for chunk in tests.get(kind, []):
+            try:
+                tree = ast.parse(chunk)
+            except (SyntaxError, ValueError, RecursionError, MemoryError):
+                continue  # reported as a test that does not compile when it runs
+            for node in ast.walk(tree):
+                if isinstance(node, ast.Name):
+                    used.add(node.id)
+                elif isinstance(node, ast.ImportFrom) and node.module == "solution":
+                    used.update(alias.name for alias in node.names)
+                elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                        and node.value.id == "solution":
+                    used.add(node.attr)
+    exposed = {name for name in used if not hasattr(builtins, name) and not name.startswith("__")}
+    entry_point = tests.get("entry_point")
+    if isinstance(entry_point, str) and entry_point:
+        exposed.add(entry_point)
+    return exposed
+
+
+def _test_namespace(names: dict[str, Any]) -> dict[str, Any]:
+    """A fresh namespace for the tests: the judge's own builtins, and `names`."""
+    return {"__name__": "__tests__", "__builtins__": builtins, **names}
+
+
+def _run_tests(namespace: dict[str, Any], tests: dict[str, Any]) -> dict[str, Any]:
     results: list[dict[str, Any]] = []
     for kind in ("public", "private"):
         for index, chunk in enumerate(tests.get(kind, [])):
@@ -171,7 +232,36 @@ def _run_chunk(chunk: str, filename: str, namespace: dict[str, Any]) -> list[dic
 
 
 class CandidateError(Exception):
-    """An exception the candidate's code raised that is no builtin exception."""
+    """An exception the candidate's code raised that is no builtin exception, or one that
+    would steer the tests' control flow (`StopIteration` ends a `map` silently)."""
+
+
+# Raised by a candidate, these would not read as a failure: StopIteration and
+# StopAsyncIteration end iterations, the rest are meant for an interpreter, not a test.
+_CONTROL_FLOW = (StopIteration, StopAsyncIteration, GeneratorExit, KeyboardInterrupt,
+                 SystemExit)
+
+
+def _guarded(value: Any) -> Any:
+    """A function of the candidate's (in_process mode) whose control-flow exceptions reach
+    the tests as `CandidateError`."""
+    if not isinstance(value, types.FunctionType):
+        return value
+    function = value
+
+    def call(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return function(*args, **kwargs)
+        except _CONTROL_FLOW as exc:
+            error = CandidateError(f"{type(exc).__name__}: {_clip(str(exc))}")
+            where = _where(exc)
+            if where is not None:
+                error.ponder_where = where  # type: ignore[attr-defined]
+            raise error from None
+
+    call.__name__ = call.__qualname__ = function.__name__
+    call.__doc__ = function.__doc__
+    return call
 
 
 class CandidateGone(Exception):
@@ -189,20 +279,11 @@ class _Link:
         self.fate: dict[str, int | None] | None = None
 
     @classmethod
-    def spawn(cls, code: str, *, close: tuple[int, ...]) -> _Link:
-        to_child_r, to_child_w = os.pipe()
-        to_judge_r, to_judge_w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the candidate's process: it holds nothing of the judge's but this code
-            os.close(to_child_w)
-            os.close(to_judge_r)
-            for fd in (0, *close):
-                os.close(fd)
-            _serve(code, os.fdopen(to_child_r, "rb"), os.fdopen(to_judge_w, "wb"))
-            os._exit(0)
-        os.close(to_child_r)
-        os.close(to_judge_w)
-        return cls(pid, os.fdopen(to_judge_r, "rb"), os.fdopen(to_child_w, "wb"))
+    def attach(cls) -> _Link:
+        """The line to the candidate's process the sandbox started beside this one."""
+        return cls(int(os.environ.pop("PONDER_PEER_PID")),
+                   os.fdopen(int(os.environ.pop("PONDER_PEER_IN_FD")), "rb"),
+                   os.fdopen(int(os.environ.pop("PONDER_PEER_OUT_FD")), "wb"))
 
     def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
@@ -287,7 +368,8 @@ def _rebuild(reply: dict[str, Any]) -> BaseException:
     one (so a test's `except ValueError` works), else a `CandidateError`."""
     name, message = str(reply.get("raise", "Exception")), _clip(str(reply.get("message", "")))
     kind = getattr(builtins, name, None)
-    if isinstance(kind, type) and issubclass(kind, Exception):
+    if isinstance(kind, type) and issubclass(kind, Exception) and not issubclass(
+            kind, _CONTROL_FLOW):
         try:
             exc: BaseException = kind(message)
         except Exception:

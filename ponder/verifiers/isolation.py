@@ -2,16 +2,18 @@
 
 `probe_isolation()` checks util-linux `unshare` (network, PID and mount namespaces, or a
 user namespace when we are not root), a pids and a memory cgroup (v1, or v2 where it is
-delegated), and an unprivileged uid with a Python interpreter it can run. `Sandbox` then runs
-a trivial program under the result and drops layers until one works.
+delegated), and, when we are root, ids of a range no account and no process uses, with a
+Python interpreter they can run. `Sandbox` then runs a trivial program under the result, and
+refuses to run anything when that fails: it never drops to weaker isolation on its own.
+`Isolation.none()` is the one way to run without it, chosen by name.
 """
 
 from __future__ import annotations
 
-import contextlib
 import json
 import os
 import pwd
+import secrets
 import shutil
 import subprocess
 import sys
@@ -25,6 +27,13 @@ NAMESPACE_FLAGS = ("--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--k
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"  # the PATH a sandboxed program gets
 _CGROUP_GROUP = "ponder-sandbox"
 _MB = 1 << 20
+# Each run takes two ids of its own from here (its candidate's and its judge's), so no other
+# process on the host shares them: RLIMIT_NPROC then counts only the run's own processes, and
+# nothing another service does (`nobody` is shared by many) can make the drop fail. The range
+# sits below 2**31, above the ids distributions and container tools hand out (systemd's
+# dynamic users end at 65519, subordinate ranges usually start at 100000 and span 65536 each).
+ID_RANGE_START = 0x70000000
+ID_RANGE_PAIRS = 1 << 19
 
 
 @dataclass(frozen=True)
@@ -39,19 +48,60 @@ class RootView:
 
 @dataclass(frozen=True)
 class Isolation:
-    """The mechanisms this machine allows; each run uses all of them."""
+    """The mechanisms this machine allows; each run uses all of them.
+
+    `Isolation.none()` runs with none of them, as ponder's own user: for trusted code only,
+    and said in every result that ran so."""
 
     namespaces: tuple[str, ...] = ()
     user_namespace: bool = False
     pids_cgroup: str | None = None  # the directory runs' pids cgroups are made in
     memory_cgroup: str | None = None
-    uid: int | None = None  # the unprivileged uid runs drop to
-    gid: int | None = None
-    python: str = sys.executable  # an interpreter that uid can run
+    # When we are root: runs drop to ids of their own from ID_RANGE_START (see there).
+    own_ids: bool = False
+    python: str = sys.executable  # an interpreter those ids can run
     root: RootView | None = None  # a minimal filesystem, where the mount namespace allows
+    opted_out: bool = False  # Isolation.none(): the user chose to run without a sandbox
+
+    @classmethod
+    def none(cls) -> Isolation:
+        """No sandbox at all: the program runs as ponder's user, on the host, with only the
+        rlimits and the wall clock. For trusted code; never chosen by ponder itself."""
+        return cls(opted_out=True)
+
+    def pick_ids(self) -> tuple[int, int] | None:
+        """A fresh (candidate, judge) pair of unprivileged ids for one run, or None when runs
+        keep our own uid (we are not root, or the sandbox was opted out of)."""
+        if not self.own_ids:
+            return None
+        first = ID_RANGE_START + 2 * secrets.randbelow(ID_RANGE_PAIRS)
+        return first, first + 1
+
+    def summary(self) -> str:
+        """The layers in a few words, for messages."""
+        if self.opted_out:
+            return "none, opted out"
+        parts = [" ".join(flag.strip("-") for flag in self.namespaces
+                          if flag in ("--net", "--pid", "--mount", "--ipc", "--uts"))
+                 + " namespaces" if self.namespaces else "no namespaces"]
+        parts += ["a minimal root"] if self.root is not None else []
+        parts += [f"{name} cgroup" for name, path in (("pids", self.pids_cgroup),
+                                                      ("memory", self.memory_cgroup)) if path]
+        parts += ["ids of its own"] if self.own_ids else []
+        return ", ".join(parts)
 
     def describe(self) -> dict[str, Any]:
+        if self.opted_out:
+            return {"sandbox": "none (opted out: Isolation.none(), --sandbox none)",
+                    "network": "not isolated", "pid_namespace": False,
+                    "ipc_namespace": False, "filesystem": "host", "private_tmp": False,
+                    "user_namespace": False, "pids_cgroup": False, "memory_cgroup": False,
+                    "user": _user_name(os.geteuid()), "judge_apart": False,
+                    "python": self.python,
+                    "rlimits": ["cpu", "address_space", "file_size", "open_files", "core"]}
+        same_uid = not self.own_ids
         return {
+            "sandbox": "isolated",
             "network": "namespace" if "--net" in self.namespaces else "not isolated",
             "pid_namespace": "--pid" in self.namespaces,
             "ipc_namespace": "--ipc" in self.namespaces,
@@ -62,10 +112,15 @@ class Isolation:
             "user_namespace": self.user_namespace,
             "pids_cgroup": self.pids_cgroup is not None,
             "memory_cgroup": self.memory_cgroup is not None,
-            "user": _user_name(self.uid) if self.uid is not None else _user_name(os.geteuid()),
+            "user": ("an unused uid of its own (not root, not nobody)" if self.own_ids
+                     else _user_name(os.geteuid())),
+            # Whether the unit-test judge runs as a uid the candidate cannot signal or trace;
+            # with one uid the judge is undumpable before the candidate starts, and a signal
+            # to it fails the verdict (no report).
+            "judge_apart": "another uid" if not same_uid else "same uid, undumpable",
             "python": self.python,
             "rlimits": ["cpu", "address_space", "file_size", "open_files", "core"]
-            + (["processes"] if self.uid is not None or os.geteuid() != 0 else []),
+            + (["processes"] if self.own_ids or os.geteuid() != 0 else []),
         }
 
 
@@ -85,22 +140,29 @@ def probe_isolation(*, namespaces: bool = True, cgroups: bool = True,
             flags = ("--net",)
     pids = _cgroup_dir("pids", cgroup_parent, "pids.max") if cgroups else None
     memory = _cgroup_dir("memory", None, None) if cgroups else None
-    uid = gid = None
+    own_ids = False
     python = sys.executable
     if drop_privileges and os.geteuid() == 0:
-        with contextlib.suppress(KeyError):
-            nobody = pwd.getpwnam("nobody")
-            same_version = f"import sys; assert sys.version_info[:2] == {sys.version_info[:2]}"
-            python = next((p for p in _interpreters() if _works(
-                [p, "-I", "-c", same_version],
-                user=nobody.pw_uid, group=nobody.pw_gid, extra_groups=[])), "")
-            if python:
-                uid, gid = nobody.pw_uid, nobody.pw_gid
-            else:
-                python = sys.executable
+        # The last id of the range, which a run may also draw: the same "other" permissions.
+        probe_id = ID_RANGE_START + 2 * ID_RANGE_PAIRS - 1
+        same_version = f"import sys; assert sys.version_info[:2] == {sys.version_info[:2]}"
+        found = next((p for p in _interpreters() if _works(
+            [p, "-I", "-c", same_version], user=probe_id, group=probe_id, extra_groups=[])),
+            None)
+        if found is not None and not ids_in_use():
+            own_ids, python = True, found
     root = root_view(python) if "--mount" in flags else None
     return Isolation(namespaces=flags, user_namespace=user_ns, pids_cgroup=pids,
-                     memory_cgroup=memory, uid=uid, gid=gid, python=python, root=root)
+                     memory_cgroup=memory, own_ids=own_ids, python=python, root=root)
+
+
+def ids_in_use() -> list[str]:
+    """Accounts that own an id of the range runs draw from: a sign that the range is not ours
+    to take (runs are then refused rather than share an id with them). Processes are not
+    checked: other ponder processes' runs hold ids of the range too."""
+    last = ID_RANGE_START + 2 * ID_RANGE_PAIRS
+    return [e.pw_name for e in pwd.getpwall()
+            if ID_RANGE_START <= e.pw_uid < last or ID_RANGE_START <= e.pw_gid < last]
 
 
 # Imported by the probe so that the libraries behind the usual standard-library modules are

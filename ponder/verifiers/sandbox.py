@@ -10,8 +10,9 @@ every `SandboxResult` records them:
   `/dev/shm`, so files written outside the run's directory vanish with it);
 - a pids cgroup and a memory cgroup per run: the only caps on process count that bind root,
   and they find children that left the process group;
-- an unprivileged uid (`nobody`) when we are root: RLIMIT_NPROC binds again, and nothing
-  outside the run's directory is writable or signallable;
+- ids of the run's own when we are root (from a range no account uses; the candidate and a
+  unit-test judge each get one): RLIMIT_NPROC binds again and counts only the run, nothing
+  outside the run's directory is writable or signallable, and no capability survives;
 - rlimits: CPU seconds, address space, file size, open files, no core dumps;
 - a wall-clock limit that kills the whole session, then whatever is left in the cgroups, then
   any process that still carries the run's marker in its environment (a `/proc` scan), so no
@@ -19,7 +20,10 @@ every `SandboxResult` records them:
 
 Without `unshare` there is no network isolation and no private `/tmp`; without cgroups and
 a uid to drop to (not root, no user namespaces) a fork bomb meets only RLIMIT_NPROC, which
-counts all the user's processes. The result's `isolation` says so.
+counts all the user's processes. The result's `isolation` says so. What the probe finds is
+checked by running a program; when that fails the sandbox refuses (`SandboxUnavailable`)
+rather than run with less, and as root it refuses when it cannot drop to ids of its own.
+`Isolation.none()` runs without a sandbox, for trusted code, only when chosen by name.
 
 `isolation.py` finds which layers this machine allows; inside the namespaces
 `sandbox_boot.py` sets each run up before the program starts.
@@ -29,7 +33,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
 import functools
 import json
 import logging
@@ -37,6 +40,7 @@ import os
 import shutil
 import signal
 import subprocess
+import sys
 import tempfile
 import time
 import uuid
@@ -47,10 +51,12 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from ponder.errors import SandboxUnavailable
 from ponder.verifiers.isolation import (
     SANDBOX_PATH,
     Isolation,
     RootView,
+    ids_in_use,
     memory_limit_file,
     probe_isolation,
 )
@@ -85,12 +91,15 @@ class Limits(BaseModel):
     disk_mb: int = Field(default=64, gt=0,
                          description="each writable tmpfs of a minimal root: /work, /tmp, /dev/shm")
     output_bytes: int = Field(default=16_384, gt=0, description="output kept, from the end")
-    report_bytes: int = Field(default=1 << 20, gt=0)
+    report_bytes: int = Field(default=1 << 20, gt=0,
+                              description="a longer report is no report: the run fails closed")
 
 
 @dataclass
 class SandboxResult:
-    """How a run ended. `report` is what the program wrote to its report file descriptor."""
+    """How a run ended. `report` is what the program wrote to its report file descriptor:
+    all of it, or nothing when it held more than `Limits.report_bytes` (`report_error` says
+    so), since a prefix is not the report."""
 
     run_id: str
     exit_code: int | None
@@ -104,6 +113,7 @@ class SandboxResult:
     peak_processes: int | None = None  # the most the run had at once, where the cgroup says
     setup_error: str | None = None
     limits: dict[str, Any] = field(default_factory=dict)
+    report_error: str | None = None
 
 
 class Sandbox:
@@ -116,13 +126,15 @@ class Sandbox:
 
     def __init__(self, *, max_concurrency: int | None = None, cgroup_parent: str | None = None,
                  namespaces: bool = True, cgroups: bool = True,
-                 drop_privileges: bool = True) -> None:
+                 drop_privileges: bool = True, isolation: Isolation | None = None) -> None:
+        """`namespaces`, `cgroups` and `drop_privileges` switch layers off by name;
+        `isolation` skips the probe (`Isolation.none()`: no sandbox, for trusted code)."""
         self.max_concurrency = max_concurrency or os.cpu_count() or 1
         self.cgroup_parent = cgroup_parent
         self.namespaces = namespaces
         self.cgroups = cgroups
         self.drop_privileges = drop_privileges
-        self._isolation: Isolation | None = None
+        self._isolation: Isolation | None = isolation
         # Per event loop, since asyncio primitives belong to the loop that first waits on them
         # and one sandbox may serve many `asyncio.run`s.
         self._probe_locks: weakref.WeakKeyDictionary[asyncio.AbstractEventLoop, asyncio.Lock] = (
@@ -133,8 +145,9 @@ class Sandbox:
         )
 
     async def isolation(self) -> Isolation:
-        """Probe (once) which mechanisms work here, then check they work together by running
-        a trivial program, dropping layers until one runs."""
+        """Probe which mechanisms work here, then check they work together by running a
+        trivial program. A probe that succeeds is kept; one that fails raises
+        `SandboxUnavailable` and the next run probes again."""
         if self._isolation is None:
             # Concurrent first runs in a loop probe once. Loops in other threads may each
             # probe too; they find the same answer, so that costs time, not correctness.
@@ -149,40 +162,50 @@ class Sandbox:
             probe_isolation, namespaces=self.namespaces, cgroups=self.cgroups,
             drop_privileges=self.drop_privileges, cgroup_parent=self.cgroup_parent,
         )
-        weaker = [
-            probed,
-            dataclasses.replace(probed, root=None),
-            dataclasses.replace(probed, root=None, namespaces=tuple(
-                flag for flag in probed.namespaces if flag == "--net")),
-            dataclasses.replace(probed, root=None, namespaces=()),
-            dataclasses.replace(probed, root=None, namespaces=(), pids_cgroup=None,
-                                memory_cgroup=None),
-            Isolation(),
-        ]
-        chosen = weaker[-1]
-        for isolation in weaker:
-            if await _Run(isolation, Limits(timeout_s=60), 1).trial():
-                chosen = isolation
-                break
-        if chosen != probed:
-            log.warning("sandbox: the probed isolation %s did not run a program; using %s",
-                        probed, chosen)
-        return chosen
+        if self.drop_privileges and os.geteuid() == 0 and not probed.own_ids:
+            owners = await asyncio.to_thread(ids_in_use)
+            why = (f"accounts own ids of its range ({', '.join(owners[:3])})" if owners else
+                   f"no interpreter of Python {sys.version_info[0]}.{sys.version_info[1]} "
+                   "runs as an unprivileged id (ours may sit in a directory others cannot "
+                   "enter)")
+            raise SandboxUnavailable(
+                "the sandbox would run model-written code as root: it cannot drop to ids of "
+                f"its own because {why}; install Python where any user can run it, or opt "
+                "out for trusted code with Isolation.none() / --sandbox none")
+        # Each layer was probed alone; a program must run under all of them together. A
+        # failure may be passing (a cgroup not yet released, a loaded machine), so try again
+        # before refusing, and never run with fewer layers than were found.
+        reason = ""
+        for attempt in range(3):
+            if attempt:
+                await asyncio.sleep(0.25 * attempt)
+            reason = await _Run(probed, Limits(timeout_s=60), 1).trial()
+            if not reason:
+                return probed
+        raise SandboxUnavailable(f"the sandbox's isolation ({probed.summary()}) did not run a "
+                                 f"test program in 3 tries: {reason}; opt out for trusted code "
+                                 "with Isolation.none() / --sandbox none")
 
     async def run(self, files: dict[str, str], entry: str, *, limits: Limits | None = None,
-                  args: tuple[str, ...] = (), secret: bytes = b"") -> SandboxResult:
+                  args: tuple[str, ...] = (), secret: bytes = b"",
+                  peer: tuple[str, ...] | None = None) -> SandboxResult:
         """Write `files` into a fresh temporary directory and run `python -I -B entry` there.
 
         `secret` never touches the run's filesystem: the program reads it from the file
-        descriptor named in `PONDER_SANDBOX_SECRET_FD` (an unlinked file of ours), so a
-        process it starts before reading can be kept from it."""
+        descriptor named in `PONDER_SANDBOX_SECRET_FD` (an unlinked file of ours).
+
+        `peer` (a script and its arguments) runs beside the program as a process of its own,
+        joined to it by two pipes (`PONDER_PEER_IN_FD`, `PONDER_PEER_OUT_FD`, its pid in
+        `PONDER_PEER_PID`): the untrusted half of a pair, such as the unit-test candidate
+        beside its judge. It never holds the secret or report descriptors, and runs as another
+        id than the program where we are root."""
         limits = limits or Limits()
         isolation = await self.isolation()
         loop = asyncio.get_running_loop()
         gate = self._gates.setdefault(loop, asyncio.Semaphore(self.max_concurrency))
         async with gate:
             return await _Run(isolation, limits, self.max_concurrency).execute(
-                files, entry, args, secret)
+                files, entry, args, secret, peer)
 
 
 @functools.cache
@@ -200,31 +223,47 @@ class _Run:
         self.limits = limits
         self.concurrency = concurrency
         self.run_id = uuid.uuid4().hex[:16]
+        self.ids = isolation.pick_ids()  # (candidate, judge), or None: our own uid
         self.cgroups: list[Path] = []
         self.leftovers = 0
         self.peak_processes: int | None = None
 
-    async def trial(self) -> bool:
-        """Whether a trivial program runs under this isolation."""
+    async def trial(self) -> str:
+        """Why a trivial program and its peer do not run under this isolation ("" if they
+        do)."""
+        files = {"probe.py": "import os, sys\n"
+                             "fd = int(os.environ['PONDER_PEER_OUT_FD'])\n"
+                             "if sys.argv[1:] == ['peer']:\n"
+                             "    os.write(fd, b'ok')\n"
+                             "else:\n"
+                             "    fd = int(os.environ['PONDER_PEER_IN_FD'])\n"
+                             "    print(os.read(fd, 2).decode())\n"}
         try:
-            result = await self.execute({"probe.py": "print('ok')"}, "probe.py", ())
-        except OSError:  # no `unshare` after all, or a cgroup we may not make
-            return False
+            result = await self.execute(files, "probe.py", (), b"", ("probe.py", "peer"))
+        except OSError as exc:  # no `unshare` after all, or a cgroup we may not make
+            return f"{type(exc).__name__}: {exc}"
         # Output includes stderr: a layer may warn before the program runs.
-        return result.exit_code == 0 and result.output.splitlines()[-1:] == ["ok"]
+        if result.exit_code == 0 and result.output.splitlines()[-1:] == ["ok"]:
+            return ""
+        if result.setup_error:
+            return result.setup_error
+        last = result.output.strip().splitlines()[-1:] or ["no output"]
+        return f"exit code {result.exit_code}, signal {result.signal}: {last[0][:200]}"
 
     async def execute(self, files: dict[str, str], entry: str, args: tuple[str, ...],
-                      secret: bytes = b"") -> SandboxResult:
+                      secret: bytes = b"", peer: tuple[str, ...] | None = None,
+                      ) -> SandboxResult:
         with tempfile.TemporaryFile() as output, tempfile.TemporaryFile() as report, \
                 tempfile.TemporaryFile() as hidden:
             hidden.write(secret)
             hidden.flush()
             hidden.seek(0)
             started = time.monotonic()
-            code, timed_out = await self._spawn(files, entry, args, output, report, hidden)
+            code, timed_out = await self._spawn(files, entry, args, output, report, hidden,
+                                                peer)
             seconds = time.monotonic() - started
             text = _tail(output, self.limits.output_bytes).decode("utf-8", "replace")
-            report_bytes = _head(report, self.limits.report_bytes)
+            report_bytes, report_error = _whole(report, self.limits.report_bytes)
         exit_code, sig = _decode_status(code)
         setup_error = None
         if exit_code == _BOOT_FAILED and "ponder-sandbox boot:" in text:
@@ -235,11 +274,12 @@ class _Run:
             output=text, report=report_bytes, isolation=self.isolation.describe(),
             leftovers_killed=self.leftovers, peak_processes=self.peak_processes,
             setup_error=setup_error,
-            limits=self.limits.model_dump(),
+            limits=self.limits.model_dump(), report_error=report_error,
         )
 
     async def _spawn(self, files: dict[str, str], entry: str, args: tuple[str, ...],
-                     output: Any, report: Any, hidden: Any) -> tuple[int | None, bool]:
+                     output: Any, report: Any, hidden: Any, peer: tuple[str, ...] | None,
+                     ) -> tuple[int | None, bool]:
         """Run to the end or the time limit; returns (return code, whether it timed out)."""
         workdir = Path(tempfile.mkdtemp(prefix="ponder-sandbox-"))
         proc: asyncio.subprocess.Process | None = None
@@ -247,11 +287,16 @@ class _Run:
         try:
             for name, text in files.items():
                 (workdir / name).write_text(text)
-            if self.isolation.uid is not None:
-                os.chown(workdir, self.isolation.uid, self.isolation.gid or -1)
+            # The candidate's to write; a judge beside it only reads (and reads all it needs
+            # before the candidate's code runs).
+            workdir.chmod(0o755)
+            if self.ids is not None:
+                os.chown(workdir, self.ids[0], self.ids[0])
             self._make_cgroups()
+            fds = (report.fileno(), hidden.fileno())
             proc = await asyncio.create_subprocess_exec(
-                *self._command(entry, args), cwd=workdir, env=self._env(workdir, report, hidden),
+                *self._command(entry, args, peer, fds), cwd=workdir,
+                env=self._env(workdir, report, hidden),
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
                 pass_fds=(report.fileno(), hidden.fileno()), start_new_session=True,
             )
@@ -267,12 +312,14 @@ class _Run:
             shutil.rmtree(workdir, ignore_errors=True)
         return (proc.returncode if proc is not None else None), timed_out
 
-    def _command(self, entry: str, args: tuple[str, ...]) -> list[str]:
+    def _command(self, entry: str, args: tuple[str, ...], peer: tuple[str, ...] | None,
+                 secret_fds: tuple[int, ...]) -> list[str]:
         limits = self.limits
         nproc = limits.processes
-        if self.isolation.pids_cgroup is not None:
-            # RLIMIT_NPROC counts every process of the uid, across concurrent runs.
+        if self.ids is None and self.isolation.pids_cgroup is not None:
+            # RLIMIT_NPROC counts every process of our uid; the cgroup is the run's own cap.
             nproc = limits.processes * self.concurrency + 16
+        candidate, judge = self.ids if self.ids is not None else (None, None)
         config = {
             "python": self.isolation.python,
             "argv": ["-I", "-B", entry, *args],
@@ -282,8 +329,15 @@ class _Run:
                 "binds": list(self._root.binds), "links": [list(x) for x in self._root.links],
                 "disk_mb": limits.disk_mb},
             "init": "--pid" in self.isolation.namespaces,
-            "uid": self.isolation.uid,
-            "gid": self.isolation.gid,
+            # With a peer the program is its judge, under an id of its own.
+            "uid": judge if peer is not None else candidate,
+            "gid": judge if peer is not None else candidate,
+            "work_uid": candidate,
+            "work_gid": candidate,
+            "secret_fds": list(secret_fds),
+            "peer": None if peer is None else {
+                "argv": ["-I", "-B", *peer], "uid": candidate, "gid": candidate,
+                "unset": [REPORT_FD_ENV, SECRET_FD_ENV]},
             "rlimits": {
                 "RLIMIT_CPU": [limits.cpu_s, limits.cpu_s + 1],
                 "RLIMIT_AS": [limits.memory_mb * _MB] * 2,
@@ -426,7 +480,12 @@ def _tail(f: Any, limit: int) -> bytes:
     return data
 
 
-def _head(f: Any, limit: int) -> bytes:
+def _whole(f: Any, limit: int) -> tuple[bytes, str | None]:
+    """The whole of a report, or nothing and why: a report cut at the cap could be the first
+    part of several, or a forgery padded to push the real one past what is read."""
+    size = f.seek(0, os.SEEK_END)
+    if size > limit:
+        return b"", f"the report held {size} bytes, more than the {limit} a report may"
     f.seek(0)
     data: bytes = f.read(limit)
-    return data
+    return data, None

@@ -4,6 +4,11 @@ read-only host paths and size-limited tmpfs, or at least a private tmpfs over th
 world-writable directories), stays behind as the PID namespace's init, applies the rlimits,
 drops privileges and execs the program.
 
+With a `peer` (the unit-test judge's candidate), it first starts the peer's process: joined
+to the program by two pipes, without the program's secret and report descriptors, dropped to
+an id of its own. Both drop privileges here, before either runs a line, so there is no moment
+in which the candidate can reach the judge (docs/trust.md).
+
 Run by path as `python -I -S sandbox_boot.py CONFIG`: the standard library only, and a few
 modules of it, since every run pays for this interpreter's start.
 """
@@ -21,33 +26,96 @@ BOOT_FAILED = 125
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REMOUNT, _MS_BIND, _MS_REC = 32, 4096, 16384
 _DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
-_PR_SET_NO_NEW_PRIVS = 38
+_PR_CAPBSET_DROP, _PR_SET_SECUREBITS, _PR_SET_NO_NEW_PRIVS = 24, 28, 38
+_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
+# SECBIT_NOROOT, SECBIT_NO_CAP_AMBIENT_RAISE, their locks, and KEEP_CAPS locked off: uid 0
+# gains no capabilities at exec, and a drop from uid 0 still clears them, for good.
+_SECUREBITS = 0x01 | 0x02 | 0x20 | 0x40 | 0x80
+PEER_PID_ENV, PEER_IN_ENV, PEER_OUT_ENV = ("PONDER_PEER_PID", "PONDER_PEER_IN_FD",
+                                           "PONDER_PEER_OUT_FD")
 
 
 def boot(config: dict[str, Any]) -> None:
-    """Join the cgroups, privatise /tmp, become init, limit, drop privileges, exec."""
+    """Join the cgroups, privatise /tmp, become init, start the peer, limit, drop
+    privileges, exec."""
     for procs in config["cgroups"]:
         with open(procs, "w") as f:
             f.write(str(os.getpid()))
     libc = ctypes.CDLL(None, use_errno=True)
     if config.get("root") is not None:
-        _enter_root(libc, config["root"], config["uid"], config["gid"])
+        _enter_root(libc, config["root"], config["work_uid"], config["work_gid"])
     else:
         _private_tmp(libc, config["tmpfs"])
     if config["init"]:
         child = os.fork()
         if child:
+            for fd in config["secret_fds"]:  # init, as root, holds nothing a run could want
+                os.close(fd)
             _be_init(child)
-    for name, (soft, hard) in config["rlimits"].items():
-        if name == "RLIMIT_NPROC" and config["uid"] is None and os.geteuid() == 0:
+    env = dict(os.environ)
+    if config.get("peer") is not None:
+        env.update(_start_peer(libc, config, config["peer"], env))
+    _drop_and_exec(libc, config["rlimits"], config["uid"], config["gid"], config["python"],
+                   config["argv"], env)
+
+
+def _start_peer(libc: Any, config: dict[str, Any], peer: dict[str, Any],
+                env: dict[str, str]) -> dict[str, str]:
+    """Fork the peer's process and exec its program once it is limited and dropped to its
+    own id; returns the environment that tells the program its pid and pipes."""
+    to_peer_r, to_peer_w = os.pipe()
+    to_main_r, to_main_w = os.pipe()
+    pid = os.fork()
+    if pid == 0:
+        try:
+            for fd in (to_peer_w, to_main_r, *config["secret_fds"]):
+                os.close(fd)
+            os.set_inheritable(to_peer_r, True)
+            os.set_inheritable(to_main_w, True)
+            peer_env = {k: v for k, v in env.items() if k not in peer["unset"]}
+            peer_env[PEER_IN_ENV], peer_env[PEER_OUT_ENV] = str(to_peer_r), str(to_main_w)
+            _drop_and_exec(libc, config["rlimits"], peer["uid"], peer["gid"],
+                           config["python"], peer["argv"], peer_env)
+        except BaseException as exc:
+            sys.stderr.write(f"ponder-sandbox boot: the peer: {type(exc).__name__}: {exc}\n")
+            sys.stderr.flush()
+        os._exit(BOOT_FAILED)
+    os.close(to_peer_r)
+    os.close(to_main_w)
+    os.set_inheritable(to_main_r, True)
+    os.set_inheritable(to_peer_w, True)
+    return {PEER_PID_ENV: str(pid), PEER_IN_ENV: str(to_main_r), PEER_OUT_ENV: str(to_peer_w)}
+
+
+def _drop_and_exec(libc: Any, rlimits: dict[str, list[int]], uid: int | None, gid: int | None,
+                   python: str, argv: list[str], env: dict[str, str]) -> None:
+    """Apply the rlimits, give up every capability for good, take `uid`, exec."""
+    for name, (soft, hard) in rlimits.items():
+        if name == "RLIMIT_NPROC" and uid is None and os.geteuid() == 0:
             continue  # it would not bind root, and would count our other processes
         resource.setrlimit(getattr(resource, name), (soft, hard))
-    if config["uid"] is not None:
+    if os.geteuid() == 0:
+        _drop_capabilities(libc)
+    if uid is not None:
         os.setgroups([])
-        os.setgid(config["gid"])
-        os.setuid(config["uid"])
-    libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0)
-    os.execv(config["python"], [config["python"], *config["argv"]])
+        os.setgid(gid if gid is not None else uid)
+        os.setuid(uid)
+    if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
+    os.execve(python, [python, *argv], env)
+
+
+def _drop_capabilities(libc: Any) -> None:
+    """Empty the bounding and ambient sets and lock root out of capabilities at exec, so a
+    process that keeps uid 0 (inside a user namespace) runs with none of them."""
+    with open("/proc/sys/kernel/cap_last_cap") as f:
+        last = int(f.read())
+    for cap in range(last + 1):
+        if libc.prctl(_PR_CAPBSET_DROP, cap, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), f"prctl(PR_CAPBSET_DROP, {cap}) failed")
+    libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)  # absent before Linux 4.3
+    if libc.prctl(_PR_SET_SECUREBITS, _SECUREBITS, 0, 0, 0) != 0:
+        raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECUREBITS) failed")
 
 
 def _enter_root(libc: Any, view: dict[str, Any], uid: int | None, gid: int | None) -> None:

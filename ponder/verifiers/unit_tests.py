@@ -95,7 +95,9 @@ class UnitTestVerifier(Verifier):
         result = await self.sandbox.run(
             {"harness.py": _HARNESS.read_text(), "solution.py": program}, "harness.py",
             limits=self.limits, args=(self.mode,),
-            secret=json.dumps({"public": tests.public, "private": tests.private}).encode(),
+            secret=json.dumps({"public": tests.public, "private": tests.private,
+                               "entry_point": problem.entry_point}).encode(),
+            peer=("harness.py", "candidate") if self.mode == "isolated" else None,
         )
         if result.setup_error is not None:
             raise PonderError(f"the unit-test sandbox failed to start: {result.setup_error}")
@@ -207,6 +209,8 @@ def judge(result: SandboxResult, limits: Limits, *, full: bool = False) -> Verdi
     if result.timed_out:
         return _fail(f"Timed out after {limits.timeout_s:g}s: the code is too slow or never "
                      "finishes (an infinite loop?).", "timeout")
+    if result.report_error is not None:  # fail closed: no prefix of a report is a verdict
+        return _fail(f"The tests' report was refused: {result.report_error}.", "report")
     if report is None:
         # The output may hold what private tests printed: quoted only with full feedback.
         return _fail(_crash_message(result, limits, show_output=full), "crash",
@@ -261,9 +265,11 @@ def _quote(item: dict[str, Any]) -> str:
 
 
 def _load_report(raw: bytes) -> dict[str, Any] | None:
+    """The judge's one report, or None: a report that is not exactly one JSON object (two
+    concatenated, trailing bytes, bad UTF-8, too deep) is no report."""
     try:
-        report = json.loads(raw.decode("utf-8", "replace"))
-    except ValueError:
+        report = json.loads(raw.decode("utf-8"))
+    except (ValueError, RecursionError):
         return None
     return report if isinstance(report, dict) else None
 

@@ -1,0 +1,175 @@
+"""The second red-team pass, against the sandbox itself: the candidate cannot reach its judge,
+a report is whole or it is nothing, and the sandbox never runs model-written code with less
+isolation than the machine allows unless the user opts out by name (docs/trust.md)."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import pwd
+import subprocess
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from ponder.errors import SandboxUnavailable
+from ponder.types import Candidate, Problem
+from ponder.verifiers import sandbox as sandbox_module
+from ponder.verifiers.isolation import Isolation
+from ponder.verifiers.sandbox import Limits, Sandbox
+from ponder.verifiers.unit_tests import UnitTestVerifier, judge
+
+LIMITS = Limits(timeout_s=10.0, cpu_s=5, memory_mb=512)
+as_root = pytest.mark.skipif(os.geteuid() != 0, reason="the id layers need root")
+
+# Every way the first pass found to reach the judge, tried from inside the candidate's code.
+REACH_THE_JUDGE = """
+import ctypes, os, signal
+libc = ctypes.CDLL(None, use_errno=True)
+def reach():
+    judge, outcomes = os.getppid(), {}
+    def attempt(name, action):
+        try:
+            action()
+            outcomes[name] = "done"
+        except OSError as exc:
+            outcomes[name] = type(exc).__name__
+    attempt("signal", lambda: os.kill(judge, 0))
+    attempt("stop", lambda: os.kill(judge, signal.SIGSTOP))
+    os.kill(judge, signal.SIGCONT) if outcomes["stop"] == "done" else None
+    def trace():
+        if libc.ptrace(16, judge, 0, 0) != 0:  # PTRACE_ATTACH
+            raise OSError(ctypes.get_errno(), "ptrace")
+        libc.ptrace(17, judge, 0, 0)  # PTRACE_DETACH
+    attempt("trace", trace)
+    def take():
+        pidfd = os.pidfd_open(judge)
+        if libc.syscall(438, pidfd, 3, 0) < 0:  # pidfd_getfd
+            raise OSError(ctypes.get_errno(), "pidfd_getfd")
+    attempt("descriptors", take)
+    attempt("proc fd", lambda: os.listdir(f"/proc/{judge}/fd"))
+    return outcomes
+"""
+
+
+@pytest.fixture(scope="module")
+def sandbox() -> Sandbox:
+    return Sandbox()
+
+
+@as_root
+async def test_the_candidate_cannot_signal_stop_trace_or_take_descriptors_from_its_judge(
+        sandbox: Sandbox) -> None:
+    verifier = UnitTestVerifier(limits=LIMITS, sandbox=sandbox, private_feedback="full")
+    problem = Problem(problem="?", tests=["assert 'done' not in reach().values(), reach()"])
+    verdict = await verifier.verify(problem, Candidate(text=REACH_THE_JUDGE,
+                                                       answer=REACH_THE_JUDGE))
+    assert verdict.passed, verdict.feedback
+    assert verdict.details["isolation"]["judge_apart"] == "another uid"
+
+
+async def test_a_report_past_the_cap_is_no_report(sandbox: Sandbox) -> None:
+    """A forgery padded to the cap used to be read as the verdict, with the judge's true
+    report after it unread."""
+    limits = Limits(report_bytes=4096)
+    program = ("import os\n"
+               "with os.fdopen(int(os.environ['PONDER_SANDBOX_REPORT_FD']), 'w') as out:\n"
+               "    out.write('{\"phase\": \"tests\", \"results\": []}'.ljust(4096))\n"
+               "    out.write('{\"phase\": \"tests\", \"results\": []}')\n")
+    result = await sandbox.run({"main.py": program}, "main.py", limits=limits)
+    assert result.report == b"" and result.report_error is not None
+    assert "more than the 4096" in result.report_error
+    verdict = judge(result, limits)
+    assert not verdict.passed and verdict.details["stage"] == "report"
+
+
+@pytest.mark.parametrize("report", [
+    b'{"phase": "tests", "results": []}{"phase": "tests", "results": []}',
+    b'{"phase": "tests", "results": []}\n{"phase": "tests", "results": []}\n',
+    b'{"phase": "tests", "results": [{"passed": true}]}\xff',
+    b'[' * 100_000,
+])
+async def test_a_report_that_is_not_exactly_one_object_fails_closed(report: bytes) -> None:
+    result = sandbox_module.SandboxResult(
+        run_id="x", exit_code=0, signal=None, timed_out=False, seconds=0.1, output="",
+        report=report, isolation={})
+    verdict = judge(result, LIMITS)
+    assert not verdict.passed and verdict.details["stage"] == "crash"
+
+
+@contextlib.contextmanager
+def processes_of(user: str, count: int) -> Iterator[None]:
+    """`count` sleeping processes of `user`: what another service (or two sandboxes that
+    shared `nobody`) leaves on the host."""
+    entry = pwd.getpwnam(user)
+    held = [subprocess.Popen(["sleep", "60"], user=entry.pw_uid, group=entry.pw_gid,
+                             extra_groups=[]) for _ in range(count)]
+    try:
+        yield
+    finally:
+        for process in held:
+            process.kill()
+            process.wait()
+
+
+@as_root
+async def test_a_host_busy_with_nobodys_processes_does_not_downgrade_the_sandbox() -> None:
+    """With about 50 `nobody` processes on the host, RLIMIT_NPROC made every probe's drop to
+    `nobody` fail and the sandbox ran the candidate as root on the host."""
+    marker = Path("/tmp") / f"ponder-escape-{uuid.uuid4().hex}"
+    program = ("import os\n"
+               f"try:\n    open({str(marker)!r}, 'w').close()\nexcept OSError:\n    pass\n"
+               "print(os.getuid())\n")
+    with processes_of("nobody", 120):
+        fresh = Sandbox()
+        result = await fresh.run({"main.py": program}, "main.py", limits=LIMITS)
+    assert result.exit_code == 0, result.output
+    assert int(result.output.split()[-1]) not in (0, pwd.getpwnam("nobody").pw_uid)
+    assert not marker.exists()
+    assert result.isolation["sandbox"] == "isolated"
+
+
+async def test_a_probe_that_cannot_run_a_program_is_retried_then_refused(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    tries: list[int] = []
+
+    async def fails(self: object) -> str:
+        tries.append(1)
+        return "mount /usr on /x failed"
+
+    monkeypatch.setattr(sandbox_module._Run, "trial", fails)
+    fresh = Sandbox()
+    with pytest.raises(SandboxUnavailable, match="did not run a test program in 3 tries: "
+                                                 "mount /usr on /x failed"):
+        await fresh.run({"main.py": "print(1)"}, "main.py")
+    assert len(tries) == 3
+    monkeypatch.undo()  # a refusal is not kept: the next run probes again
+    result = await fresh.run({"main.py": "print(1)"}, "main.py")
+    assert result.output.strip() == "1"
+
+
+@as_root
+async def test_root_that_cannot_drop_to_ids_of_its_own_refuses(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    probed = sandbox_module.probe_isolation
+
+    def without_ids(**options: object) -> Isolation:
+        import dataclasses
+        return dataclasses.replace(probed(**options), own_ids=False)  # type: ignore[arg-type]
+
+    monkeypatch.setattr(sandbox_module, "probe_isolation", without_ids)
+    with pytest.raises(SandboxUnavailable, match="as root"):
+        await Sandbox().run({"main.py": "print(1)"}, "main.py")
+
+
+async def test_no_sandbox_only_by_name_and_said_in_every_verdict() -> None:
+    unsandboxed = Sandbox(isolation=Isolation.none())
+    verifier = UnitTestVerifier(limits=LIMITS, sandbox=unsandboxed)
+    code = "def add(a, b):\n    return a + b\n"
+    verdict = await verifier.verify(Problem(problem="?", tests=["assert add(1, 2) == 3"]),
+                                    Candidate(text=code, answer=code))
+    assert verdict.passed, verdict.feedback
+    assert verdict.details["isolation"]["sandbox"].startswith("none (opted out")
+    assert (await Sandbox().isolation()).describe()["sandbox"] == "isolated"
