@@ -54,6 +54,8 @@ class Summary(BaseModel):
                                                   "solved again (info.passes == 2)")
     calls: int = 0
     usage_estimated: bool = Field(default=False, description="some usage was estimated")
+    unsandboxed: int = Field(default=0, description="results whose verdict ran model-written "
+                                                    "code with no sandbox (opted out by name)")
     wall_s: float = 0.0
     tokens_per_s: float = 0.0
     interrupted: bool = False
@@ -87,6 +89,12 @@ def escalated(row: Result) -> bool:
     """Whether `auto` escalated past its cheap tier on `row`."""
     tier = row.info.get("tier")
     return bool(row.info.get("escalations")) or (isinstance(tier, int) and tier > 0)
+
+
+def unsandboxed(row: Result) -> bool:
+    """Whether `row`'s verdict ran code with the sandbox opted out of (`Isolation.none()`)."""
+    isolation = row.verdict.details.get("isolation") if row.verdict is not None else None
+    return isinstance(isolation, dict) and str(isolation.get("sandbox", "")).startswith("none")
 
 
 def _samples(row: Result) -> int:
@@ -194,6 +202,7 @@ class RunTally:
             stopped_early=sum(stopped_early(r) for r in rows),
             escalated=sum(escalated(r) for r in rows),
             samples=sum(_samples(r) for r in rows),
+            unsandboxed=sum(unsandboxed(r) for r in rows),
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.total_tokens,

@@ -15,7 +15,8 @@ from pathlib import Path
 import pytest
 
 from ponder.errors import SandboxUnavailable
-from ponder.types import Candidate, Problem
+from ponder.summary import RunTally
+from ponder.types import Candidate, Problem, Result
 from ponder.verifiers import sandbox as sandbox_module
 from ponder.verifiers.isolation import Isolation
 from ponder.verifiers.sandbox import Limits, Sandbox
@@ -173,3 +174,8 @@ async def test_no_sandbox_only_by_name_and_said_in_every_verdict() -> None:
     assert verdict.passed, verdict.feedback
     assert verdict.details["isolation"]["sandbox"].startswith("none (opted out")
     assert (await Sandbox().isolation()).describe()["sandbox"] == "isolated"
+    tally = RunTally(problems=2)
+    tally.add(Result(id="a", answer="", verdict=verdict))
+    isolated = verdict.model_copy(update={"details": {"isolation": {"sandbox": "isolated"}}})
+    tally.add(Result(id="b", answer="", verdict=isolated))
+    assert tally.summary().unsandboxed == 1

@@ -51,7 +51,7 @@ from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
 
-from ponder.errors import SandboxUnavailable
+from ponder.errors import ConfigError, SandboxUnavailable
 from ponder.verifiers.isolation import (
     SANDBOX_PATH,
     Isolation,
@@ -208,10 +208,19 @@ class Sandbox:
                 files, entry, args, secret, peer)
 
 
+SANDBOX_ENV = "PONDER_SANDBOX"  # "isolated" (the default) or "none"; `--sandbox` sets it
+
+
 @functools.cache
 def shared_sandbox() -> Sandbox:
     """The process-wide sandbox: its concurrency gate is a machine resource (the cores), so
-    every verifier in the process shares it."""
+    every verifier in the process shares it. `PONDER_SANDBOX=none` (what `ponder solve
+    --sandbox none` sets for its process) makes it no sandbox at all, for trusted code."""
+    choice = os.environ.get(SANDBOX_ENV, "isolated")
+    if choice == "none":
+        return Sandbox(isolation=Isolation.none())
+    if choice != "isolated":
+        raise ConfigError(f"{SANDBOX_ENV} must be 'isolated' or 'none', got {choice!r}")
     return Sandbox()
 
 
@@ -336,7 +345,7 @@ class _Run:
             "work_gid": candidate,
             "secret_fds": list(secret_fds),
             "peer": None if peer is None else {
-                "argv": ["-I", "-B", *peer], "uid": candidate, "gid": candidate,
+                "argv": list(peer), "uid": candidate, "gid": candidate,
                 "unset": [REPORT_FD_ENV, SECRET_FD_ENV]},
             "rlimits": {
                 "RLIMIT_CPU": [limits.cpu_s, limits.cpu_s + 1],

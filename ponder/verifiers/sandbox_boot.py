@@ -15,6 +15,7 @@ modules of it, since every run pays for this interpreter's start.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import json
 import os
@@ -26,7 +27,7 @@ BOOT_FAILED = 125
 _MS_RDONLY, _MS_NOSUID, _MS_NODEV, _MS_NOEXEC = 1, 2, 4, 8
 _MS_REMOUNT, _MS_BIND, _MS_REC = 32, 4096, 16384
 _DEVICES = ("/dev/null", "/dev/zero", "/dev/random", "/dev/urandom")
-_PR_CAPBSET_DROP, _PR_SET_SECUREBITS, _PR_SET_NO_NEW_PRIVS = 24, 28, 38
+_PR_SET_DUMPABLE, _PR_CAPBSET_DROP, _PR_SET_SECUREBITS, _PR_SET_NO_NEW_PRIVS = 4, 24, 28, 38
 _PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL = 47, 4
 # SECBIT_NOROOT, SECBIT_NO_CAP_AMBIENT_RAISE, their locks, and KEEP_CAPS locked off: uid 0
 # gains no capabilities at exec, and a drop from uid 0 still clears them, for good.
@@ -61,25 +62,34 @@ def boot(config: dict[str, Any]) -> None:
 
 def _start_peer(libc: Any, config: dict[str, Any], peer: dict[str, Any],
                 env: dict[str, str]) -> dict[str, str]:
-    """Fork the peer's process and exec its program once it is limited and dropped to its
-    own id; returns the environment that tells the program its pid and pipes."""
+    """Fork the peer's process and run its script once it is limited and dropped to its own
+    id; returns the environment that tells the program its pid and pipes.
+
+    The peer runs in this interpreter rather than a new one: a second interpreter's start
+    would be most of a verdict's cost. This process holds nothing a peer could want (no
+    secret, the config only says how the run is built), and the script sees the interpreter
+    as `python -I` would give it, `site` included."""
     to_peer_r, to_peer_w = os.pipe()
     to_main_r, to_main_w = os.pipe()
     pid = os.fork()
     if pid == 0:
+        code = BOOT_FAILED
         try:
             for fd in (to_peer_w, to_main_r, *config["secret_fds"]):
                 os.close(fd)
-            os.set_inheritable(to_peer_r, True)
-            os.set_inheritable(to_main_w, True)
-            peer_env = {k: v for k, v in env.items() if k not in peer["unset"]}
-            peer_env[PEER_IN_ENV], peer_env[PEER_OUT_ENV] = str(to_peer_r), str(to_main_w)
-            _drop_and_exec(libc, config["rlimits"], peer["uid"], peer["gid"],
-                           config["python"], peer["argv"], peer_env)
+            os.environ.clear()
+            os.environ.update({k: v for k, v in env.items() if k not in peer["unset"]})
+            os.environ[PEER_IN_ENV], os.environ[PEER_OUT_ENV] = str(to_peer_r), str(to_main_w)
+            _drop(libc, config["rlimits"], peer["uid"], peer["gid"])
+            # As exec would: its own /proc entries stay its own, and `/work` is its cwd.
+            libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
+            code = _run_script(peer["argv"])
         except BaseException as exc:
             sys.stderr.write(f"ponder-sandbox boot: the peer: {type(exc).__name__}: {exc}\n")
+        with contextlib.suppress(Exception):
+            sys.stdout.flush()
             sys.stderr.flush()
-        os._exit(BOOT_FAILED)
+        os._exit(code)
     os.close(to_peer_r)
     os.close(to_main_w)
     os.set_inheritable(to_main_r, True)
@@ -87,9 +97,34 @@ def _start_peer(libc: Any, config: dict[str, Any], peer: dict[str, Any],
     return {PEER_PID_ENV: str(pid), PEER_IN_ENV: str(to_main_r), PEER_OUT_ENV: str(to_peer_w)}
 
 
+def _run_script(argv: list[str]) -> int:
+    """Run `argv[0]` as `__main__` with `argv` as `sys.argv`; its exit code."""
+    import site
+    import types
+
+    site.main()  # what -S left out: exit(), quit() and the usual paths
+    sys.argv = list(argv)
+    main = types.ModuleType("__main__")
+    main.__file__ = argv[0]
+    sys.modules["__main__"] = main
+    with open(argv[0], "rb") as f:
+        source = f.read()
+    try:
+        exec(compile(source, argv[0], "exec", dont_inherit=True), main.__dict__)
+    except SystemExit as exc:
+        return exc.code if isinstance(exc.code, int) else (0 if exc.code is None else 1)
+    return 0
+
+
 def _drop_and_exec(libc: Any, rlimits: dict[str, list[int]], uid: int | None, gid: int | None,
                    python: str, argv: list[str], env: dict[str, str]) -> None:
     """Apply the rlimits, give up every capability for good, take `uid`, exec."""
+    _drop(libc, rlimits, uid, gid)
+    os.execve(python, [python, *argv], env)
+
+
+def _drop(libc: Any, rlimits: dict[str, list[int]], uid: int | None, gid: int | None) -> None:
+    """Apply the rlimits, give up every capability for good, take `uid`."""
     for name, (soft, hard) in rlimits.items():
         if name == "RLIMIT_NPROC" and uid is None and os.geteuid() == 0:
             continue  # it would not bind root, and would count our other processes
@@ -102,7 +137,6 @@ def _drop_and_exec(libc: Any, rlimits: dict[str, list[int]], uid: int | None, gi
         os.setuid(uid)
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
-    os.execve(python, [python, *argv], env)
 
 
 def _drop_capabilities(libc: Any) -> None:
