@@ -13,14 +13,15 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, NamedTuple
 
 from ponder.backends.base import Backend
 from ponder.budget import Budget, RunMeter
-from ponder.errors import PonderError
+from ponder.errors import OutputError, PonderError
 from ponder.prompts import PromptLibrary
 from ponder.redact import redact_secrets
 from ponder.replay import Replay
@@ -36,7 +37,7 @@ from ponder.results import (
 )
 from ponder.runner import run_problem
 from ponder.strategies.base import StrategyConfig, StrategySpec
-from ponder.tracing import START_STEP, TraceSink
+from ponder.tracing import START_STEP, JsonlTraceWriter, TraceSink
 from ponder.types import Problem, Result, TraceEvent
 from ponder.verifiers import Verifier
 
@@ -73,7 +74,10 @@ class Solver:
 
     async def solve(self, problem: Problem) -> Result:
         """A result for `problem`, never an exception: a failure is the result's `error`.
-        Errors are stored with credentials masked (an exception may quote a URL's password)."""
+        Errors are stored with credentials masked (an exception may quote a URL's password).
+        The one exception is a trace file that could not be written (`OutputError`), which
+        stops the run: the strategy may have taken it for a failure of its own, and a row
+        whose trace is missing would be kept as if whole."""
         sink = None if self.trace_sink is None else _redacting(self.trace_sink)
         if sink is not None:
             sink(TraceEvent(kind="note", step=START_STEP, problem_id=problem.id,
@@ -92,6 +96,8 @@ class Solver:
             result = Result(id=problem.id, answer=None, elapsed_s=time.monotonic() - started,
                             strategy=self.spec.name, params=self.config.model_dump(),
                             stop_reason="error", error=f"{type(exc).__name__}: {exc}")
+        if isinstance(self.trace_sink, JsonlTraceWriter):
+            self.trace_sink.check()
         error = None if result.error is None else redact_secrets(result.error)
         return result.model_copy(update={"error": error, "problem_hash": problem_hash(problem)})
 
@@ -146,9 +152,16 @@ async def solve_each(problems: Sequence[Problem], solver: Solver, *, concurrency
                 return
             emit(await solver.solve(problem))
 
-    async with asyncio.TaskGroup() as group:
-        for _ in range(min(concurrency, len(problems))):
-            group.create_task(worker())
+    try:
+        async with asyncio.TaskGroup() as group:
+            for _ in range(min(concurrency, len(problems))):
+                group.create_task(worker())
+    except ExceptionGroup as failed:
+        # A file that cannot be written (a full disk) ends the run as one error, not a group.
+        for exc in failed.exceptions:
+            if isinstance(exc, OutputError):
+                raise exc from None
+        raise
 
 
 async def record_rows(produce: Producer, *, writer: ResultsWriter | None = None,
@@ -173,6 +186,33 @@ async def record_rows(produce: Producer, *, writer: ResultsWriter | None = None,
     if writer is not None:
         await writer.sync()
     return finished
+
+
+@contextmanager
+def run_files(results: Path, trace: Path | None) -> Iterator[tuple[ResultsWriter,
+                                                                  JsonlTraceWriter | None]]:
+    """A run's results writer and trace sink, closed as the run ends. A run stopped by a file
+    it could not write (`OutputError`: a full disk) before any of its rows reached the results
+    file leaves behind no file it made: its trace's events would belong to no row, and a plain
+    run again would refuse the trace as one holding a run. Files it did not make stay."""
+    writer = ResultsWriter(results)
+    sink = None if trace is None else JsonlTraceWriter(trace)
+    failed = False
+    try:
+        yield writer, sink
+    except OutputError:
+        failed = True
+        raise
+    finally:
+        try:
+            writer.close()
+        finally:
+            if sink is not None:
+                sink.close()
+            if failed and writer.rows == 0:
+                writer.discard_if_empty()
+                if sink is not None:
+                    sink.discard()
 
 
 class ResumePlan(NamedTuple):

@@ -13,7 +13,10 @@ A problem file is data, and a hostile one must neither run code nor exhaust the 
   line, or a whole JSON-array or YAML file, over 16 times that is refused before it is parsed,
   and a JSONL file is read a line at a time;
 - YAML aliases are refused (a few hundred bytes of them expand to gigabytes), and so is
-  nesting deeper than 100 levels.
+  nesting deeper than 100 levels;
+- a YAML key given twice in one mapping is refused, not settled silently for the last;
+- text that is not text is refused here, not when the run sends it: a lone surrogate
+  (`"\\ud800"` in JSON) anywhere in a row, and a NUL in an id.
 
 >>> problems = load_problems("examples/math_problems.jsonl")
 >>> problems[0].id, problems[0].answer
@@ -22,6 +25,7 @@ A problem file is data, and a hostile one must neither run code nor exhaust the 
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -44,6 +48,9 @@ MAX_FIELD_BYTES = 1 << 20
 # What is refused unparsed, in fields' worth: a row of the known fields at their largest fits.
 UNPARSED_FACTOR = 16
 MAX_DEPTH = 100  # nesting levels a row may have; deeper ones would overflow the stack later
+# Half of a UTF-16 pair on its own: JSON's `\ud800` escape decodes to one, and no encoding,
+# UTF-8 included, can write it, so a row holding one fails only once the run sends it.
+_SURROGATE = re.compile("[\ud800-\udfff]")
 
 
 @dataclass(frozen=True)
@@ -177,6 +184,12 @@ def _to_problem(row: Any, default_id: str, where: str, rules: _Rules,
                       f"{rules.max_field_bytes:,} (raise it with --max-field-bytes)"
                       for key, size in oversized)
         return None
+    surrogates = [(str(key), char) for key, value in row.items()
+                  if (char := _lone_surrogate(key) or _lone_surrogate(value))]
+    if surrogates:
+        errors.extend(f"{where}: field {key!r}: holds a lone surrogate (\\u{ord(char):04x}), "
+                      "half of a UTF-16 pair, which is not text" for key, char in surrogates)
+        return None
     verifier = row.get("verifier")
     if isinstance(verifier, str) and not rules.allow_code_verifiers and is_code_spec(verifier):
         # Checked on the raw row, before anything is imported: a data file must not run code.
@@ -185,6 +198,13 @@ def _to_problem(row: Any, default_id: str, where: str, rules: _Rules,
                       "pass --allow-code-verifiers if you trust this file")
         return None
     fields = normalize_row(row, default_id)
+    if isinstance(fields.get("id"), str) and "\0" in fields["id"]:
+        # A NUL ends the id early wherever it meets C (a file name, a log, a terminal).
+        key = next((theirs for theirs, ours in ALIASES if ours == "id" and theirs in row
+                    and "id" not in row), "id")
+        errors.append(f"{where}: field {key!r}: holds a NUL character (\\x00), which an id "
+                      "may not")
+        return None
     problem_text = fields.get("problem")
     if problem_text is None:
         errors.append(f"{where}: field 'problem': missing")
@@ -214,6 +234,22 @@ def _size(value: Any) -> int:
         return 8
     text = json.dumps(value, default=str, ensure_ascii=False)  # `_too_deep` bounded its depth
     return len(text.encode("utf-8", "surrogatepass"))
+
+
+def _lone_surrogate(value: Any) -> str | None:
+    """The first lone surrogate in `value`'s text, keys included, found without recursion."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            if found := _SURROGATE.search(item):
+                return found.group()
+        elif isinstance(item, dict):
+            stack.extend(item.keys())
+            stack.extend(item.values())
+        elif isinstance(item, list):
+            stack.extend(item)
+    return None
 
 
 def _too_deep(value: Any) -> bool:
@@ -374,6 +410,12 @@ def _yaml_rows(path: Path, text: str, errors: list[str]) -> Iterator[tuple[int, 
                           "anchored here is repeated by an alias (*name); aliases are not "
                           "allowed in problem files, write the value out")
             return
+        if node is not None and (twice := _duplicate_key(node)) is not None:
+            again, first = twice
+            errors.append(f"{path}:{again.start_mark.line + 1}: malformed YAML: key "
+                          f"{again.value!r} given twice in one mapping (first on line "
+                          f"{first.start_mark.line + 1}); keep one")
+            return
         data = None if node is None else loader.construct_document(node)
     except yaml.YAMLError as exc:
         mark = getattr(exc, "problem_mark", None)
@@ -417,6 +459,26 @@ def _first_alias(root: yaml.Node) -> yaml.Node | None:
             stack.extend(node.value)
         elif isinstance(node, yaml.MappingNode):
             for key, value in node.value:
+                stack.extend((key, value))
+    return None
+
+
+def _duplicate_key(root: yaml.Node) -> tuple[yaml.Node, yaml.Node] | None:
+    """A key given twice in one mapping, and its first: YAML forbids it, and the parser would
+    keep the last silently (a second `problems:` list would replace the first). Keys compare
+    by tag and text, as they are built: `1` and `"1"` differ. Walked without recursion, after
+    `_first_alias` made sure the nodes form a tree."""
+    stack = [root]
+    while stack:
+        node = stack.pop()
+        if isinstance(node, yaml.SequenceNode):
+            stack.extend(node.value)
+        elif isinstance(node, yaml.MappingNode):
+            seen: dict[tuple[str, str], yaml.Node] = {}
+            for key, value in node.value:
+                if isinstance(key, yaml.ScalarNode) and \
+                        (first := seen.setdefault((key.tag, key.value), key)) is not key:
+                    return key, first
                 stack.extend((key, value))
     return None
 

@@ -9,17 +9,26 @@ so that a resumed run can tell a problem edited since.
 
 One run at a time writes a results file: `RunLock` holds it (and its trace) from before a
 resumed run reads it until the run ends, and a second run is refused, naming the first's pid.
+
+Ponder writes and removes only files it made: the lock is a hidden `.<name>.ponder-lock` that
+no other tool uses, a file at that name which is not one of ponder's locks is refused and left
+alone, and a write that fails (a full disk) is an `OutputError` naming the file, with the rows
+before it whole.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
+import re
+import stat
+import tempfile
 import threading
 import time
 from pathlib import Path
@@ -27,7 +36,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
-from ponder.errors import PonderError
+from ponder.errors import OutputError, PonderError
 from ponder.types import Problem, Result
 
 if TYPE_CHECKING:  # `ponder show` reads results and needs no event loop
@@ -114,13 +123,34 @@ def drop_torn_tail(path: str | Path, row_start: bytes = ROW_START) -> int:
 
 
 def rewrite_results(path: str | Path, rows: list[Result]) -> None:
-    """Replace the file's rows with `rows`, atomically: a kill leaves the old file or the new."""
+    """Replace the file's rows with `rows`, atomically: a kill leaves the old file or the new.
+    A failure (a full disk) leaves the old file, and is an `OutputError`."""
     path = Path(path)
-    tmp = path.with_name(f".{path.name}.rewrite")
-    with ResultsWriter(tmp) as writer:
-        for row in rows:
-            writer.append(row)
-    os.replace(tmp, path)
+    tmp: Path | None = None
+    try:
+        # A name of its own (made with O_EXCL): a fixed one could be a file of the user's,
+        # which would be appended to and then moved over the results.
+        fd, name = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".ponder-rewrite",
+                                    dir=path.parent)
+        tmp = Path(name)
+        try:
+            os.fchmod(fd, stat.S_IMODE(path.stat().st_mode))  # the results' mode, not 0600
+        finally:
+            os.close(fd)
+        with ResultsWriter(tmp) as writer:
+            for row in rows:
+                writer.append(row)
+        os.replace(tmp, path)
+    except BaseException as exc:
+        if tmp is not None:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
+        if isinstance(exc, OSError):
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
+            raise OutputError(f"{path}: cannot rewrite it without the rows to drop: {reason}; "
+                              "it was left as it was: make room, then run again",
+                              exc.errno) from exc
+        raise
 
 
 def read_results(path: str | Path) -> list[Result]:
@@ -160,10 +190,25 @@ class ResultsLocked(PonderError):
     """Another run holds the file: two writers would duplicate and lose rows."""
 
 
+LOCK_SUFFIX = ".ponder-lock"
+# What a lock file of ponder's holds: its holder's pid, or nothing yet.
+_LOCK_TEXT = re.compile(rb"[0-9]{0,20}\n?")
+
+
+def lock_path(path: str | Path) -> Path:
+    """Where the lock of the results (or trace) file `path` lives: hidden beside it, under a
+    name no other tool uses; `<name>.lock` would be `uv.lock` for `-o uv`, and that of poetry,
+    Gemfile and flake for theirs."""
+    path = Path(path)
+    return path.with_name(f".{path.name}{LOCK_SUFFIX}")
+
+
 class RunLock:
     """An exclusive lock on a results (or trace) file for the length of a run, taken before
-    the file is read, cut or rewritten. It lives in `<path>.lock`, which names the holder's
-    pid; the kernel drops it when the holder exits, however it exits.
+    the file is read, cut or rewritten. It lives in `.<name>.ponder-lock` (`lock_path`), made
+    by the run that holds it and naming its pid; the kernel drops it when the holder exits,
+    however it exits, and the next run clears the file a killed one left. A file at that name
+    that is not a ponder lock is refused and left as it is.
 
     >>> with RunLock("results.jsonl"):  # doctest: +SKIP
     ...     todo, previous, changed = resume_plan(problems, "results.jsonl")
@@ -171,45 +216,79 @@ class RunLock:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.lock_path = self.path.with_name(f"{self.path.name}.lock")
+        self.lock_path = lock_path(self.path)
         self._fd: int | None = None
 
     def acquire(self) -> None:
-        """Take the lock at once, or raise `ResultsLocked` naming the holder's pid."""
-        self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-        while True:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        """Take the lock at once, or raise `ResultsLocked` naming the holder's pid (an
+        `OutputError` when the lock file cannot be made, as on a full disk)."""
+        try:
+            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
+            while (fd := self._take()) is None:
+                pass
+        except OSError as exc:
+            raise OutputError(f"{self.path}: cannot make its lock file {self.lock_path}: "
+                              f"{exc.strerror or exc}", exc.errno) from None
+        self._fd = fd
+
+    def _take(self) -> int | None:
+        """The lock file, made by this run, locked and holding its pid; None when the file
+        at the path changed meanwhile, to try again."""
+        try:
+            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
+            made = True
+        except FileExistsError:
+            try:
+                # O_NOFOLLOW: a link there is no lock of ponder's, and its target no business.
+                fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW)
+            except FileNotFoundError:
+                return None  # its holder let go meanwhile
+            made = False
+        kept = False
+        try:
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 holder = _read_pid(fd)
-                os.close(fd)
                 raise ResultsLocked(
                     f"{self.path} is being written by another ponder run "
                     f"({f'pid {holder}' if holder else 'pid not yet recorded'}; see "
                     f"{self.lock_path}); wait for it to finish, or write elsewhere with -o"
                 ) from None
-            # A holder that let go removes the lock file; one we opened before that is a file
-            # no later run would find, so only the one still at the path counts.
-            try:
-                current = os.stat(self.lock_path)
-            except FileNotFoundError:
-                current = None
-            mine = os.fstat(fd)
-            if current is not None and (current.st_ino, current.st_dev) == \
-                    (mine.st_ino, mine.st_dev):
-                break
-            os.close(fd)
-        os.ftruncate(fd, 0)
-        os.write(fd, f"{os.getpid()}\n".encode())
-        self._fd = fd
+            # Only the file still at the path counts: one its holder removed as it let go (or
+            # a killed holder's, cleared by another run) is a file no later run would find.
+            if not _is_at(fd, self.lock_path):
+                return None
+            if not made:
+                # Unlocked: its holder is gone, killed before it let go. Cleared (while locked,
+                # so no run takes it meanwhile) and made afresh, so that this run writes to and
+                # later removes a file of its own; anything but such a lock is not ponder's.
+                if not _is_lock_text(fd):
+                    raise PonderError(
+                        f"{self.lock_path} is in the way of {self.path}'s lock and is not a "
+                        "lock ponder made; it was left untouched: move it, or write elsewhere "
+                        "with -o")
+                with contextlib.suppress(FileNotFoundError):  # its maker gave it up meanwhile
+                    os.unlink(self.lock_path)
+                return None
+            os.write(fd, f"{os.getpid()}\n".encode())
+            kept = True
+            return fd
+        finally:
+            if not kept:
+                if made and _is_at(fd, self.lock_path):  # ours, and this run will not hold it
+                    with contextlib.suppress(FileNotFoundError):
+                        os.unlink(self.lock_path)
+                os.close(fd)
 
     def release(self) -> None:
         if self._fd is None:
             return
-        # Removed while still held, so no other run can lock this file and then lose it.
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(self.lock_path)
+        # Removed while still held, so no other run can lock this file and then lose it; and
+        # only while it is the file this run made.
+        if _is_at(self._fd, self.lock_path):
+            with contextlib.suppress(FileNotFoundError):
+                os.unlink(self.lock_path)
         os.close(self._fd)
         self._fd = None
 
@@ -221,12 +300,74 @@ class RunLock:
         self.release()
 
 
+def _is_at(fd: int, path: Path) -> bool:
+    """Whether `fd` is the file at `path` (not one removed or replaced since it was opened)."""
+    held = os.fstat(fd)
+    return is_own_file(path, (held.st_dev, held.st_ino))
+
+
+def _is_lock_text(fd: int) -> bool:
+    """Whether the file holds what a ponder lock does: a pid, or nothing."""
+    info = os.fstat(fd)
+    return stat.S_ISREG(info.st_mode) and info.st_size <= 21 and \
+        _LOCK_TEXT.fullmatch(os.pread(fd, 32, 0)) is not None
+
+
 def _read_pid(fd: int) -> int | None:
     try:
         text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
     except OSError:
         return None
     return int(text) if text.isdigit() else None
+
+
+def open_append(path: Path) -> tuple[int, bool]:
+    """`path` opened for appending, made where it is missing; and whether this call made it,
+    since ponder removes no file it did not make."""
+    try:
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644), True
+    except FileExistsError:
+        # O_CREAT still: a dangling link's target is made, as it always was.
+        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644), False
+
+
+def write_whole(fd: int, data: bytes) -> None:
+    """Append `data` in one write where the OS allows, finishing a short one (a full disk, a
+    signal). When a write fails part way, what it wrote is cut, so that the file ends with the
+    last whole line; a torn line would break the next append, and `--resume` would have to cut
+    it. The caller holds the file's lock, so the bytes at its end are this write's."""
+    written = 0
+    try:
+        while written < len(data):
+            count = os.write(fd, data[written:])
+            if count == 0:
+                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # no progress
+            written += count
+    except OSError:
+        if written:
+            with contextlib.suppress(OSError):
+                info = os.fstat(fd)
+                if stat.S_ISREG(info.st_mode):
+                    os.ftruncate(fd, max(0, info.st_size - written))
+        raise
+
+
+def write_error(path: Path, exc: OSError) -> OutputError:
+    """The one-line error for a file that could not be written."""
+    return OutputError(f"{path}: cannot write: {exc.strerror or exc}; what was written before "
+                       "is kept whole: make room, then run again with --resume", exc.errno)
+
+
+def is_own_file(path: Path, made: tuple[int, int] | None) -> bool:
+    """Whether the file at `path` (itself, not a link's target) is the one with `made`'s
+    (device, inode): one ponder made, not one put there since."""
+    if made is None:
+        return False
+    try:
+        now = os.stat(path, follow_symlinks=False)
+    except FileNotFoundError:
+        return False
+    return (now.st_dev, now.st_ino) == made
 
 
 # How long a row may wait to reach the disk: one fsync covers every row appended in this long,
@@ -244,7 +385,8 @@ class ResultsWriter:
     and every row appended by then shares it. `await sync()` returns once every row appended
     before it is on disk (it starts the next fsync at once, or as soon as the one under way
     ends); `write` appends and fsyncs at once; `close` fsyncs the rest. An fsync
-    that fails is raised by the next `append`, `sync` or `close`.
+    that fails is raised by the next `append`, `sync` or `close`. A row that cannot be written
+    (a full disk) is an `OutputError` at once, and leaves the file ending with the row before.
 
     Each row goes to the file at `path` now, not to the one opened first: a file swapped in
     under a running writer (`git stash`/`checkout`, a sync tool, an editor's save) would
@@ -262,6 +404,7 @@ class ResultsWriter:
         self.commit_interval = commit_interval
         self._fd: int | None = None
         self._retired: list[int] = []  # files swapped out from under `path`; closed last
+        self._made: tuple[int, int] | None = None  # (device, inode) of the file it made
         # Rows appended, and rows an fsync that has finished covers; both only grow.
         self._appended = 0
         self._durable = 0
@@ -312,27 +455,36 @@ class ResultsWriter:
             elif appended == self._durable + 1:
                 self._changed.notify_all()  # the committer may be waiting for a row
 
+    @property
+    def rows(self) -> int:
+        """How many rows this writer has written, whole."""
+        with self._changed:
+            return self._appended
+
     def _write_line(self, result: Result) -> int:
         """Write `result`'s line in one write; how many rows have been written now."""
         if self._failure is not None:
             self._raise_failure()
-        if self._fd is None:
-            self._fd = self._open()
-        elif self._swapped():
-            log.warning("%s was replaced or removed while this run wrote to it; its rows go "
-                        "on in the file now there", self.path)
-            # As a resume does: a torn row of ours is cut, and a last line that is not one of
-            # ours is refused, so no row is joined onto it.
-            drop_torn_tail(self.path)
-            fd = self._open()
-            # The old file stays open until `close`: the committer thread may be fsyncing it,
-            # and it reads `_fd` once, so it sees the old file or the new, never none.
-            self._retired.append(self._fd)
-            self._fd = fd
         data = result_line(result).encode("utf-8")
-        written = os.write(self._fd, data)
-        while written < len(data):  # only on a full disk or a signal; finish the line
-            written += os.write(self._fd, data[written:])
+        try:
+            if self._fd is None:
+                self._fd = self._open()
+            elif self._swapped():
+                log.warning("%s was replaced or removed while this run wrote to it; its rows "
+                            "go on in the file now there", self.path)
+                # As a resume does: a torn row of ours is cut, and a last line that is not one
+                # of ours is refused, so no row is joined onto it.
+                drop_torn_tail(self.path)
+                fd = self._open()
+                # The old file stays open until `close`: the committer thread may be fsyncing
+                # it, and it reads `_fd` once, so it sees the old file or the new, never none.
+                self._retired.append(self._fd)
+                self._fd = fd
+            write_whole(self._fd, data)
+        except OutputError:
+            raise
+        except OSError as exc:
+            raise write_error(self.path, exc) from exc
         with self._changed:
             self._appended += 1
             return self._appended
@@ -340,7 +492,21 @@ class ResultsWriter:
     def _open(self) -> int:
         """The file at `path`, for appending; made, with its folder, where it is missing."""
         self.path.parent.mkdir(parents=True, exist_ok=True)
-        return os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+        fd, made = open_append(self.path)
+        if made:
+            info = os.fstat(fd)
+            self._made = (info.st_dev, info.st_ino)
+        return fd
+
+    def discard_if_empty(self) -> bool:
+        """Remove the file, once closed, when this writer made it and it holds nothing: what
+        a run that stopped before its first row leaves. A file it did not make stays."""
+        if self._fd is not None or not is_own_file(self.path, self._made):
+            return False
+        if self.path.stat().st_size:
+            return False
+        self.path.unlink()
+        return True
 
     def _swapped(self) -> bool:
         """Whether the file open is no longer the one at `path`."""
@@ -407,7 +573,7 @@ class ResultsWriter:
             with self._changed:
                 self._failure = self._failure or exc
                 self._release_waiters()
-            raise
+            raise self._failure_error() from exc
         with self._changed:
             self._durable = max(self._durable, covered)
             self._release_waiters()
@@ -430,11 +596,10 @@ class ResultsWriter:
         if self._failure is not None:
             raise self._failure_error() from self._failure
 
-    def _failure_error(self) -> OSError:
+    def _failure_error(self) -> OutputError:
         assert self._failure is not None
-        return OSError(self._failure.errno, f"{self.path}: fsync failed, so rows written since "
-                                            f"the last one may not be on disk: "
-                                            f"{self._failure.strerror}")
+        return OutputError(f"{self.path}: fsync failed, so rows written since the last one may "
+                           f"not be on disk: {self._failure.strerror}", self._failure.errno)
 
     def __enter__(self) -> ResultsWriter:
         return self

@@ -3,7 +3,8 @@ detail with its trace as a timeline, and the strategies and verifiers on offer. 
 builds rich renderables; the CLI decides where they are printed.
 
 Every text that came from a model, a problem file or a results file goes through `plain`: a
-reply holding an escape sequence could otherwise retitle, clear or take over the terminal."""
+reply holding an escape sequence could otherwise retitle, clear or take over the terminal, and
+an id holding a bidirectional override could print reversed."""
 
 from __future__ import annotations
 
@@ -37,6 +38,11 @@ Shorten = Callable[[str], str]
 # its escape, `\x1b`, rather than acted on by the terminal.
 _CONTROLS = {code: f"\\x{code:02x}" for code in (*range(0x20), *range(0x7f, 0xa0))
              if chr(code) not in "\t\n"}
+# Bidirectional overrides, embeddings, isolates and marks: an id holding U+202E would print
+# the rest of its line reversed, so `evil\u202eexe.txt` reads as `eviltxt.exe`, and the text
+# after it, a verdict or another id, could be made to read as anything.
+_CONTROLS.update({code: f"\\u{code:04x}" for code in (
+    0x061c, 0x200e, 0x200f, *range(0x202a, 0x202f), *range(0x2066, 0x206a))})
 
 
 def plain(text: str) -> str:

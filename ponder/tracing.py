@@ -4,13 +4,14 @@ read back."""
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable, Iterable, Sequence
 from pathlib import Path
-from typing import IO
 
 from pydantic import ValidationError
 
-from ponder.errors import PonderError
+from ponder.errors import OutputError, PonderError
+from ponder.results import is_own_file, open_append, write_error, write_whole
 from ponder.types import TraceEvent
 
 TraceSink = Callable[[TraceEvent], None]
@@ -35,7 +36,11 @@ class Trace:
 
 
 class JsonlTraceWriter:
-    """A sink that appends each event as one JSON line, flushed at once.
+    """A sink that appends each event as one JSON line, written at once.
+
+    An event that cannot be written (a full disk) is an `OutputError`, raised by that call and
+    every later one (`check` raises it too): a trace with an event missing from its middle
+    would tell another story than the run's. The file then ends with the last whole event.
 
     >>> with JsonlTraceWriter("trace.jsonl") as sink:  # doctest: +SKIP
     ...     ponder.solve("2+2?", trace=sink)
@@ -43,19 +48,43 @@ class JsonlTraceWriter:
 
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self._file: IO[str] | None = None
+        self._fd: int | None = None
+        self._made: tuple[int, int] | None = None  # (device, inode) of the file it made
+        self.failure: OutputError | None = None
 
     def __call__(self, event: TraceEvent) -> None:
-        if self._file is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._file = self.path.open("a", encoding="utf-8")
-        self._file.write(event.model_dump_json() + "\n")
-        self._file.flush()
+        self.check()
+        data = (event.model_dump_json() + "\n").encode("utf-8")
+        try:
+            if self._fd is None:
+                self.path.parent.mkdir(parents=True, exist_ok=True)
+                self._fd, made = open_append(self.path)
+                if made:
+                    info = os.fstat(self._fd)
+                    self._made = (info.st_dev, info.st_ino)
+            write_whole(self._fd, data)
+        except OSError as exc:
+            self.failure = write_error(self.path, exc)
+            raise self.failure from exc
+
+    def check(self) -> None:
+        """Raise the `OutputError` that stopped this trace, if one did."""
+        if self.failure is not None:
+            raise self.failure
+
+    def discard(self) -> bool:
+        """Remove the file, once closed, when this writer made it; a file it did not make
+        stays. For a run that stopped before any of its rows was written, whose events then
+        belong to no row."""
+        if self._fd is not None or not is_own_file(self.path, self._made):
+            return False
+        self.path.unlink()
+        return True
 
     def close(self) -> None:
-        if self._file is not None:
-            self._file.close()
-            self._file = None
+        if self._fd is not None:
+            os.close(self._fd)
+            self._fd = None
 
     def __enter__(self) -> JsonlTraceWriter:
         return self

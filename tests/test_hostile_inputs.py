@@ -219,3 +219,124 @@ def test_ponder_solve_takes_max_field_bytes(server: FakeOpenAIServer, tmp_path: 
                                       "limit of 1,000 (raise it with --max-field-bytes)")
     assert server.requests == 0
     assert CliRunner().invoke(app, [*args, "--max-field-bytes", "4000"]).exit_code == 0
+
+
+# -- text that is not what it seems -----------------------------------------------------------
+
+
+@pytest.mark.parametrize("loader", ["CSafeLoader", "SafeLoader"])
+@pytest.mark.parametrize("text,line,key,first", [
+    # A second `problems:` list: the parser kept the last, the loader paired its items with
+    # the first's lines, and failed with "zip() argument 2 is shorter than argument 1".
+    ("problems:\n  - problem: '1+1?'\nproblems:\n  - problem: '2+2?'\n  - problem: '3+3?'\n",
+     3, "problems", 1),
+    # Within a row, the last `answer:` silently won.
+    ("- problem: '2+2?'\n  answer: '4'\n  answer: '5'\n", 3, "answer", 2),
+])
+def test_a_yaml_key_given_twice_is_one_error_naming_the_file_line_and_key(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, loader: str, text: str, line: int,
+        key: str, first: int) -> None:
+    if not hasattr(yaml, loader):
+        pytest.skip(f"PyYAML here has no {loader}")
+    monkeypatch.setattr(problem_files, "_YAML_LOADER", getattr(yaml, loader))
+    path = tmp_path / "p.yaml"
+    path.write_text(text)
+    assert errors_of(path) == [f"{path}:{line}: malformed YAML: key {key!r} given twice in one "
+                               f"mapping (first on line {first}); keep one"]
+
+
+def test_the_same_key_in_different_mappings_is_no_duplicate(tmp_path: Path) -> None:
+    path = tmp_path / "p.yaml"
+    path.write_text("- problem: '2+2?'\n  metadata: {problem: a, notes: {problem: b}}\n"
+                    "- problem: '3+3?'\n")
+    first, second = load_problems(path)
+    assert first.metadata == {"problem": "a", "notes": {"problem": "b"}}
+    assert second.problem == "3+3?"
+
+
+@pytest.mark.parametrize("row,field", [
+    ({"problem": "What is 2+2?\ud800"}, "problem"),
+    ({"problem": "2+2?", "answer": "\udfff4"}, "answer"),
+    ({"problem": "2+2?", "metadata": {"notes": ["ok", {"deep": "x\ud83d"}]}}, "metadata"),
+    ({"problem": "2+2?", "metadata": {"k\udc00": 1}}, "metadata"),  # in a key
+    ({"problem": "2+2?", "source\ud800": "gsm8k"}, "source\ud800"),  # an unknown field's name
+])
+def test_a_lone_surrogate_anywhere_in_a_row_is_refused_at_load(
+        tmp_path: Path, row: dict[str, object], field: str) -> None:
+    # json.dumps writes it as the escape `\ud800`, which json.loads turns back into one: the
+    # row loaded, and the run failed on it with UnicodeEncodeError.
+    path = write_rows(tmp_path / "p.jsonl", {"problem": "fine"}, row)
+    [error] = errors_of(path)
+    assert error.startswith(f"{path}:2: field {field!r}: holds a lone surrogate (\\u")
+    assert error.endswith("), half of a UTF-16 pair, which is not text")
+
+
+def test_a_surrogate_pair_written_as_escapes_is_one_character_and_loads(tmp_path: Path) -> None:
+    path = tmp_path / "p.jsonl"
+    path.write_text('{"problem": "smile \\ud83d\\ude00"}\n')
+    [problem] = load_problems(path)
+    assert problem.problem == "smile \U0001f600"
+
+
+@pytest.mark.parametrize("suffix,text", [
+    (".json", '[{"problem": "ok"},\n {"problem": "x\\ud800"}]'),
+    (".yaml", '- problem: ok\n- problem: "x\\ud800"\n'),  # the pure-Python parser allows it
+])
+def test_a_lone_surrogate_in_a_json_array_or_yaml_file_is_refused_on_its_line(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch, suffix: str, text: str) -> None:
+    monkeypatch.setattr(problem_files, "_YAML_LOADER", yaml.SafeLoader)
+    path = tmp_path / f"p{suffix}"
+    path.write_text(text)
+    assert errors_of(path) == [f"{path}:2: field 'problem': holds a lone surrogate (\\ud800), "
+                               "half of a UTF-16 pair, which is not text"]
+
+
+@pytest.mark.parametrize("row,field", [({"id": "a\u0000b", "problem": "x"}, "id"),
+                                       ({"task_id": "HumanEval/\u00000", "prompt": "x"},
+                                        "task_id")])
+def test_a_nul_in_an_id_is_refused_at_load(tmp_path: Path, row: dict[str, str],
+                                           field: str) -> None:
+    path = write_rows(tmp_path / "p.jsonl", row)
+    assert errors_of(path) == [f"{path}:1: field {field!r}: holds a NUL character (\\x00), "
+                               "which an id may not"]
+
+
+def test_ponder_solve_refuses_a_lone_surrogate_and_a_nul_id_before_any_model_call(
+        server: FakeOpenAIServer, tmp_path: Path) -> None:
+    path = write_rows(tmp_path / "p.jsonl", {"id": "a\u0000", "problem": "1+1?"},
+                      {"id": "b", "problem": "2+2?\ud800"})
+    out = tmp_path / "r.jsonl"
+    refused = CliRunner().invoke(app, ["solve", str(path), "--base-url", server.base_url,
+                                       "-o", str(out)])
+    assert refused.exit_code == 2, refused.stderr
+    assert refused.stderr.splitlines() == [
+        f"error: {path}:1: field 'id': holds a NUL character (\\x00), which an id may not",
+        f"error: {path}:2: field 'problem': holds a lone surrogate (\\ud800), half of a "
+        "UTF-16 pair, which is not text"]
+    assert server.requests == 0 and not out.exists()
+
+
+BIDI = "\u202a\u202b\u202c\u202d\u202e\u2066\u2067\u2068\u2069\u200e\u200f\u061c"
+
+
+def test_bidirectional_controls_are_shown_escaped_as_esc_is() -> None:
+    assert cli.plain(f"id{BIDI}\x1b") == (
+        "id\\u202a\\u202b\\u202c\\u202d\\u202e\\u2066\\u2067\\u2068\\u2069\\u200e\\u200f"
+        "\\u061c\\x1b")
+
+
+def test_an_id_with_a_right_to_left_override_prints_escaped(
+        server: FakeOpenAIServer, tmp_path: Path) -> None:
+    # `evil\u202eexe.txt` prints as "eviltxt.exe" on a terminal that acts on the override.
+    path = write_rows(tmp_path / "p.jsonl", {"id": "evil\u202eexe.txt", "problem": "1+1?"},
+                      {"id": f"b{BIDI}", "problem": "2+2?"})
+    out = tmp_path / "r.jsonl"
+    solved = CliRunner().invoke(app, ["solve", str(path), "--base-url", server.base_url,
+                                      "-o", str(out), "--quiet"])
+    assert solved.exit_code == 0, solved.stderr
+    for args, seen in ((["show", str(out)], "evil\\u202eexe"),  # the table cuts it short
+                       (["show", str(out), "--id", "evil\u202eexe.txt"], "evil\\u202eexe.txt")):
+        shown = CliRunner().invoke(app, args)
+        assert shown.exit_code == 0, shown.stderr
+        assert not set(BIDI) & set(shown.stdout), repr(shown.stdout)
+        assert seen in shown.stdout

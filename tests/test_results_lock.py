@@ -15,8 +15,16 @@ import pytest
 from typer.testing import CliRunner
 
 from ponder.cli import app
+from ponder.errors import PonderError
 from ponder.orchestrator import resume_plan
-from ponder.results import ResultsLocked, ResultsWriter, RunLock, problem_hash, read_results
+from ponder.results import (
+    ResultsLocked,
+    ResultsWriter,
+    RunLock,
+    lock_path,
+    problem_hash,
+    read_results,
+)
 from ponder.testing import FakeOpenAIServer
 from ponder.types import Problem, Result
 from tests.conftest import REPO
@@ -57,7 +65,8 @@ def test_a_second_lock_on_a_results_file_names_the_holders_pid(tmp_path: Path) -
             RunLock(out).acquire()
         assert f"{out} is being written by another ponder run (pid {os.getpid()};" \
             in str(caught.value)
-    assert not (tmp_path / "r.jsonl.lock").exists()
+    assert held.lock_path == tmp_path / ".r.jsonl.ponder-lock"
+    assert not held.lock_path.exists()
     with RunLock(out):  # free again once released
         pass
 
@@ -82,8 +91,8 @@ def test_a_second_run_on_the_same_results_file_fails_at_once_and_the_first_is_in
             code, stderr = solve(problems, "--base-url", server.base_url, "-o", out, *extra)
             assert code == 1, stderr
             assert stderr == (f"error: {out} is being written by another ponder run (pid "
-                              f"{first.pid}; see {out}.lock); wait for it to finish, or write "
-                              "elsewhere with -o\n")
+                              f"{first.pid}; see {lock_path(out)}); wait for it to finish, or "
+                              "write elsewhere with -o\n")
             assert time.monotonic() - started < 5
         assert first.poll() is None, "the checks took longer than the first run"
         _, stderr = first.communicate(timeout=60)
@@ -102,6 +111,96 @@ def test_the_trace_is_locked_too(server: FakeOpenAIServer, tmp_path: Path) -> No
     assert code == 1
     assert stderr.startswith(f"error: {trace} is being written by another ponder run (pid ")
     assert server.requests == 0
+
+
+# -- other tools' files beside the results --------------------------------------------------
+
+
+@pytest.mark.parametrize("name", ["uv", "poetry", "Gemfile", "flake"])
+def test_results_named_like_a_project_leave_its_lock_file_alone(
+        server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch,
+        name: str) -> None:
+    # `-o uv` locked `uv.lock`: truncated it to this run's pid, then deleted it.
+    monkeypatch.chdir(tmp_path)
+    problems = write_problems(tmp_path / "p.jsonl", sums(2))
+    (tmp_path / "sub").mkdir()
+    theirs = {tmp_path / f"{name}.lock": b"# keep me\nversion = 1\n",
+              tmp_path / "sub" / f"{name}.lock": b"# and me\n"}
+    for path, content in theirs.items():
+        path.write_bytes(content)
+    code, stderr = solve(problems, "--base-url", server.base_url, "-o", name)
+    assert code == 0, stderr
+    code, stderr = solve(problems, "--base-url", server.base_url, "-o", "r.jsonl",
+                         "--trace", f"sub/{name}")  # the trace's lock, too
+    assert code == 0, stderr
+    assert {path: path.read_bytes() for path in theirs} == theirs
+    assert len(read_results(tmp_path / name)) == 2
+    assert not list(tmp_path.rglob(".*ponder-lock"))  # ponder's own locks are gone
+
+
+def test_a_file_at_the_lock_name_that_is_not_a_lock_is_refused_and_left_alone(
+        server: FakeOpenAIServer, tmp_path: Path) -> None:
+    problems = write_problems(tmp_path / "p.jsonl", sums(2))
+    out = tmp_path / "r.jsonl"
+    theirs = lock_path(out)
+    theirs.write_text("not a pid: someone else's file\n")
+    code, stderr = solve(problems, "--base-url", server.base_url, "-o", out)
+    assert code == 1
+    assert stderr == (f"error: {theirs} is in the way of {out}'s lock and is not a lock ponder "
+                      "made; it was left untouched: move it, or write elsewhere with -o\n")
+    assert theirs.read_text() == "not a pid: someone else's file\n"
+    assert server.requests == 0 and not out.exists()
+
+
+def test_a_link_at_the_lock_name_is_not_followed(tmp_path: Path) -> None:
+    target = tmp_path / "precious.txt"
+    target.write_text("1234\n")  # reads as a pid: only the link itself may not be trusted
+    lock_path(tmp_path / "r.jsonl").symlink_to(target)
+    with pytest.raises(PonderError, match="cannot make its lock file"):
+        RunLock(tmp_path / "r.jsonl").acquire()
+    assert target.read_text() == "1234\n" and lock_path(tmp_path / "r.jsonl").is_symlink()
+
+
+@pytest.mark.parametrize("left", ["4194305\n", ""])  # a killed run's pid, or none written yet
+def test_a_lock_a_killed_run_left_is_cleared_and_a_fresh_one_made(tmp_path: Path,
+                                                                  left: str) -> None:
+    out = tmp_path / "r.jsonl"
+    stale = lock_path(out)
+    stale.write_text(left)
+    with RunLock(out) as held:
+        assert held.lock_path.read_text() == f"{os.getpid()}\n"
+    assert not stale.exists()
+
+
+def test_releasing_removes_only_the_lock_file_this_run_made(tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    held = RunLock(out)
+    held.acquire()
+    held.lock_path.unlink()
+    held.lock_path.write_text("a file someone put here meanwhile\n")
+    held.release()
+    assert held.lock_path.read_text() == "a file someone put here meanwhile\n"
+
+
+def test_a_rewrite_on_resume_leaves_a_file_at_its_old_scratch_name_alone(
+        server: FakeOpenAIServer, tmp_path: Path) -> None:
+    # The rewrite went through `.<results>.rewrite`: a file of that name was appended to, then
+    # moved over the results.
+    problems = write_problems(tmp_path / "p.jsonl", sums(3))
+    out = tmp_path / "r.jsonl"
+    assert solve(problems, "--base-url", server.base_url, "-o", out)[0] == 0
+    out.chmod(0o640)
+    scratch = tmp_path / ".r.jsonl.rewrite"
+    scratch.write_text("my notes\n")
+    write_problems(problems, [*sums(2), {"id": "s2", "problem": "What is 9 + 9?",
+                                         "answer": "18"}])  # s2 edited: its row goes
+    code, stderr = solve(problems, "--base-url", server.base_url, "-o", out, "--resume")
+    assert code == 0, stderr
+    assert scratch.read_text() == "my notes\n"
+    assert sorted(r.id for r in read_results(out)) == ["s0", "s1", "s2"]
+    assert out.stat().st_mode & 0o777 == 0o640  # the rewritten file keeps the results' mode
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".")) == \
+        [".r.jsonl.rewrite"]
 
 
 def test_the_trace_cannot_be_the_results_file(server: FakeOpenAIServer, tmp_path: Path) -> None:

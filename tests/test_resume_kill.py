@@ -11,7 +11,7 @@ import sys
 import time
 from pathlib import Path
 
-from ponder.results import result_line
+from ponder.results import lock_path, result_line
 from ponder.testing import FakeOpenAIServer
 from ponder.types import Result
 from tests.conftest import DATA, REPO, load_jsonl
@@ -58,7 +58,7 @@ def test_three_sigkills_then_resume_leave_300_unique_whole_rows(tmp_path: Path) 
     assert finished.returncode == 0, finished.stderr
     assert all(after >= target for target, after in kills)
     # A killed run's lock died with it: each resumed run took the file over, and let it go.
-    assert not (tmp_path / "run.jsonl.lock").exists()
+    assert not lock_path(out).exists() and not lock_path(out.with_suffix(".trace.jsonl")).exists()
 
     data = out.read_bytes()
     assert data.endswith(b"\n")
