@@ -5,8 +5,9 @@ result with its trace.
     ponder show runs/bon.jsonl --id gsm8k-test-3
 
 Exit codes: 0 done, 1 the run could not start (the model, or another run writing the same
-results file), 2 bad usage or input, 130 interrupted (finished rows are kept; `--resume`
-carries on).
+results file) or could not write its results (a full disk; the rows written are kept whole and
+`--resume` carries on), 2 bad usage or input, 130 interrupted (finished rows are kept;
+`--resume` carries on).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
-from contextlib import AsyncExitStack, ExitStack, nullcontext
+from contextlib import AsyncExitStack, ExitStack, nullcontext, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
@@ -55,6 +56,14 @@ if TYPE_CHECKING:
 # problem_files.MAX_FIELD_BYTES, which a test holds equal: importing it for `solve`'s default
 # would load the problem models for every command, `--help` included.
 MAX_FIELD_BYTES = 1 << 20
+# `ponder serve`'s limits, openai_wire's DEFAULT_* (a test holds them equal), for the same reason.
+SERVE_BUDGET_TOKENS = 200_000
+SERVE_BUDGET_CALLS = 256
+SERVE_BUDGET_SECONDS = 300.0
+SERVE_PROGRAM_SECONDS = 10.0
+SERVE_MAX_TRACE_MB = 256.0
+SERVE_CLIENT_TIMEOUT_S = 30.0
+SERVE_MAX_CONNECTIONS = 512
 
 # The backend options every command that calls a model takes, defined once.
 BaseUrls = Annotated[list[str] | None, typer.Option(
@@ -291,9 +300,7 @@ async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | No
     import asyncio
 
     from ponder.interrupt import first_interrupt_drains
-    from ponder.orchestrator import Solver, run_all
-    from ponder.results import ResultsWriter
-    from ponder.tracing import JsonlTraceWriter
+    from ponder.orchestrator import Solver, run_all, run_files
 
     stop = asyncio.Event()
     async with AsyncExitStack() as stack:
@@ -306,8 +313,7 @@ async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | No
             reporter.tally.solving_since = time.monotonic()
         # Only now: a Ctrl-C while the model loads stops at once, with nothing in flight.
         stack.enter_context(first_interrupt_drains(stop, _drain_notice))
-        sink = stack.enter_context(JsonlTraceWriter(plan.trace)) if plan.trace else None
-        writer = stack.enter_context(ResultsWriter(plan.out))
+        writer, sink = stack.enter_context(run_files(plan.out, plan.trace))
         solver = Solver(plan.spec, plan.config, backend, budget=plan.budget,
                         prompts=plan.prompts, verifier_for=plan.verifiers.for_problem,
                         seed=seed, trace_sink=sink)
@@ -352,10 +358,8 @@ def _run_on_ray(plan: Plan, job: SolveJob, address: str, *, workers: int | None,
     same `record_rows` as a local run."""
     import asyncio
 
-    from ponder.orchestrator import record_rows
+    from ponder.orchestrator import record_rows, run_files
     from ponder.ray_runner import cluster, cluster_cpus, solve_on_ray
-    from ponder.results import ResultsWriter
-    from ponder.tracing import JsonlTraceWriter
 
     if not plan.todo:  # a finished run resumed: no cluster to start
         return
@@ -363,8 +367,7 @@ def _run_on_ray(plan: Plan, job: SolveJob, address: str, *, workers: int | None,
     with cluster(address), ExitStack() as stack:
         workers = workers or cluster_cpus()
         in_flight = concurrency or LOCAL_SLOTS * workers
-        sink = stack.enter_context(JsonlTraceWriter(plan.trace)) if plan.trace else None
-        writer = stack.enter_context(ResultsWriter(plan.out))
+        writer, sink = stack.enter_context(run_files(plan.out, plan.trace))
         reporter.stage("solving")
         reporter.tally.solving_since = time.monotonic()
         asyncio.run(record_rows(
@@ -453,7 +456,6 @@ def solve(
     import asyncio
 
     from ponder.budget import Budget
-    from ponder.results import ResultsLocked
 
     _log_to_stderr(logging.ERROR if quiet else logging.WARNING)
     # The results file and trace stay locked from before they are read until the run ends.
@@ -492,7 +494,7 @@ def solve(
                                 concurrency=concurrency or remote, reporter=reporter)
         except UsageError as exc:
             _fail(exc.lines)
-        except ResultsLocked as exc:
+        except PonderError as exc:  # another run holds the files, or their locks cannot be made
             _fail([str(exc)], code=1)
         _solve(plan, run, quiet=quiet, as_json=as_json)
 
@@ -528,7 +530,7 @@ def _solve(plan: Plan, run: Callable[[Reporter], None], *, quiet: bool, as_json:
             run(reporter)
     except KeyboardInterrupt:
         interrupted = True
-    except PonderError as exc:  # the model, Ray or a Ray worker would not start
+    except PonderError as exc:  # the model, Ray or a worker would not start; a full disk
         _fail([str(exc)], code=1)
     summary = tally.summary(interrupted=interrupted)
     if as_json:
@@ -579,13 +581,18 @@ def serve(
     param: Annotated[list[str] | None, typer.Option(
         "-p", "--param", help="--strategy's parameter key=value (repeat); values parse as JSON")]
     = None,
-    budget_tokens: Annotated[int | None, typer.Option(
-        min=1, help="tokens per request (a request may ask for less)")] = None,
-    budget_calls: Annotated[int | None, typer.Option(
-        "--budget-calls", "--max-calls", min=1, help="model calls per request")] = None,
-    budget_seconds: Annotated[float | None, typer.Option(
+    budget_tokens: Annotated[int, typer.Option(
+        min=1, help="tokens per request (a request may ask for less, never more)")]
+    = SERVE_BUDGET_TOKENS,
+    budget_calls: Annotated[int, typer.Option(
+        "--budget-calls", "--max-calls", min=1, help="model calls per request")]
+    = SERVE_BUDGET_CALLS,
+    budget_seconds: Annotated[float, typer.Option(
         "--budget-seconds", "--timeout", min=0.001, help="wall-clock seconds per request")]
-    = None,
+    = SERVE_BUDGET_SECONDS,
+    max_program_seconds: Annotated[float, typer.Option(
+        min=0.001, help="seconds one program (program, auto) may run; a request's timeout_s "
+                        "above it is lowered to it")] = SERVE_PROGRAM_SECONDS,
     api_key: Annotated[str | None, typer.Option(
         envvar="PONDER_API_KEY", show_default=False,
         help="refuse requests without Authorization: Bearer KEY (prefer the environment "
@@ -602,6 +609,15 @@ def serve(
         help="folder of .j2 templates overriding the built-ins")] = None,
     max_traces: Annotated[int, typer.Option(
         min=1, help="requests whose traces GET /v1/traces/{id} keeps")] = 1000,
+    max_trace_mb: Annotated[float, typer.Option(
+        min=0.001, help="MiB of trace JSON kept in all; the oldest go first")]
+    = SERVE_MAX_TRACE_MB,
+    client_timeout: Annotated[float, typer.Option(
+        min=0.001, help="seconds a client may take to send a request, or stall reading a "
+                        "reply, before its connection is closed")] = SERVE_CLIENT_TIMEOUT_S,
+    max_connections: Annotated[int, typer.Option(
+        min=1, help="connections and requests at once; more get a 503")]
+    = SERVE_MAX_CONNECTIONS,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
 ) -> None:
     """Serve strategies as an OpenAI-compatible chat endpoint: model "best_of_n:<model>", or
@@ -620,7 +636,7 @@ def serve(
     try:
         import uvicorn
 
-        from ponder.serve import create_app
+        from ponder.serve import create_app, server_config
     except ImportError as exc:
         _fail([f"ponder serve needs starlette and uvicorn ({exc}); pip install starlette "
                "uvicorn"], code=1)
@@ -634,13 +650,23 @@ def serve(
     try:
         server = create_app(backend, model=served_model_name or model or "ponder",
                             strategy=strategy, params=params, budget=budget, api_key=api_key,
-                            templates_dir=templates, max_traces=max_traces)
+                            templates_dir=templates, max_traces=max_traces,
+                            max_trace_bytes=max(1, int(max_trace_mb * 1024 * 1024)),
+                            program_seconds=max_program_seconds,
+                            client_timeout_s=client_timeout)
+        config = server_config(server, host=host, port=port, log_level=level.lower(),
+                               client_timeout_s=client_timeout,
+                               max_connections=max_connections)
     except ConfigError as exc:
         _fail([str(exc)])
     if api_key is None and host not in ("127.0.0.1", "localhost", "::1"):
         err.print(f"[yellow]warning:[/yellow] listening on {plain(host)} with no --api-key: "
                   "anyone who can reach it spends your model's compute")
-    uvicorn.run(server, host=host, port=port, log_level=level.lower(), lifespan="on")
+    running = uvicorn.Server(config)
+    with suppress(KeyboardInterrupt):  # Ctrl-C is how a server stops
+        running.run()
+    if not running.started:  # uvicorn has logged why (the port in use, ...)
+        _fail(["the server did not start"], code=1)
 
 
 # -- strategies, verifiers --------------------------------------------------------------------

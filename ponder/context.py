@@ -224,14 +224,29 @@ class Context:
 
     async def execute(self, code: str, *, timeout_s: float, step: str = "execute") -> Execution:
         """Run model-written Python in the sandbox `unit_tests` uses (no network, limits,
-        nothing left behind). It costs no tokens, but its time counts against the budget's
-        seconds; the trace records the program, its output, its error and its run time."""
+        nothing left behind). It costs no tokens, but its time (the wait for a sandbox slot
+        included) counts against the budget's seconds, and a run still queued or running when
+        they end is stopped (`BudgetExhausted`); the trace records the program, its output,
+        its error and its run time."""
         from ponder.verifiers.sandbox import Limits, shared_sandbox
 
         seconds = self.meter.seconds_for(timeout_s)
         limits = Limits(timeout_s=seconds, cpu_s=max(1, math.ceil(seconds)), memory_mb=512,
                         processes=8, output_bytes=8192)
-        result = await shared_sandbox().run({"main.py": code}, "main.py", limits=limits)
+        run = shared_sandbox().run({"main.py": code}, "main.py", limits=limits)
+        # The wait for one of the sandbox's few slots counts too: programs queued behind each
+        # other (n of them at once) must not hold the slots, which every problem and every
+        # `ponder serve` request share, past the budget's time.
+        left = self.meter.remaining_seconds
+        try:
+            result = await (run if math.isinf(left) else asyncio.wait_for(run, left))
+        except TimeoutError:
+            error = f"time limit of {self.meter.budget.seconds}s reached waiting for or " \
+                    "running a program"
+            self.trace.add(TraceEvent(kind="execute", step=step, error=error,
+                                      data={"code": code}))
+            self.meter.exhausted_reason = error
+            raise BudgetExhausted(error) from None
         execution = Execution(code=code, output=result.output, exit_code=result.exit_code,
                               timed_out=result.timed_out, seconds=round(result.seconds, 3),
                               error=_program_error(result, limits))

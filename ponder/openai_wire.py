@@ -22,6 +22,27 @@ from ponder.types import Usage
 
 MAX_N = 256  # as `SamplingConfig.n`: a request cannot ask for more distinct answers than samples
 
+# What `ponder serve` allows one request when its operator says nothing (`create_app`'s and the
+# command's defaults; each can be set). The budget is generous for one problem (best_of_n's 256
+# samples of 512 tokens are one call and ~140k tokens; self_refine's 20 rewrites are 41
+# calls) and finite, so that one request cannot take the server.
+DEFAULT_BUDGET_TOKENS = 200_000
+DEFAULT_BUDGET_CALLS = 256
+DEFAULT_BUDGET_SECONDS = 300.0
+DEFAULT_BUDGET = Budget(tokens=DEFAULT_BUDGET_TOKENS, calls=DEFAULT_BUDGET_CALLS,
+                        seconds=DEFAULT_BUDGET_SECONDS)
+# A program's run (`program`, `auto`): a request's `timeout_s` above this is lowered to it, since
+# runs share the machine's few sandbox slots with every other request's.
+DEFAULT_PROGRAM_SECONDS = 10.0
+# Traces kept for GET /v1/traces/{id}, in bytes of their JSON: a long run's trace is megabytes.
+DEFAULT_MAX_TRACE_BYTES = 256 * 1024 * 1024
+# A client's time to send a request (its head, then its body) and to take each part of a reply
+# it has fallen behind on; a stalled client is cut off after it.
+DEFAULT_CLIENT_TIMEOUT_S = 30.0
+# Connections (and requests in flight) at once; more get a 503. Under a common 1024 file
+# descriptors, leaving room for the upstream's connections.
+DEFAULT_MAX_CONNECTIONS = 512
+
 
 class ContentPart(BaseModel):
     """One part of a multi-part message; only text parts can become a problem."""
@@ -52,9 +73,19 @@ class ChatMessage(BaseModel):
 
 
 class RequestBudget(Budget):
-    """`ponder.budget` in a request: a `Budget` that refuses misspelt limits."""
+    """`ponder.budget` in a request: a `Budget` that refuses misspelt limits, and numbers too
+    large to do arithmetic with (a 400-digit token count overflows a float)."""
 
     model_config = ConfigDict(frozen=True, extra="forbid")
+
+    tokens: int | None = Field(default=None, gt=0, le=10**15,
+                               description="prompt + completion tokens")
+    calls: int | None = Field(default=None, gt=0, le=10**9,
+                              description="model calls (n samples = 1 call)")
+    seconds: float | None = Field(default=None, gt=0, le=10**9, description="wall-clock time")
+    min_completion_tokens: int = Field(
+        default=16, ge=1, le=10**9,
+        description="a call that could write fewer tokens than this is not made")
 
 
 class PonderOptions(BaseModel):

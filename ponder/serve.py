@@ -19,13 +19,17 @@ sends the finished answer as `chat.completion.chunk` events, so errors still get
 
 One backend serves every request: the app starts it (the embedded model loads) when the
 server starts and closes it when the server stops. Each request is an asyncio task; a client
-that disconnects cancels its run. Traces are kept in memory for the last `max_traces`
-requests. Starlette is imported here, and this module only by `ponder serve`, so `import
-ponder` does not pay for it.
+that disconnects cancels its run. No request can take the server: each runs within a budget
+(the server's unless it asks for less), its program runs within the server's seconds, and the
+strategies' count parameters have ceilings. Traces are kept in memory for the last
+`max_traces` requests, within `max_trace_bytes` of JSON. `server_config` sets uvicorn's limits
+on purpose, and cuts off a client that stalls sending its request or reading its reply.
+Starlette and uvicorn are imported here, and this module only by `ponder serve`, so `import
+ponder` does not pay for them.
 
 >>> app = create_app(OpenAIBackend(base_url="http://127.0.0.1:8000/v1", model="qwen"),
 ...                  model="qwen", strategy="best_of_n", params={"n": 5})
->>> uvicorn.run(app, host="127.0.0.1", port=8080)
+>>> uvicorn.Server(server_config(app, port=8080)).run()
 """
 
 from __future__ import annotations
@@ -35,6 +39,7 @@ import contextlib
 import hmac
 import json
 import logging
+import re
 import time
 import uuid
 from collections import OrderedDict
@@ -43,6 +48,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import uvicorn
 from pydantic import ValidationError
 from starlette.applications import Starlette
 from starlette.exceptions import HTTPException
@@ -50,6 +56,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.routing import Route
 from starlette.types import Receive
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from ponder.answers import canonical_answer
 from ponder.backends.base import Backend
@@ -57,6 +64,11 @@ from ponder.budget import Budget
 from ponder.effort import Tier, at_effort, tier, tier_beside
 from ponder.errors import BackendError, ConfigError, PonderError
 from ponder.openai_wire import (
+    DEFAULT_BUDGET,
+    DEFAULT_CLIENT_TIMEOUT_S,
+    DEFAULT_MAX_CONNECTIONS,
+    DEFAULT_MAX_TRACE_BYTES,
+    DEFAULT_PROGRAM_SECONDS,
     ChatRequest,
     ErrorType,
     FinishReason,
@@ -81,6 +93,8 @@ DEFAULT_MAX_TRACES = 1000
 # As a problem file's largest line (16 fields of 1 MiB): a request is one problem.
 DEFAULT_MAX_BODY_BYTES = 16 * 1024 * 1024
 TRACE_HEADER = "x-ponder-trace-id"
+# A lone surrogate escape (\ud800) in a body: worth the check that the text encodes as UTF-8.
+_SURROGATE_ESCAPE = re.compile(rb"\\u[dD][89a-fA-F]")
 
 
 class Refusal(Exception):
@@ -99,29 +113,57 @@ class Refusal(Exception):
 
 
 class TraceStore:
-    """The last `capacity` requests' results (with their traces) by trace id; the oldest read
-    or written goes first."""
+    """Recent requests' traces by trace id, each kept as the JSON `GET /v1/traces/{id}` sends
+    (so what is counted is what is held): at most `capacity` of them and `max_bytes` in all.
+    The oldest read or written goes first; a trace over `max_bytes` on its own is not kept."""
 
-    def __init__(self, capacity: int) -> None:
+    def __init__(self, capacity: int, max_bytes: int = DEFAULT_MAX_TRACE_BYTES) -> None:
         if capacity < 1:
             raise ConfigError(f"max_traces must be at least 1, got {capacity}")
+        if max_bytes < 1:
+            raise ConfigError(f"max_trace_bytes must be at least 1, got {max_bytes}")
         self.capacity = capacity
-        self._items: OrderedDict[str, tuple[str, Result]] = OrderedDict()
+        self.max_bytes = max_bytes
+        self.bytes = 0
+        self._items: OrderedDict[str, bytes] = OrderedDict()
 
-    def add(self, trace_id: str, model: str, result: Result) -> None:
-        self._items[trace_id] = (model, result)
-        self._items.move_to_end(trace_id)
-        while len(self._items) > self.capacity:
-            self._items.popitem(last=False)
+    def add(self, trace_id: str, model: str, result: Result) -> bool:
+        """Keep `result`'s trace, making room; False when it alone is over `max_bytes`."""
+        body = trace_json(trace_id, model, result)
+        self._drop(trace_id)
+        if len(body) > self.max_bytes:
+            log.warning("trace %s not kept: %s bytes of JSON, over the %s the server keeps",
+                        trace_id, f"{len(body):,}", f"{self.max_bytes:,}")
+            return False
+        self._items[trace_id] = body
+        self.bytes += len(body)
+        while len(self._items) > self.capacity or self.bytes > self.max_bytes:
+            self._drop(next(iter(self._items)))
+        return True
 
-    def get(self, trace_id: str) -> tuple[str, Result] | None:
-        item = self._items.get(trace_id)
-        if item is not None:
+    def get(self, trace_id: str) -> bytes | None:
+        """The trace's JSON body, or None when it is not (or no longer) kept."""
+        body = self._items.get(trace_id)
+        if body is not None:
             self._items.move_to_end(trace_id)
-        return item
+        return body
+
+    def _drop(self, trace_id: str) -> None:
+        body = self._items.pop(trace_id, None)
+        if body is not None:
+            self.bytes -= len(body)
 
     def __len__(self) -> int:
         return len(self._items)
+
+
+def trace_json(trace_id: str, model: str, result: Result) -> bytes:
+    """`GET /v1/traces/{id}`'s body: the result and its every trace event."""
+    return json.dumps({
+        "id": trace_id, "object": "ponder.trace", "model": model,
+        **result.model_dump(mode="json", exclude={"id", "trace", "problem_hash"}),
+        "events": [event.model_dump(mode="json") for event in result.trace],
+    }).encode()
 
 
 class _Watched:
@@ -172,18 +214,24 @@ class _Service:
 
     def __init__(self, backend: Backend, *, model: str, strategy: str,
                  params: dict[str, Any], budget: Budget, api_key: str | None,
-                 prompts: PromptLibrary, max_traces: int, max_body_bytes: int) -> None:
+                 prompts: PromptLibrary, max_traces: int, max_trace_bytes: int,
+                 max_body_bytes: int, program_seconds: float, client_timeout_s: float) -> None:
         self.backend = backend
         spec = STRATEGIES.get(strategy)
         spec.make_config(params)  # a bad default fails now, not on the first request
+        if program_seconds <= 0 or client_timeout_s <= 0:
+            raise ConfigError(f"program_seconds ({program_seconds}) and client_timeout_s "
+                              f"({client_timeout_s}) must be positive")
         self.model = model
         self.strategy = spec.name
         self.params = dict(params)
         self.budget = budget
         self.api_key = api_key
         self.prompts = prompts
-        self.traces = TraceStore(max_traces)
+        self.traces = TraceStore(max_traces, max_trace_bytes)
         self.max_body_bytes = max_body_bytes
+        self.program_seconds = program_seconds
+        self.client_timeout_s = client_timeout_s
         self._verifiers: dict[str, Verifier] = {}
 
     # -- routes --------------------------------------------------------------------------------
@@ -199,6 +247,8 @@ class _Service:
         if result is None:
             log.info("request %s: the client went away; its run was cancelled", trace_id)
             return Response(status_code=499)
+        # A failed run's trace is kept too (the error reply names it, and it holds the whole
+        # upstream error); it counts against the byte budget like any other.
         self.traces.add(trace_id, job.request.model, result)
         headers = {TRACE_HEADER: trace_id}
         _check_outcome(result, watched.failure, headers)
@@ -215,14 +265,10 @@ class _Service:
         found = self.traces.get(trace_id)
         if found is None:
             raise Refusal(404, f"no trace {trace_id!r}: the server keeps the last "
-                               f"{self.traces.capacity} requests' traces",
+                               f"{self.traces.capacity} requests' traces, within "
+                               f"{self.traces.max_bytes:,} bytes",
                           kind="not_found_error", param="id", code="trace_not_found")
-        model, result = found
-        return JSONResponse({
-            "id": trace_id, "object": "ponder.trace", "model": model,
-            **result.model_dump(mode="json", exclude={"id", "trace", "problem_hash"}),
-            "events": [event.model_dump(mode="json") for event in result.trace],
-        })
+        return Response(found, media_type="application/json")
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
@@ -231,15 +277,29 @@ class _Service:
 
     async def _body(self, request: Request) -> ChatRequest:
         raw = bytearray()
-        async for part in request.stream():
-            raw += part
-            if len(raw) > self.max_body_bytes:
-                raise Refusal(413, f"request body over {self.max_body_bytes:,} bytes",
-                              code="request_too_large")
+        try:
+            async with asyncio.timeout(self.client_timeout_s):  # a stalled upload
+                async for part in request.stream():
+                    raw += part
+                    if len(raw) > self.max_body_bytes:
+                        raise Refusal(413, f"request body over {self.max_body_bytes:,} bytes",
+                                      code="request_too_large")
+        except TimeoutError:
+            raise Refusal(408, f"the request body did not arrive within "
+                               f"{self.client_timeout_s:g}s", code="request_timeout",
+                          headers={"connection": "close"}) from None
         try:
             data = json.loads(raw)
         except ValueError:
             raise Refusal(400, "request body is not valid JSON", code="invalid_json") from None
+        except RecursionError:
+            raise Refusal(400, "request body is nested too deeply", code="invalid_json") from None
+        if _SURROGATE_ESCAPE.search(raw):
+            try:  # a lone surrogate cannot be sent on to the model server as UTF-8
+                json.dumps(data, ensure_ascii=False).encode()
+            except UnicodeEncodeError:
+                raise Refusal(400, "request body holds a lone surrogate (\\ud800-\\udfff), "
+                                   "which is not text", code="invalid_json") from None
         try:
             return ChatRequest.model_validate(data)
         except ValidationError as exc:
@@ -272,7 +332,7 @@ class _Service:
         if effort is not None:
             spec = at_effort(effort, spec)
         n = req.n or 1
-        config = self._config(spec, params, n, asked=asked)
+        config = self._bounded(self._config(spec, params, n, asked=asked))
         try:
             text = req.problem_text()
         except ValueError as exc:
@@ -342,6 +402,16 @@ class _Service:
                           code="invalid_value")
         return config
 
+    def _bounded(self, config: StrategyConfig) -> StrategyConfig:
+        """`config` with every timeout (`timeout_s`, `*_timeout_s`: how long one program may
+        run) lowered to the server's `program_seconds`. Runs share the sandbox's few slots
+        with every other request, so a client may ask for less time, never more."""
+        over = {name: self.program_seconds for name in type(config).model_fields
+                if name.endswith("timeout_s")
+                and isinstance(value := getattr(config, name), int | float)
+                and value > self.program_seconds}
+        return config.model_copy(update=over) if over else config
+
     def _verifier(self, name: str | None, problem: Problem) -> Verifier | None:
         """The named verifier, else the one the gold answer calls for; loaded once per name
         and shared, as a solve run shares them between problems. Only registered names: a
@@ -368,6 +438,7 @@ class _Service:
         answers = _distinct_answers(result, job.n, job.verifier)
         finish: FinishReason = "length" if result.budget_exhausted else "stop"
         ponder = {"trace_id": trace_id, "strategy": result.strategy, "params": result.params,
+                  "budget": job.budget.model_dump(exclude={"min_completion_tokens"}),
                   "stop_reason": result.stop_reason, "calls": result.usage.calls,
                   "budget_exhausted": result.budget_exhausted, "verified": result.correct,
                   "elapsed_s": round(result.elapsed_s, 3)}
@@ -495,21 +566,29 @@ def create_app(
     api_key: str | None = None,
     templates_dir: str | Path | None = None,
     max_traces: int = DEFAULT_MAX_TRACES,
+    max_trace_bytes: int = DEFAULT_MAX_TRACE_BYTES,
     max_body_bytes: int = DEFAULT_MAX_BODY_BYTES,
+    program_seconds: float = DEFAULT_PROGRAM_SECONDS,
+    client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S,
 ) -> Starlette:
     """The ASGI app. It owns `backend` from here: starts it when the server starts (the
     embedded model loads) and closes it when the server stops.
 
     `model` is the name clients use for the backend's model; `strategy` and `params` serve a
     request for the plain `model`, `params` only when a request picks that same strategy;
-    `budget` is every request's budget, and the ceiling of one a request asks for. With
-    `api_key`, every route but /health needs `Authorization: Bearer <api_key>`. Raises
-    `ConfigError` for an unknown strategy or a bad parameter.
+    `budget` is every request's budget, and the ceiling of one a request asks for: by default
+    `DEFAULT_BUDGET`, and a limit left None in a budget given here is no limit. A program's run
+    takes at most `program_seconds`, whatever `timeout_s` a request asks for. The last
+    `max_traces` traces are kept, within `max_trace_bytes` of JSON. A request body must arrive
+    within `client_timeout_s`. With `api_key`, every route but /health needs
+    `Authorization: Bearer <api_key>`. Raises `ConfigError` for an unknown strategy or a bad
+    parameter or limit.
     """
     service = _Service(backend, model=model, strategy=strategy, params=params or {},
-                       budget=budget or Budget(), api_key=api_key,
+                       budget=DEFAULT_BUDGET if budget is None else budget, api_key=api_key,
                        prompts=PromptLibrary(templates_dir), max_traces=max_traces,
-                       max_body_bytes=max_body_bytes)
+                       max_trace_bytes=max_trace_bytes, max_body_bytes=max_body_bytes,
+                       program_seconds=program_seconds, client_timeout_s=client_timeout_s)
 
     def guarded(handler: Callable[[Request], Awaitable[Response]], *,
                 open_route: bool = False) -> Callable[[Request], Awaitable[Response]]:
@@ -548,6 +627,102 @@ def create_app(
                     exception_handlers={HTTPException: _http_error, Exception: _crash})
     app.state.service = service
     return app
+
+
+def server_config(app: Starlette, *, host: str = "127.0.0.1", port: int = 8000,
+                  log_level: str = "info", client_timeout_s: float = DEFAULT_CLIENT_TIMEOUT_S,
+                  max_connections: int = DEFAULT_MAX_CONNECTIONS) -> uvicorn.Config:
+    """uvicorn's settings for `app`, each set on purpose rather than left to its defaults.
+
+    A client has `client_timeout_s` to send a request's head (the app times its body), and
+    to take a reply it has stopped reading once the server's write buffer is full; then its
+    connection is closed. Past `max_connections` connections or requests at once, a new one
+    gets a 503: stalled clients (each cut off in time) cannot use up the file descriptors.
+    """
+    if client_timeout_s <= 0 or max_connections < 1:
+        raise ConfigError(f"client_timeout_s ({client_timeout_s}) must be positive and "
+                          f"max_connections ({max_connections}) at least 1")
+    return uvicorn.Config(
+        app, host=host, port=port, log_level=log_level, lifespan="on",
+        # h11, the pure-Python parser, with the two timeouts uvicorn does not have.
+        http=_guarded_h11(client_timeout_s),
+        limit_concurrency=max_connections,
+        # An idle connection goes after 5 s: kept for a client's next quick request only.
+        timeout_keep_alive=5,
+        # At most 64 KiB of an unfinished request head is buffered (a larger head is a 400
+        # unless it arrives in one read): a head carries a key and a few names.
+        h11_max_incomplete_event_size=64 * 1024,
+    )
+
+
+def _guarded_h11(client_timeout_s: float) -> type[H11Protocol]:
+    """uvicorn's h11 protocol, closing a connection whose client takes over `client_timeout_s`
+    to send a request's head (counted from its first byte, or from connecting), or to take
+    what the server writes once the write buffer is full. uvicorn itself waits for ever on
+    both: a client sending a byte a minute, or reading nothing, would hold its connection
+    (and the reply's memory) as long as it liked."""
+
+    class Guarded(H11Protocol):
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            super().__init__(*args, **kwargs)
+            self._head_timer: asyncio.TimerHandle | None = None
+            self._write_timer: asyncio.TimerHandle | None = None
+
+        def connection_made(self, transport: asyncio.BaseTransport) -> None:
+            super().connection_made(transport)  # type: ignore[arg-type]
+            self._head_timer = self.loop.call_later(client_timeout_s, self._head_late)
+
+        def data_received(self, data: bytes) -> None:
+            super().data_received(data)
+            if not self._awaiting_head():
+                self._cancel_head_timer()
+            elif self._head_timer is None:  # a new request began: its head is timed
+                self._head_timer = self.loop.call_later(client_timeout_s, self._head_late)
+
+        def pause_writing(self) -> None:
+            super().pause_writing()
+            if self._write_timer is None:
+                self._write_timer = self.loop.call_later(client_timeout_s, self._write_late)
+
+        def resume_writing(self) -> None:
+            super().resume_writing()
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+
+        def connection_lost(self, exc: Exception | None) -> None:
+            self._cancel_head_timer()
+            if self._write_timer is not None:
+                self._write_timer.cancel()
+                self._write_timer = None
+            super().connection_lost(exc)
+
+        def _awaiting_head(self) -> bool:
+            # Between requests: none yet, or the last one answered (uvicorn's keep-alive
+            # timer covers an idle connection; this one, a request begun and not finished).
+            cycle = getattr(self, "cycle", None)
+            return cycle is None or bool(cycle.response_complete)
+
+        def _cancel_head_timer(self) -> None:
+            if self._head_timer is not None:
+                self._head_timer.cancel()
+                self._head_timer = None
+
+        def _head_late(self) -> None:
+            self._head_timer = None
+            if self._awaiting_head() and not self.transport.is_closing():
+                log.info("closing a connection from %s: no request head within %gs",
+                         self.client, client_timeout_s)
+                self.transport.abort()
+
+        def _write_late(self) -> None:
+            self._write_timer = None
+            if not self.transport.is_closing():
+                log.info("closing a connection from %s: it took nothing of the reply for %gs",
+                         self.client, client_timeout_s)
+                self.transport.abort()  # close() would wait for the client to read the rest
+
+    return Guarded
 
 
 def _authorize(request: Request, api_key: str | None) -> None:

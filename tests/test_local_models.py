@@ -236,7 +236,10 @@ def test_serve_takes_the_option_too(monkeypatch: pytest.MonkeyPatch,
 
     from ponder.cli import app
 
-    monkeypatch.setattr(uvicorn, "run", lambda *args, **kwargs: None)
+    def started(server: uvicorn.Server, sockets: Any = None) -> None:
+        server.started = True  # and serves nothing: only the backend's options are looked at
+
+    monkeypatch.setattr(uvicorn.Server, "run", started)
     done = CliRunner().invoke(app, ["serve", "--local-model", "qwen2.5-coder-1.5b"])
     assert done.exit_code == 0, done.output
     assert [c["local_model"] for c in captured] == ["qwen2.5-coder-1.5b"]

@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import Any, get_args
 
 import httpx2
 import openai
@@ -22,25 +22,31 @@ import uvicorn
 from starlette.applications import Starlette
 from typer.testing import CliRunner
 
+from ponder import cli as cli_module
+from ponder import openai_wire
 from ponder.backends.openai import OpenAIBackend
 from ponder.budget import Budget
 from ponder.cli import app as cli
 from ponder.errors import ConfigError
-from ponder.serve import TRACE_HEADER, TraceStore, create_app
+from ponder.openai_wire import DEFAULT_BUDGET
+from ponder.serve import TRACE_HEADER, TraceStore, create_app, server_config, trace_json
+from ponder.strategies import REGISTRY as STRATEGIES
 from ponder.testing import FakeOpenAIServer
-from ponder.types import Result
+from ponder.types import Result, TraceEvent
+from ponder.verifiers.sandbox import shared_sandbox
 
 MODEL = "fake-model"
 
 
 @contextmanager
-def serving(app: Starlette) -> Iterator[str]:
-    """`app` under uvicorn in a thread of its own (its own event loop), on a free port; yields
-    the base URL and stops the server (running the app's shutdown) on the way out."""
+def serving(app: Starlette, **limits: Any) -> Iterator[str]:
+    """`app` under uvicorn in a thread of its own (its own event loop), on a free port, with
+    `ponder serve`'s settings (`server_config`, given `limits`); yields the base URL and stops
+    the server (running the app's shutdown) on the way out."""
     sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
     sock.bind(("127.0.0.1", 0))
     port = sock.getsockname()[1]
-    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", lifespan="on"))
+    server = uvicorn.Server(server_config(app, log_level="warning", **limits))
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, daemon=True)
     thread.start()
     deadline = time.monotonic() + 10
@@ -498,6 +504,293 @@ async def test_500_concurrent_requests_each_get_valid_json_and_usage_adds_up(
     assert fake.usage_served["replies"] == 500
 
 
+# -- one request cannot take the server ----------------------------------------------------------
+
+
+def raw_socket(url: str, *, rcvbuf: int | None = None) -> socket.socket:
+    """A plain TCP connection to the server, for clients no HTTP library would be: ones that
+    stall, trickle or hang up."""
+    host, port = url.removeprefix("http://").split(":")
+    sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    if rcvbuf is not None:  # before connecting, so that the window starts small
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, rcvbuf)
+    sock.connect((host, int(port)))
+    sock.settimeout(5)
+    return sock
+
+
+def post_head(body: bytes, path: str = "/v1/chat/completions") -> bytes:
+    return (f"POST {path} HTTP/1.1\r\nHost: ponder\r\nContent-Type: application/json\r\n"
+            f"Content-Length: {len(body)}\r\n\r\n").encode()
+
+
+def closed_by_server(sock: socket.socket) -> bool:
+    """Whether the server has closed the connection: EOF or a reset, after any bytes left."""
+    try:
+        while sock.recv(65536):
+            pass
+    except ConnectionResetError:
+        return True
+    except TimeoutError:
+        return False
+    return True
+
+
+async def test_the_default_budget_bounds_a_request_that_asks_for_more(
+        fake: FakeOpenAIServer, url: str) -> None:
+    # 256 samples of 100k tokens each, and a budget far past the server's: what reaches the
+    # model server is held to the server's default budget.
+    reply = await client(url).chat.completions.create(
+        model=f"best_of_n:{MODEL}", messages=ask("What is 2 + 2?"), max_tokens=100_000,
+        extra_body={"ponder": {"params": {"n": 256},
+                               "budget": {"tokens": 10**12, "calls": 10**9,
+                                          "seconds": 10**8}}})
+    assert DEFAULT_BUDGET.tokens is not None and DEFAULT_BUDGET.calls is not None
+    [sent] = fake.received
+    assert sent["n"] * sent["max_tokens"] <= DEFAULT_BUDGET.tokens
+    assert ponder_of(reply)["budget"] == {"tokens": DEFAULT_BUDGET.tokens,
+                                          "calls": DEFAULT_BUDGET.calls,
+                                          "seconds": DEFAULT_BUDGET.seconds}
+    lower = await client(url).chat.completions.create(
+        model=MODEL, messages=ask("What is 2 + 2?"), extra_body={"ponder": {"budget": {
+            "calls": 3}}})
+    assert ponder_of(lower)["budget"]["calls"] == 3  # a request may ask for less
+
+
+def test_the_serve_commands_limits_are_the_apps_defaults() -> None:
+    assert Budget(tokens=cli_module.SERVE_BUDGET_TOKENS, calls=cli_module.SERVE_BUDGET_CALLS,
+                  seconds=cli_module.SERVE_BUDGET_SECONDS) == DEFAULT_BUDGET
+    assert cli_module.SERVE_PROGRAM_SECONDS == openai_wire.DEFAULT_PROGRAM_SECONDS
+    assert cli_module.SERVE_MAX_TRACE_MB * 2**20 == openai_wire.DEFAULT_MAX_TRACE_BYTES
+    assert cli_module.SERVE_CLIENT_TIMEOUT_S == openai_wire.DEFAULT_CLIENT_TIMEOUT_S
+    assert cli_module.SERVE_MAX_CONNECTIONS == openai_wire.DEFAULT_MAX_CONNECTIONS
+
+
+def test_every_count_parameter_of_every_strategy_has_a_ceiling() -> None:
+    """Each whole-number parameter set absurdly high is refused for being too high, under
+    one of the strategy's algorithms at least (a tree search's own counts apply to one)."""
+    unbounded = []
+    for spec in STRATEGIES.all():
+        algorithm = spec.config.model_fields.get("algorithm")
+        bases = [{"algorithm": a} for a in get_args(algorithm.annotation)] if algorithm else [{}]
+        for name, field in spec.config.model_fields.items():
+            # Tokens per call are bounded by the budget's tokens instead, and by the model.
+            if name.endswith("max_tokens") or "int" not in str(field.annotation):
+                continue
+            refusals = []
+            for base in bases:
+                try:
+                    spec.make_config({**base, name: 10**9})
+                except ConfigError as exc:
+                    refusals.append(str(exc))
+            if not any(f"{name}: " in r and ("less than or equal" in r or "at most" in r)
+                       for r in refusals):
+                unbounded.append(f"{spec.name}.{name}")
+    assert unbounded == []
+
+
+@pytest.mark.parametrize(("strategy", "params"), [
+    ("ice", {"agents": 200_000}),
+    ("ice", {"agents": [{}] * 33}),
+    ("ice", {"max_rounds": 10**6}),
+    ("self_refine", {"max_iters": 10**6}),
+    ("tree_search", {"beam_width": 10**4}),
+    ("tree_search", {"max_depth": 10**4}),
+    ("tree_search", {"algorithm": "mcts", "iterations": 10**6}),
+    ("tree_search", {"algorithm": "mcts", "branching": 10**4}),
+    ("program", {"max_repairs": 10**6}),
+    ("auto", {"max_repairs": 10**6}),
+    ("best_of_n", {"adaptive": True, "batch_size": 10**6}),
+])
+async def test_a_count_past_its_ceiling_is_refused_before_any_call(
+        fake: FakeOpenAIServer, url: str, strategy: str, params: dict[str, Any]) -> None:
+    response = await post(url, {"model": f"{strategy}:{MODEL}", "messages": ask("1 + 1?"),
+                                "ponder": {"params": params}})
+    assert response.status_code == 400
+    assert response.json()["error"]["param"] == "ponder.params"
+    assert "less than or equal" in response.json()["error"]["message"] \
+        or "at most" in response.json()["error"]["message"]
+    assert fake.requests == 0
+
+
+SLEEPER = "Here it is.\n```python\nimport time\ntime.sleep(60)\nprint(1)\n```"
+
+
+async def test_a_requests_program_timeout_is_bounded_by_the_servers() -> None:
+    with FakeOpenAIServer(reply=lambda messages: SLEEPER) as fake, \
+            ponder_server(fake, program_seconds=0.5) as url:
+        started = time.monotonic()
+        reply = await client(url).chat.completions.create(
+            model=f"program:{MODEL}", messages=ask("1 + 1?"), extra_body={"ponder": {
+                "params": {"timeout_s": 3600, "max_repairs": 0, "fallback": False}}})
+        elapsed = time.monotonic() - started
+        async with httpx2.AsyncClient(base_url=url) as http:
+            trace = (await http.get(f"/v1/traces/{ponder_of(reply)['trace_id']}")).json()
+    assert ponder_of(reply)["params"]["timeout_s"] == 0.5  # lowered to the server's, and said
+    [run] = [e for e in trace["events"] if e["kind"] == "execute"]
+    assert "did not finish within 0.5s" in run["error"]
+    assert run["latency_s"] < 5 and elapsed < 10  # not the program's 60 s
+
+
+async def test_a_requests_queued_programs_stop_when_its_time_does() -> None:
+    # More sleeping programs than the sandbox has slots: queued behind each other they would
+    # hold every slot for rounds of runs after the request's time had ended.
+    n = min(4 * shared_sandbox().max_concurrency, 256)
+    with FakeOpenAIServer(reply=lambda messages: SLEEPER) as fake, \
+            ponder_server(fake, program_seconds=5.0) as url:
+        started = time.monotonic()
+        reply = await client(url).chat.completions.create(
+            model=f"program:{MODEL}", messages=ask("1 + 1?"), extra_body={"ponder": {
+                "params": {"n": n, "temperature": 0.7, "max_repairs": 0, "fallback": False},
+                "budget": {"seconds": 1.5}}})
+        elapsed = time.monotonic() - started
+    assert elapsed < 1.5 + 3.0  # the request's 1.5 s and some start-up, not 4 rounds of 1.5 s
+    assert ponder_of(reply)["budget_exhausted"] is True
+
+
+def _result_with_trace(trace_id: str, size: int) -> Result:
+    event = TraceEvent(kind="note", step="bulk", data={"text": "x" * size})
+    return Result(id=trace_id, answer="1", trace=[event])
+
+
+def test_the_trace_store_keeps_within_its_byte_budget() -> None:
+    one = len(trace_json("t0", MODEL, _result_with_trace("t0", 100_000)))
+    store = TraceStore(1000, max_bytes=3 * one + one // 2)
+    for i in range(10):  # by count alone, all ten would be kept
+        assert store.add(f"t{i}", MODEL, _result_with_trace(f"t{i}", 100_000))
+    assert store.bytes <= store.max_bytes and len(store) == 3
+    assert [store.get(f"t{i}") is not None for i in range(10)] == [False] * 7 + [True] * 3
+    assert store.bytes == sum(len(store.get(f"t{i}") or b"") for i in range(7, 10))
+    # A trace larger than the whole budget is not kept, and evicts nothing.
+    assert not store.add("huge", MODEL, _result_with_trace("huge", 10 * one))
+    assert (store.get("huge"), len(store)) == (None, 3)
+
+
+async def test_the_server_keeps_traces_within_its_byte_budget(fake: FakeOpenAIServer) -> None:
+    budget = 40_000
+    with ponder_server(fake, max_trace_bytes=budget) as url:
+        ids = []
+        for i in range(12):
+            reply = await client(url).chat.completions.create(
+                model=f"self_refine:{MODEL}", messages=ask(f"What is {i} + 1?"))
+            ids.append(ponder_of(reply)["trace_id"])
+        async with httpx2.AsyncClient(base_url=url) as http:
+            kept = [(await http.get(f"/v1/traces/{i}")).status_code for i in ids]
+    assert kept[-1] == 200 and kept[0] == 404  # the newest kept, the oldest gone
+    assert 1 < kept.count(200) < 12
+
+
+async def test_a_client_that_hangs_up_mid_stream_stops_its_model_calls() -> None:
+    with FakeOpenAIServer(latency_s=0.05) as fake:
+        app = create_app(backend_for(fake), model=MODEL)
+        with serving(app) as url:
+            # Up to 41 calls, one after another; the client hangs up after the third.
+            body = json.dumps({"model": f"self_refine:{MODEL}", "stream": True,
+                               "messages": ask("What is 2 + 2?"),
+                               "ponder": {"params": {"max_iters": 20,
+                                                     "stop_marker": "NEVER SAID"}}}).encode()
+            sock = raw_socket(url)
+            sock.sendall(post_head(body) + body)
+            deadline = time.monotonic() + 10
+            while fake.requests < 3:
+                assert time.monotonic() < deadline, "the run never reached the model"
+                await asyncio.sleep(0.01)
+            sock.close()
+            await asyncio.sleep(0.3)  # the call in flight when it hung up is cancelled
+            after_hang_up = fake.requests
+            await asyncio.sleep(1.0)  # 20 more calls' worth of time
+            assert fake.requests == after_hang_up < 41
+            assert len(app.state.service.traces) == 0
+
+
+async def test_a_client_that_trickles_its_request_head_is_cut_off(
+        fake: FakeOpenAIServer) -> None:
+    app = create_app(backend_for(fake), model=MODEL)
+    with serving(app, client_timeout_s=0.5) as url:
+        sock = raw_socket(url)
+        sock.sendall(b"POST /v1/chat/completions HTTP/1.1\r\nHost: ponder\r\n")
+        started = time.monotonic()
+        cut = False
+        while time.monotonic() - started < 4 and not cut:  # a header byte every 0.1 s
+            try:
+                sock.sendall(b"X")
+            except (BrokenPipeError, ConnectionResetError):
+                cut = True
+            await asyncio.sleep(0.1)
+        assert cut or closed_by_server(sock)
+        assert time.monotonic() - started < 4
+        sock.close()
+
+
+async def test_a_client_that_stalls_its_body_gets_a_408(fake: FakeOpenAIServer) -> None:
+    app = create_app(backend_for(fake), model=MODEL, client_timeout_s=0.5)
+    with serving(app, client_timeout_s=0.5) as url:
+        body = json.dumps({"model": MODEL, "messages": ask("1 + 1?")}).encode()
+        sock = raw_socket(url)
+        sock.sendall(post_head(body) + body[:10])  # and the rest never comes
+        answer = await asyncio.to_thread(sock.recv, 65536)
+        sock.close()
+    assert answer.startswith(b"HTTP/1.1 408")
+    assert b"request_timeout" in answer
+    assert fake.requests == 0
+
+
+async def test_a_client_that_stops_reading_its_reply_is_cut_off() -> None:
+    # One reply of 8 MB (room for it in max_tokens): its trace is more than socket buffers hold.
+    big = "Final answer: " + "7" * (8 << 20)
+    with FakeOpenAIServer(reply=lambda messages: big) as fake:
+        app = create_app(backend_for(fake), model=MODEL, budget=Budget())
+        with serving(app, client_timeout_s=0.5) as url:
+            reply = await post(url, {"model": MODEL, "messages": ask("1?"),
+                                     "max_tokens": 300_000})
+            trace_id = reply.headers[TRACE_HEADER]
+            sock = raw_socket(url, rcvbuf=4096)
+            sock.sendall(f"GET /v1/traces/{trace_id} HTTP/1.1\r\nHost: ponder\r\n\r\n"
+                         .encode())
+            await asyncio.sleep(2.5)  # reading nothing, well past the 0.5 s
+            received = b""
+            try:
+                while chunk := sock.recv(1 << 20):
+                    received += chunk
+            except ConnectionResetError:
+                pass
+            sock.close()
+    head, _, body = received.partition(b"\r\n\r\n")
+    length = int(next(line.split(b":")[1] for line in head.split(b"\r\n")
+                      if line.lower().startswith(b"content-length:")))
+    assert length > 8 << 20
+    assert len(body) < length  # cut off, not sent the whole trace
+
+
+async def test_connections_past_the_limit_get_a_503(fake: FakeOpenAIServer) -> None:
+    app = create_app(backend_for(fake), model=MODEL)
+    with serving(app, max_connections=2) as url:
+        idle = [raw_socket(url), raw_socket(url)]
+        await asyncio.sleep(0.1)
+        response = await post(url, {"model": MODEL, "messages": ask("1 + 1?")})
+        for sock in idle:
+            sock.close()
+    assert response.status_code == 503
+
+
+@pytest.mark.parametrize(("body", "says"), [
+    (b"[" * 200_000 + b"]" * 200_000, "nested too deeply"),
+    (b'{"model": "x", "messages": ' + b'{"a": ' * 100_000 + b"1" + b"}" * 100_001,
+     "nested too deeply"),
+    (json.dumps({"model": MODEL, "messages": [{"role": "user", "content": "1 + \ud800"}]})
+     .encode(), "lone surrogate"),
+    (json.dumps({"model": MODEL, "messages": ask("1?"),
+                 "ponder": {"budget": {"tokens": int("9" * 400)}}}).encode(), "ponder.budget"),
+])
+async def test_hostile_bodies_get_a_400_not_a_500(
+        fake: FakeOpenAIServer, url: str, body: bytes, says: str) -> None:
+    response = await post(url, body)
+    assert response.status_code == 400
+    error = response.json()["error"]
+    assert says in error["message"] or says in (error["param"] or "")
+    assert fake.requests == 0
+
+
 # -- the command ---------------------------------------------------------------------------------
 
 
@@ -505,8 +798,32 @@ def test_serve_help_lists_its_options() -> None:
     result = CliRunner().invoke(cli, ["serve", "--help"])
     assert result.exit_code == 0
     for option in ("--base-url", "--strategy", "--param", "--budget-tokens", "--budget-calls",
-                   "--budget-seconds", "--api-key", "--host", "--port"):
+                   "--budget-seconds", "--api-key", "--host", "--port", "--max-program-seconds",
+                   "--max-trace-mb", "--client-timeout", "--max-connections"):
         assert option in result.stdout
+
+
+def test_serve_sets_the_operators_limits(fake: FakeOpenAIServer,
+                                        monkeypatch: pytest.MonkeyPatch) -> None:
+    configs: list[uvicorn.Config] = []
+
+    def run(server: uvicorn.Server, sockets: Any = None) -> None:
+        configs.append(server.config)
+        server.started = True
+
+    monkeypatch.setattr(uvicorn.Server, "run", run)
+    result = CliRunner().invoke(cli, [
+        "serve", "--base-url", fake.base_url, "--model", MODEL, "--budget-tokens", "5000",
+        "--max-program-seconds", "2", "--max-trace-mb", "1", "--client-timeout", "7",
+        "--max-connections", "9"])
+    assert result.exit_code == 0, result.output
+    [config] = configs
+    service = config.app.state.service
+    assert service.budget == Budget(tokens=5000, calls=DEFAULT_BUDGET.calls,
+                                    seconds=DEFAULT_BUDGET.seconds)
+    assert (service.program_seconds, service.traces.max_bytes) == (2, 1 << 20)
+    assert (service.client_timeout_s, config.limit_concurrency) == (7, 9)
+    assert config.timeout_keep_alive == 5 and config.h11_max_incomplete_event_size == 64 << 10
 
 
 def test_serve_refuses_a_bad_strategy_before_listening(fake: FakeOpenAIServer) -> None:

@@ -13,7 +13,7 @@ from ponder import Budget, ScriptedBackend
 from ponder.errors import ConfigError
 from ponder.strategies import REGISTRY
 from ponder.strategies.mcts import select, uct
-from ponder.strategies.steps import Node
+from ponder.strategies.steps import MAX_DEPTH, MAX_ITERATIONS, Node
 from ponder.testing import by_step
 from ponder.tree_view import tree_lines
 from tests.conftest import PartialChecker
@@ -219,8 +219,8 @@ async def test_the_budget_bounds_the_search(budget: Budget, source: str):
     backend = ScriptedBackend(by_step(step="Step: 6 * 4 = 24", rollout="So 24 eggs.",
                                       value="Score: 7"))
     result = await ponder.asolve(PROBLEM, strategy="tree_search", algorithm="mcts",
-                                 backend=backend, budget=budget, iterations=1000,
-                                 max_depth=1000, branching=2, value_source=source)
+                                 backend=backend, budget=budget, iterations=MAX_ITERATIONS,
+                                 max_depth=MAX_DEPTH, branching=2, value_source=source)
     assert result.stop_reason == "budget" and result.budget_exhausted
     assert result.error is None
     assert budget.tokens is None or result.usage.total_tokens <= budget.tokens

@@ -19,8 +19,9 @@ from ponder.context import Context
 from ponder.errors import BudgetExhausted
 from ponder.strategies.base import StrategyConfig
 from ponder.strategies.outcome import gather_within_budget, tally
-from ponder.strategies.program import ProgramConfig, write_programs
+from ponder.strategies.program import MAX_REPAIRS, ProgramConfig, write_programs
 from ponder.strategies.sampling import (
+    MAX_SAMPLES,
     SamplingConfig,
     choose,
     sample_until_settled,
@@ -46,18 +47,19 @@ class AutoConfig(StrategyConfig):
                           description="tier 0 also writes a greedy zero-shot program, the "
                                       "second cheap answer (not for coding problems)")
     few_shot: bool = Field(default=False, description="worked examples in the prose prompts")
-    batch_size: int = Field(default=3, ge=1,
+    batch_size: int = Field(default=3, ge=1, le=MAX_SAMPLES,
                             description="samples per escalation, from one n= request")
-    max_samples: int = Field(default=8, ge=1, le=256,
+    max_samples: int = Field(default=8, ge=1, le=MAX_SAMPLES,
                              description="samples after tier 0, at most")
     agreement: float = Field(default=0.7, gt=0.0, le=1.0,
                              description="top answer's vote share that ends the run")
-    scatter_after: int = Field(default=4, ge=2,
+    scatter_after: int = Field(default=4, ge=2, le=MAX_SAMPLES,
                                description="answers voted before scattered ones end the run")
     scatter_share: float = Field(default=0.3, ge=0.0, lt=1.0,
                                  description="a top share at most this (or no two answers "
                                              "agreeing) is scattered: stop")
-    max_repairs: int = Field(default=1, ge=0, description="repairs of tier 0's program")
+    max_repairs: int = Field(default=1, ge=0, le=MAX_REPAIRS,
+                             description="repairs of tier 0's program")
     timeout_s: float = Field(default=5.0, gt=0, description="wall clock per program run")
 
 

@@ -7,7 +7,7 @@ import math
 from collections.abc import Sequence
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ponder.backends.base import Backend
 from ponder.context import Context
@@ -20,6 +20,12 @@ from ponder.strategies.outcome import (
     tally,
 )
 from ponder.types import Candidate, Outcome, StopReason
+
+# Every agent reads every other agent's answer and reasoning in each revision round, so a
+# round's prompt tokens grow with the square of the agents: 32 agents is far past the 3-5 the
+# method is run with, and `agents: 200000` (200k calls a round) is refused.
+MAX_AGENTS = 32
+MAX_ROUNDS = 20
 
 
 class Agent(BaseModel):
@@ -40,10 +46,20 @@ class Agent(BaseModel):
 class ICEConfig(StrategyConfig):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0, description="sampling temperature")
     agents: int | list[Agent] = Field(default=3, description="how many agents, or one spec each")
-    max_rounds: int = Field(default=2, ge=0, description="revision rounds after round 0")
+    max_rounds: int = Field(default=2, ge=0, le=MAX_ROUNDS,
+                            description="revision rounds after round 0")
     agreement: float = Field(
         default=1.0, gt=0.0,
         description="agents that must agree to stop: a fraction (<= 1) or a count (> 1)")
+
+    @field_validator("agents", mode="before")
+    @classmethod
+    def _at_most(cls, agents: Any) -> Any:
+        # Before the agents are validated: a list of a million specs is refused uncounted.
+        count = len(agents) if isinstance(agents, list) else agents
+        if isinstance(count, int) and count > MAX_AGENTS:
+            raise ValueError(f"at most {MAX_AGENTS} agents, got {count}")
+        return agents
 
     @model_validator(mode="after")
     def _check(self) -> ICEConfig:

@@ -12,6 +12,7 @@ from ponder.context import Context
 from ponder.errors import BudgetExhausted
 from ponder.strategies.outcome import gather_within_budget, tally
 from ponder.strategies.sampling import (
+    MAX_SAMPLES,
     SamplingConfig,
     choose,
     sample_until_settled,
@@ -19,13 +20,18 @@ from ponder.strategies.sampling import (
 )
 from ponder.types import Candidate, Completion, Execution, Outcome
 
+# Repairs of one program: each is a model call and a sandbox run, and a program still broken
+# after a few rewrites (one is the default) rarely comes right later.
+MAX_REPAIRS = 10
+
 
 class ProgramConfig(SamplingConfig):
-    n: int = Field(default=1, ge=1, le=256, description="programs, at most (one n= request)")
+    n: int = Field(default=1, ge=1, le=MAX_SAMPLES,
+                   description="programs, at most (one n= request)")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0,
                                description="sampling temperature (raise it with n > 1)")
     max_tokens: int = Field(default=400, gt=0, description="completion tokens per program")
-    max_repairs: int = Field(default=1, ge=0,
+    max_repairs: int = Field(default=1, ge=0, le=MAX_REPAIRS,
                              description="repairs of a program that raised, hung or printed "
                                          "nothing, the error shown")
     timeout_s: float = Field(default=5.0, gt=0, description="wall clock per program run")

@@ -29,15 +29,22 @@ Draw = Callable[[int], Awaitable[list[Candidate]]]
 Settle = Callable[[list[Candidate]], StopReason | None]
 
 
+# The most samples one run draws: far past where a vote stops changing (curves flatten by
+# 16-32 samples), and a ceiling for a request to `ponder serve`, whose budget is the finer bound.
+MAX_SAMPLES = 256
+
+
 class SamplingConfig(StrategyConfig):
     """What every sampling strategy has: how many samples, and the adaptive stopping rule."""
 
     samples_field: ClassVar[str | None] = "n"
 
-    n: int = Field(default=5, ge=1, le=256, description="samples, at most")
+    n: int = Field(default=5, ge=1, le=MAX_SAMPLES, description="samples, at most")
     adaptive: bool = Field(default=False, description="sample in batches and stop early")
-    min_samples: int = Field(default=3, ge=1, description="adaptive: samples before any stop")
-    batch_size: int = Field(default=1, ge=1, description="adaptive: samples per later batch")
+    min_samples: int = Field(default=3, ge=1, le=MAX_SAMPLES,
+                             description="adaptive: samples before any stop")
+    batch_size: int = Field(default=1, ge=1, le=MAX_SAMPLES,
+                            description="adaptive: samples per later batch")
     agreement: float = Field(default=0.7, gt=0.0, le=1.0,
                              description="adaptive: top answer's vote share that ends sampling")
 

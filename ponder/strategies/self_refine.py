@@ -14,9 +14,14 @@ from ponder.strategies.base import StrategyConfig
 from ponder.strategies.outcome import pick_best, tally
 from ponder.types import Candidate, Outcome, StopReason, Verdict
 
+# Rewrites of one draft: two calls each, with the critique and the whole draft in every prompt;
+# most of the gain comes in the first few (Madaan et al. 2023): 20 is generous, and finite.
+MAX_ITERS = 20
+
 
 class SelfRefineConfig(StrategyConfig):
-    max_iters: int = Field(default=3, ge=0, description="rewrites after the first draft, at most")
+    max_iters: int = Field(default=3, ge=0, le=MAX_ITERS,
+                           description="rewrites after the first draft, at most")
     stop_marker: str = Field(default="NO ISSUES", min_length=1,
                              description="what the feedback says when nothing needs to change")
     feedback_max_tokens: int | None = Field(

@@ -17,6 +17,14 @@ from ponder.strategies.base import StrategyConfig
 
 NEUTRAL = 0.5  # the score of a step whose value reply held no rating: neither kept nor cut for it
 
+# Ceilings on the tree's shape. A beam search makes about max_depth * beam_width calls of
+# `branching` samples, each rated; MCTS about `iterations` expansions of `branching` children.
+# Ten times the defaults or more, and finite, so that one request to `ponder serve` cannot
+# ask for millions of calls (its budget is the finer bound).
+MAX_WIDTH = 32  # beam_width, branching
+MAX_DEPTH = 64
+MAX_ITERATIONS = 256
+
 # Each algorithm's own parameters; setting one for the other algorithm is refused, not ignored.
 MCTS_ONLY = ("iterations", "exploration", "value_source", "rollout_max_tokens")
 BEAM_ONLY = ("beam_width",)
@@ -30,17 +38,19 @@ class TreeSearchConfig(StrategyConfig):
         default="beam", description="beam search over steps, or Monte Carlo tree search")
     temperature: float = Field(default=0.7, ge=0.0, le=2.0, description="sampling temperature")
     max_tokens: int = Field(default=160, gt=0, description="completion tokens per step, at most")
-    beam_width: int = Field(default=2, ge=1,
+    beam_width: int = Field(default=2, ge=1, le=MAX_WIDTH,
                             description="beam: partial solutions kept at each depth")
-    branching: int = Field(default=3, ge=1,
+    branching: int = Field(default=3, ge=1, le=MAX_WIDTH,
                            description="next steps sampled per expanded node (n=k)")
-    max_depth: int = Field(default=6, ge=1, description="steps in a solution, at most")
+    max_depth: int = Field(default=6, ge=1, le=MAX_DEPTH,
+                           description="steps in a solution, at most")
     value_max_tokens: int = Field(default=16, gt=0, description="completion tokens for a rating")
     step_stop: list[str] = Field(default_factory=lambda: ["\n\n", "\nStep "],
                                  description="stop sequences that end one step")
     final_marker: str = Field(default="Final answer", min_length=1,
                               description="a step holding this (or a \\boxed{}) ends its branch")
-    iterations: int = Field(default=10, ge=1, description="mcts: rounds of select, expand, "
+    iterations: int = Field(default=10, ge=1, le=MAX_ITERATIONS,
+                            description="mcts: rounds of select, expand, "
                             "evaluate and backpropagate, at most")
     exploration: float = Field(default=1.0, ge=0.0,
                                description="mcts: UCT weight c in Q + c*sqrt(ln N_parent / N)")
