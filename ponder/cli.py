@@ -81,6 +81,14 @@ LocalModel = Annotated[str | None, typer.Option(
          "qwen2.5-coder-1.5b (or 1.5b; pip install \"ponder\\[local-1.5b]\")")]
 ApiKeyEnv = Annotated[str | None, typer.Option(
     "--api-key-env", help="environment variable holding --base-url's API key")]
+# ponder.verifiers.sandbox.SANDBOX_ENV (a test holds them equal): importing it would load the
+# sandbox for `--help`.
+SANDBOX_ENV = "PONDER_SANDBOX"
+SandboxChoice = Annotated[str, typer.Option(
+    "--sandbox", metavar="isolated|none",
+    help="how model-written code runs: isolated (the default; refused where the machine "
+         "cannot isolate it) or none, for trusted code only, said in every verdict and the "
+         "summary")]
 
 app = typer.Typer(
     name="ponder", no_args_is_help=True, add_completion=False, pretty_exceptions_enable=False,
@@ -113,6 +121,16 @@ class _RedactingFilter(logging.Filter):
     def filter(self, record: logging.LogRecord) -> bool:
         record.msg, record.args = redact_secrets(record.getMessage()), None
         return True
+
+
+def _use_sandbox(choice: str) -> None:
+    """`--sandbox none` makes this process's sandbox none at all. It travels in the
+    environment, since the sandbox is the process's (and a Ray cluster started here inherits
+    it; workers of a cluster started elsewhere need PONDER_SANDBOX=none set there)."""
+    if choice not in ("isolated", "none"):
+        raise typer.BadParameter(f"--sandbox must be 'isolated' or 'none', got {choice!r}")
+    if choice == "none":
+        os.environ[SANDBOX_ENV] = "none"
 
 
 def _log_to_stderr(level: int) -> None:
@@ -451,12 +469,14 @@ def solve(
     seed: Annotated[int | None, typer.Option(help="sampling seed")] = None,
     quiet: Annotated[bool, typer.Option("--quiet", help="print only errors")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="print the summary as JSON")] = False,
+    sandbox: SandboxChoice = "isolated",
 ) -> None:
     """Solve every problem in a file, one result line per problem as it finishes."""
     import asyncio
 
     from ponder.budget import Budget
 
+    _use_sandbox(sandbox)
     _log_to_stderr(logging.ERROR if quiet else logging.WARNING)
     # The results file and trace stay locked from before they are read until the run ends.
     with ExitStack() as locks:
@@ -619,6 +639,7 @@ def serve(
         min=1, help="connections and requests at once; more get a 503")]
     = SERVE_MAX_CONNECTIONS,
     log_level: Annotated[str, typer.Option(help="debug, info, warning or error")] = "info",
+    sandbox: SandboxChoice = "isolated",
 ) -> None:
     """Serve strategies as an OpenAI-compatible chat endpoint: model "best_of_n:<model>", or
     the plain model for --strategy; each reply's usage is the sum of its model calls, and its
@@ -631,6 +652,7 @@ def serve(
         _fail([f"--log-level {log_level!r}: choose debug, info, warning or error"])
     # --log-level is ponder's and uvicorn's; libraries stay at warnings (httpx would log
     # every upstream call at info).
+    _use_sandbox(sandbox)
     _log_to_stderr(logging.WARNING)
     logging.getLogger("ponder").setLevel(getattr(logging, level))
     try:
@@ -810,6 +832,7 @@ def bench(
                          "a change to scoring, or to look at a bench that is far from done)"
     )] = False,
     quiet: Annotated[bool, typer.Option("--quiet", help="print only errors")] = False,
+    sandbox: SandboxChoice = "isolated",
 ) -> None:
     """Work-precision curves: accuracy (scored by gold) against tokens per problem, for each
     --run. A sweep over best_of_n's n (or selector, keep, confidence_metric) draws the
@@ -824,6 +847,7 @@ def bench(
     from ponder.prompts import PromptLibrary
     from ponder.results import ResultsLocked
 
+    _use_sandbox(sandbox)
     _log_to_stderr(logging.ERROR if quiet else logging.WARNING)
     try:
         try:

@@ -373,3 +373,32 @@ def test_bench_needs_a_run_and_a_folder() -> None:
     code, _, stderr = ponder("bench", "problems.jsonl")
     assert code == 2
     assert "--run" in stderr or "--out" in stderr
+
+
+def test_sandbox_none_is_named_and_said_in_every_verdict_and_the_summary(
+        server: FakeOpenAIServer, tmp_path: Path) -> None:
+    """A subprocess: the choice is the process's, so it must not leak into this one."""
+    problems = tmp_path / "add.jsonl"
+    problems.write_text(json.dumps({"id": "a", "problem": "Write add(a, b).",
+                                    "tests": ["assert add(1, 2) == 3"]}) + "\n")
+    out = tmp_path / "r.jsonl"
+    done = subprocess.run(
+        [sys.executable, "-m", "ponder", "solve", str(problems), "--base-url", server.base_url,
+         "-o", str(out), "--json", "--sandbox", "none"],
+        capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout)["unsandboxed"] == 1
+    [row] = read_results(out)
+    assert row.verdict is not None
+    assert row.verdict.details["isolation"]["sandbox"].startswith("none (opted out")
+    refused = subprocess.run(
+        [sys.executable, "-m", "ponder", "solve", str(problems), "--sandbox", "off"],
+        capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
+    assert refused.returncode == 2 and "--sandbox must be 'isolated' or 'none'" in refused.stderr
+
+
+def test_the_sandbox_option_names_the_sandboxs_own_variable() -> None:
+    from ponder import cli
+    from ponder.verifiers import sandbox
+
+    assert cli.SANDBOX_ENV == sandbox.SANDBOX_ENV
