@@ -5,6 +5,7 @@ isolation than the machine allows unless the user opts out by name (docs/trust.m
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import pwd
 import subprocess
@@ -69,6 +70,26 @@ async def test_the_candidate_cannot_signal_stop_trace_or_take_descriptors_from_i
                                                        answer=REACH_THE_JUDGE))
     assert verdict.passed, verdict.feedback
     assert verdict.details["isolation"]["judge_apart"] == "another uid"
+
+
+CAPABILITIES = """
+def capabilities():
+    with open("/proc/self/status") as f:
+        fields = dict(line.split(":", 1) for line in f if line.startswith("Cap"))
+    return {name: int(value, 16) for name, value in fields.items()}
+"""
+
+
+@pytest.mark.parametrize("mode", ["isolated", "in_process"])
+async def test_no_capability_survives_in_the_candidates_process(mode: str,
+                                                                 sandbox: Sandbox) -> None:
+    """The isolated candidate runs in the boot's interpreter, never exec'd: nothing but an
+    explicit capset empties what a process that kept uid 0 (a user namespace) holds."""
+    verifier = UnitTestVerifier(limits=LIMITS, sandbox=sandbox, mode=mode,  # type: ignore[arg-type]
+                                private_feedback="full")
+    problem = Problem(problem="?", tests=["assert set(capabilities().values()) == {0}"])
+    verdict = await verifier.verify(problem, Candidate(text=CAPABILITIES, answer=CAPABILITIES))
+    assert verdict.passed, verdict.feedback
 
 
 async def test_a_report_past_the_cap_is_no_report(sandbox: Sandbox) -> None:
@@ -179,3 +200,56 @@ async def test_no_sandbox_only_by_name_and_said_in_every_verdict() -> None:
     isolated = verdict.model_copy(update={"details": {"isolation": {"sandbox": "isolated"}}})
     tally.add(Result(id="b", answer="", verdict=isolated))
     assert tally.summary().unsandboxed == 1
+
+
+WITHOUT_ROOT = """
+import asyncio, json, sys
+from ponder.types import Candidate, Problem
+from ponder.verifiers.sandbox import Sandbox
+from ponder.verifiers.unit_tests import UnitTestVerifier
+
+async def main():
+    verifier = UnitTestVerifier(sandbox=Sandbox(), private_feedback="full")
+    code = sys.argv[1]
+    test = ("assert capabilities() == 0 and 'done' not in (reach()['trace'], "
+            "reach()['descriptors']), (capabilities(), reach())")
+    verdict = await verifier.verify(Problem(problem="?", tests=[test]),
+                                    Candidate(text=code, answer=code))
+    print(json.dumps({"passed": verdict.passed, "feedback": verdict.feedback,
+                      "isolation": verdict.details.get("isolation")}))
+
+asyncio.run(main())
+"""
+
+
+@as_root
+def test_without_root_the_candidate_holds_no_capability_and_cannot_trace_its_judge() -> None:
+    """ponder run by an unprivileged user: the run's root is the user namespace's, the
+    candidate keeps uid 0 there and (never exec'd) would keep every capability but for an
+    explicit capset; with them it could trace the judge."""
+    import shutil
+    import sys
+    python = shutil.which(f"python{sys.version_info[0]}.{sys.version_info[1]}",
+                          path="/usr/local/bin:/usr/bin:/bin")
+    if python is None or shutil.which("setpriv") is None:
+        pytest.skip("needs setpriv and a system Python of this version for an unprivileged run")
+    nobody = pwd.getpwnam("nobody")
+    code = REACH_THE_JUDGE + (
+        "def capabilities():\n"
+        "    with open('/proc/self/status') as f:\n"
+        "        return sum(int(line.split()[1], 16) for line in f if line.startswith('Cap'))\n")
+    repo = Path(__file__).resolve().parents[1]
+    site = [p for p in sys.path if p.endswith("site-packages")]
+    done = subprocess.run(
+        ["setpriv", f"--reuid={nobody.pw_uid}", f"--regid={nobody.pw_gid}", "--clear-groups",
+         "env", "HOME=/tmp", f"PYTHONPATH={os.pathsep.join([str(repo), *site])}", python,
+         "-c", WITHOUT_ROOT, code],
+        capture_output=True, text=True, timeout=120, check=False, cwd="/")
+    if done.returncode != 0 and "No module named" in done.stderr:
+        pytest.skip(f"ponder's dependencies are not readable by nobody: {done.stderr[-200:]}")
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.splitlines()[-1])
+    if report["isolation"]["user_namespace"] is not True:
+        pytest.skip("no unprivileged user namespaces on this machine")
+    assert report["isolation"]["judge_apart"] == "same uid, undumpable"
+    assert report["passed"], report["feedback"]

@@ -129,12 +129,15 @@ def _drop(libc: Any, rlimits: dict[str, list[int]], uid: int | None, gid: int | 
         if name == "RLIMIT_NPROC" and uid is None and os.geteuid() == 0:
             continue  # it would not bind root, and would count our other processes
         resource.setrlimit(getattr(resource, name), (soft, hard))
-    if os.geteuid() == 0:
+    root = os.geteuid() == 0
+    if root:
         _drop_capabilities(libc)
     if uid is not None:
         os.setgroups([])
         os.setgid(gid if gid is not None else uid)
         os.setuid(uid)
+    if root:  # uid 0 kept (a user namespace), or a peer that will not exec: none left now
+        _clear_capabilities(libc)
     if libc.prctl(_PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_NO_NEW_PRIVS) failed")
 
@@ -150,6 +153,25 @@ def _drop_capabilities(libc: Any) -> None:
     libc.prctl(_PR_CAP_AMBIENT, _PR_CAP_AMBIENT_CLEAR_ALL, 0, 0, 0)  # absent before Linux 4.3
     if libc.prctl(_PR_SET_SECUREBITS, _SECUREBITS, 0, 0, 0) != 0:
         raise OSError(ctypes.get_errno(), "prctl(PR_SET_SECUREBITS) failed")
+
+
+class _CapHeader(ctypes.Structure):
+    _fields_ = [("version", ctypes.c_uint32), ("pid", ctypes.c_int)]
+
+
+class _CapData(ctypes.Structure):
+    _fields_ = [("effective", ctypes.c_uint32), ("permitted", ctypes.c_uint32),
+                ("inheritable", ctypes.c_uint32)]
+
+
+def _clear_capabilities(libc: Any) -> None:
+    """Empty this process's effective, permitted and inheritable sets (capset(2), version
+    3): without an exec to recompute them, a process that keeps uid 0 keeps every
+    capability until told otherwise."""
+    header = _CapHeader(0x20080522, 0)
+    data = (_CapData * 2)()
+    if libc.capset(ctypes.byref(header), data) != 0:
+        raise OSError(ctypes.get_errno(), "capset failed")
 
 
 def _enter_root(libc: Any, view: dict[str, Any], uid: int | None, gid: int | None) -> None:
