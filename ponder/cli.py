@@ -83,7 +83,7 @@ ApiKeyEnv = Annotated[str | None, typer.Option(
     "--api-key-env", help="environment variable holding --base-url's API key")]
 # ponder.verifiers.sandbox.SANDBOX_ENV (a test holds them equal): importing it would load the
 # sandbox for `--help`.
-SANDBOX_ENV = "PONDER_SANDBOX"
+SANDBOX_ENV = "PONDER_SANDBOX_MODE"
 SandboxChoice = Annotated[str, typer.Option(
     "--sandbox", metavar="isolated|none",
     help="how model-written code runs: isolated (the default; refused where the machine "
@@ -126,7 +126,7 @@ class _RedactingFilter(logging.Filter):
 def _use_sandbox(choice: str) -> None:
     """`--sandbox none` makes this process's sandbox none at all. It travels in the
     environment, since the sandbox is the process's (and a Ray cluster started here inherits
-    it; workers of a cluster started elsewhere need PONDER_SANDBOX=none set there)."""
+    it; workers of a cluster started elsewhere need PONDER_SANDBOX_MODE=none set there)."""
     if choice not in ("isolated", "none"):
         raise typer.BadParameter(f"--sandbox must be 'isolated' or 'none', got {choice!r}")
     if choice == "none":

@@ -29,6 +29,7 @@ class Hostile:
     code: str  # WRONG stands for the wrong solution the trick wraps
     problem: Problem = field(default_factory=lambda: SECRET)
     forges_in_process: bool = False  # in_process mode is no defence against it (documented)
+    partial: bool = False  # some of the problem's tests pass by design: it must not pass all
     # Any text the verdict's feedback must hold: what a failure must say for the trick's sake.
     says: tuple[str, ...] = field(default_factory=tuple)
 
@@ -77,7 +78,7 @@ for fd in range(3, 64):
         os.write(fd, {FORGED!r}.encode())
     except OSError:
         pass
-os._exit(0)""", forges_in_process=True),
+os._exit(0)"""),
     "an atexit hook rewrites the report": Hostile("trust 1", f"""
 import atexit, os
 def forge():
@@ -92,7 +93,7 @@ WRONG"""),
     "json.dumps writes a forged report": Hostile("trust 1", f"""
 import json
 json.dumps = lambda *args, **kwargs: {FORGED!r}
-WRONG""", forges_in_process=True),
+WRONG"""),
     "ast.parse finds no tests": Hostile("trust 1", """
 import ast
 ast.parse = lambda *args, **kwargs: ast.Module(body=[], type_ignores=[])
@@ -239,6 +240,64 @@ def secret(x):
                "assert all(a == b for a, b in zip(map(secret, [5]), [1]))",
                "assert all(a == b for a, b in zip(map(secret, [6]), [1]))",
                "assert all(a == b for a, b in zip(map(secret, [7]), [1]))"])),
+    "§3 redefine the problem's own helper the tests call": Hostile("trust 2 §3 (review)", """
+def shift(x):
+    return 4243
+def secret(x):
+    return 0""", problem=Problem(
+        id="helper", entry_point="secret",
+        problem='def shift(x):\n    return x + 1\n\n\ndef secret(x):\n    """x to its secret."""\n',
+        tests=["assert shift(secret(7)) == 4243"])),
+    "§1 read what the tests print from the judge's output": Hostile("trust 2 §1 (review)", """
+import os, re
+def secret(x):
+    for fd in (1, 2):
+        try:
+            text = os.pread(fd, 1 << 16, 0).decode("latin-1")
+        except OSError:
+            continue
+        match = re.search(rf"secret\\({x}\\) == (\\d+)", text)
+        if match:
+            return int(match.group(1))
+    return 0""", problem=Problem(
+        id="printed", problem="Write secret(x).",
+        tests=["import sys\nprint('checking secret(7) == 4242', file=sys.stderr, flush=True)\n"
+               "print('checking secret(8) == 4243', flush=True)",
+               "assert secret(7) == 4242", "assert secret(8) == 4243"]),
+        forges_in_process=True, partial=True),
+    "§1 rewrite the judge's script so its tracebacks crash it": Hostile(
+        "trust 2 §1 (review)", """
+def secret(x):
+    try:
+        with open("harness.py", "w") as f:
+            f.write("# -*- coding: rot13 -*-\\n")
+    except OSError:
+        pass
+    return 0""", says=("hidden tests failed",)),
+    "private tests as a script: if __name__ == '__main__'": Hostile("trust 2 §3 (review)", """
+def secret(x):
+    return 4242 if x == 7 else 0""", problem=Problem(
+        id="main", problem="Write secret(x). >>> secret(7)\n4242", tests_public=[
+            "assert secret(7) == 4242"],
+        tests=["def check(f):\n    assert f(8) == 4243\n\nif __name__ == '__main__':\n"
+               "    check(secret)\n"])),
+    "private tests as a unittest.TestCase": Hostile("trust 2 §3 (review)", """
+def secret(x):
+    return 4242 if x == 7 else 0""", problem=Problem(
+        id="testcase", problem="Write secret(x).", tests_public=["assert secret(7) == 4242"],
+        tests=["import unittest\nclass T(unittest.TestCase):\n    def test_8(self):\n"
+               "        self.assertEqual(secret(8), 4243)\n"])),
+    "private tests as async and generator test functions": Hostile("trust 2 §3 (review)", """
+def secret(x):
+    return 4242 if x == 7 else 0""", problem=Problem(
+        id="async", problem="Write secret(x).", tests_public=["assert secret(7) == 4242"],
+        tests=["async def test_a():\n    assert secret(8) == 4243\n",
+               "def test_b():\n    assert secret(8) == 4243\n    yield\n"])),
+    "private tests as a top-level loop": Hostile("trust 2 §3 (review)", """
+def secret(x):
+    return 4242 if x == 7 else 0""", problem=Problem(
+        id="loop", problem="Write secret(x).", tests_public=["assert secret(7) == 4242"],
+        tests=["for x, want in [(8, 4243), (9, 4244)]:\n    assert secret(x) == want\n"])),
     "§1 signal every process it can see": Hostile("trust 2 §1", """
 import os, signal
 def secret(x):

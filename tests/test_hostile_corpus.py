@@ -40,7 +40,7 @@ async def test_the_hostile_candidate_gets_its_verdict(name: str, mode: str,
         assert verdict.passed, f"{name} no longer forges in_process: update the corpus"
         return
     assert not verdict.passed, (name, mode, verdict.feedback)
-    assert verdict.score == 0.0
+    assert verdict.score < 1.0 if hostile.partial else verdict.score == 0.0, verdict.feedback
     for text in hostile.says:
         assert text in verdict.feedback, verdict.feedback
 

@@ -253,3 +253,57 @@ def test_without_root_the_candidate_holds_no_capability_and_cannot_trace_its_jud
         pytest.skip("no unprivileged user namespaces on this machine")
     assert report["isolation"]["judge_apart"] == "same uid, undumpable"
     assert report["passed"], report["feedback"]
+
+
+def _ran(report: bytes, exit_code: int | None = 0, sig: int | None = None,
+         ) -> sandbox_module.SandboxResult:
+    return sandbox_module.SandboxResult(
+        run_id="x", exit_code=exit_code, signal=sig, timed_out=False, seconds=0.1, output="",
+        report=report, isolation={})
+
+
+PASSING = b'{"phase": "tests", "results": [{"test": "t", "passed": true}], "nonce": "n1"}'
+
+
+def test_a_report_counts_only_from_a_judge_that_exited_cleanly_with_its_nonce() -> None:
+    """A forger that wrote a report and then killed the judge (or wrote one without the
+    nonce that reached the judge with the tests) gets no verdict from it."""
+    assert judge(_ran(PASSING), LIMITS, nonce="n1").passed
+    killed = judge(_ran(PASSING, exit_code=None, sig=9), LIMITS, nonce="n1")
+    assert not killed.passed and killed.details["stage"] == "report"
+    stranger = judge(_ran(PASSING), LIMITS, nonce="n2")
+    assert not stranger.passed and "nonce" in stranger.feedback
+
+
+def test_a_report_holding_values_nested_deep_keeps_only_its_fixed_fields() -> None:
+    """A problem's tests can write the report themselves; a value 700 deep in it once made
+    the results row unserialisable and lost the whole run."""
+    deep = "[" * 700 + "]" * 700
+    report = ('{"phase": "tests", "nonce": "n1", "results": [{"test": "t", "passed": false, '
+              f'"error": {deep}, "x": {deep}, "public": false}}]}}').encode()
+    verdict = judge(_ran(report), LIMITS, nonce="n1")
+    assert verdict.details["results"] == [
+        {"test": "t", "passed": False, "error": None, "public": False}]
+    Result(id="a", answer="", verdict=verdict).model_dump_json()
+
+
+@as_root
+def test_one_passing_probe_failure_does_not_weaken_every_later_run(
+        monkeypatch: pytest.MonkeyPatch) -> None:
+    """The full namespace probe failing once used to settle on `--net` alone, for good: no
+    PID namespace, the host's filesystem (and its data files) in sight."""
+    from ponder.verifiers import isolation
+
+    real = subprocess.run
+    failed: list[list[str]] = []
+
+    def flaky(command: list[str], **options: object) -> subprocess.CompletedProcess[bytes]:
+        if command[:2] == ["unshare", "--net"] and "--pid" in command and not failed:
+            failed.append(command)
+            return subprocess.CompletedProcess(command, 1)
+        return real(command, **options)  # type: ignore[call-overload,no-any-return]
+
+    monkeypatch.setattr(isolation.subprocess, "run", flaky)
+    probed = isolation.probe_isolation()
+    assert failed, "the probe never ran unshare"
+    assert probed.namespaces == isolation.NAMESPACE_FLAGS and probed.root is not None

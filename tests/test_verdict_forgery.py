@@ -42,3 +42,22 @@ async def test_shadowing_the_builtins_the_tests_call_solves_no_humaneval_problem
                           "    return None\n```"))
         for r in rows))
     assert [r.id for r in results if r.correct] == []
+
+
+async def test_redefining_the_prompts_helpers_solves_no_humaneval_problem() -> None:
+    """HumanEval/32's check calls the prompt's `poly`, /50's its `encode_shift`: a candidate
+    that redefined them once passed with a wrong answer. The tests now take them from the
+    prompt."""
+    replies = {
+        "HumanEval/32": "def poly(xs, x):\n    return 0\n\ndef find_zero(xs):\n    return 0.0\n",
+        "HumanEval/50": "def encode_shift(s):\n    return s\n\ndef decode_shift(s):\n"
+                        "    return s\n",
+    }
+    rows = {r["task_id"]: r for r in load_jsonl("humaneval_public.jsonl")}
+    results = await asyncio.gather(*(
+        ponder.asolve(Problem(id=task, problem=rows[task]["prompt"], test=rows[task]["test"],
+                              entry_point=rows[task]["entry_point"]),
+                      backend=ponder.ScriptedBackend(f"```python\n{reply}```"))
+        for task, reply in replies.items()))
+    assert [r.id for r in results if r.correct] == []
+    assert all(r.verdict is not None and r.verdict.score < 1 for r in results)

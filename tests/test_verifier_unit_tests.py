@@ -190,3 +190,58 @@ async def test_the_verdict_records_the_isolation_used() -> None:
     isolation = verdict.details["isolation"]
     assert {"network", "pid_namespace", "pids_cgroup", "user", "rlimits"} <= set(isolation)
     assert verdict.details["sandbox_id"]
+
+
+RIGHT_SECRET = "def secret(x):\n    return 4235 + x\n"
+
+
+@pytest.mark.parametrize("mode", ["isolated", "in_process"])
+@pytest.mark.parametrize("tests", [
+    "def check(f):\n    assert f(8) == 4243\n\nif __name__ == '__main__':\n    check(secret)\n",
+    "import unittest\nclass T(unittest.TestCase):\n    def test_8(self):\n"
+    "        self.assertEqual(secret(8), 4243)\n    def test_9(self):\n"
+    "        self.assertEqual(secret(9), 4244)\n",
+    "async def test_a():\n    assert secret(8) == 4243\n",
+    "for x, want in [(8, 4243), (9, 4244)]:\n    assert secret(x) == want\n",
+], ids=["main guard", "unittest", "async test", "loop"])
+async def test_every_shape_of_private_test_runs_and_a_right_solution_passes(
+        tests: str, mode: str) -> None:
+    problem = Problem(problem="Write secret(x).", tests=[tests])
+    verdict = await run(problem, RIGHT_SECRET, mode=mode)
+    assert verdict.passed, verdict.feedback
+    assert verdict.details["scored_by"] == "private" and verdict.details["tests"] >= 1
+
+
+async def test_private_tests_that_run_nothing_never_score_by_the_public_ones() -> None:
+    problem = Problem(problem="Write secret(x).", tests_public=["assert secret(7) == 4242"],
+                      tests=["def test_b():\n    assert secret(8) == 4243\n    yield\n"])
+    verdict = await run(problem, RIGHT_SECRET)
+    assert not verdict.passed
+    assert "generator" in verdict.details["results"][-1]["error"]
+
+
+@pytest.mark.parametrize("mode", ["isolated", "in_process"])
+async def test_a_failing_sides_value_is_the_one_computed_not_a_second_call(mode: str) -> None:
+    """Showing `left side was` used to call the candidate again: a second answer, and a
+    signal to the candidate that its first one failed."""
+    code = "calls = [0]\ndef f():\n    calls[0] += 1\n    return calls[0]\n"
+    problem = Problem(problem="Write f().", tests_public=["assert f() == 5"],
+                      tests=["assert f() == 2"])
+    verdict = await UnitTestVerifier(mode=mode, private_feedback="full").verify(  # type: ignore[arg-type]
+        problem, Candidate(text=code, answer=code))
+    assert verdict.details["public_failed"] == 1 and verdict.passed, verdict.feedback
+
+
+async def test_ints_past_4300_digits_cross_both_ways() -> None:
+    code = "def f(x):\n    return x * 10\n"
+    problem = Problem(problem="Write f(x).", tests=["assert f(10 ** 5000) == 10 ** 5001"])
+    verdict = await run(problem, code)
+    assert verdict.passed, verdict.feedback
+
+
+async def test_a_reply_of_blank_lines_is_read_in_linear_time() -> None:
+    """The entry point's `def` is looked for line by line: `\\s*` after `^` once spanned the
+    blank lines, quadratic in them (20 s for 40,000 of them, on the event loop)."""
+    problem = Problem(problem="def f(x):\n    pass\n", entry_point="f", tests=["assert f(1)"])
+    program, _, shape = build_program(problem, "\n" * 20_000 + "x = 1\n")
+    assert shape == "body" and program.endswith("x = 1\n")

@@ -30,9 +30,15 @@ instances, callbacks): the code and the tests share one process, so a hostile ca
 forge its report. Only for trusted candidates. The tests' names are chosen as above, and the
 candidate's functions raise control-flow exceptions as `CandidateError` here too.
 
-A test is a top-level `assert`, a top-level call (HumanEval's `check(candidate)`), or a
-`test_*` function a chunk defines (called with no arguments, after the chunk ran). Other
-statements (imports, helpers, `def check`) are setup.
+A test is a top-level `assert`, call (HumanEval's `check(candidate)`) or compound statement
+(`for`, `if __name__ == "__main__": ...`, `with`, `try`: the tests run as `__main__`), a
+`test_*` function a chunk defines (called with no arguments after the chunk ran; a coroutine
+is run, a generator fails), or a test method of a `unittest.TestCase` it defines. Other
+statements (imports, assignments, helpers, `def check`) are setup.
+
+Names a problem's own code defines (a HumanEval prompt's helpers, such as `poly` beside
+`find_zero`) come from that code, run here, never from the candidate: a candidate that
+redefines `poly` changes only its own calls.
 """
 
 from __future__ import annotations
@@ -40,6 +46,7 @@ from __future__ import annotations
 import ast
 import builtins
 import contextlib
+import inspect
 import json
 import linecache
 import os
@@ -49,6 +56,7 @@ import types
 from typing import Any
 
 SOLUTION = "<solution>"
+LEFT = "__ponder_left__"  # where a failing comparison's left side was kept as it was computed
 _TEXT_LIMIT = 400
 _LINE_LIMIT = 16 << 20  # the longest reply line the judge reads from the candidate
 _DEPTH_LIMIT = 64  # nesting of a value sent either way
@@ -57,6 +65,7 @@ _PLAIN = "lists, tuples, sets and dicts of None, bool, int, float and str"
 
 def main() -> None:
     mode = sys.argv[1] if len(sys.argv) > 1 else "isolated"
+    sys.set_int_max_str_digits(0)  # a right answer may be a very long int, either way
     if mode == "candidate":
         _candidate()
         return
@@ -64,15 +73,22 @@ def main() -> None:
     _undumpable()
     report_fd = int(os.environ.pop("PONDER_SANDBOX_REPORT_FD"))
     secret_fd = int(os.environ.pop("PONDER_SANDBOX_SECRET_FD"))
+    # Our own source, kept in memory: a traceback must not read /work (the candidate's to
+    # write once it runs) for lines of this file.
+    with open(__file__, encoding="utf-8") as f:
+        _remember(__file__, f.read())
+    tests = _read_tests(secret_fd)
     if mode == "isolated":
         link = _Link.attach()
         link.send({"go": True})  # only now may the candidate's code run
-        report = _judge_isolated(link, _read_tests(secret_fd))
+        report = _judge_isolated(link, tests)
         link.close()
     else:
         with open("solution.py", encoding="utf-8") as f:
             code = f.read()
-        report = _judge_in_process(code, _read_tests(secret_fd))
+        report = _judge_in_process(code, tests)
+    # The nonce came with the tests: a report without it was not written by this judge.
+    report["nonce"] = tests.get("nonce")
     with os.fdopen(report_fd, "w") as out:
         out.write(json.dumps(report))
 
@@ -109,7 +125,10 @@ def _judge_isolated(link: _Link, tests: dict[str, Any]) -> dict[str, Any]:
     values = loaded.get("values")
     if not isinstance(names, list) or not isinstance(values, dict):
         return {"phase": "load", "error": "the program's process sent no list of its names"}
-    exposed = _exposed(tests)
+    own, failure = _problems_own(tests)
+    if failure is not None:
+        return failure
+    exposed = _exposed(tests) - (set(own) - {tests.get("entry_point")})
     module = types.ModuleType("solution")
     for name in names:
         if isinstance(name, str) and name in exposed:
@@ -122,20 +141,39 @@ def _judge_isolated(link: _Link, tests: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             continue
     sys.modules["solution"] = module
-    report = _run_tests(_test_namespace(vars(module)), tests)
+    report = _run_tests(_test_namespace({**own, **vars(module)}), tests)
     if link.fate is not None:  # it died mid-tests: the verifier says how (a CPU limit, say)
         report["candidate"] = link.fate
     return report
 
 
 def _judge_in_process(code: str, tests: dict[str, Any]) -> dict[str, Any]:
+    own, failure = _problems_own(tests)
+    if failure is not None:
+        return failure
     module, failure = _load(code)
     if failure is not None:
         return failure
-    exposed = _exposed(tests)
-    return _run_tests(_test_namespace({name: _guarded(value)
-                                       for name, value in vars(module).items()
-                                       if name in exposed}), tests)
+    exposed = _exposed(tests) - (set(own) - {tests.get("entry_point")})
+    return _run_tests(_test_namespace({**own, **{name: _guarded(value)
+                                                 for name, value in vars(module).items()
+                                                 if name in exposed}}), tests)
+
+
+def _problems_own(tests: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """What the problem's own code (a HumanEval prompt: imports, helpers, the entry point's
+    signature) defines, run here as the tests' setup; or how it failed."""
+    source = tests.get("problem_code")
+    if not isinstance(source, str) or not source.strip():
+        return {}, None
+    namespace: dict[str, Any] = {"__name__": "__problem__", "__builtins__": builtins}
+    _remember("<problem>", source)
+    try:
+        exec(compile(source, "<problem>", "exec", dont_inherit=True), namespace)
+    except BaseException as exc:
+        return {}, {"phase": "tests", "results": [_result(
+            "the problem's own code", False, _describe(exc, setup=True))]}
+    return {k: v for k, v in namespace.items() if not k.startswith("__")}, None
 
 
 def _exposed(tests: dict[str, Any]) -> set[str]:
@@ -164,8 +202,10 @@ def _exposed(tests: dict[str, Any]) -> set[str]:
 
 
 def _test_namespace(names: dict[str, Any]) -> dict[str, Any]:
-    """A fresh namespace for the tests: the judge's own builtins, and `names`."""
-    return {"__name__": "__tests__", "__builtins__": builtins, **names}
+    """A fresh namespace for the tests, run as a script (`__main__`): the judge's own
+    builtins, and `names`."""
+    return {**{k: v for k, v in names.items() if not k.startswith("__")},
+            "__name__": "__main__", "__builtins__": builtins}
 
 
 def _run_tests(namespace: dict[str, Any], tests: dict[str, Any]) -> dict[str, Any]:
@@ -174,7 +214,10 @@ def _run_tests(namespace: dict[str, Any], tests: dict[str, Any]) -> dict[str, An
         for index, chunk in enumerate(tests.get(kind, [])):
             for result in _run_chunk(chunk, f"<tests {kind} {index + 1}>", namespace):
                 results.append({**result, "public": kind == "public"})
-    return {"phase": "tests", "results": results}
+    # How many private chunks there were: private tests that ran nothing never fall back to
+    # scoring by the public ones.
+    return {"phase": "tests", "results": results,
+            "private_chunks": len(tests.get("private", []))}
 
 
 def _load(code: str) -> tuple[types.ModuleType, dict[str, Any] | None]:
@@ -194,21 +237,27 @@ def _load(code: str) -> tuple[types.ModuleType, dict[str, Any] | None]:
     return module, None
 
 
+_SETUP = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom,
+          ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Global, ast.Nonlocal, ast.Pass)
+
+
 def _run_chunk(chunk: str, filename: str, namespace: dict[str, Any]) -> list[dict[str, Any]]:
     _remember(filename, chunk)
     try:
-        tree = ast.parse(chunk, filename)
-    except SyntaxError as exc:
-        return [_result(filename, False, f"the tests do not compile: {_syntax_error(exc)}")]
+        tree = _KeepLeft().visit(ast.parse(chunk, filename))
+    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
+        error = _syntax_error(exc) if isinstance(exc, SyntaxError) else type(exc).__name__
+        return [_result(filename, False, f"the tests do not compile: {error}")]
     results: list[dict[str, Any]] = []
     test_functions: list[str] = []
+    test_cases: list[str] = []
     for statement in tree.body:
         source = ast.get_source_segment(chunk, statement) or ast.unparse(statement)
-        is_test = isinstance(statement, ast.Assert) or (
-            isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Call)
-        )
+        is_test = not isinstance(statement, _SETUP) and not (
+            isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant))
         try:
-            exec(compile(ast.Module([statement], []), filename, "exec"), namespace)
+            exec(compile(ast.Module([statement], []), filename, "exec", dont_inherit=True),
+                 namespace)
         except BaseException as exc:
             results.append(_result(source, False, _describe(exc, setup=not is_test)))
             continue
@@ -218,14 +267,60 @@ def _run_chunk(chunk: str, filename: str, namespace: dict[str, Any]) -> list[dic
             statement.name.startswith("test")
         ):
             test_functions.append(statement.name)
+        if isinstance(statement, ast.ClassDef):
+            test_cases.append(statement.name)
     for name in test_functions:
-        try:
-            namespace[name]()
-        except BaseException as exc:
-            results.append(_result(f"{name}()", False, _describe(exc)))
-        else:
-            results.append(_result(f"{name}()", True))
+        results.append(_call_test(name, namespace[name]))
+    for name in test_cases:
+        results += _run_test_case(namespace.get(name))
     return results
+
+
+def _call_test(name: str, function: Any) -> dict[str, Any]:
+    """A `test_*` function's result: a coroutine is run to its end; a generator is no test
+    (calling it runs none of its body)."""
+    try:
+        outcome = function()
+        if inspect.iscoroutine(outcome):
+            import asyncio
+
+            asyncio.run(outcome)
+        elif inspect.isgenerator(outcome):
+            return _result(f"{name}()", False, "a generator is not a test: its body never ran")
+    except BaseException as exc:
+        return _result(f"{name}()", False, _describe(exc))
+    return _result(f"{name}()", True)
+
+
+def _run_test_case(case: Any) -> list[dict[str, Any]]:
+    """Each test method of a `unittest.TestCase` class, as one test."""
+    unittest = sys.modules.get("unittest")
+    if unittest is None or not (isinstance(case, type) and issubclass(case, unittest.TestCase)):
+        return []
+    results = []
+    for method in unittest.TestLoader().getTestCaseNames(case):
+        outcome = unittest.TestResult()
+        case(method).run(outcome)
+        failures = outcome.failures + outcome.errors + [
+            (test, "an unexpected success") for test in outcome.unexpectedSuccesses]
+        results.append(_result(f"{case.__name__}.{method}()", not failures,
+                               _clip(failures[0][1].strip().splitlines()[-1]) if failures
+                               else None))
+    return results
+
+
+class _KeepLeft(ast.NodeTransformer):
+    """`assert x == y` becomes `assert (__ponder_left__ := x) == y`: a failing test's left
+    side is shown as it was computed, never computed again (a second call to the candidate
+    would tell it its first answer failed)."""
+
+    def visit_Assert(self, node: ast.Assert) -> ast.AST:
+        test = node.test
+        if isinstance(test, ast.Compare) and not isinstance(test.left, ast.Constant):
+            test.left = ast.copy_location(
+                ast.NamedExpr(ast.Name(LEFT, ast.Store()), test.left), test.left)
+            ast.fix_missing_locations(node)
+        return node
 
 
 # -- the candidate's process, and the judge's line to it ---------------------------------------
@@ -541,12 +636,14 @@ def _assert_node(filename: str, line: int) -> ast.Assert | None:
 
 
 def _left_side(node: ast.Assert, frame: types.FrameType) -> str | None:
-    """The value of `x` in a failing `assert x == y`, evaluated again in the test's frame."""
+    """The value of `x` in a failing `assert x == y`, as the assertion computed it."""
     if not isinstance(node.test, ast.Compare) or isinstance(node.test.left, ast.Constant):
         return None
+    missing = object()
+    value = frame.f_locals.get(LEFT, missing)
+    if value is missing:
+        return None
     try:
-        value = eval(compile(ast.Expression(node.test.left), "<assert>", "eval"),
-                     frame.f_globals, dict(frame.f_locals))
         return _clip(repr(value))
     except BaseException as exc:
         return f"an error ({type(exc).__name__}: {_clip(str(exc))})"

@@ -11,6 +11,7 @@ refuses to run anything when that fails: it never drops to weaker isolation on i
 from __future__ import annotations
 
 import json
+import logging
 import os
 import pwd
 import secrets
@@ -24,6 +25,8 @@ from typing import Any
 
 NAMESPACE_FLAGS = ("--net", "--pid", "--mount", "--ipc", "--uts", "--fork", "--kill-child",
                    "--mount-proc")
+log = logging.getLogger(__name__)
+
 SANDBOX_PATH = "/usr/local/bin:/usr/bin:/bin"  # the PATH a sandboxed program gets
 _CGROUP_GROUP = "ponder-sandbox"
 _MB = 1 << 20
@@ -126,11 +129,15 @@ class Isolation:
 
 def probe_isolation(*, namespaces: bool = True, cgroups: bool = True,
                     drop_privileges: bool = True, cgroup_parent: str | None = None) -> Isolation:
-    """Try each mechanism for real, and keep those that work (and are not switched off)."""
+    """Try each mechanism for real, and keep those that work (and are not switched off).
+
+    Each is tried up to three times before it counts as missing: a passing failure (a busy
+    machine, a cgroup not yet released) must not decide the isolation of every later run.
+    What is still missing is logged, and said in every result's `isolation`."""
     flags: tuple[str, ...] = ()
     user_ns = False
     if namespaces and shutil.which("unshare"):
-        if _works(["unshare", *NAMESPACE_FLAGS, "true"]):
+        if _works(["unshare", *NAMESPACE_FLAGS, "true"], tries=3):
             flags = NAMESPACE_FLAGS
         elif os.geteuid() != 0 and _works(
             ["unshare", "--user", "--map-root-user", *NAMESPACE_FLAGS, "true"]
@@ -147,13 +154,25 @@ def probe_isolation(*, namespaces: bool = True, cgroups: bool = True,
         probe_id = ID_RANGE_START + 2 * ID_RANGE_PAIRS - 1
         same_version = f"import sys; assert sys.version_info[:2] == {sys.version_info[:2]}"
         found = next((p for p in _interpreters() if _works(
-            [p, "-I", "-c", same_version], user=probe_id, group=probe_id, extra_groups=[])),
-            None)
+            [p, "-I", "-c", same_version], tries=3, user=probe_id, group=probe_id,
+            extra_groups=[])), None)
         if found is not None and not ids_in_use():
             own_ids, python = True, found
-    root = root_view(python) if "--mount" in flags else None
-    return Isolation(namespaces=flags, user_namespace=user_ns, pids_cgroup=pids,
-                     memory_cgroup=memory, own_ids=own_ids, python=python, root=root)
+    root = None
+    if "--mount" in flags:
+        for _ in range(3):
+            if (root := root_view(python)) is not None:
+                break
+    probed = Isolation(namespaces=flags, user_namespace=user_ns, pids_cgroup=pids,
+                       memory_cgroup=memory, own_ids=own_ids, python=python, root=root)
+    missing = [name for name, present in (
+        ("namespaces", flags == NAMESPACE_FLAGS or not namespaces),
+        ("a minimal root", root is not None or "--mount" not in flags),
+        ("cgroups", (pids is not None and memory is not None) or not cgroups)) if not present]
+    if missing:
+        log.warning("sandbox: this machine gives runs %s; missing: %s", probed.summary(),
+                    ", ".join(missing))
+    return probed
 
 
 def ids_in_use() -> list[str]:
@@ -268,12 +287,15 @@ def _interpreters() -> list[str]:
     return list(dict.fromkeys(found))
 
 
-def _works(command: list[str], **kwargs: Any) -> bool:
-    try:
-        return subprocess.run(command, capture_output=True, timeout=30, check=False,
-                              cwd="/", **kwargs).returncode == 0
-    except (OSError, subprocess.SubprocessError):
-        return False
+def _works(command: list[str], *, tries: int = 1, **kwargs: Any) -> bool:
+    for _ in range(tries):
+        try:
+            if subprocess.run(command, capture_output=True, timeout=30, check=False,
+                              cwd="/", **kwargs).returncode == 0:
+                return True
+        except (OSError, subprocess.SubprocessError):
+            pass
+    return False
 
 
 def _cgroup_dir(controller: str, parent: str | None, limit_file: str | None) -> str | None:
@@ -284,6 +306,14 @@ def _cgroup_dir(controller: str, parent: str | None, limit_file: str | None) -> 
     if base is None:
         return None
     group = base if parent is not None else base / _CGROUP_GROUP
+    for _ in range(3):
+        if _cgroup_works(group, controller, limit_file):
+            return str(group)
+    return None
+
+
+def _cgroup_works(group: Path, controller: str, limit_file: str | None) -> bool:
+    """Whether a cgroup with a limit can be made under `group` (made and removed again)."""
     probe = group / f"probe-{uuid.uuid4().hex[:8]}"
     try:
         group.mkdir(exist_ok=True)
@@ -294,8 +324,8 @@ def _cgroup_dir(controller: str, parent: str | None, limit_file: str | None) -> 
         finally:
             probe.rmdir()
     except OSError:
-        return None
-    return str(group)
+        return False
+    return True
 
 
 def own_cgroup(controller: str) -> Path | None:

@@ -208,13 +208,14 @@ class Sandbox:
                 files, entry, args, secret, peer)
 
 
-SANDBOX_ENV = "PONDER_SANDBOX"  # "isolated" (the default) or "none"; `--sandbox` sets it
+# "isolated" (the default) or "none"; `--sandbox` sets it. Not MARKER_ENV, which marks a run.
+SANDBOX_ENV = "PONDER_SANDBOX_MODE"
 
 
 @functools.cache
 def shared_sandbox() -> Sandbox:
     """The process-wide sandbox: its concurrency gate is a machine resource (the cores), so
-    every verifier in the process shares it. `PONDER_SANDBOX=none` (what `ponder solve
+    every verifier in the process shares it. `PONDER_SANDBOX_MODE=none` (what `ponder solve
     --sandbox none` sets for its process) makes it no sandbox at all, for trusted code."""
     choice = os.environ.get(SANDBOX_ENV, "isolated")
     if choice == "none":

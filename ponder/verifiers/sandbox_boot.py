@@ -77,6 +77,12 @@ def _start_peer(libc: Any, config: dict[str, Any], peer: dict[str, Any],
         try:
             for fd in (to_peer_w, to_main_r, *config["secret_fds"]):
                 os.close(fd)
+            # Its own output, not the program's: that file is open for reading too, and what
+            # the tests print (the judge's output) is theirs.
+            null = os.open("/dev/null", os.O_WRONLY)
+            os.dup2(null, 1)
+            os.dup2(null, 2)
+            os.close(null)
             os.environ.clear()
             os.environ.update({k: v for k, v in env.items() if k not in peer["unset"]})
             os.environ[PEER_IN_ENV], os.environ[PEER_OUT_ENV] = str(to_peer_r), str(to_main_w)

@@ -30,6 +30,7 @@ import doctest
 import hashlib
 import json
 import re
+import secrets
 import signal
 import textwrap
 from dataclasses import dataclass
@@ -92,16 +93,18 @@ class UnitTestVerifier(Verifier):
         code = candidate.answer if candidate.answer.strip() or candidate.answer_given \
             else self.extract(candidate.text)
         program, tests, shape = build_program(problem, code)
+        nonce = secrets.token_hex(16)
         result = await self.sandbox.run(
             {"harness.py": _HARNESS.read_text(), "solution.py": program}, "harness.py",
             limits=self.limits, args=(self.mode,),
             secret=json.dumps({"public": tests.public, "private": tests.private,
-                               "entry_point": problem.entry_point}).encode(),
+                               "entry_point": problem.entry_point,
+                               "problem_code": tests.problem_code, "nonce": nonce}).encode(),
             peer=("harness.py", "candidate") if self.mode == "isolated" else None,
         )
         if result.setup_error is not None:
             raise PonderError(f"the unit-test sandbox failed to start: {result.setup_error}")
-        verdict = judge(result, self.limits, full=self.private_feedback == "full")
+        verdict = judge(result, self.limits, full=self.private_feedback == "full", nonce=nonce)
         verdict.details.update(shape=shape, mode=self.mode, sandbox_id=result.run_id,
                                seconds=round(result.seconds, 3), isolation=result.isolation,
                                exit_code=result.exit_code, signal=result.signal,
@@ -124,10 +127,12 @@ def full_feedback() -> UnitTestVerifier:
 @dataclass(frozen=True)
 class Tests:
     """A problem's test chunks: public ones (failures may be shown) and private ones (they
-    score)."""
+    score); and the problem's own code (a HumanEval prompt), whose helpers the tests use as
+    the problem defines them, not as a candidate redefines them."""
 
     public: list[str]
     private: list[str]
+    problem_code: str | None = None
 
 
 def build_program(problem: Problem, code: str) -> tuple[str, Tests, str]:
@@ -143,12 +148,13 @@ def build_program(problem: Problem, code: str) -> tuple[str, Tests, str]:
     if not private and not public:
         raise ConfigError(f"the unit_tests verifier needs `test`, `tests` or `tests_public`; "
                           f"problem {problem.id!r} has none")
-    tests = Tests(public=public, private=private)
+    prompt = problem.problem if _compiles(problem.problem) else None
+    tests = Tests(public=public, private=private, problem_code=prompt)
     if not problem.entry_point:
         return code, tests, "code"
-    defines = re.search(rf"^\s*(?:async\s+)?def\s+{re.escape(problem.entry_point)}\s*\(",
-                        code, re.MULTILINE)
-    prompt = problem.problem if _compiles(problem.problem) else None
+    # [ \t], not \s: \s* after ^ in MULTILINE spans blank lines, quadratic in a reply of them.
+    defines = re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(problem.entry_point)}"
+                        r"[ \t]*\(", code, re.MULTILINE)
     if defines:
         return (code if prompt is None else f"{prompt}\n\n{code}"), tests, "function"
     if prompt is None:
@@ -197,20 +203,30 @@ def examples_as_tests(text: str) -> list[str]:
 def _compiles(source: str) -> bool:
     try:
         compile(source, "<prompt>", "exec")
-    except (SyntaxError, ValueError):
+    except (SyntaxError, ValueError, MemoryError, RecursionError, OverflowError):
         return False
     return True
 
 
-def judge(result: SandboxResult, limits: Limits, *, full: bool = False) -> Verdict:
+def judge(result: SandboxResult, limits: Limits, *, full: bool = False,
+          nonce: str | None = None) -> Verdict:
     """Turn a sandbox run of the harness into a verdict with feedback for the model: public
-    failures quoted, private ones counted (quoted too when `full`)."""
+    failures quoted, private ones counted (quoted too when `full`).
+
+    Fails closed: the report counts only when it is one JSON object within the cap, written
+    by a judge that then exited 0, carrying the `nonce` that reached the judge with the
+    tests (when one was sent)."""
     report = _load_report(result.report)
     if result.timed_out:
         return _fail(f"Timed out after {limits.timeout_s:g}s: the code is too slow or never "
                      "finishes (an infinite loop?).", "timeout")
     if result.report_error is not None:  # fail closed: no prefix of a report is a verdict
         return _fail(f"The tests' report was refused: {result.report_error}.", "report")
+    if report is not None and (result.exit_code != 0 or (
+            nonce is not None and report.get("nonce") != nonce)):
+        why = ("the judge did not exit cleanly after writing it" if result.exit_code != 0
+               else "it does not carry the judge's nonce")
+        return _fail(f"The tests' report was refused: {why}.", "report")
     if report is None:
         # The output may hold what private tests printed: quoted only with full feedback.
         return _fail(_crash_message(result, limits, show_output=full), "crash",
@@ -225,11 +241,13 @@ def judge(result: SandboxResult, limits: Limits, *, full: bool = False) -> Verdi
     if phase == "load":
         return _fail(f"Your code raised an error as it was loaded:\n{report.get('error', '')}",
                      "load")
-    results: list[dict[str, Any]] = [r for r in report.get("results") or []
-                                     if isinstance(r, dict)]
-    public = [r for r in results if r.get("public")]
-    private = [r for r in results if not r.get("public")]
-    scoring = private or public
+    results = _results(report.get("results"))
+    public = [r for r in results if r["public"]]
+    private = [r for r in results if not r["public"]]
+    # Private tests that ran nothing score nothing: never the public ones in their place.
+    private_chunks = report.get("private_chunks")
+    scoring = private if private or (type(private_chunks) is int and private_chunks > 0) \
+        else public
     failed = [r for r in scoring if not r.get("passed")]
     public_failed = [r for r in public if not r.get("passed")]
     total = len(scoring)
@@ -258,6 +276,20 @@ def judge(result: SandboxResult, limits: Limits, *, full: bool = False) -> Verdi
         lines += [_quote(item) for item in failed[:_SHOWN_FAILURES]]
     return Verdict(passed=False, score=(total - len(failed)) / total,
                    feedback=_clip("\n".join(lines)), details=details)
+
+
+def _results(raw: Any) -> list[dict[str, Any]]:
+    """The report's results rebuilt to their fixed shape (`test`, `passed`, `error`,
+    `public`): whatever else a report holds (a value nested a thousand deep, say) stays out
+    of the verdict, and so out of results files."""
+    if not isinstance(raw, list):
+        return []
+    def text(value: Any) -> str | None:
+        return _clip(value) if isinstance(value, str) else None
+
+    return [{"test": text(r.get("test")) or "", "passed": r.get("passed") is True,
+             "error": text(r.get("error")), "public": r.get("public") is True}
+            for r in raw if isinstance(r, dict)]
 
 
 def _quote(item: dict[str, Any]) -> str:
