@@ -60,6 +60,22 @@ def descriptors_of(pid):
     return taken
 """
 
+
+
+def _on_empty_descriptors(payload: str) -> str:
+    """The wrong solution, after writing `payload` (an expression) to every empty descriptor
+    it holds at its start: where a report would go, if it held the report's."""
+    return f"""
+import os
+for fd in range(3, 64):
+    try:
+        if os.fstat(fd).st_size == 0 and os.lseek(fd, 0, os.SEEK_CUR) == 0:
+            os.write(fd, {payload})
+    except OSError:
+        pass
+WRONG"""
+
+
 CORPUS: dict[str, Hostile] = {
     # -- the first pass: the harness ran in the candidate's own process ----------------------
     "patch the harness's result function": Hostile("trust 1", """
@@ -181,24 +197,10 @@ for fd in descriptors_of(os.getppid()):
     except OSError:
         pass
 WRONG"""),
-    "§1 a forged report padded to the cap on its own descriptor": Hostile("trust 2 §1", f"""
-import os
-for fd in range(3, 64):
-    try:
-        if os.fstat(fd).st_size == 0 and os.lseek(fd, 0, os.SEEK_CUR) == 0:
-            os.write(fd, {FORGED!r}.encode().ljust(1 << 20))
-    except OSError:
-        pass
-WRONG"""),
-    "§1 two reports, the forged one first": Hostile("trust 2 §1", f"""
-import os
-for fd in range(3, 64):
-    try:
-        if os.fstat(fd).st_size == 0 and os.lseek(fd, 0, os.SEEK_CUR) == 0:
-            os.write(fd, {FORGED!r}.encode() + b"\\n")
-    except OSError:
-        pass
-WRONG"""),
+    "§1 a forged report padded to the cap on its own descriptor": Hostile(
+        "trust 2 §1", _on_empty_descriptors(f"{FORGED!r}.encode().ljust(1 << 20)")),
+    "§1 two reports, the forged one first": Hostile(
+        "trust 2 §1", _on_empty_descriptors(f"{FORGED!r}.encode() + b'\\n'")),
     "§3 a module-level abs that is always 0": Hostile("trust 2 §3", """
 def abs(*args):
     return 0
