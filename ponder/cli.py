@@ -243,8 +243,10 @@ def _plan(problems_path: Path, strategy: str, param: Sequence[str], verifier: st
             if _is_nonempty(path) and not overwrite:
                 raise UsageError(f"{path} already holds a run; pass --resume to carry it on, "
                                  "or --overwrite to start again")
+        # Only --overwrite removes a file that holds a run; an empty one (the user's, or a run
+        # that wrote nothing) is written into as it is, never removed.
         for path in (out_path, trace_path):
-            if path is not None and path.is_file():
+            if overwrite and path is not None and _is_nonempty(path):
                 path.unlink()
         todo, previous = list(problems), []
     return Plan(spec, config, problems, choice, budget, prompts, out_path, trace_path,

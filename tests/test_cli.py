@@ -402,3 +402,15 @@ def test_the_sandbox_option_names_the_sandboxs_own_variable() -> None:
     from ponder.verifiers import sandbox
 
     assert cli.SANDBOX_ENV == sandbox.SANDBOX_ENV
+
+
+def test_an_empty_file_at_the_output_path_is_written_into_not_removed(
+        server: FakeOpenAIServer, sums: Path, checks: str, tmp_path: Path) -> None:
+    out = tmp_path / "r.jsonl"
+    out.touch()
+    out.chmod(0o640)
+    inode = out.stat().st_ino
+    assert ponder("solve", sums, "--base-url", server.base_url, "--verifier", checks,
+                  "-o", out, "--quiet")[0] == 0
+    assert out.stat().st_ino == inode and out.stat().st_mode & 0o777 == 0o640
+    assert len(read_results(out)) == 3
