@@ -5,7 +5,14 @@ from __future__ import annotations
 import time
 from typing import Any, Literal, get_args
 
-from pydantic import BaseModel, ConfigDict, Field, computed_field, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    computed_field,
+    field_validator,
+    model_validator,
+)
 
 Role = Literal["system", "user", "assistant"]
 
@@ -75,6 +82,17 @@ class Completion(BaseModel):
     retries: int = 0
     truncated: bool = False  # ponder cut a reply longer than its max_tokens could be
     confidence: Confidence | None = None
+
+    @field_validator("text")
+    @classmethod
+    def _whole_text(cls, text: str) -> str:
+        """A server's lone surrogate (JSON allows `\\ud800`) becomes U+FFFD: as text it could
+        not be written to a results file or a trace, and the run would lose every row."""
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError:
+            return text.encode("utf-8", "surrogatepass").decode("utf-8", "replace")
+        return text
 
 
 class Problem(BaseModel):

@@ -4,6 +4,7 @@ floor and flagged; a reply far longer than max_tokens allows is cut and marked."
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Sequence
 from typing import Any
 
@@ -129,3 +130,19 @@ async def test_a_server_cannot_make_a_page_of_reply_free(liar_url: str,
     assert result.answer == "8"
     assert result.usage.completion_tokens >= least_completion > 40
     assert result.usage.estimated
+
+
+async def test_a_lone_surrogate_in_a_reply_is_text_a_results_row_can_hold() -> None:
+    """JSON lets a server send `\\ud800`; as a Python str it could not be encoded, and writing
+    the row (or the trace, or `ponder serve`'s reply) failed."""
+    def reply(handler: object) -> tuple[int, dict[str, Any]]:
+        body = chat_reply({"prompt_tokens": 30, "completion_tokens": 9})
+        body["choices"][0]["message"]["content"] = "odd \ud800 text. Final answer: 8"
+        return 200, body
+
+    with json_server(reply) as address:
+        async with OpenAIBackend(f"http://{address}/v1", model="m", max_retries=0) as backend:
+            result = await ponder.asolve("2+2?", backend=backend, max_tokens=64)
+    assert result.answer == "8" and "\ufffd" in result.text
+    result.model_dump_json()
+    json.dumps(result.model_dump(mode="json"), ensure_ascii=False).encode()
