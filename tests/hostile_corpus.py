@@ -300,6 +300,57 @@ def secret(x):
     return 4242 if x == 7 else 0""", problem=Problem(
         id="loop", problem="Write secret(x).", tests_public=["assert secret(7) == 4242"],
         tests=["for x, want in [(8, 4243), (9, 4244)]:\n    assert secret(x) == want\n"])),
+    "tests that put the cwd on sys.path import the candidate's module": Hostile(
+        "trust 2 (review 2)", """
+import os
+for where in (".", ".."):
+    try:
+        with open(os.path.join(where, "unittest.py"), "w") as f:
+            f.write("import sys\\nsys.modules['__main__'].__dict__['_result'] = "
+                    "lambda t, p, e=None: {'test': t, 'passed': True, 'error': None}\\n")
+    except OSError:
+        pass
+WRONG""", problem=Problem(id="syspath", problem="Write secret(x).", tests=[
+        "import sys\nsys.path.insert(0, '.')\nimport unittest\nassert secret(7) == 4242"]),
+        partial=True),
+    "rewrite solution.py after a test reads the source": Hostile("trust 2 (review 2)", """
+import os
+def secret(x):
+    return sorted([x])[0] * 0
+for where in (".", ".."):
+    try:
+        with open(os.path.join(where, "solution.py"), "w") as f:
+            f.write("def secret(x):\\n    return 4235 + x\\n")
+    except OSError:
+        pass""", problem=Problem(id="source", problem="Write secret(x) without sorted().",
+                                 tests=["assert 'sorted(' not in open('solution.py').read()",
+                                        "assert secret(7) == 4242"]), partial=True),
+    "delete its entry point so the problem's reference runs": Hostile("trust 2 (review 2)", """
+def secret(x):
+    return -1
+del secret""", problem=Problem(
+        id="reference", entry_point="secret",
+        problem='def secret(x):\n    """Make this faster."""\n    return 4235 + x\n',
+        tests=["assert secret(7) == 4242"])),
+    "private tests in a pytest-style class": Hostile("trust 2 (review 2)", "WRONG",
+        problem=Problem(id="pyclass", problem="Write secret(x).", tests=[
+            "class TestSecret:\n    def test_7(self):\n        assert secret(7) == 4242\n"])),
+    "private tests that define check() and never call it": Hostile(
+        "trust 2 (review 2)", "WRONG", problem=Problem(
+            id="uncalled", problem="Write secret(x).", entry_point="secret",
+            tests=["def check(candidate):\n    assert candidate(7) == 4242\n"])),
+    "an async generator test": Hostile("trust 2 (review 2)", "WRONG", problem=Problem(
+        id="agen", problem="Write secret(x).",
+        tests=["async def test_a():\n    assert secret(7) == 4242\n    yield\n"])),
+    "unittest skips": Hostile("trust 2 (review 2)", "WRONG", problem=Problem(
+        id="skip", problem="Write secret(x).", tests=[
+            "import unittest\n@unittest.skip('no numpy here')\nclass T(unittest.TestCase):\n"
+            "    def test_7(self):\n        self.assertEqual(secret(7), 4242)\n"])),
+    "the harness's own refusal as the TypeError a test expects": Hostile(
+        "trust 2 (review 2)", "WRONG", problem=Problem(
+            id="typeerror", problem="Write secret(x); it raises TypeError for bytes.",
+            tests=["import unittest\nclass T(unittest.TestCase):\n    def test_bytes(self):\n"
+                   "        with self.assertRaises(TypeError):\n            secret(b'ab')\n"])),
     "§1 signal every process it can see": Hostile("trust 2 §1", """
 import os, signal
 def secret(x):

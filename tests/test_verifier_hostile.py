@@ -149,8 +149,10 @@ async def test_files_written_outside_the_run_directory_do_not_appear(sandbox: Sa
             "            f.write('x')\n"
             "    except OSError:\n"
             "        pass\n")
-    verdict, _ = await judge(sandbox, code, "import os\nassert os.path.exists('inside.txt')")
-    assert verdict.passed, verdict.feedback  # writing inside its own directory is fine
+    # Writing inside its own directory (the run's `candidate/`, its cwd) is fine.
+    verdict, _ = await judge(sandbox, code,
+                             "import os\nassert os.path.exists('candidate/inside.txt')")
+    assert verdict.passed, verdict.feedback
     assert [t for t in targets if os.path.exists(t)] == []
     assert_nothing_left(verdict)
 

@@ -245,3 +245,48 @@ async def test_a_reply_of_blank_lines_is_read_in_linear_time() -> None:
     problem = Problem(problem="def f(x):\n    pass\n", entry_point="f", tests=["assert f(1)"])
     program, _, shape = build_program(problem, "\n" * 20_000 + "x = 1\n")
     assert shape == "body" and program.endswith("x = 1\n")
+
+
+ENCODE = "def encode(s):\n    return s[::-1]\n\ndef decode(s):\n    return s[::-1]\n"
+
+
+@pytest.mark.parametrize("mode", ["isolated", "in_process"])
+@pytest.mark.parametrize(("problem", "code"), [
+    (Problem(problem="Write secret(x): a palindrome check, say.", entry_point="secret",
+             tests=["assert secret(7) == 4242"]), RIGHT_SECRET),
+    (Problem(problem='def secret(x):\n    """x to its secret."""\n\nassert secret(1) == 4236\n',
+             entry_point="secret", tests=["assert secret(7) == 4242"]), RIGHT_SECRET),
+    (Problem(problem='def secret(x):\n    """x to its secret."""\n',
+             tests=["assert secret(7) == 4242"]), RIGHT_SECRET),
+    (Problem(problem='def encode(s):\n    """Encode."""\n\ndef decode(s):\n    """Decode."""\n',
+             entry_point="decode", tests=["assert decode(encode('ab')) == 'ab'"]), ENCODE),
+    (Problem(problem='def twice(x):\n    return 2 * secret(x)\n\ndef secret(x):\n    """?"""\n',
+             entry_point="secret", tests=["assert twice(7) == 8484"]), RIGHT_SECRET),
+    (Problem(problem='def twice(x):\n    return 2 * x\n\ndef secret(x):\n    """?"""\n',
+             entry_point="secret",
+             tests=["from solution import secret, twice\nassert twice(secret(7)) == 8484",
+                    "import solution as s\nassert s.secret(7) == 4242"]), RIGHT_SECRET),
+    (Problem(problem="Write secret(x).", tests=[
+        "import unittest\nclass T(unittest.TestCase):\n    @classmethod\n"
+        "    def setUpClass(cls):\n        cls.want = 4242\n    def test_7(self):\n"
+        "        self.assertEqual(secret(7), self.want)\n\n"
+        "if __name__ == '__main__':\n    unittest.main()\n"]), RIGHT_SECRET),
+    (Problem(problem="Write secret(x).", tests=[
+        "from __future__ import annotations\n\ndef expect(x: Later) -> Later:\n"
+        "    return 4235 + x\n\nassert secret(7) == expect(7)\n"]), RIGHT_SECRET),
+    (Problem(problem="Write secret(x).", tests=[
+        "def test_case(x, want):\n    assert secret(x) == want\n\n"
+        "def test_all():\n    test_case(7, 4242)\n"]), RIGHT_SECRET),
+    (Problem(problem="Count letters.", tests=[
+        "assert count('aab') == {'a': 2, 'b': 1}", "assert pair(1) == (1, 2)"]),
+     "import collections\ndef count(s):\n    return collections.Counter(s)\n"
+     "P = collections.namedtuple('P', 'a b')\ndef pair(a):\n    return P(a, a + 1)\n"),
+], ids=["prose that compiles", "a prompt that fails when run", "a stub, no entry point",
+        "two stubs", "a prompt helper calling the entry point", "the problem's names in solution",
+        "unittest fixtures and main()", "the tests' own future import", "a test helper",
+        "a Counter and a namedtuple"])
+async def test_a_right_solution_passes_however_the_problem_and_its_tests_are_written(
+        problem: Problem, code: str, mode: str) -> None:
+    verdict = await UnitTestVerifier(mode=mode, private_feedback="full").verify(  # type: ignore[arg-type]
+        problem, Candidate(text=code, answer=code))
+    assert verdict.passed, verdict.feedback

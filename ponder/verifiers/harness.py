@@ -56,7 +56,7 @@ import types
 from typing import Any
 
 SOLUTION = "<solution>"
-LEFT = "__ponder_left__"  # where a failing comparison's left side was kept as it was computed
+LEFT = "__ponder_left_"  # where a failing comparison's left side was kept as it was computed
 _TEXT_LIMIT = 400
 _LINE_LIMIT = 16 << 20  # the longest reply line the judge reads from the candidate
 _DEPTH_LIMIT = 64  # nesting of a value sent either way
@@ -106,7 +106,8 @@ def _candidate() -> None:
     replies = os.fdopen(int(os.environ.pop("PONDER_PEER_OUT_FD")), "wb")
     if requests.readline() != b'{"go": true}\n':
         return
-    with open("solution.py", encoding="utf-8") as f:
+    # Its cwd is a directory of its own inside the run's, which holds the program.
+    with open(os.path.join(os.pardir, "solution.py"), encoding="utf-8") as f:
         code = f.read()
     _serve(code, requests, replies)
 
@@ -125,60 +126,114 @@ def _judge_isolated(link: _Link, tests: dict[str, Any]) -> dict[str, Any]:
     values = loaded.get("values")
     if not isinstance(names, list) or not isinstance(values, dict):
         return {"phase": "load", "error": "the program's process sent no list of its names"}
-    own, failure = _problems_own(tests)
-    if failure is not None:
-        return failure
-    exposed = _exposed(tests) - (set(own) - {tests.get("entry_point")})
-    module = types.ModuleType("solution")
-    for name in names:
-        if isinstance(name, str) and name in exposed:
-            setattr(module, name, _Remote(link, name))
+    candidate: dict[str, Any] = {}
     for name, value in values.items():
-        if str(name) not in exposed:
-            continue
         try:
-            setattr(module, str(name), decode(value))
+            candidate[str(name)] = decode(value)
         except ValueError:
             continue
-    sys.modules["solution"] = module
-    report = _run_tests(_test_namespace({**own, **vars(module)}), tests)
+    candidate.update({name: _Remote(link, name) for name in names if isinstance(name, str)})
+    report = _judge(candidate, tests)
     if link.fate is not None:  # it died mid-tests: the verifier says how (a CPU limit, say)
         report["candidate"] = link.fate
     return report
 
 
 def _judge_in_process(code: str, tests: dict[str, Any]) -> dict[str, Any]:
-    own, failure = _problems_own(tests)
-    if failure is not None:
-        return failure
     module, failure = _load(code)
     if failure is not None:
         return failure
-    exposed = _exposed(tests) - (set(own) - {tests.get("entry_point")})
-    return _run_tests(_test_namespace({**own, **{name: _guarded(value)
-                                                 for name, value in vars(module).items()
-                                                 if name in exposed}}), tests)
+    return _judge({name: _guarded(value) for name, value in vars(module).items()}, tests)
 
 
-def _problems_own(tests: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
-    """What the problem's own code (a HumanEval prompt: imports, helpers, the entry point's
-    signature) defines, run here as the tests' setup; or how it failed."""
-    source = tests.get("problem_code")
+def _judge(candidate: dict[str, Any], tests: dict[str, Any]) -> dict[str, Any]:
+    """Run the tests as a script of their own (`__main__`, with the judge's builtins), after
+    the problem's own code, with the candidate's names the problem names."""
+    script = types.ModuleType("__main__")
+    namespace = script.__dict__
+    namespace["__builtins__"] = builtins
+    entry_point = tests.get("entry_point") if isinstance(tests.get("entry_point"), str) else None
+    own = _run_problem_code(tests.get("problem_code"), namespace)
+    # The problem's own entry point (a reference a prompt shows) never stands in for the
+    # candidate's: without one of its own, the tests find none.
+    namespace.pop(entry_point or "", None)
+    exposed = (_exposed(tests) - own) | ({entry_point} if entry_point else set())
+    namespace.update({name: value for name, value in candidate.items()
+                      if name in exposed and not name.startswith("__")})
+    solution = types.ModuleType("solution")
+    solution.__dict__.update({name: namespace[name] for name in own | exposed
+                              if name in namespace})
+    sys.modules["solution"] = solution
+    sys.modules["__main__"] = script  # unittest.main() and pickle look for the tests here
+    sys.argv = ["<tests>"]
+    results: list[dict[str, Any]] = []
+    for kind in ("public", "private"):
+        for index, chunk in enumerate(tests.get(kind, [])):
+            for result in _run_chunk(chunk, f"<tests {kind} {index + 1}>", namespace,
+                                     entry_point):
+                results.append({**result, "public": kind == "public"})
+    # How many private chunks there were: private tests that ran nothing never fall back to
+    # scoring by the public ones.
+    return {"phase": "tests", "results": results,
+            "private_chunks": len(tests.get("private", []))}
+
+
+_DEFINES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+            ast.Assign, ast.AnnAssign)
+
+
+def _run_problem_code(source: Any, namespace: dict[str, Any]) -> set[str]:
+    """Run what the problem's own code (a HumanEval prompt) defines into `namespace`: its
+    imports, helpers, classes and constants, each statement alone (one that fails is left
+    out), never a stub (a signature with only a docstring, the candidate's to write) and no
+    other statement. Returns the names it bound: the tests take those from the problem."""
     if not isinstance(source, str) or not source.strip():
-        return {}, None
-    namespace: dict[str, Any] = {"__name__": "__problem__", "__builtins__": builtins}
-    _remember("<problem>", source)
+        return set()
     try:
-        exec(compile(source, "<problem>", "exec", dont_inherit=True), namespace)
-    except BaseException as exc:
-        return {}, {"phase": "tests", "results": [_result(
-            "the problem's own code", False, _describe(exc, setup=True))]}
-    return {k: v for k, v in namespace.items() if not k.startswith("__")}, None
+        tree = ast.parse(source)
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return set()
+    _remember("<problem>", source)
+    bound: set[str] = set()
+    for statement in tree.body:
+        if not isinstance(statement, _DEFINES) or _is_stub(statement):
+            continue
+        try:
+            exec(compile(ast.Module([statement], []), "<problem>", "exec", dont_inherit=True),
+                 namespace)
+        except BaseException:  # the problem's text, not a test: that statement is left out
+            continue
+        bound |= _names_bound(statement)
+    return {name for name in bound if not name.startswith("__")}
+
+
+def _is_stub(statement: ast.stmt) -> bool:
+    """A definition whose body is only a docstring, `pass`, `...` or `raise
+    NotImplementedError`: a signature for the candidate to fill."""
+    if not isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return False
+    return all(
+        isinstance(part, ast.Pass)
+        or (isinstance(part, ast.Expr) and isinstance(part.value, ast.Constant))
+        or (isinstance(part, ast.Raise) and "NotImplementedError" in ast.unparse(part))
+        or (isinstance(part, ast.FunctionDef | ast.AsyncFunctionDef) and _is_stub(part))
+        for part in statement.body)
+
+
+def _names_bound(statement: ast.stmt) -> set[str]:
+    if isinstance(statement, ast.FunctionDef | ast.AsyncFunctionDef | ast.ClassDef):
+        return {statement.name}
+    if isinstance(statement, ast.Import | ast.ImportFrom):
+        return {(alias.asname or alias.name).split(".")[0] for alias in statement.names}
+    targets = statement.targets if isinstance(statement, ast.Assign) else [
+        getattr(statement, "target", None)]
+    return {node.id for target in targets if target is not None
+            for node in ast.walk(target) if isinstance(node, ast.Name)}
 
 
 def _exposed(tests: dict[str, Any]) -> set[str]:
-    """The candidate's names the tests may see: the entry point, and every name the tests
-    use that is no builtin (`from solution import x` and `solution.x` count as using x)."""
+    """The candidate's names the tests use that are no builtins (`from solution import x`,
+    `solution.x` and `s.x` after `import solution as s` count as using x)."""
     used: set[str] = set()
     for kind in ("public", "private"):
         for chunk in tests.get(kind, []):
@@ -186,38 +241,18 @@ def _exposed(tests: dict[str, Any]) -> set[str]:
                 tree = ast.parse(chunk)
             except (SyntaxError, ValueError, RecursionError, MemoryError):
                 continue  # reported as a test that does not compile when it runs
+            modules = {"solution"} | {alias.asname for node in ast.walk(tree)
+                                      if isinstance(node, ast.Import) for alias in node.names
+                                      if alias.name == "solution" and alias.asname}
             for node in ast.walk(tree):
                 if isinstance(node, ast.Name):
                     used.add(node.id)
                 elif isinstance(node, ast.ImportFrom) and node.module == "solution":
                     used.update(alias.name for alias in node.names)
                 elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
-                        and node.value.id == "solution":
+                        and node.value.id in modules:
                     used.add(node.attr)
-    exposed = {name for name in used if not hasattr(builtins, name) and not name.startswith("__")}
-    entry_point = tests.get("entry_point")
-    if isinstance(entry_point, str) and entry_point:
-        exposed.add(entry_point)
-    return exposed
-
-
-def _test_namespace(names: dict[str, Any]) -> dict[str, Any]:
-    """A fresh namespace for the tests, run as a script (`__main__`): the judge's own
-    builtins, and `names`."""
-    return {**{k: v for k, v in names.items() if not k.startswith("__")},
-            "__name__": "__main__", "__builtins__": builtins}
-
-
-def _run_tests(namespace: dict[str, Any], tests: dict[str, Any]) -> dict[str, Any]:
-    results: list[dict[str, Any]] = []
-    for kind in ("public", "private"):
-        for index, chunk in enumerate(tests.get(kind, [])):
-            for result in _run_chunk(chunk, f"<tests {kind} {index + 1}>", namespace):
-                results.append({**result, "public": kind == "public"})
-    # How many private chunks there were: private tests that ran nothing never fall back to
-    # scoring by the public ones.
-    return {"phase": "tests", "results": results,
-            "private_chunks": len(tests.get("private", []))}
+    return {name for name in used if not hasattr(builtins, name) and not name.startswith("__")}
 
 
 def _load(code: str) -> tuple[types.ModuleType, dict[str, Any] | None]:
@@ -241,23 +276,29 @@ _SETUP = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.I
           ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Global, ast.Nonlocal, ast.Pass)
 
 
-def _run_chunk(chunk: str, filename: str, namespace: dict[str, Any]) -> list[dict[str, Any]]:
+def _run_chunk(chunk: str, filename: str, namespace: dict[str, Any],
+               entry_point: str | None) -> list[dict[str, Any]]:
     _remember(filename, chunk)
     try:
         tree = _KeepLeft().visit(ast.parse(chunk, filename))
     except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
         error = _syntax_error(exc) if isinstance(exc, SyntaxError) else type(exc).__name__
         return [_result(filename, False, f"the tests do not compile: {error}")]
+    flags = _future_flags(tree)  # each statement compiles alone, under the chunk's futures
     results: list[dict[str, Any]] = []
     test_functions: list[str] = []
-    test_cases: list[str] = []
+    test_classes: list[str] = []
     for statement in tree.body:
         source = ast.get_source_segment(chunk, statement) or ast.unparse(statement)
         is_test = not isinstance(statement, _SETUP) and not (
             isinstance(statement, ast.Expr) and isinstance(statement.value, ast.Constant))
         try:
-            exec(compile(ast.Module([statement], []), filename, "exec", dont_inherit=True),
-                 namespace)
+            exec(compile(ast.Module([statement], []), filename, "exec", flags=flags,
+                         dont_inherit=True), namespace)
+        except SystemExit as exc:  # unittest.main() ends so, successful or not
+            passed = exc.code in (0, None, False)
+            results.append(_result(source, passed, None if passed else _describe(exc)))
+            continue
         except BaseException as exc:
             results.append(_result(source, False, _describe(exc, setup=not is_test)))
             continue
@@ -268,59 +309,118 @@ def _run_chunk(chunk: str, filename: str, namespace: dict[str, Any]) -> list[dic
         ):
             test_functions.append(statement.name)
         if isinstance(statement, ast.ClassDef):
-            test_cases.append(statement.name)
+            test_classes.append(statement.name)
     for name in test_functions:
-        results.append(_call_test(name, namespace[name]))
-    for name in test_cases:
-        results += _run_test_case(namespace.get(name))
+        if _takes_no_arguments(namespace.get(name)):  # else a helper, such as test(x, want)
+            results.append(_call_test(name, namespace[name]))
+    for name in test_classes:
+        results += _run_test_class(namespace.get(name))
+    if not results and "check" in test_functions + [
+            s.name for s in tree.body if isinstance(s, ast.FunctionDef)]:
+        # HumanEval's shape without its last line: `check` defined, never called.
+        results.append(_call_check(namespace, entry_point))
     return results
 
 
+def _future_flags(tree: ast.Module) -> int:
+    import __future__
+
+    flags = 0
+    for statement in tree.body:
+        if isinstance(statement, ast.ImportFrom) and statement.module == "__future__":
+            for alias in statement.names:
+                feature = getattr(__future__, alias.name, None)
+                flags |= getattr(feature, "compiler_flag", 0)
+    return flags
+
+
+def _takes_no_arguments(function: Any) -> bool:
+    try:
+        return all(p.default is not p.empty or p.kind in (p.VAR_POSITIONAL, p.VAR_KEYWORD)
+                   for p in inspect.signature(function).parameters.values())
+    except (TypeError, ValueError):
+        return False
+
+
+def _call_check(namespace: dict[str, Any], entry_point: str | None) -> dict[str, Any]:
+    if entry_point is None or entry_point not in namespace:
+        return _result("check()", False, "the tests define check() but never call it, and "
+                                         "the problem names no entry point to call it with")
+    return _call_test(f"check({entry_point})", lambda: namespace["check"](
+        namespace[entry_point]))
+
+
 def _call_test(name: str, function: Any) -> dict[str, Any]:
-    """A `test_*` function's result: a coroutine is run to its end; a generator is no test
+    """A test function's result: a coroutine is run to its end; a generator is no test
     (calling it runs none of its body)."""
+    label = name if name.endswith(")") else f"{name}()"
     try:
         outcome = function()
         if inspect.iscoroutine(outcome):
             import asyncio
 
             asyncio.run(outcome)
-        elif inspect.isgenerator(outcome):
-            return _result(f"{name}()", False, "a generator is not a test: its body never ran")
+        elif inspect.isgenerator(outcome) or inspect.isasyncgen(outcome):
+            return _result(label, False, "a generator is not a test: its body never ran")
     except BaseException as exc:
-        return _result(f"{name}()", False, _describe(exc))
-    return _result(f"{name}()", True)
+        return _result(label, False, _describe(exc))
+    return _result(label, True)
 
 
-def _run_test_case(case: Any) -> list[dict[str, Any]]:
-    """Each test method of a `unittest.TestCase` class, as one test."""
+def _run_test_class(case: Any) -> list[dict[str, Any]]:
+    """Each test method of a `unittest.TestCase` (run as a suite, so its class fixtures run;
+    a skipped test is not a passed one), or of a pytest-style `Test*` class (an instance per
+    method, as pytest makes)."""
+    if not isinstance(case, type):
+        return []
     unittest = sys.modules.get("unittest")
-    if unittest is None or not (isinstance(case, type) and issubclass(case, unittest.TestCase)):
+    if unittest is not None and issubclass(case, unittest.TestCase):
+        suite = unittest.TestLoader().loadTestsFromTestCase(case)
+        methods = list(suite)  # a suite lets go of each test once it has run
+        outcome = unittest.TestResult()
+        suite.run(outcome)
+        why: dict[str, str] = {}
+        for test, text in outcome.failures + outcome.errors:
+            why.setdefault(test.id(), _clip(text.strip().splitlines()[-1]))
+        for test, reason in outcome.skipped:
+            why.setdefault(test.id(), f"skipped ({_clip(str(reason))}): a skipped test is "
+                                      "not a passed one")
+        for test in outcome.unexpectedSuccesses:
+            why.setdefault(test.id(), "an unexpected success")
+        for test, text in outcome.errors:  # a class fixture that failed names no method
+            if not hasattr(test, "_testMethodName"):
+                return [_result(f"{case.__name__}", False, _clip(text.strip().splitlines()[-1]))]
+        return [_result(f"{case.__name__}.{test._testMethodName}()", test.id() not in why,
+                        why.get(test.id())) for test in methods]
+    if not case.__name__.startswith("Test"):
         return []
     results = []
-    for method in unittest.TestLoader().getTestCaseNames(case):
-        outcome = unittest.TestResult()
-        case(method).run(outcome)
-        failures = outcome.failures + outcome.errors + [
-            (test, "an unexpected success") for test in outcome.unexpectedSuccesses]
-        results.append(_result(f"{case.__name__}.{method}()", not failures,
-                               _clip(failures[0][1].strip().splitlines()[-1]) if failures
-                               else None))
+    for method in sorted(name for name in vars(case) if name.startswith("test")):
+        try:
+            instance = case()
+        except BaseException as exc:
+            results.append(_result(f"{case.__name__}.{method}()", False, _describe(exc)))
+            continue
+        results.append(_call_test(f"{case.__name__}.{method}", getattr(instance, method)))
     return results
 
 
 class _KeepLeft(ast.NodeTransformer):
-    """`assert x == y` becomes `assert (__ponder_left__ := x) == y`: a failing test's left
-    side is shown as it was computed, never computed again (a second call to the candidate
-    would tell it its first answer failed)."""
+    """`assert x == y` becomes `assert (__ponder_left_<line>_<column>__ := x) == y`: a
+    failing test's left side is shown as it was computed, never computed again (a second call
+    to the candidate would tell it its first answer failed), and never another assert's."""
 
     def visit_Assert(self, node: ast.Assert) -> ast.AST:
         test = node.test
         if isinstance(test, ast.Compare) and not isinstance(test.left, ast.Constant):
             test.left = ast.copy_location(
-                ast.NamedExpr(ast.Name(LEFT, ast.Store()), test.left), test.left)
+                ast.NamedExpr(ast.Name(_left_name(node), ast.Store()), test.left), test.left)
             ast.fix_missing_locations(node)
         return node
+
+
+def _left_name(node: ast.Assert) -> str:
+    return f"{LEFT}{node.lineno}_{node.col_offset}__"
 
 
 # -- the candidate's process, and the judge's line to it ---------------------------------------
@@ -329,6 +429,12 @@ class _KeepLeft(ast.NodeTransformer):
 class CandidateError(Exception):
     """An exception the candidate's code raised that is no builtin exception, or one that
     would steer the tests' control flow (`StopIteration` ends a `map` silently)."""
+
+
+class NotPlainData(BaseException):
+    """A value isolated mode cannot carry between the judge and the candidate. Not a
+    `TypeError`, nor any `Exception`: a test expecting the candidate to raise one must not
+    take the harness's own refusal for it."""
 
 
 # Raised by a candidate, these would not read as a failure: StopIteration and
@@ -385,7 +491,7 @@ class _Link:
             request = {"call": name, "args": [encode(a) for a in args],
                        "kwargs": {str(k): encode(v) for k, v in kwargs.items()}}
         except ValueError as exc:
-            raise TypeError(f"isolated tests pass only {_PLAIN} to the candidate: {exc}; "
+            raise NotPlainData(f"isolated tests pass only {_PLAIN} to the candidate: {exc}; "
                             "use mode='in_process' for trusted code") from None
         self.send(request)
         reply = self.receive()
@@ -393,7 +499,7 @@ class _Link:
             try:
                 return decode(reply["value"])
             except ValueError as exc:
-                raise TypeError(f"{name}() returned a value that is not plain data ({exc}): "
+                raise NotPlainData(f"{name}() returned a value that is not plain data ({exc}): "
                                 f"return {_PLAIN}") from None
         raise _rebuild(reply)
 
@@ -462,6 +568,8 @@ def _rebuild(reply: dict[str, Any]) -> BaseException:
     """The exception the candidate's call raised, as a builtin exception where its name is
     one (so a test's `except ValueError` works), else a `CandidateError`."""
     name, message = str(reply.get("raise", "Exception")), _clip(str(reply.get("message", "")))
+    if name == NotPlainData.__name__:
+        return NotPlainData(message)
     kind = getattr(builtins, name, None)
     if isinstance(kind, type) and issubclass(kind, Exception) and not issubclass(
             kind, _CONTROL_FLOW):
@@ -509,9 +617,9 @@ def _serve(code: str, requests: Any, replies: Any) -> None:
                    "where": _where(exc)})
             continue
         try:
-            reply({"value": encode(result)})
+            reply({"value": encode(result, loose=True)})
         except ValueError as exc:
-            reply({"raise": "TypeError", "message": f"returned {exc}: return {_PLAIN}"})
+            reply({"raise": NotPlainData.__name__, "message": f"returned {exc}: return {_PLAIN}"})
 
 
 def _where(exc: BaseException) -> str | None:
@@ -521,19 +629,30 @@ def _where(exc: BaseException) -> str | None:
     return f"raised at line {mine[-1].lineno} of your code: {(mine[-1].line or '').strip()}"
 
 
-def encode(value: Any, depth: int = 0) -> Any:
-    """`value` as JSON, if it is plain data of exactly builtin types (no subclasses)."""
+def encode(value: Any, depth: int = 0, *, loose: bool = False) -> Any:
+    """`value` as JSON, if it is plain data of exactly builtin types (no subclasses).
+
+    `loose` (the candidate's replies) also takes a container's subclass (a `Counter`, a
+    namedtuple) as the plain container its items make: what crosses is only those items, so
+    the subclass's own `__eq__` stays behind. Scalars must be exact either way."""
     if depth > _DEPTH_LIMIT:
         raise ValueError("a value nested too deep")
     kind = type(value)
     if value is None or kind in (bool, int, float, str):
         return value
+    if loose and kind not in (list, tuple, set, frozenset, dict):
+        base = next((b for b in (dict, list, tuple, frozenset, set) if isinstance(value, b)),
+                    None)
+        if base is not None:
+            value = dict(value.items()) if base is dict else base(iter(value))
+            kind = base
     if kind is list:
-        return [encode(v, depth + 1) for v in value]
+        return [encode(v, depth + 1, loose=loose) for v in value]
     if kind in (tuple, set, frozenset):
-        return {kind.__name__: [encode(v, depth + 1) for v in value]}
+        return {kind.__name__: [encode(v, depth + 1, loose=loose) for v in value]}
     if kind is dict:
-        return {"dict": [[encode(k, depth + 1), encode(v, depth + 1)] for k, v in value.items()]}
+        return {"dict": [[encode(k, depth + 1, loose=loose), encode(v, depth + 1, loose=loose)]
+                         for k, v in value.items()]}
     raise ValueError(f"a {kind.__name__}")
 
 
@@ -640,7 +759,7 @@ def _left_side(node: ast.Assert, frame: types.FrameType) -> str | None:
     if not isinstance(node.test, ast.Compare) or isinstance(node.test.left, ast.Constant):
         return None
     missing = object()
-    value = frame.f_locals.get(LEFT, missing)
+    value = frame.f_locals.get(_left_name(node), missing)
     if value is missing:
         return None
     try:

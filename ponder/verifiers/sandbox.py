@@ -197,8 +197,10 @@ class Sandbox:
         `peer` (a script and its arguments) runs beside the program as a process of its own,
         joined to it by two pipes (`PONDER_PEER_IN_FD`, `PONDER_PEER_OUT_FD`, its pid in
         `PONDER_PEER_PID`): the untrusted half of a pair, such as the unit-test candidate
-        beside its judge. It never holds the secret or report descriptors, and runs as another
-        id than the program where we are root."""
+        beside its judge. It never holds the secret or report descriptors, runs as another
+        id than the program where we are root, and works in a directory of its own
+        (`candidate/` in the run's): where we are root it cannot write the program's files or
+        its working directory."""
         limits = limits or Limits()
         isolation = await self.isolation()
         loop = asyncio.get_running_loop()
@@ -297,10 +299,11 @@ class _Run:
         try:
             for name, text in files.items():
                 (workdir / name).write_text(text)
-            # The candidate's to write; a judge beside it only reads (and reads all it needs
-            # before the candidate's code runs).
+            # The program's to write; with a peer beside it, nobody's: the peer gets a
+            # directory of its own inside (its cwd), and the files the tests may read stay
+            # as written.
             workdir.chmod(0o755)
-            if self.ids is not None:
+            if self.ids is not None and peer is None:
                 os.chown(workdir, self.ids[0], self.ids[0])
             self._make_cgroups()
             fds = (report.fileno(), hidden.fileno())
@@ -342,8 +345,8 @@ class _Run:
             # With a peer the program is its judge, under an id of its own.
             "uid": judge if peer is not None else candidate,
             "gid": judge if peer is not None else candidate,
-            "work_uid": candidate,
-            "work_gid": candidate,
+            "work_uid": candidate if peer is None else None,
+            "work_gid": candidate if peer is None else None,
             "secret_fds": list(secret_fds),
             "peer": None if peer is None else {
                 "argv": list(peer), "uid": candidate, "gid": candidate,

@@ -86,10 +86,17 @@ def _start_peer(libc: Any, config: dict[str, Any], peer: dict[str, Any],
             os.environ.clear()
             os.environ.update({k: v for k, v in env.items() if k not in peer["unset"]})
             os.environ[PEER_IN_ENV], os.environ[PEER_OUT_ENV] = str(to_peer_r), str(to_main_w)
+            # Its own directory: the program's (the judge's files, its cwd) is not its to write.
+            argv = [os.path.abspath(peer["argv"][0]), *peer["argv"][1:]]
+            os.mkdir("candidate", 0o755)
+            if peer["uid"] is not None:
+                os.chown("candidate", peer["uid"], peer["gid"] if peer["gid"] is not None else -1)
+            os.chdir("candidate")
+            os.environ["HOME"] = os.getcwd()
             _drop(libc, config["rlimits"], peer["uid"], peer["gid"])
             # As exec would: its own /proc entries stay its own, and `/work` is its cwd.
             libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
-            code = _run_script(peer["argv"])
+            code = _run_script(argv)
         except BaseException as exc:
             sys.stderr.write(f"ponder-sandbox boot: the peer: {type(exc).__name__}: {exc}\n")
         with contextlib.suppress(Exception):

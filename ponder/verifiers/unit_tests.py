@@ -156,7 +156,8 @@ def build_program(problem: Problem, code: str) -> tuple[str, Tests, str]:
     defines = re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(problem.entry_point)}"
                         r"[ \t]*\(", code, re.MULTILINE)
     if defines:
-        return (code if prompt is None else f"{prompt}\n\n{code}"), tests, "function"
+        return (code if prompt is None else f"{_definitions(prompt)}\n\n{code}"), tests, \
+            "function"
     if prompt is None:
         return code, tests, "code"
     body = code.strip("\n")
@@ -164,6 +165,23 @@ def build_program(problem: Problem, code: str) -> tuple[str, Tests, str]:
     if first and not first[0].isspace():
         body = textwrap.indent(body, "    ")
     return f"{prompt.rstrip()}\n{body}\n", tests, "body"
+
+
+_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+                ast.Assign, ast.AnnAssign)
+
+
+def _definitions(source: str) -> str:
+    """What a prompt defines (imports, helpers, constants), without its other statements: an
+    example it runs would run on the stub, before the candidate's definition replaces it."""
+    tree = ast.parse(source)
+    lines = source.splitlines(keepends=True)
+    kept = []
+    for node in tree.body:
+        if isinstance(node, _DEFINITIONS):
+            first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
+            kept.append("".join(lines[first - 1:node.end_lineno]))
+    return "\n".join(kept)
 
 
 def _chunks(tests: str | list[str] | None) -> list[str]:
