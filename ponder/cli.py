@@ -544,7 +544,8 @@ def _solve(plan: Plan, run: Callable[[Reporter], None], *, quiet: bool, as_json:
 
     if not quiet:
         _warn_resumed(plan)
-    tally = RunTally(len(plan.problems), plan.previous, total_budget=plan.total_tokens)
+    tally = RunTally(len(plan.problems), plan.previous, total_budget=plan.total_tokens,
+                     sandbox=os.environ.get(SANDBOX_ENV, "isolated"))
     reporter = Reporter(tally, len(plan.problems), console=err, quiet=quiet)
     interrupted = False
     try:

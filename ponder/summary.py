@@ -56,6 +56,8 @@ class Summary(BaseModel):
     usage_estimated: bool = Field(default=False, description="some usage was estimated")
     unsandboxed: int = Field(default=0, description="results whose verdict ran model-written "
                                                     "code with no sandbox (opted out by name)")
+    sandbox: str = Field(default="isolated", description="how this session ran model-written "
+                                                         "code: isolated, or none (opted out)")
     wall_s: float = 0.0
     tokens_per_s: float = 0.0
     interrupted: bool = False
@@ -124,9 +126,10 @@ class RunTally:
     """
 
     def __init__(self, problems: int, previous: Iterable[Result] = (), *,
-                 total_budget: int | None = None) -> None:
+                 total_budget: int | None = None, sandbox: str = "isolated") -> None:
         self.problems = problems
         self.total_budget = total_budget
+        self.sandbox = sandbox
         self.started = time.monotonic()
         self.solving_since = self.started  # tokens/s counts from here (after a model loads)
         self._rows: dict[str, Result] = {}
@@ -203,6 +206,7 @@ class RunTally:
             escalated=sum(escalated(r) for r in rows),
             samples=sum(_samples(r) for r in rows),
             unsandboxed=sum(unsandboxed(r) for r in rows),
+            sandbox=self.sandbox,
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.total_tokens,

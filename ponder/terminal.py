@@ -146,9 +146,9 @@ def summary_table(summary: Summary, results: Path | None = None,
     if summary.samples:
         compute.append(f"{summary.samples:,} samples")
     table.add_row("compute", ", ".join(compute))
-    if summary.unsandboxed:
-        table.add_row("no sandbox", f"{summary.unsandboxed} verdicts ran model-written code "
-                                    "unsandboxed (--sandbox none)")
+    if summary.unsandboxed or summary.sandbox == "none":
+        table.add_row("no sandbox", f"model-written code ran unsandboxed (--sandbox none), "
+                                    f"{summary.unsandboxed} verdicts among it")
     if results is not None:
         table.add_row("results", plain(str(results)))
     if trace is not None:

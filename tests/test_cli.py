@@ -387,10 +387,17 @@ def test_sandbox_none_is_named_and_said_in_every_verdict_and_the_summary(
          "-o", str(out), "--json", "--sandbox", "none"],
         capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
     assert done.returncode == 0, done.stderr
-    assert json.loads(done.stdout)["unsandboxed"] == 1
+    summary = json.loads(done.stdout)
+    assert (summary["unsandboxed"], summary["sandbox"]) == (1, "none")
     [row] = read_results(out)
     assert row.verdict is not None
     assert row.verdict.details["isolation"]["sandbox"].startswith("none (opted out")
+    table = subprocess.run(
+        [sys.executable, "-m", "ponder", "solve", str(problems), "--base-url", server.base_url,
+         "-o", str(out), "--overwrite", "--sandbox", "none"],
+        capture_output=True, text=True, cwd=REPO, timeout=120, check=False,
+        env={**os.environ, "COLUMNS": "200"})
+    assert "no sandbox" in table.stdout and "unsandboxed (--sandbox none)" in table.stdout
     refused = subprocess.run(
         [sys.executable, "-m", "ponder", "solve", str(problems), "--sandbox", "off"],
         capture_output=True, text=True, cwd=REPO, timeout=120, check=False)
