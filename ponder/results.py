@@ -19,7 +19,6 @@ before it whole.
 from __future__ import annotations
 
 import contextlib
-import errno
 import fcntl
 import hashlib
 import json
@@ -36,6 +35,7 @@ from typing import TYPE_CHECKING
 
 from pydantic import ValidationError
 
+from ponder.appending import is_own_file, open_append, write_error, write_whole
 from ponder.errors import OutputError, PonderError
 from ponder.types import Problem, Result
 
@@ -321,55 +321,6 @@ def _read_pid(fd: int) -> int | None:
     return int(text) if text.isdigit() else None
 
 
-def open_append(path: Path) -> tuple[int, bool]:
-    """`path` opened for appending, made where it is missing; and whether this call made it,
-    since ponder removes no file it did not make."""
-    try:
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_EXCL, 0o644), True
-    except FileExistsError:
-        # O_CREAT still: a dangling link's target is made, as it always was.
-        return os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644), False
-
-
-def write_whole(fd: int, data: bytes) -> None:
-    """Append `data` in one write where the OS allows, finishing a short one (a full disk, a
-    signal). When a write fails part way, what it wrote is cut, so that the file ends with the
-    last whole line; a torn line would break the next append, and `--resume` would have to cut
-    it. The caller holds the file's lock, so the bytes at its end are this write's."""
-    written = 0
-    try:
-        while written < len(data):
-            count = os.write(fd, data[written:])
-            if count == 0:
-                raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))  # no progress
-            written += count
-    except OSError:
-        if written:
-            with contextlib.suppress(OSError):
-                info = os.fstat(fd)
-                if stat.S_ISREG(info.st_mode):
-                    os.ftruncate(fd, max(0, info.st_size - written))
-        raise
-
-
-def write_error(path: Path, exc: OSError) -> OutputError:
-    """The one-line error for a file that could not be written."""
-    return OutputError(f"{path}: cannot write: {exc.strerror or exc}; what was written before "
-                       "is kept whole: make room, then run again with --resume", exc.errno)
-
-
-def is_own_file(path: Path, made: tuple[int, int] | None) -> bool:
-    """Whether the file at `path` (itself, not a link's target) is the one with `made`'s
-    (device, inode): one ponder made, not one put there since."""
-    if made is None:
-        return False
-    try:
-        now = os.stat(path, follow_symlinks=False)
-    except FileNotFoundError:
-        return False
-    return (now.st_dev, now.st_ino) == made
-
-
 # How long a row may wait to reach the disk: one fsync covers every row appended in this long,
 # so a run pays one fsync (and one hand-off to a thread) per 50 ms, not one per row.
 COMMIT_INTERVAL_S = 0.05
@@ -491,11 +442,8 @@ class ResultsWriter:
 
     def _open(self) -> int:
         """The file at `path`, for appending; made, with its folder, where it is missing."""
-        self.path.parent.mkdir(parents=True, exist_ok=True)
         fd, made = open_append(self.path)
-        if made:
-            info = os.fstat(fd)
-            self._made = (info.st_dev, info.st_ino)
+        self._made = made or self._made
         return fd
 
     def discard_if_empty(self) -> bool:

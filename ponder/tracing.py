@@ -10,8 +10,8 @@ from pathlib import Path
 
 from pydantic import ValidationError
 
+from ponder.appending import FileId, is_own_file, open_append, write_error, write_whole
 from ponder.errors import OutputError, PonderError
-from ponder.results import is_own_file, open_append, write_error, write_whole
 from ponder.types import TraceEvent
 
 TraceSink = Callable[[TraceEvent], None]
@@ -49,7 +49,7 @@ class JsonlTraceWriter:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
         self._fd: int | None = None
-        self._made: tuple[int, int] | None = None  # (device, inode) of the file it made
+        self._made: FileId | None = None  # the file it made, if it made one
         self.failure: OutputError | None = None
 
     def __call__(self, event: TraceEvent) -> None:
@@ -57,11 +57,7 @@ class JsonlTraceWriter:
         data = (event.model_dump_json() + "\n").encode("utf-8")
         try:
             if self._fd is None:
-                self.path.parent.mkdir(parents=True, exist_ok=True)
-                self._fd, made = open_append(self.path)
-                if made:
-                    info = os.fstat(self._fd)
-                    self._made = (info.st_dev, info.st_ino)
+                self._fd, self._made = open_append(self.path)
             write_whole(self._fd, data)
         except OSError as exc:
             self.failure = write_error(self.path, exc)

@@ -3,8 +3,9 @@
 The `unit_tests` verifier writes this file and `solution.py` (the candidate's program) into
 the sandbox's directory and runs `python -I -B harness.py MODE`. The tests arrive on a file
 descriptor (`PONDER_SANDBOX_SECRET_FD`) as JSON `{"public": [chunk, ...], "private": [...],
-"entry_point": name}` and the report, one JSON object, leaves on another
-(`PONDER_SANDBOX_REPORT_FD`). Standard library only: it runs in a bare interpreter.
+"entry_point": name, "problem_code": source, "nonce": text}` and the report, one JSON object
+carrying the nonce, leaves on another (`PONDER_SANDBOX_REPORT_FD`). Standard library only:
+it runs in a bare interpreter.
 
 MODE `isolated` (the default; see docs/trust.md): this process is the judge and never runs
 the candidate's code. The sandbox started the candidate's process beside it (`harness.py
@@ -19,8 +20,9 @@ json, the harness, exit hooks, forged reports), the verdict comes from assertion
 here.
 
 The tests see the judge's own builtins. Of the candidate's names they see only those the
-problem names: its entry point, and the names the tests use that are not builtins, so a
-candidate's `def abs(x): return 0` is not the `abs` of `assert abs(f(7) - 4.5) < 1e-6`. An
+problem names: its entry point, and the names the tests use that are neither builtins nor the
+problem's own, so a candidate's `def abs(x): return 0` is not the `abs` of
+`assert abs(f(7) - 4.5) < 1e-6`. An
 exception the candidate raised arrives as itself only when it cannot steer control flow:
 `StopIteration` (which would end a `map` or `zip` early, unseen), `SystemExit` and the like
 arrive as a `CandidateError`.
@@ -53,6 +55,7 @@ import os
 import sys
 import traceback
 import types
+from collections.abc import Iterable
 from typing import Any
 
 SOLUTION = "<solution>"
@@ -157,9 +160,12 @@ def _judge(candidate: dict[str, Any], tests: dict[str, Any]) -> dict[str, Any]:
     # The problem's own entry point (a reference a prompt shows) never stands in for the
     # candidate's: without one of its own, the tests find none.
     namespace.pop(entry_point or "", None)
-    exposed = (_exposed(tests) - own) | ({entry_point} if entry_point else set())
-    namespace.update({name: value for name, value in candidate.items()
-                      if name in exposed and not name.startswith("__")})
+    chunks = [(kind, f"<tests {kind} {index + 1}>", chunk)
+              for kind in ("public", "private") for index, chunk in enumerate(tests.get(kind, []))]
+    trees = [_parse(chunk, filename) for _, filename, chunk in chunks]
+    exposed = (_exposed(tree for tree in trees if isinstance(tree, ast.Module)) - own) | (
+        {entry_point} if entry_point else set())
+    namespace.update({name: value for name, value in candidate.items() if name in exposed})
     solution = types.ModuleType("solution")
     solution.__dict__.update({name: namespace[name] for name in own | exposed
                               if name in namespace})
@@ -167,19 +173,26 @@ def _judge(candidate: dict[str, Any], tests: dict[str, Any]) -> dict[str, Any]:
     sys.modules["__main__"] = script  # unittest.main() and pickle look for the tests here
     sys.argv = ["<tests>"]
     results: list[dict[str, Any]] = []
-    for kind in ("public", "private"):
-        for index, chunk in enumerate(tests.get(kind, [])):
-            for result in _run_chunk(chunk, f"<tests {kind} {index + 1}>", namespace,
-                                     entry_point):
-                results.append({**result, "public": kind == "public"})
-    # How many private chunks there were: private tests that ran nothing never fall back to
-    # scoring by the public ones.
-    return {"phase": "tests", "results": results,
-            "private_chunks": len(tests.get("private", []))}
+    for (kind, filename, chunk), tree in zip(chunks, trees, strict=True):
+        for result in _run_chunk(chunk, filename, tree, namespace, entry_point):
+            results.append({**result, "public": kind == "public"})
+    return {"phase": "tests", "results": results}
 
 
-_DEFINES = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
-            ast.Assign, ast.AnnAssign)
+def _parse(chunk: str, filename: str) -> ast.Module | str:
+    """A test chunk's tree, or why it does not compile."""
+    _remember(filename, chunk)
+    try:
+        return ast.parse(chunk, filename)
+    except SyntaxError as exc:
+        return _syntax_error(exc)
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return type(exc).__name__
+
+
+# What a problem's own code may define for the tests (ponder's side keeps the same of a prompt).
+DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
+               ast.Assign, ast.AnnAssign)
 
 
 def _run_problem_code(source: Any, namespace: dict[str, Any]) -> set[str]:
@@ -196,7 +209,7 @@ def _run_problem_code(source: Any, namespace: dict[str, Any]) -> set[str]:
     _remember("<problem>", source)
     bound: set[str] = set()
     for statement in tree.body:
-        if not isinstance(statement, _DEFINES) or _is_stub(statement):
+        if not isinstance(statement, DEFINITIONS) or _is_stub(statement):
             continue
         try:
             exec(compile(ast.Module([statement], []), "<problem>", "exec", dont_inherit=True),
@@ -231,27 +244,22 @@ def _names_bound(statement: ast.stmt) -> set[str]:
             for node in ast.walk(target) if isinstance(node, ast.Name)}
 
 
-def _exposed(tests: dict[str, Any]) -> set[str]:
+def _exposed(trees: Iterable[ast.Module]) -> set[str]:
     """The candidate's names the tests use that are no builtins (`from solution import x`,
     `solution.x` and `s.x` after `import solution as s` count as using x)."""
     used: set[str] = set()
-    for kind in ("public", "private"):
-        for chunk in tests.get(kind, []):
-            try:
-                tree = ast.parse(chunk)
-            except (SyntaxError, ValueError, RecursionError, MemoryError):
-                continue  # reported as a test that does not compile when it runs
-            modules = {"solution"} | {alias.asname for node in ast.walk(tree)
-                                      if isinstance(node, ast.Import) for alias in node.names
-                                      if alias.name == "solution" and alias.asname}
-            for node in ast.walk(tree):
-                if isinstance(node, ast.Name):
-                    used.add(node.id)
-                elif isinstance(node, ast.ImportFrom) and node.module == "solution":
-                    used.update(alias.name for alias in node.names)
-                elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
-                        and node.value.id in modules:
-                    used.add(node.attr)
+    for tree in trees:
+        modules = {"solution"} | {alias.asname for node in ast.walk(tree)
+                                  if isinstance(node, ast.Import) for alias in node.names
+                                  if alias.name == "solution" and alias.asname}
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name):
+                used.add(node.id)
+            elif isinstance(node, ast.ImportFrom) and node.module == "solution":
+                used.update(alias.name for alias in node.names)
+            elif isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name) \
+                    and node.value.id in modules:
+                used.add(node.attr)
     return {name for name in used if not hasattr(builtins, name) and not name.startswith("__")}
 
 
@@ -260,8 +268,8 @@ def _load(code: str) -> tuple[types.ModuleType, dict[str, Any] | None]:
     or how it failed."""
     _remember(SOLUTION, code)
     module = types.ModuleType("solution")
-    try:
-        compiled = compile(code, SOLUTION, "exec")
+    try:  # as plain Python: none of this file's `__future__` imports
+        compiled = compile(code, SOLUTION, "exec", dont_inherit=True)
     except SyntaxError as exc:
         return module, {"phase": "compile", "error": _syntax_error(exc)}
     sys.modules["solution"] = module
@@ -272,18 +280,14 @@ def _load(code: str) -> tuple[types.ModuleType, dict[str, Any] | None]:
     return module, None
 
 
-_SETUP = (ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef, ast.Import, ast.ImportFrom,
-          ast.Assign, ast.AnnAssign, ast.AugAssign, ast.Global, ast.Nonlocal, ast.Pass)
+_SETUP = (*DEFINITIONS, ast.AugAssign, ast.Global, ast.Nonlocal, ast.Pass)
 
 
-def _run_chunk(chunk: str, filename: str, namespace: dict[str, Any],
+def _run_chunk(chunk: str, filename: str, parsed: ast.Module | str, namespace: dict[str, Any],
                entry_point: str | None) -> list[dict[str, Any]]:
-    _remember(filename, chunk)
-    try:
-        tree = _KeepLeft().visit(ast.parse(chunk, filename))
-    except (SyntaxError, ValueError, RecursionError, MemoryError) as exc:
-        error = _syntax_error(exc) if isinstance(exc, SyntaxError) else type(exc).__name__
-        return [_result(filename, False, f"the tests do not compile: {error}")]
+    if isinstance(parsed, str):
+        return [_result(filename, False, f"the tests do not compile: {parsed}")]
+    tree = _KeepLeft().visit(parsed)
     flags = _future_flags(tree)  # each statement compiles alone, under the chunk's futures
     results: list[dict[str, Any]] = []
     test_functions: list[str] = []
@@ -312,11 +316,11 @@ def _run_chunk(chunk: str, filename: str, namespace: dict[str, Any],
             test_classes.append(statement.name)
     for name in test_functions:
         if _takes_no_arguments(namespace.get(name)):  # else a helper, such as test(x, want)
-            results.append(_call_test(name, namespace[name]))
+            results.append(_call_test(f"{name}()", namespace[name]))
     for name in test_classes:
         results += _run_test_class(namespace.get(name))
-    if not results and "check" in test_functions + [
-            s.name for s in tree.body if isinstance(s, ast.FunctionDef)]:
+    if not results and any(isinstance(s, ast.FunctionDef) and s.name == "check"
+                           for s in tree.body):
         # HumanEval's shape without its last line: `check` defined, never called.
         results.append(_call_check(namespace, entry_point))
     return results
@@ -350,10 +354,9 @@ def _call_check(namespace: dict[str, Any], entry_point: str | None) -> dict[str,
         namespace[entry_point]))
 
 
-def _call_test(name: str, function: Any) -> dict[str, Any]:
+def _call_test(label: str, function: Any) -> dict[str, Any]:
     """A test function's result: a coroutine is run to its end; a generator is no test
     (calling it runs none of its body)."""
-    label = name if name.endswith(")") else f"{name}()"
     try:
         outcome = function()
         if inspect.iscoroutine(outcome):
@@ -401,7 +404,7 @@ def _run_test_class(case: Any) -> list[dict[str, Any]]:
         except BaseException as exc:
             results.append(_result(f"{case.__name__}.{method}()", False, _describe(exc)))
             continue
-        results.append(_call_test(f"{case.__name__}.{method}", getattr(instance, method)))
+        results.append(_call_test(f"{case.__name__}.{method}()", getattr(instance, method)))
     return results
 
 

@@ -94,16 +94,7 @@ class Isolation:
         return ", ".join(parts)
 
     def describe(self) -> dict[str, Any]:
-        if self.opted_out:
-            return {"sandbox": "none (opted out: Isolation.none(), --sandbox none)",
-                    "network": "not isolated", "pid_namespace": False,
-                    "ipc_namespace": False, "filesystem": "host", "private_tmp": False,
-                    "user_namespace": False, "pids_cgroup": False, "memory_cgroup": False,
-                    "user": _user_name(os.geteuid()), "judge_apart": False,
-                    "python": self.python,
-                    "rlimits": ["cpu", "address_space", "file_size", "open_files", "core"]}
-        same_uid = not self.own_ids
-        return {
+        described = {
             "sandbox": "isolated",
             "network": "namespace" if "--net" in self.namespaces else "not isolated",
             "pid_namespace": "--pid" in self.namespaces,
@@ -120,11 +111,15 @@ class Isolation:
             # Whether the unit-test judge runs as a uid the candidate cannot signal or trace;
             # with one uid the judge is undumpable before the candidate starts, and a signal
             # to it fails the verdict (no report).
-            "judge_apart": "another uid" if not same_uid else "same uid, undumpable",
+            "judge_apart": "another uid" if self.own_ids else "same uid, undumpable",
             "python": self.python,
             "rlimits": ["cpu", "address_space", "file_size", "open_files", "core"]
             + (["processes"] if self.own_ids or os.geteuid() != 0 else []),
         }
+        if self.opted_out:  # every layer above already reads as absent
+            described.update(sandbox="none (opted out: Isolation.none(), --sandbox none)",
+                             judge_apart=False)
+        return described
 
 
 def probe_isolation(*, namespaces: bool = True, cgroups: bool = True,

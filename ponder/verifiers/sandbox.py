@@ -63,7 +63,8 @@ from ponder.verifiers.isolation import (
 
 log = logging.getLogger(__name__)
 
-MARKER_ENV = "PONDER_SANDBOX"
+MARKER_ENV = "PONDER_SANDBOX"  # marks a run's processes, for the /proc scan
+SANDBOX_ENV = "PONDER_SANDBOX_MODE"  # "isolated" (the default) or "none"; `--sandbox` sets it
 REPORT_FD_ENV = "PONDER_SANDBOX_REPORT_FD"
 SECRET_FD_ENV = "PONDER_SANDBOX_SECRET_FD"
 _BOOT = Path(__file__).with_name("sandbox_boot.py")
@@ -210,9 +211,6 @@ class Sandbox:
                 files, entry, args, secret, peer)
 
 
-# "isolated" (the default) or "none"; `--sandbox` sets it. Not MARKER_ENV, which marks a run.
-SANDBOX_ENV = "PONDER_SANDBOX_MODE"
-
 
 @functools.cache
 def shared_sandbox() -> Sandbox:
@@ -304,14 +302,14 @@ class _Run:
             # as written.
             workdir.chmod(0o755)
             if self.ids is not None and peer is None:
-                os.chown(workdir, self.ids[0], self.ids[0])
+                os.chown(workdir, self.ids[0], self.ids[0])  # each id is its own group too
             self._make_cgroups()
             fds = (report.fileno(), hidden.fileno())
             proc = await asyncio.create_subprocess_exec(
                 *self._command(entry, args, peer, fds), cwd=workdir,
                 env=self._env(workdir, report, hidden),
                 stdin=subprocess.DEVNULL, stdout=output, stderr=subprocess.STDOUT,
-                pass_fds=(report.fileno(), hidden.fileno()), start_new_session=True,
+                pass_fds=fds, start_new_session=True,
             )
             try:
                 await asyncio.wait_for(proc.wait(), self.limits.timeout_s)
@@ -342,15 +340,13 @@ class _Run:
                 "binds": list(self._root.binds), "links": [list(x) for x in self._root.links],
                 "disk_mb": limits.disk_mb},
             "init": "--pid" in self.isolation.namespaces,
-            # With a peer the program is its judge, under an id of its own.
-            "uid": judge if peer is not None else candidate,
-            "gid": judge if peer is not None else candidate,
-            "work_uid": candidate if peer is None else None,
-            "work_gid": candidate if peer is None else None,
+            # Each id is its own group too. With a peer the program is its judge, under an id
+            # of its own, and the run's directory is nobody's to write.
+            "id": judge if peer is not None else candidate,
+            "work_owner": candidate if peer is None else None,
             "secret_fds": list(secret_fds),
             "peer": None if peer is None else {
-                "argv": list(peer), "uid": candidate, "gid": candidate,
-                "unset": [REPORT_FD_ENV, SECRET_FD_ENV]},
+                "argv": list(peer), "id": candidate, "unset": [REPORT_FD_ENV, SECRET_FD_ENV]},
             "rlimits": {
                 "RLIMIT_CPU": [limits.cpu_s, limits.cpu_s + 1],
                 "RLIMIT_AS": [limits.memory_mb * _MB] * 2,

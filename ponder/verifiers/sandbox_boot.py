@@ -44,7 +44,7 @@ def boot(config: dict[str, Any]) -> None:
             f.write(str(os.getpid()))
     libc = ctypes.CDLL(None, use_errno=True)
     if config.get("root") is not None:
-        _enter_root(libc, config["root"], config["work_uid"], config["work_gid"])
+        _enter_root(libc, config["root"], config["work_owner"])
     else:
         _private_tmp(libc, config["tmpfs"])
     if config["init"]:
@@ -56,8 +56,7 @@ def boot(config: dict[str, Any]) -> None:
     env = dict(os.environ)
     if config.get("peer") is not None:
         env.update(_start_peer(libc, config, config["peer"], env))
-    _drop_and_exec(libc, config["rlimits"], config["uid"], config["gid"], config["python"],
-                   config["argv"], env)
+    _drop_and_exec(libc, config["rlimits"], config["id"], config["python"], config["argv"], env)
 
 
 def _start_peer(libc: Any, config: dict[str, Any], peer: dict[str, Any],
@@ -89,12 +88,12 @@ def _start_peer(libc: Any, config: dict[str, Any], peer: dict[str, Any],
             # Its own directory: the program's (the judge's files, its cwd) is not its to write.
             argv = [os.path.abspath(peer["argv"][0]), *peer["argv"][1:]]
             os.mkdir("candidate", 0o755)
-            if peer["uid"] is not None:
-                os.chown("candidate", peer["uid"], peer["gid"] if peer["gid"] is not None else -1)
+            if peer["id"] is not None:
+                os.chown("candidate", peer["id"], peer["id"])
             os.chdir("candidate")
             os.environ["HOME"] = os.getcwd()
-            _drop(libc, config["rlimits"], peer["uid"], peer["gid"])
-            # As exec would: its own /proc entries stay its own, and `/work` is its cwd.
+            _drop(libc, config["rlimits"], peer["id"])
+            # As exec would leave it: its own /proc entries stay readable to its own id.
             libc.prctl(_PR_SET_DUMPABLE, 1, 0, 0, 0)
             code = _run_script(argv)
         except BaseException as exc:
@@ -129,15 +128,16 @@ def _run_script(argv: list[str]) -> int:
     return 0
 
 
-def _drop_and_exec(libc: Any, rlimits: dict[str, list[int]], uid: int | None, gid: int | None,
-                   python: str, argv: list[str], env: dict[str, str]) -> None:
+def _drop_and_exec(libc: Any, rlimits: dict[str, list[int]], uid: int | None, python: str,
+                   argv: list[str], env: dict[str, str]) -> None:
     """Apply the rlimits, give up every capability for good, take `uid`, exec."""
-    _drop(libc, rlimits, uid, gid)
+    _drop(libc, rlimits, uid)
     os.execve(python, [python, *argv], env)
 
 
-def _drop(libc: Any, rlimits: dict[str, list[int]], uid: int | None, gid: int | None) -> None:
-    """Apply the rlimits, give up every capability for good, take `uid`."""
+def _drop(libc: Any, rlimits: dict[str, list[int]], uid: int | None) -> None:
+    """Apply the rlimits, give up every capability for good, take `uid` (as user and as
+    group: a run's ids are groups of their own)."""
     for name, (soft, hard) in rlimits.items():
         if name == "RLIMIT_NPROC" and uid is None and os.geteuid() == 0:
             continue  # it would not bind root, and would count our other processes
@@ -147,7 +147,7 @@ def _drop(libc: Any, rlimits: dict[str, list[int]], uid: int | None, gid: int | 
         _drop_capabilities(libc)
     if uid is not None:
         os.setgroups([])
-        os.setgid(gid if gid is not None else uid)
+        os.setgid(uid)
         os.setuid(uid)
     if root:  # uid 0 kept (a user namespace), or a peer that will not exec: none left now
         _clear_capabilities(libc)
@@ -187,7 +187,7 @@ def _clear_capabilities(libc: Any) -> None:
         raise OSError(ctypes.get_errno(), "capset failed")
 
 
-def _enter_root(libc: Any, view: dict[str, Any], uid: int | None, gid: int | None) -> None:
+def _enter_root(libc: Any, view: dict[str, Any], owner: int | None) -> None:
     """Build the run's filesystem and chroot into it: a tmpfs root holding read-only binds of
     the host paths the interpreter needs and nothing else, the run's files copied into a
     size-limited tmpfs `/work` (its cwd), a size-limited `/tmp` and `/dev/shm`, four device
@@ -217,9 +217,9 @@ def _enter_root(libc: Any, view: dict[str, Any], uid: int | None, gid: int | Non
             with open(os.path.join(workdir, name), "rb") as src, \
                     open(os.path.join(root, "work", name), "wb") as dst:
                 dst.write(src.read())
-    if uid is not None:
+    if owner is not None:
         for name in [".", *os.listdir(os.path.join(root, "work"))]:
-            os.chown(os.path.join(root, "work", name), uid, gid if gid is not None else -1)
+            os.chown(os.path.join(root, "work", name), owner, owner)
     os.makedirs(root + "/proc", exist_ok=True)
     _mount(libc, "proc", root + "/proc", "proc", _MS_NOSUID | _MS_NODEV | _MS_NOEXEC, None)
     _mount(libc, "", root, "", _MS_REMOUNT | _MS_RDONLY | _MS_NOSUID | _MS_NODEV, None)

@@ -41,6 +41,7 @@ from ponder.answers import extract_code
 from ponder.errors import ConfigError, PonderError
 from ponder.types import Candidate, Problem, Verdict
 from ponder.verifiers.base import Verifier
+from ponder.verifiers.harness import DEFINITIONS
 from ponder.verifiers.sandbox import Limits, Sandbox, SandboxResult, shared_sandbox
 
 _HARNESS = Path(__file__).with_name("harness.py")
@@ -104,7 +105,8 @@ class UnitTestVerifier(Verifier):
         )
         if result.setup_error is not None:
             raise PonderError(f"the unit-test sandbox failed to start: {result.setup_error}")
-        verdict = judge(result, self.limits, full=self.private_feedback == "full", nonce=nonce)
+        verdict = judge(result, self.limits, full=self.private_feedback == "full", nonce=nonce,
+                        private=bool(tests.private))
         verdict.details.update(shape=shape, mode=self.mode, sandbox_id=result.run_id,
                                seconds=round(result.seconds, 3), isolation=result.isolation,
                                exit_code=result.exit_code, signal=result.signal,
@@ -167,10 +169,6 @@ def build_program(problem: Problem, code: str) -> tuple[str, Tests, str]:
     return f"{prompt.rstrip()}\n{body}\n", tests, "body"
 
 
-_DEFINITIONS = (ast.Import, ast.ImportFrom, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef,
-                ast.Assign, ast.AnnAssign)
-
-
 def _definitions(source: str) -> str:
     """What a prompt defines (imports, helpers, constants), without its other statements: an
     example it runs would run on the stub, before the candidate's definition replaces it."""
@@ -178,7 +176,7 @@ def _definitions(source: str) -> str:
     lines = source.splitlines(keepends=True)
     kept = []
     for node in tree.body:
-        if isinstance(node, _DEFINITIONS):
+        if isinstance(node, DEFINITIONS):
             first = min([node.lineno, *(d.lineno for d in getattr(node, "decorator_list", []))])
             kept.append("".join(lines[first - 1:node.end_lineno]))
     return "\n".join(kept)
@@ -227,9 +225,11 @@ def _compiles(source: str) -> bool:
 
 
 def judge(result: SandboxResult, limits: Limits, *, full: bool = False,
-          nonce: str | None = None) -> Verdict:
+          nonce: str | None = None, private: bool | None = None) -> Verdict:
     """Turn a sandbox run of the harness into a verdict with feedback for the model: public
-    failures quoted, private ones counted (quoted too when `full`).
+    failures quoted, private ones counted (quoted too when `full`). Where the problem has
+    `private` tests (None: where private results came back), only they score: if they ran
+    nothing, nothing passed, never the public ones instead.
 
     Fails closed: the report counts only when it is one JSON object within the cap, written
     by a judge that then exited 0, carrying the `nonce` that reached the judge with the
@@ -261,11 +261,9 @@ def judge(result: SandboxResult, limits: Limits, *, full: bool = False,
                      "load")
     results = _results(report.get("results"))
     public = [r for r in results if r["public"]]
-    private = [r for r in results if not r["public"]]
-    # Private tests that ran nothing score nothing: never the public ones in their place.
-    private_chunks = report.get("private_chunks")
-    scoring = private if private or (type(private_chunks) is int and private_chunks > 0) \
-        else public
+    hidden = [r for r in results if not r["public"]]
+    private = bool(hidden) if private is None else private
+    scoring = hidden if private else public
     failed = [r for r in scoring if not r.get("passed")]
     public_failed = [r for r in public if not r.get("passed")]
     total = len(scoring)
