@@ -76,6 +76,14 @@ for fd in range(3, 64):
 WRONG"""
 
 
+def _right_on_the_example_only(*private: str) -> Hostile:
+    """A solution right on the public example alone, against private tests of a shape that
+    once ran nothing (and so let the public example score)."""
+    return Hostile("trust 2 §3 (review)", "def secret(x):\n    return 4242 if x == 7 else 0",
+                   problem=Problem(id="shape", problem="Write secret(x).",
+                                   tests_public=["assert secret(7) == 4242"], tests=list(private)))
+
+
 CORPUS: dict[str, Hostile] = {
     # -- the first pass: the harness ran in the candidate's own process ----------------------
     "patch the harness's result function": Hostile("trust 1", """
@@ -276,30 +284,17 @@ def secret(x):
     except OSError:
         pass
     return 0""", says=("hidden tests failed",)),
-    "private tests as a script: if __name__ == '__main__'": Hostile("trust 2 §3 (review)", """
-def secret(x):
-    return 4242 if x == 7 else 0""", problem=Problem(
-        id="main", problem="Write secret(x). >>> secret(7)\n4242", tests_public=[
-            "assert secret(7) == 4242"],
-        tests=["def check(f):\n    assert f(8) == 4243\n\nif __name__ == '__main__':\n"
-               "    check(secret)\n"])),
-    "private tests as a unittest.TestCase": Hostile("trust 2 §3 (review)", """
-def secret(x):
-    return 4242 if x == 7 else 0""", problem=Problem(
-        id="testcase", problem="Write secret(x).", tests_public=["assert secret(7) == 4242"],
-        tests=["import unittest\nclass T(unittest.TestCase):\n    def test_8(self):\n"
-               "        self.assertEqual(secret(8), 4243)\n"])),
-    "private tests as async and generator test functions": Hostile("trust 2 §3 (review)", """
-def secret(x):
-    return 4242 if x == 7 else 0""", problem=Problem(
-        id="async", problem="Write secret(x).", tests_public=["assert secret(7) == 4242"],
-        tests=["async def test_a():\n    assert secret(8) == 4243\n",
-               "def test_b():\n    assert secret(8) == 4243\n    yield\n"])),
-    "private tests as a top-level loop": Hostile("trust 2 §3 (review)", """
-def secret(x):
-    return 4242 if x == 7 else 0""", problem=Problem(
-        id="loop", problem="Write secret(x).", tests_public=["assert secret(7) == 4242"],
-        tests=["for x, want in [(8, 4243), (9, 4244)]:\n    assert secret(x) == want\n"])),
+    "private tests as a script: if __name__ == '__main__'": _right_on_the_example_only(
+        "def check(f):\n    assert f(8) == 4243\n\nif __name__ == '__main__':\n"
+        "    check(secret)\n"),
+    "private tests as a unittest.TestCase": _right_on_the_example_only(
+        "import unittest\nclass T(unittest.TestCase):\n    def test_8(self):\n"
+        "        self.assertEqual(secret(8), 4243)\n"),
+    "private tests as async and generator test functions": _right_on_the_example_only(
+        "async def test_a():\n    assert secret(8) == 4243\n",
+        "def test_b():\n    assert secret(8) == 4243\n    yield\n"),
+    "private tests as a top-level loop": _right_on_the_example_only(
+        "for x, want in [(8, 4243), (9, 4244)]:\n    assert secret(x) == want\n"),
     "tests that put the cwd on sys.path import the candidate's module": Hostile(
         "trust 2 (review 2)", """
 import os

@@ -90,12 +90,17 @@ def server() -> Iterator[FakeOpenAIServer]:
         yield fake
 
 
+def run_files_on_a_disk(tmp_path: Path) -> tuple[Path, Path, Path]:
+    """A folder standing for a small disk, and the results and trace paths on it."""
+    disk = tmp_path / "disk"
+    disk.mkdir()
+    return disk, disk / "r.jsonl", disk / "r.trace.jsonl"
+
+
 def test_a_disk_that_fills_mid_run_stops_it_with_one_line_and_resume_finishes_it(
         server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     problems = write_problems(tmp_path / "p.jsonl", 12)
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    out, trace = disk / "r.jsonl", disk / "r.trace.jsonl"
+    disk, out, trace = run_files_on_a_disk(tmp_path)
     # Room for a few problems' rows and traces (about 2 KB each), not for twelve.
     full = SmallDisk(monkeypatch, disk, capacity=8_000)
     code, stderr = solve(problems, "--base-url", server.base_url, "-o", out, "--trace", trace,
@@ -147,9 +152,7 @@ def test_a_run_that_could_write_no_row_leaves_no_file_of_its_own(
 def test_a_full_disk_on_resume_keeps_the_files_that_were_there_byte_for_byte(
         server: FakeOpenAIServer, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     problems = write_problems(tmp_path / "p.jsonl", 4)
-    disk = tmp_path / "disk"
-    disk.mkdir()
-    out, trace = disk / "r.jsonl", disk / "r.trace.jsonl"
+    disk, out, trace = run_files_on_a_disk(tmp_path)
     write_problems(tmp_path / "first.jsonl", 2)
     assert solve(tmp_path / "first.jsonl", "--base-url", server.base_url, "-o", out,
                  "--trace", trace)[0] == 0
