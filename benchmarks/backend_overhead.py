@@ -20,9 +20,9 @@ from collections.abc import Awaitable, Callable
 
 import ponder
 from ponder.backends.openai import OpenAIBackend
-from ponder.budget import Budget
+from ponder.core.budget import Budget
+from ponder.core.types import Message
 from ponder.testing import make_context
-from ponder.types import Message
 
 MESSAGES = [Message(role="system", content="Answer briefly."),
             Message(role="user", content="Tom has 3 apples and buys 5 more. How many now?")]

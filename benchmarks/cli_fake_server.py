@@ -25,7 +25,7 @@ import time
 from pathlib import Path
 
 from ponder.backends.openai import OpenAIBackend
-from ponder.types import Message
+from ponder.core.types import Message
 
 REPO = Path(__file__).resolve().parents[1]
 GSM8K = REPO.parent / "shared" / "data" / "gsm8k_test_public.jsonl"

@@ -17,7 +17,7 @@ import time
 from pathlib import Path
 
 from ponder.backends.local import MODEL_FILE, LocalBackend, ensure_model_file
-from ponder.types import Message
+from ponder.core.types import Message
 
 PROMPT = [Message(role="user", content="Write a long story about a robot who learns to paint.")]
 

@@ -184,7 +184,7 @@ def backend_only(url: str, args: argparse.Namespace) -> dict[str, Any]:
 
     sys.path.insert(0, str(REPO))
     from ponder.backends.openai import OpenAIBackend
-    from ponder.types import Message
+    from ponder.core.types import Message
 
     messages = [Message(role="user", content="Tom has 3 apples and buys 5 more. How many?")]
 

@@ -29,7 +29,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
-from ponder.answers import canonical_answer, canonical_number
+from ponder.core.answers import canonical_answer, canonical_number
 
 Sample = dict[str, Any]
 Rule = Callable[[list[Sample]], str | None]

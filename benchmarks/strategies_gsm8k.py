@@ -29,10 +29,10 @@ from typing import Any
 
 import ponder
 from ponder import LocalBackend, Problem, Result
-from ponder.answers import canonical_answer, canonical_number, extract_answer
 from ponder.backends.local import MODEL_FILE
-from ponder.bench import wilson
-from ponder.types import Candidate, Completion, Message
+from ponder.bench.run import wilson
+from ponder.core.answers import canonical_answer, canonical_number, extract_answer
+from ponder.core.types import Candidate, Completion, Message
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "gsm8k_test_public.jsonl"
 RESULTS = Path(__file__).resolve().parent / "results"

@@ -1,4 +1,4 @@
-"""One total token budget spread in two passes (`ponder.allocation`) against an equal split of
+"""One total token budget spread in two passes (`ponder.runs.allocation`) against an equal split of
 the same tokens, on the fake server in quiz mode: `benchmarks/data/quiz_mixed.jsonl`, 100 GSM8K
 problems whose chance of a right reply is known (30 easy at p=0.9, 40 medium at 0.5, 30 hard
 at 0.1; wrong replies drawn from a few distractors, so they often agree).
@@ -15,7 +15,7 @@ vote decides) with
   second pass starts over), an ablation;
 - `two-pass-tuned`: `total_budget=T` with the first-pass share that did best on tuning seeds
   that are never scored (`--tune-seeds`; one share for every T). It came out 1.0, which is
-  now `ponder.allocation`'s default.
+  now `ponder.runs.allocation`'s default.
 
 Strategies never see gold: the problems go without their answers and with no verifier; each
 row is scored against gold after the run. Accuracy is pooled over the scored seeds with its
@@ -37,15 +37,15 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ponder.allocation import solve_within
-from ponder.answers import canonical_answer
 from ponder.api import resolve_backend
-from ponder.bench import wilson
-from ponder.budget import Budget
-from ponder.orchestrator import Solver, run_all
+from ponder.bench.run import wilson
+from ponder.core.answers import canonical_answer
+from ponder.core.budget import Budget
+from ponder.core.types import Problem, Result
+from ponder.runs.allocation import solve_within
+from ponder.runs.solve_many import Solver, run_all
 from ponder.strategies import REGISTRY
 from ponder.testing.fake_server import FakeOpenAIServer, QuizItem
-from ponder.types import Problem, Result
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "data" / "quiz_mixed.jsonl"

@@ -37,7 +37,7 @@ from the first request sent to the last reply; for `ponder solve` both the whole
 (interpreter start-up and imports included) and the run's own `wall_s` are kept.
 
 Gold never reaches a system: they get the problem text only. Every reply is scored the same
-way, `ponder.answers.extract_answer` on the text the system returns as its answer (optillm's
+way, `ponder.core.answers.extract_answer` on the text the system returns as its answer (optillm's
 reply content; ponder's `answer`/`content`), compared as numbers (`canonical_number`) with the
 gold answer. Accuracy comes with a 95% Wilson interval. The whole comparison is repeated over
 `--seeds` (fake server seeds), the systems' order rotating from one repeat to the next.
@@ -369,7 +369,7 @@ SYSTEMS = {"optillm self_consistency (proxy)": run_optillm,
 # -- scoring ----------------------------------------------------------------------------------
 
 def correct(text: str | None, gold: str) -> bool:
-    from ponder.answers import canonical_number, extract_answer
+    from ponder.core.answers import canonical_number, extract_answer
 
     if not text:
         return False

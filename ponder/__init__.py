@@ -7,9 +7,8 @@ if TYPE_CHECKING:
     from ponder.backends import LocalBackend, OpenAIBackend, ScriptedBackend, VLLMBackend
     from ponder.backends.base import Backend
     from ponder.backends.pool import BackendPool
-    from ponder.budget import Budget
-    from ponder.context import Context
-    from ponder.errors import (
+    from ponder.core.budget import Budget
+    from ponder.core.errors import (
         BackendError,
         BudgetExhausted,
         ConfigError,
@@ -17,9 +16,8 @@ if TYPE_CHECKING:
         PonderError,
         TemplateError,
     )
-    from ponder.strategies import StrategyConfig, register_strategy
-    from ponder.tracing import JsonlTraceWriter
-    from ponder.types import (
+    from ponder.core.tracing import JsonlTraceWriter
+    from ponder.core.types import (
         Candidate,
         Completion,
         Confidence,
@@ -32,6 +30,8 @@ if TYPE_CHECKING:
         Usage,
         Verdict,
     )
+    from ponder.strategies import StrategyConfig, register_strategy
+    from ponder.strategies.context import Context
     from ponder.verification import averify, verify
     from ponder.verifiers import (
         ModelAccess,
@@ -54,15 +54,16 @@ _LAZY: dict[str, str] = {
     "OpenAIBackend": "ponder.backends.openai",
     "ScriptedBackend": "ponder.backends.scripted",
     "VLLMBackend": "ponder.backends.vllm",
-    "Budget": "ponder.budget",
-    "Context": "ponder.context",
+    "Budget": "ponder.core.budget",
+    "Context": "ponder.strategies.context",
     **dict.fromkeys(["BackendError", "BudgetExhausted", "ConfigError", "MissingDependency",
-                     "PonderError", "TemplateError"], "ponder.errors"),
+                     "PonderError", "TemplateError"], "ponder.core.errors"),
     "StrategyConfig": "ponder.strategies",
     "register_strategy": "ponder.strategies",
-    "JsonlTraceWriter": "ponder.tracing",
+    "JsonlTraceWriter": "ponder.core.tracing",
     **dict.fromkeys(["Candidate", "Completion", "Confidence", "Message", "Outcome", "Problem",
-                     "Result", "StopReason", "TraceEvent", "Usage", "Verdict"], "ponder.types"),
+                     "Result", "StopReason", "TraceEvent", "Usage", "Verdict"],
+                    "ponder.core.types"),
     "averify": "ponder.verification",
     "verify": "ponder.verification",
     **dict.fromkeys(["ModelAccess", "Verifier", "all_of", "any_of", "get_verifier",

@@ -8,13 +8,13 @@ from pathlib import Path
 from typing import Any
 
 from ponder.backends.base import Backend
-from ponder.budget import Budget
-from ponder.effort import strategy_for
-from ponder.errors import ConfigError
+from ponder.core.budget import Budget
+from ponder.core.errors import ConfigError
+from ponder.core.tracing import TraceSink
+from ponder.core.types import Problem, Result
 from ponder.prompts import PromptLibrary
-from ponder.runner import run_problem
-from ponder.tracing import TraceSink
-from ponder.types import Problem, Result
+from ponder.runs.solve_one import run_problem
+from ponder.strategies.effort import strategy_for
 from ponder.verifiers import Verifier, VerifierChoice
 
 ProblemLike = Problem | str | dict[str, Any]
@@ -89,7 +89,7 @@ def _pool(urls: Sequence[object], **options: Any) -> Backend:
     """A `BackendPool` of OpenAI-compatible servers, one per base URL in `urls`."""
     from ponder.backends.openai import OpenAIBackend
     from ponder.backends.pool import BackendPool
-    from ponder.redact import redact_url
+    from ponder.core.redact import redact_url
 
     if not urls:
         raise ConfigError("backend=[]: a list of backends needs at least one base URL")
@@ -126,8 +126,8 @@ async def asolve(
     **params: Any,
 ) -> Result:
     """Solve one problem with `strategy`; `params` go to the strategy's config. `effort`
-    ("low", "medium" or "high", see `ponder.effort`) picks the strategy and its parameters
-    instead; `params` given with it override the tier's, and another strategy is refused.
+    ("low", "medium" or "high", see `ponder.strategies.effort`) picks the strategy and its
+    parameters instead; `params` given with it override the tier's, and another strategy is refused.
 
     >>> result = await ponder.asolve("What is 17 * 23?", strategy="best_of_n", n=5)
     >>> result.answer, result.usage.total_tokens
@@ -155,7 +155,7 @@ def solve(problem: ProblemLike, **kwargs: Any) -> Result:
     >>> ponder.solve("Tom has 3 apples and buys 5 more. How many apples does Tom have now?").answer
     '8'
     """
-    from ponder.sync import default_portal
+    from ponder.portal import default_portal
 
     return default_portal().solve(problem, **kwargs)
 
@@ -185,7 +185,7 @@ async def asolve_many(
 
     `budget` bounds each problem; `total_budget` (tokens only) bounds the whole run, never
     exceeded however many problems are in flight, and is spread where it pays
-    (`ponder.allocation`): a first pass gives every problem an even part of `first_share` of
+    (`ponder.runs.allocation`): a first pass gives every problem an even part of `first_share` of
     it (default 1.0: all, an equal split); what that leaves goes to the problems the budget
     stopped unsettled, most promising first, which are solved again, going on from their
     first pass's replies. Their results say so (`info["passes"] == 2`, `info["first_pass"]`),
@@ -197,8 +197,8 @@ async def asolve_many(
     >>> sum(r.usage.total_tokens for r in rows) <= 100_000
     True
     """
-    from ponder.allocation import FIRST_SHARE, solve_within
-    from ponder.orchestrator import Solver, run_all
+    from ponder.runs.allocation import FIRST_SHARE, solve_within
+    from ponder.runs.solve_many import Solver, run_all
 
     spec, config = strategy_for(effort, strategy, params)
     items = [_with_id(as_problem(p), index) for index, p in enumerate(problems)]
@@ -239,7 +239,7 @@ def solve_many(problems: Iterable[ProblemLike], **kwargs: Any) -> list[Result]:
     >>> rows = ponder.solve_many(["What is 2 + 3?", "What is 4 * 4?"], strategy="auto",
     ...                          total_budget=ponder.Budget(tokens=6000))
     """
-    from ponder.sync import default_portal
+    from ponder.portal import default_portal
 
     return default_portal().solve_many(problems, **kwargs)
 

@@ -9,10 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from ponder.api import BackendLike, ProblemLike, VerifierLike, as_problem, resolve_backend
-from ponder.budget import Budget
-from ponder.context import Context
-from ponder.errors import ConfigError
-from ponder.types import Candidate, Verdict
+from ponder.core.budget import Budget
+from ponder.core.errors import ConfigError
+from ponder.core.types import Candidate, Verdict
+from ponder.strategies.context import Context
 from ponder.verifiers import VerifierChoice
 from ponder.verifiers.base import judge as judge_with
 
@@ -64,6 +64,6 @@ def verify(
     >>> ponder.verify("What is 6 * 7?", "6 * 7 = 42", verifier=lambda p, c: c.answer == "42")
     Verdict(passed=True, score=1.0, ...)
     """
-    from ponder.sync import default_portal
+    from ponder.portal import default_portal
 
     return default_portal().verify(problem, candidate, verifier, **kwargs)

@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from ponder.types import Candidate, Problem, Verdict
+from ponder.core.types import Candidate, Problem, Verdict
 
 REPO = Path(__file__).resolve().parents[1]
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data"

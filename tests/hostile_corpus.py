@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from ponder.types import Problem
+from ponder.core.types import Problem
 
 # The right answer is 4242 + x - 7, which a wrong solution cannot know.
 SECRET = Problem(id="secret", problem="Write secret(x).",

@@ -20,13 +20,13 @@ from ponder.api import resolve_backend
 from ponder.backends.openai import OpenAIBackend
 from ponder.backends.pool import BackendPool
 from ponder.cli import app
-from ponder.errors import BackendError, ConfigError
-from ponder.orchestrator import Solver, run_all
-from ponder.results import read_results
+from ponder.core.errors import BackendError, ConfigError
+from ponder.core.types import Message, Problem, Result
+from ponder.runs.results import read_results
+from ponder.runs.solve_many import Solver, run_all
 from ponder.strategies import REGISTRY
 from ponder.strategies.ice import Agent
 from ponder.testing import FakeOpenAIServer
-from ponder.types import Message, Problem, Result
 
 MESSAGES = [Message(role="user", content="What is 3 plus 5?")]
 SINGLE = REGISTRY.get("single")

@@ -215,11 +215,11 @@ def test_the_wall_time_is_on_disk_as_each_row_lands_so_a_killed_bench_keeps_it(
     import asyncio
 
     from ponder.backends.scripted import ScriptedBackend
-    from ponder.bench import solve_run
-    from ponder.bench_spec import parse_spec, plan_runs
-    from ponder.budget import Budget
+    from ponder.bench.run import solve_run
+    from ponder.bench.spec import parse_spec, plan_runs
+    from ponder.core.budget import Budget
+    from ponder.core.types import Problem
     from ponder.prompts import PromptLibrary
-    from ponder.types import Problem
 
     [run] = plan_runs(parse_spec("single"))
     problems = [Problem(id=q["id"], problem=q["problem"], answer=q["answer"]) for q in QUIZ]
@@ -242,7 +242,7 @@ def test_the_wall_time_is_on_disk_as_each_row_lands_so_a_killed_bench_keeps_it(
 def _recache(out: Path, strategy: str, edit: Any) -> None:
     """Rewrite the one cached run of `strategy` as an older ponder would have written it:
     `edit` changes its parameters, and its files take the name those parameters give."""
-    from ponder.bench_spec import Run
+    from ponder.bench.spec import Run
 
     [meta_path] = (out / "runs").glob(f"{strategy}-*.json")
     meta = json.loads(meta_path.read_text())

@@ -6,8 +6,8 @@ from __future__ import annotations
 
 import pytest
 
-from ponder.bench import Scorer
-from ponder.types import Problem
+from ponder.bench.run import Scorer
+from ponder.core.types import Problem
 
 TAN = Problem(id="tan", problem="sin A = 2 cos A. What is tan A?", answer="2")
 EGGS = Problem(id="eggs", problem="How many eggs are left?", answer="18")

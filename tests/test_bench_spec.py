@@ -5,10 +5,10 @@ from __future__ import annotations
 
 import pytest
 
-from ponder.bench import rechoose
-from ponder.bench_spec import Choice, parse_spec, plan_runs
-from ponder.errors import ConfigError
-from ponder.types import Confidence, Result, Usage
+from ponder.bench.run import rechoose
+from ponder.bench.spec import Choice, parse_spec, plan_runs
+from ponder.core.errors import ConfigError
+from ponder.core.types import Confidence, Result, Usage
 
 
 def test_a_comma_list_sweeps_and_two_lists_make_every_pair() -> None:

@@ -9,10 +9,10 @@ import pydantic
 import pytest
 
 from ponder.backends.scripted import ScriptedBackend
-from ponder.budget import Budget
-from ponder.errors import BudgetExhausted
+from ponder.core.budget import Budget
+from ponder.core.errors import BudgetExhausted
+from ponder.core.types import Usage
 from ponder.testing import make_context
-from ponder.types import Usage
 
 
 def test_unlimited_budget_leaves_calls_as_asked() -> None:

@@ -19,11 +19,11 @@ import ponder
 from ponder.backends.base import Backend
 from ponder.backends.openai import OpenAIBackend
 from ponder.backends.scripted import ScriptedBackend
-from ponder.budget import Budget
-from ponder.context import CHARS_SLACK, MAX_CHARS_PER_TOKEN
-from ponder.errors import BudgetExhausted
+from ponder.core.budget import Budget
+from ponder.core.errors import BudgetExhausted
+from ponder.core.types import Completion, Message, Usage
+from ponder.strategies.context import CHARS_SLACK, MAX_CHARS_PER_TOKEN
 from ponder.testing import FakeOpenAIServer, make_context
-from ponder.types import Completion, Message, Usage
 
 SETTINGS = settings(deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 
 import ponder
 from ponder import Budget, ScriptedBackend
-from ponder.types import Confidence
+from ponder.core.types import Confidence
 
 SETTINGS = settings(max_examples=60, deadline=None, derandomize=True,
                     suppress_health_check=[HealthCheck.too_slow])

@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ponder.cli import app, default_trace
-from ponder.results import read_results
+from ponder.runs.results import read_results
 from ponder.strategies import REGISTRY as STRATEGIES
 from ponder.testing import FakeOpenAIServer
 from ponder.verifiers import REGISTRY as VERIFIERS
@@ -24,7 +24,7 @@ from tests.conftest import DATA, REPO, load_jsonl
 runner = CliRunner()
 
 CHECKS = """\
-from ponder.answers import canonical_number
+from ponder.core.answers import canonical_number
 
 def same_number(problem, candidate):
     return canonical_number(candidate.answer) == canonical_number(problem.answer or "")
@@ -406,7 +406,7 @@ def test_sandbox_none_is_named_and_said_in_every_verdict_and_the_summary(
 
 def test_the_sandbox_option_names_the_sandboxs_own_variable() -> None:
     from ponder import cli
-    from ponder.verifiers import sandbox
+    from ponder.sandbox import runner as sandbox
 
     assert cli.SANDBOX_ENV == sandbox.SANDBOX_ENV
 

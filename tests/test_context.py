@@ -9,11 +9,11 @@ import pytest
 
 from ponder.backends.openai import OpenAIBackend
 from ponder.backends.scripted import ScriptedBackend
-from ponder.budget import Budget
-from ponder.errors import BackendError, BudgetExhausted, TemplateError
+from ponder.core.budget import Budget
+from ponder.core.errors import BackendError, BudgetExhausted, TemplateError
+from ponder.core.tracing import JsonlTraceWriter, read_trace_jsonl
+from ponder.core.types import Problem, Usage
 from ponder.testing import FakeOpenAIServer, make_context
-from ponder.tracing import JsonlTraceWriter, read_trace_jsonl
-from ponder.types import Problem, Usage
 from ponder.verifiers.base import as_verifier
 
 GOLD = Problem(
@@ -164,7 +164,7 @@ async def test_trace_round_trips_through_jsonl(tmp_path: Path) -> None:
 
 async def test_solve_inside_an_event_loop_points_to_asolve():
     import ponder
-    from ponder.errors import ConfigError
+    from ponder.core.errors import ConfigError
 
     with pytest.raises(ConfigError, match=r"await ponder\.asolve"):
         ponder.solve("2+2?", backend=ponder.ScriptedBackend("4"))

@@ -16,11 +16,11 @@ import pytest
 from typer.testing import CliRunner
 
 from ponder.cli import app
-from ponder.errors import OutputError
-from ponder.results import ResultsWriter, lock_path, read_results, rewrite_results
+from ponder.core.errors import OutputError
+from ponder.core.tracing import JsonlTraceWriter
+from ponder.core.types import Result, TraceEvent
+from ponder.runs.results import ResultsWriter, lock_path, read_results, rewrite_results
 from ponder.testing import FakeOpenAIServer
-from ponder.tracing import JsonlTraceWriter
-from ponder.types import Result, TraceEvent
 
 NO_SPACE = os.strerror(errno.ENOSPC)
 

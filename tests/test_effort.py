@@ -13,8 +13,8 @@ from typer.testing import CliRunner
 import ponder
 from ponder import Budget, ConfigError, ScriptedBackend
 from ponder.cli import app
-from ponder.effort import EFFORTS, TIERS, strategy_for
-from ponder.results import read_results
+from ponder.runs.results import read_results
+from ponder.strategies.effort import EFFORTS, TIERS, strategy_for
 from ponder.testing import FakeOpenAIServer, by_step
 
 

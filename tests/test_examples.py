@@ -15,8 +15,8 @@ import pytest
 from typer.testing import CliRunner
 
 from ponder.cli import app
-from ponder.problem_files import load_problems
-from ponder.results import read_results
+from ponder.runs.problem_files import load_problems
+from ponder.runs.results import read_results
 from ponder.testing import FakeOpenAIServer
 from ponder.verifiers import VerifierChoice
 from tests.conftest import REPO

@@ -14,8 +14,8 @@ from collections.abc import Callable, Iterator
 import pytest
 
 import ponder
-from ponder.answers import MAX_SCAN_CHARS, canonical_answer, extract_answer, extract_code
-from ponder.types import Candidate, Problem
+from ponder.core.answers import MAX_SCAN_CHARS, canonical_answer, extract_answer, extract_code
+from ponder.core.types import Candidate, Problem
 from ponder.verifiers.exact import ExactVerifier, normalize_text
 from ponder.verifiers.math import MathVerifier, answer_window, canonical_math, normalize
 from ponder.verifiers.sympy_worker import SympyWorkerPool

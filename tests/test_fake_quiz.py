@@ -16,7 +16,7 @@ import pytest
 
 import ponder
 from ponder import Problem
-from ponder.answers import canonical_answer, extract_answer, extract_code
+from ponder.core.answers import canonical_answer, extract_answer, extract_code
 from ponder.prompts.library import PromptLibrary
 from ponder.testing.fake_server import (
     FakeOpenAIServer,

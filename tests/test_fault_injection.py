@@ -14,10 +14,10 @@ import pytest
 
 import ponder
 from ponder.backends.openai import OpenAIBackend
-from ponder.errors import BackendError
+from ponder.core.errors import BackendError
+from ponder.core.types import Completion, Message
 from ponder.testing import FakeOpenAIServer
 from ponder.testing.fake_server import FAULTS
-from ponder.types import Completion, Message
 
 TIMEOUT_S = 1.0
 MAX_RETRIES = 2

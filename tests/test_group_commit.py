@@ -19,10 +19,10 @@ from pathlib import Path
 import pytest
 
 from ponder.backends.scripted import ScriptedBackend
-from ponder.orchestrator import Solver, run_all
-from ponder.results import ResultsWriter, read_results, result_line
+from ponder.core.types import Problem, Result
+from ponder.runs.results import ResultsWriter, read_results, result_line
+from ponder.runs.solve_many import Solver, run_all
 from ponder.strategies import REGISTRY
-from ponder.types import Problem, Result
 from tests.conftest import REPO
 
 
@@ -120,8 +120,8 @@ async def test_a_failing_fsync_is_raised_by_the_next_call(tmp_path: Path,
 
 WRITER = textwrap.dedent("""
     import asyncio, sys
-    from ponder.results import ResultsWriter
-    from ponder.types import Result
+    from ponder.runs.results import ResultsWriter
+    from ponder.core.types import Result
 
     async def main() -> None:
         writer = ResultsWriter(sys.argv[1])

@@ -12,11 +12,12 @@ import pytest
 import yaml
 from typer.testing import CliRunner
 
-from ponder import cli, problem_files
+from ponder import cli
 from ponder.cli import app
-from ponder.errors import ProblemFileError
-from ponder.problem_files import MAX_FIELD_BYTES, load_problems
-from ponder.results import read_results
+from ponder.core.errors import ProblemFileError
+from ponder.runs import problem_files
+from ponder.runs.problem_files import MAX_FIELD_BYTES, load_problems
+from ponder.runs.results import read_results
 from ponder.testing import FakeOpenAIServer
 from ponder.verifiers import VerifierChoice
 

@@ -16,8 +16,8 @@ from pathlib import Path
 import pytest
 
 import ponder
-from ponder.results import result_line
-from ponder.types import Result
+from ponder.core.types import Result
+from ponder.runs.results import result_line
 from tests.conftest import REPO
 
 PACKAGE = REPO / "ponder"

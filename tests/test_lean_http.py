@@ -16,9 +16,9 @@ from ponder.backends import lean_http
 from ponder.backends.base import asking_confidence
 from ponder.backends.lean_http import header_block, lean_target
 from ponder.backends.openai import OpenAIBackend
-from ponder.errors import BackendError
+from ponder.core.errors import BackendError
+from ponder.core.types import Message
 from ponder.testing import FakeOpenAIServer
-from ponder.types import Message
 
 MESSAGES = [Message(role="user", content="Tom has 3 apples and buys 5 more. How many now?")]
 CHAT = {"id": "c", "object": "chat.completion", "model": "m",

@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 
 import ponder
-from ponder.answers import canonical_number
 from ponder.backends import local
-from ponder.errors import BackendError, MissingDependency
+from ponder.core.answers import canonical_number
+from ponder.core.errors import BackendError, MissingDependency
 from tests.conftest import load_jsonl
 
 

@@ -20,9 +20,9 @@ import ponder
 from ponder.backends import local
 from ponder.backends.local import EmbeddedModel, LocalBackend, embedded_model
 from ponder.backends.scripted import ScriptedBackend
-from ponder.errors import BackendError, ConfigError, MissingDependency
-from ponder.ray_runner import BackendSpec
-from ponder.sync import SyncPortal
+from ponder.core.errors import BackendError, ConfigError, MissingDependency
+from ponder.portal import SyncPortal
+from ponder.ray.run import BackendSpec
 
 QUESTION = "What is 3 + 5?"
 

@@ -12,9 +12,9 @@ import pytest
 
 import ponder
 from ponder import Budget, OpenAIBackend, ScriptedBackend
-from ponder.context import CHARS_SLACK, MAX_CHARS_PER_TOKEN
+from ponder.core.types import Completion, Message, Usage
+from ponder.strategies.context import CHARS_SLACK, MAX_CHARS_PER_TOKEN
 from ponder.testing import FakeOpenAIServer, make_context
-from ponder.types import Completion, Message, Usage
 from tests.conftest import json_server
 
 

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Any
 
 import ponder
-from ponder.types import Problem
+from ponder.core.types import Problem
 
 CASES = Path(__file__).parent / "data" / "math_verify_cases.jsonl"
 TARGET = 0.95

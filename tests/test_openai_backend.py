@@ -18,10 +18,10 @@ import pytest
 import ponder
 from ponder.api import resolve_backend
 from ponder.backends.openai import OpenAIBackend
-from ponder.errors import BackendError, ConfigError
+from ponder.core.errors import BackendError, ConfigError
+from ponder.core.types import Message
 from ponder.testing import FakeOpenAIServer
 from ponder.testing.fake_server import count_prompt_tokens
-from ponder.types import Message
 from tests.conftest import json_server
 
 QUESTION = "Tom has 3 apples and buys 5 more. How many apples does Tom have now?"
@@ -302,8 +302,8 @@ async def test_max_in_flight_caps_concurrent_requests():
         return "Final answer: 1"
 
     from ponder.backends.openai import OpenAIBackend
+    from ponder.core.types import Message
     from ponder.testing import FakeOpenAIServer
-    from ponder.types import Message
 
     with FakeOpenAIServer(reply=slow_reply) as server:
         backend = OpenAIBackend(base_url=server.base_url, model="fake-model", max_in_flight=2,

@@ -10,14 +10,14 @@ from pathlib import Path
 import pytest
 
 from ponder.backends.scripted import ScriptedBackend
-from ponder.budget import Budget
-from ponder.errors import BackendError
-from ponder.orchestrator import Solver, resume_plan, run_all
-from ponder.problem_files import load_problems
-from ponder.results import ResultsWriter, drop_torn_tail, read_results, result_line
+from ponder.core.budget import Budget
+from ponder.core.errors import BackendError
+from ponder.core.types import Candidate, Completion, Message, Problem, Result, Usage, Verdict
+from ponder.runs.problem_files import load_problems
+from ponder.runs.results import ResultsWriter, drop_torn_tail, read_results, result_line
+from ponder.runs.solve_many import Solver, resume_plan, run_all
+from ponder.runs.summary import RunTally, failure_kind
 from ponder.strategies import REGISTRY
-from ponder.summary import RunTally, failure_kind
-from ponder.types import Candidate, Completion, Message, Problem, Result, Usage, Verdict
 from ponder.verifiers import FunctionVerifier, VerifierChoice
 from tests.conftest import DATA
 

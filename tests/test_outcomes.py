@@ -8,12 +8,12 @@ import pytest
 
 import ponder
 from ponder import Budget, BudgetExhausted, ConfigError, ScriptedBackend
+from ponder.core.types import STOP_REASONS, Problem, Result
 from ponder.prompts import PromptLibrary
-from ponder.runner import run_problem
+from ponder.runs.solve_one import run_problem
 from ponder.strategies.base import StrategyConfig, StrategyFn
 from ponder.strategies.registry import StrategyRegistry, make_register
 from ponder.testing import make_context
-from ponder.types import STOP_REASONS, Problem, Result
 from ponder.verifiers import VerifierChoice
 
 PROBLEM = {"problem": "What is 17 * 23?", "answer": "391"}

@@ -7,10 +7,10 @@ import random
 
 import pytest
 
-from ponder.bench import CurvePoint
-from ponder.bench_spec import GOLD_SELECTION
-from ponder.curve import paired_markdown
-from ponder.paired import Paired, pair
+from ponder.bench.curve import paired_markdown
+from ponder.bench.paired import Paired, pair
+from ponder.bench.run import CurvePoint
+from ponder.bench.spec import GOLD_SELECTION
 
 
 @pytest.mark.parametrize(("only_point", "only_baseline", "p"), [

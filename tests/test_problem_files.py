@@ -7,9 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from ponder.errors import ProblemFileError
-from ponder.problem_files import load_problems
-from ponder.types import Candidate, Problem
+from ponder.core.errors import ProblemFileError
+from ponder.core.types import Candidate, Problem
+from ponder.runs.problem_files import load_problems
 from ponder.verifiers import FunctionVerifier, Verifier, VerifierChoice
 from tests.conftest import DATA, load_jsonl
 

@@ -23,12 +23,12 @@ from typer.testing import CliRunner
 import ponder.ray
 from ponder.backends.scripted import ScriptedBackend
 from ponder.cli import app
-from ponder.errors import ConfigError
-from ponder.orchestrator import RowSink, record_rows
-from ponder.ray_runner import BackendSpec
-from ponder.results import ResultsWriter, read_results
+from ponder.core.errors import ConfigError
+from ponder.core.types import Result
+from ponder.ray.run import BackendSpec
+from ponder.runs.results import ResultsWriter, read_results
+from ponder.runs.solve_many import RowSink, record_rows
 from ponder.testing import FakeOpenAIServer
-from ponder.types import Result
 from tests.conftest import REPO
 
 PROBLEMS = 40

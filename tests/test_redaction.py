@@ -10,10 +10,10 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from ponder.cli import app
-from ponder.redact import redact_secrets, redact_url
-from ponder.results import ResultsWriter
-from ponder.tracing import START_STEP, JsonlTraceWriter
-from ponder.types import Completion, Result, TraceEvent, Verdict
+from ponder.core.redact import redact_secrets, redact_url
+from ponder.core.tracing import START_STEP, JsonlTraceWriter
+from ponder.core.types import Completion, Result, TraceEvent, Verdict
+from ponder.runs.results import ResultsWriter
 
 PASSWORD = "s3cret-pass"
 KEY = "k3y-in-the-query"

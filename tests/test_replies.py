@@ -7,7 +7,7 @@ import time
 
 import pytest
 
-from ponder.replies import has_marker, parse_choice, parse_rating
+from ponder.core.replies import has_marker, parse_choice, parse_rating
 
 
 @pytest.mark.parametrize(("text", "expected"), [

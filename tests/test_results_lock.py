@@ -15,9 +15,9 @@ import pytest
 from typer.testing import CliRunner
 
 from ponder.cli import app
-from ponder.errors import PonderError
-from ponder.orchestrator import resume_plan
-from ponder.results import (
+from ponder.core.errors import PonderError
+from ponder.core.types import Problem, Result
+from ponder.runs.results import (
     ResultsLocked,
     ResultsWriter,
     RunLock,
@@ -25,8 +25,8 @@ from ponder.results import (
     problem_hash,
     read_results,
 )
+from ponder.runs.solve_many import resume_plan
 from ponder.testing import FakeOpenAIServer
-from ponder.types import Problem, Result
 from tests.conftest import REPO
 
 

@@ -11,9 +11,9 @@ import sys
 import time
 from pathlib import Path
 
-from ponder.results import lock_path, result_line
+from ponder.core.types import Result
+from ponder.runs.results import lock_path, result_line
 from ponder.testing import FakeOpenAIServer
-from ponder.types import Result
 from tests.conftest import DATA, REPO, load_jsonl
 
 

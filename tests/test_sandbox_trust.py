@@ -15,12 +15,12 @@ from pathlib import Path
 
 import pytest
 
-from ponder.errors import SandboxUnavailable
-from ponder.summary import RunTally
-from ponder.types import Candidate, Problem, Result
-from ponder.verifiers import sandbox as sandbox_module
-from ponder.verifiers.isolation import Isolation
-from ponder.verifiers.sandbox import Limits, Sandbox
+from ponder.core.errors import SandboxUnavailable
+from ponder.core.types import Candidate, Problem, Result
+from ponder.runs.summary import RunTally
+from ponder.sandbox import runner as sandbox_module
+from ponder.sandbox.isolation import Isolation
+from ponder.sandbox.runner import Limits, Sandbox
 from ponder.verifiers.unit_tests import UnitTestVerifier, judge
 
 LIMITS = Limits(timeout_s=10.0, cpu_s=5, memory_mb=512)
@@ -204,8 +204,8 @@ async def test_no_sandbox_only_by_name_and_said_in_every_verdict() -> None:
 
 WITHOUT_ROOT = """
 import asyncio, json, sys
-from ponder.types import Candidate, Problem
-from ponder.verifiers.sandbox import Sandbox
+from ponder.core.types import Candidate, Problem
+from ponder.sandbox.runner import Sandbox
 from ponder.verifiers.unit_tests import UnitTestVerifier
 
 async def main():
@@ -292,7 +292,7 @@ def test_one_passing_probe_failure_does_not_weaken_every_later_run(
         monkeypatch: pytest.MonkeyPatch) -> None:
     """The full namespace probe failing once used to settle on `--net` alone, for good: no
     PID namespace, the host's filesystem (and its data files) in sight."""
-    from ponder.verifiers import isolation
+    from ponder.sandbox import isolation
 
     real = subprocess.run
     failed: list[list[str]] = []

@@ -24,17 +24,17 @@ from starlette.applications import Starlette
 from typer.testing import CliRunner
 
 from ponder import cli as cli_module
-from ponder import openai_wire
 from ponder.backends.openai import OpenAIBackend
-from ponder.budget import Budget
 from ponder.cli import app as cli
-from ponder.errors import ConfigError
-from ponder.openai_wire import DEFAULT_BUDGET
-from ponder.serve import TRACE_HEADER, TraceStore, create_app, server_config, trace_json
+from ponder.core.budget import Budget
+from ponder.core.errors import ConfigError
+from ponder.core.types import Result, TraceEvent
+from ponder.sandbox.runner import shared_sandbox
+from ponder.serve import openai_wire
+from ponder.serve.app import TRACE_HEADER, TraceStore, create_app, server_config, trace_json
+from ponder.serve.openai_wire import DEFAULT_BUDGET
 from ponder.strategies import REGISTRY as STRATEGIES
 from ponder.testing import FakeOpenAIServer
-from ponder.types import Result, TraceEvent
-from ponder.verifiers.sandbox import shared_sandbox
 
 MODEL = "fake-model"
 

@@ -10,12 +10,12 @@ import pytest
 
 import ponder
 from ponder import Budget, ScriptedBackend
-from ponder.errors import ConfigError
+from ponder.cli.tree_view import tree_lines
+from ponder.core.errors import ConfigError
 from ponder.strategies import REGISTRY
 from ponder.strategies.mcts import select, uct
 from ponder.strategies.steps import MAX_DEPTH, MAX_ITERATIONS, Node
 from ponder.testing import by_step
-from ponder.tree_view import tree_lines
 from tests.conftest import PartialChecker
 
 PROBLEM = "A box holds 6 eggs. How many eggs are in 4 boxes?"

@@ -7,8 +7,8 @@ import pytest
 
 import ponder
 from ponder import Budget, Problem, ScriptedBackend
-from ponder.bench import Scorer, score_run
-from ponder.bench_spec import parse_spec, plan_runs
+from ponder.bench.run import Scorer, score_run
+from ponder.bench.spec import parse_spec, plan_runs
 from ponder.testing import by_step
 
 QUESTION = Problem(id="mul", problem="What is 17 * 23?", answer="391")

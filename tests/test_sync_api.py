@@ -12,7 +12,7 @@ import pytest
 
 import ponder
 from ponder import ConfigError, OpenAIBackend, ScriptedBackend
-from ponder.sync import SyncPortal
+from ponder.portal import SyncPortal
 from ponder.testing import FakeOpenAIServer
 
 QUESTION = "Tom has 3 apples and buys 5 more. How many apples does Tom have now?"

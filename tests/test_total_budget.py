@@ -1,4 +1,4 @@
-"""One token budget for a whole run (`ponder.allocation`): never exceeded, with faults,
+"""One token budget for a whole run (`ponder.runs.allocation`): never exceeded, with faults,
 concurrency and a run killed and resumed; every problem gets one final row; the second pass
 goes to the most promising first; `ponder solve --total-budget-tokens` and its summary."""
 
@@ -16,20 +16,20 @@ from hypothesis import strategies as st
 from typer.testing import CliRunner
 
 import ponder
-from ponder.allocation import first_cap, solve_within
 from ponder.backends.openai import OpenAIBackend
 from ponder.backends.scripted import ScriptedBackend
-from ponder.budget import Budget, RunMeter
 from ponder.cli import app
-from ponder.errors import BudgetExhausted, ConfigError
-from ponder.orchestrator import Solver, resume_plan
-from ponder.replay import Replay
-from ponder.results import ResultsWriter, read_results
+from ponder.core.budget import Budget, RunMeter
+from ponder.core.errors import BudgetExhausted, ConfigError
+from ponder.core.replay import Replay
+from ponder.core.types import Message, Problem, Result, Usage
+from ponder.runs.allocation import first_cap, solve_within
+from ponder.runs.results import ResultsWriter, read_results
+from ponder.runs.solve_many import Solver, resume_plan
+from ponder.runs.summary import RunTally
 from ponder.strategies import REGISTRY
-from ponder.summary import RunTally
 from ponder.testing import FakeOpenAIServer
 from ponder.testing.fake_server import QuizItem
-from ponder.types import Message, Problem, Result, Usage
 
 QUIZ = [QuizItem(problem=f"Quiz {i}: what is {i} + {i}?", answer=str(2 * i),
                  p_correct=(0.95, 0.5, 0.15)[i % 3]) for i in range(8)]
@@ -238,7 +238,7 @@ def test_ties_in_promise_go_by_id_and_a_second_pass_reuses_the_first_pass_replie
 
 
 def test_a_replay_hands_back_whole_replies_once_each() -> None:
-    from ponder.types import Completion, TraceEvent
+    from ponder.core.types import Completion, TraceEvent
 
     asked = [Message(role="user", content="q")]
     whole = Completion(text="Final answer: 2", finish_reason="stop",

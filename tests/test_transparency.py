@@ -15,11 +15,11 @@ from typer.testing import CliRunner
 import ponder
 from ponder import Problem, ScriptedBackend
 from ponder.cli import app
-from ponder.results import read_results, result_line
-from ponder.summary import RunTally
-from ponder.terminal import GOLD_LABEL, HONEST_LABEL, result_panel, shortener, summary_table
+from ponder.cli.render import GOLD_LABEL, HONEST_LABEL, result_panel, shortener, summary_table
+from ponder.core.types import Result, Usage, Verdict
+from ponder.runs.results import read_results, result_line
+from ponder.runs.summary import RunTally
 from ponder.testing import FakeOpenAIServer
-from ponder.types import Result, Usage, Verdict
 
 runner = CliRunner()
 PROBLEM = "A shirt costs $4 and a hat costs $4. How much do both cost?"

@@ -9,7 +9,7 @@ from __future__ import annotations
 import asyncio
 
 import ponder
-from ponder.types import Problem
+from ponder.core.types import Problem
 from tests.conftest import load_jsonl
 from tests.hostile_corpus import FORGED
 

@@ -16,9 +16,9 @@ from pathlib import Path
 import pytest
 
 import ponder
-from ponder.types import Candidate, Problem
-from ponder.verifiers.isolation import own_cgroup
-from ponder.verifiers.sandbox import Limits, Sandbox
+from ponder.core.types import Candidate, Problem
+from ponder.sandbox.isolation import own_cgroup
+from ponder.sandbox.runner import Limits, Sandbox
 from ponder.verifiers.unit_tests import UnitTestVerifier
 
 REPO = Path(__file__).resolve().parents[1]

@@ -9,9 +9,9 @@ import time
 import pytest
 
 import ponder
-from ponder.answers import canonical_answer, extract_answer, last_boxed, strip_tags
-from ponder.errors import ConfigError
-from ponder.types import Candidate, Problem
+from ponder.core.answers import canonical_answer, extract_answer, last_boxed, strip_tags
+from ponder.core.errors import ConfigError
+from ponder.core.types import Candidate, Problem
 from ponder.verifiers.math import MathVerifier, canonical_math
 from ponder.verifiers.sympy_worker import SympyWorkerPool
 from tests.conftest import load_jsonl

@@ -10,8 +10,8 @@ from typing import Any
 import pytest
 
 import ponder
-from ponder.errors import ConfigError
-from ponder.types import Candidate, Problem
+from ponder.core.errors import ConfigError
+from ponder.core.types import Candidate, Problem
 from ponder.verifiers.unit_tests import UnitTestVerifier, build_program
 from tests.conftest import load_jsonl
 

@@ -12,8 +12,8 @@ import pytest
 
 import ponder
 from ponder import Budget, Candidate, Context, Message, Problem, ScriptedBackend, Verdict
-from ponder.errors import BudgetExhausted, ConfigError
-from ponder.replies import parse_rating
+from ponder.core.errors import BudgetExhausted, ConfigError
+from ponder.core.replies import parse_rating
 from ponder.verifiers import REGISTRY
 from ponder.verifiers.combinators import all_of, any_of, weighted
 from ponder.verifiers.exact import ContainsVerifier, ExactVerifier, RegexVerifier
@@ -99,7 +99,7 @@ def test_module_and_file_specs_load(tmp_path: Path, monkeypatch: pytest.MonkeyPa
 @pytest.mark.parametrize(("spec", "message"), [
     ("maths", "unknown verifier 'maths'; known: "),
     ("no_such_module_xyz:check", "cannot import 'no_such_module_xyz'"),
-    ("ponder.answers:no_such_check", "'ponder.answers' has no attribute 'no_such_check'"),
+    ("ponder.core.answers:no_such_check", "'ponder.core.answers' has no attribute 'no_such_check'"),
     ("missing/checks.py:check", "file 'missing/checks.py' not found"),
     (":check", "must look like module:attr or file.py:func"),
 ])

@@ -21,11 +21,11 @@ import pytest
 import ponder
 from ponder.backends.base import asking_confidence
 from ponder.backends.vllm import VLLMBackend
-from ponder.budget import Budget
-from ponder.confidence import TokenLogprobs, summarize
-from ponder.errors import BackendError, MissingDependency
+from ponder.core.budget import Budget
+from ponder.core.confidence import TokenLogprobs, summarize
+from ponder.core.errors import BackendError, MissingDependency
+from ponder.core.types import Message
 from ponder.testing import make_context
-from ponder.types import Message
 
 STANDIN = Path(__file__).parent / "vllm_standin"
 MESSAGES = [Message(role="system", content="Answer briefly."),

@@ -8,7 +8,7 @@ from contextvars import ContextVar
 from dataclasses import dataclass, replace
 from typing import Protocol, runtime_checkable
 
-from ponder.types import Completion, Message, Usage
+from ponder.core.types import Completion, Message, Usage
 
 
 @runtime_checkable

@@ -27,9 +27,9 @@ from typing import Any
 import platformdirs
 
 from ponder.backends.openai import OpenAIBackend
-from ponder.confidence import DEFAULT_TOP_LOGPROBS
-from ponder.errors import BackendError, ConfigError, MissingDependency
-from ponder.types import Completion, Message
+from ponder.core.confidence import DEFAULT_TOP_LOGPROBS
+from ponder.core.errors import BackendError, ConfigError, MissingDependency
+from ponder.core.types import Completion, Message
 
 log = logging.getLogger(__name__)
 

@@ -26,11 +26,11 @@ import openai
 from ponder.backends.base import GREEDY_TEMPERATURE, confidence_asked, greedy_copies
 from ponder.backends.lean_http import LeanHTTP, Redirected, lean_target
 from ponder.backends.openai_retry import MalformedReply, RetryPolicy, refuses_logprobs
-from ponder.confidence import DEFAULT_TOP_LOGPROBS, DEFAULT_WINDOW, TokenLogprobs, summarize
-from ponder.errors import BackendError
-from ponder.redact import redact_url, url_secrets
-from ponder.tokens import prompt_upper_bound
-from ponder.types import Completion, Confidence, Message, Usage
+from ponder.core.confidence import DEFAULT_TOP_LOGPROBS, DEFAULT_WINDOW, TokenLogprobs, summarize
+from ponder.core.errors import BackendError
+from ponder.core.redact import redact_url, url_secrets
+from ponder.core.tokens import prompt_upper_bound
+from ponder.core.types import Completion, Confidence, Message, Usage
 
 log = logging.getLogger(__name__)
 
@@ -50,7 +50,7 @@ class OpenAIBackend:
     token's only; None: no log-probs at all), on the calls that want a confidence (a strategy
     choosing by it, or code inside `ponder.backends.base.asking_confidence()`): other calls
     skip them, since they slow the server and swell the reply. `confidence_window` is the
-    group size for each completion's `Confidence.lowest_group` (see `ponder.confidence`).
+    group size for each completion's `Confidence.lowest_group` (see `ponder.core.confidence`).
 
     Chat requests to a plain-http server (no proxy, no credentials in the URL) go through
     `ponder.backends.lean_http`, a fifth of the openai SDK's CPU per request, with the same

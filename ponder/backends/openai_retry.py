@@ -25,8 +25,8 @@ from tenacity import (
 )
 
 from ponder.backends.lean_http import ConnectError, StatusError
-from ponder.errors import RETRYABLE_STATUS, BackendError
-from ponder.redact import redact_secrets, redact_url
+from ponder.core.errors import RETRYABLE_STATUS, BackendError
+from ponder.core.redact import redact_secrets, redact_url
 
 T = TypeVar("T")
 

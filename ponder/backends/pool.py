@@ -27,8 +27,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from ponder.backends.base import Backend
-from ponder.errors import BackendError, ConfigError
-from ponder.types import Completion, Message, Usage
+from ponder.core.errors import BackendError, ConfigError
+from ponder.core.types import Completion, Message, Usage
 
 log = logging.getLogger(__name__)
 

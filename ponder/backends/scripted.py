@@ -7,8 +7,8 @@ import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
 from ponder.backends.base import CURRENT_CALL
-from ponder.tokens import prompt_upper_bound
-from ponder.types import Completion, Confidence, Message, Usage
+from ponder.core.tokens import prompt_upper_bound
+from ponder.core.types import Completion, Confidence, Message, Usage
 
 Reply = str | Callable[[Sequence[Message]], str]
 Script = str | Sequence[str] | Callable[[Sequence[Message]], str]

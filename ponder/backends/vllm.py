@@ -22,9 +22,9 @@ from types import ModuleType
 from typing import Any
 
 from ponder.backends.base import GREEDY_TEMPERATURE, confidence_asked, greedy_copies
-from ponder.confidence import DEFAULT_TOP_LOGPROBS, DEFAULT_WINDOW, TokenLogprobs, summarize
-from ponder.errors import BackendError, MissingDependency
-from ponder.types import Completion, Confidence, Message, Usage
+from ponder.core.confidence import DEFAULT_TOP_LOGPROBS, DEFAULT_WINDOW, TokenLogprobs, summarize
+from ponder.core.errors import BackendError, MissingDependency
+from ponder.core.types import Completion, Confidence, Message, Usage
 
 INSTALL_HINT = 'pip install "ponder[vllm]"'
 

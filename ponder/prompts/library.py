@@ -14,8 +14,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ponder.errors import TemplateError
-from ponder.types import Message, Role
+from ponder.core.errors import TemplateError
+from ponder.core.types import Message, Role
 
 if TYPE_CHECKING:  # jinja2 loads with the first library made, not with every strategy module
     import jinja2

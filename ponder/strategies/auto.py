@@ -15,10 +15,10 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from ponder.context import Context
-from ponder.errors import BudgetExhausted
+from ponder.core.errors import BudgetExhausted
+from ponder.core.types import Candidate, Outcome, StopReason
 from ponder.strategies.base import StrategyConfig
-from ponder.strategies.outcome import gather_within_budget, tally
+from ponder.strategies.context import Context
 from ponder.strategies.program import MAX_REPAIRS, ProgramConfig, write_programs
 from ponder.strategies.sampling import (
     MAX_SAMPLES,
@@ -29,7 +29,7 @@ from ponder.strategies.sampling import (
     vote_info,
 )
 from ponder.strategies.single import SingleConfig, single
-from ponder.types import Candidate, Outcome, StopReason
+from ponder.strategies.voting import gather_within_budget, tally
 
 
 class AutoConfig(StrategyConfig):

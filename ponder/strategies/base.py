@@ -9,9 +9,9 @@ from typing import Any, ClassVar, Generic, TypeVar
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError
 
-from ponder.context import Context
-from ponder.errors import ConfigError
-from ponder.types import Candidate, Outcome
+from ponder.core.errors import ConfigError
+from ponder.core.types import Candidate, Outcome
+from ponder.strategies.context import Context
 
 
 class StrategyConfig(BaseModel):
@@ -68,3 +68,13 @@ class StrategySpec(Generic[C]):
         return ", ".join(
             f"{name}={field.default!r}" for name, field in self.config.model_fields.items()
         )
+
+
+def as_outcome(ctx: Context, returned: Outcome | Candidate | str | None, source: str) -> Outcome:
+    """A strategy's return value as an `Outcome`: a bare candidate (or reply text) stops with
+    `verified` when the verifier passed it, else `done`."""
+    if isinstance(returned, Outcome):
+        return returned
+    if isinstance(returned, str):
+        returned = ctx.candidate(returned, source=source)
+    return ctx.finish(returned)

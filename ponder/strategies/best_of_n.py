@@ -8,11 +8,11 @@ from typing import Literal
 
 from pydantic import Field
 
-from ponder.confidence import Metric
-from ponder.context import Context
-from ponder.errors import BudgetExhausted
-from ponder.replies import parse_choice
-from ponder.strategies.outcome import Votes, tally
+from ponder.core.confidence import Metric
+from ponder.core.errors import BudgetExhausted
+from ponder.core.replies import parse_choice
+from ponder.core.types import Candidate, Outcome, StopReason
+from ponder.strategies.context import Context
 from ponder.strategies.sampling import (
     ConfidenceVote,
     SamplingConfig,
@@ -23,7 +23,7 @@ from ponder.strategies.sampling import (
     settled_by_vote,
     vote_info,
 )
-from ponder.types import Candidate, Outcome, StopReason
+from ponder.strategies.voting import Votes, tally
 
 
 class BestOfNConfig(SamplingConfig):
@@ -53,7 +53,7 @@ async def best_of_n(ctx: Context, cfg: BestOfNConfig) -> Outcome:
 
     Confidence rule (`selector="confidence"`, DeepConf's offline mode; the verifier is not
     used): each sample's confidence comes from its token log-probabilities
-    (`Completion.confidence`, see `ponder.confidence`); by default its `lowest_group`, the
+    (`Completion.confidence`, see `ponder.core.confidence`); by default its `lowest_group`, the
     mean token confidence of its least sure stretch of tokens (`confidence_metric="mean"`:
     over the whole reply). The most confident `keep` share of samples is kept (at least one;
     ties to the earlier sample), and they vote, each weighing its confidence, which under

@@ -10,16 +10,16 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ponder.backends.base import Backend
-from ponder.context import Context
-from ponder.errors import BudgetExhausted
+from ponder.core.errors import BudgetExhausted
+from ponder.core.types import Candidate, Outcome, StopReason
 from ponder.strategies.base import StrategyConfig
-from ponder.strategies.outcome import (
+from ponder.strategies.context import Context
+from ponder.strategies.voting import (
     Votes,
     gather_within_budget,
     pick_best,
     tally,
 )
-from ponder.types import Candidate, Outcome, StopReason
 
 # Every agent reads every other agent's answer and reasoning in each revision round, so a
 # round's prompt tokens grow with the square of the agents: 32 agents is far past the 3-5 the

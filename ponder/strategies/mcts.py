@@ -25,10 +25,10 @@ from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-from ponder.context import Context
-from ponder.errors import BudgetExhausted, ConfigError
+from ponder.core.errors import BudgetExhausted, ConfigError
+from ponder.core.types import Candidate, Outcome, StopReason
+from ponder.strategies.context import Context
 from ponder.strategies.steps import NEUTRAL, Node, TreeSearchConfig, expand, score
-from ponder.types import Candidate, Outcome, StopReason
 
 STEP_CHARS = 120  # of each step's text in the trace's tree note; the calls hold the whole text
 

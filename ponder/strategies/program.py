@@ -7,10 +7,10 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ponder.answers import extract_answer, extract_code
-from ponder.context import Context
-from ponder.errors import BudgetExhausted
-from ponder.strategies.outcome import gather_within_budget, tally
+from ponder.core.answers import extract_answer, extract_code
+from ponder.core.errors import BudgetExhausted
+from ponder.core.types import Candidate, Completion, Execution, Outcome
+from ponder.strategies.context import Context
 from ponder.strategies.sampling import (
     MAX_SAMPLES,
     SamplingConfig,
@@ -18,7 +18,7 @@ from ponder.strategies.sampling import (
     sample_until_settled,
     vote_info,
 )
-from ponder.types import Candidate, Completion, Execution, Outcome
+from ponder.strategies.voting import gather_within_budget, tally
 
 # Repairs of one program: each is a model call and a sandbox run, and a program still broken
 # after a few rewrites (one is the default) rarely comes right later.

@@ -7,7 +7,7 @@ from collections.abc import Callable
 from importlib.metadata import entry_points
 from typing import Any
 
-from ponder.errors import ConfigError
+from ponder.core.errors import ConfigError
 from ponder.strategies.base import StrategyConfig, StrategyFn, StrategySpec
 
 ENTRY_POINT_GROUP = "ponder.strategies"

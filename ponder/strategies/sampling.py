@@ -16,13 +16,13 @@ from typing import Any, ClassVar
 
 from pydantic import Field
 
-from ponder.confidence import Metric, score, weight
-from ponder.context import Context
-from ponder.errors import BudgetExhausted
-from ponder.pool import pool_record
+from ponder.core.confidence import Metric, score, weight
+from ponder.core.errors import BudgetExhausted
+from ponder.core.types import Candidate, StopReason
 from ponder.strategies.base import StrategyConfig
-from ponder.strategies.outcome import Canonicalizer, Votes, pick_best, tally
-from ponder.types import Candidate, StopReason
+from ponder.strategies.context import Context
+from ponder.strategies.sample_pool import pool_record
+from ponder.strategies.voting import Canonicalizer, Votes, pick_best, tally
 
 Draw = Callable[[int], Awaitable[list[Candidate]]]
 # Why sampling may stop after these samples (None: go on), where the plain vote is not the rule.
@@ -125,7 +125,7 @@ def confidence_vote(ctx: Canonicalizer, samples: Sequence[Candidate], *, keep: f
                     metric: Metric = "lowest_group") -> ConfidenceVote:
     """DeepConf's offline selection: rank samples by confidence (`metric`, higher surer; ties
     to the earlier), keep the most confident `keep` share (at least one), and vote among them,
-    each weighing `ponder.confidence.weight`. Falls back to the plain vote of all samples when
+    each weighing `ponder.core.confidence.weight`. Falls back to the plain vote of all samples when
     any lacks a confidence, or their measures differ (they would not be comparable)."""
     everyone = list(range(len(samples)))
     missing = [i for i, s in enumerate(samples) if s.confidence is None]
@@ -168,8 +168,9 @@ def vote_info(ctx: Context, samples: list[Candidate], votes: Votes) -> dict[str,
     caller can show the runners-up, as `ponder serve` does for `n`), and the vote's own
     answer (what a run with no verifier to pick would have answered: with gold as the
     verifier, the result is pass@k and this is the honest figure beside it), its share of the
-    votes (`agreement`), and `pool`: every sample in draw order, as `ponder.pool` records it,
-    from which `ponder bench` computes a smaller `n` (or another selector) without new calls.
+    votes (`agreement`), and `pool`: every sample in draw order, as
+    `ponder.strategies.sample_pool` records it, from which `ponder bench` computes a smaller
+    `n` (or another selector) without new calls.
     """
     ctx.note("votes", samples=len(samples), counts=votes.counts(), share=votes.share)
     return {"samples": len(samples), "votes": votes.counts(),

@@ -7,12 +7,12 @@ from typing import Any
 
 from pydantic import Field
 
-from ponder.context import Context
-from ponder.errors import BudgetExhausted
-from ponder.replies import has_marker
+from ponder.core.errors import BudgetExhausted
+from ponder.core.replies import has_marker
+from ponder.core.types import Candidate, Outcome, StopReason, Verdict
 from ponder.strategies.base import StrategyConfig
-from ponder.strategies.outcome import pick_best, tally
-from ponder.types import Candidate, Outcome, StopReason, Verdict
+from ponder.strategies.context import Context
+from ponder.strategies.voting import pick_best, tally
 
 # Rewrites of one draft: two calls each, with the critique and the whole draft in every prompt;
 # most of the gain comes in the first few (Madaan et al. 2023): 20 is generous, and finite.

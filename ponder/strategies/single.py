@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from pydantic import Field
 
-from ponder.context import Context
+from ponder.core.types import Outcome
 from ponder.strategies.base import StrategyConfig
-from ponder.types import Outcome
+from ponder.strategies.context import Context
 
 
 class SingleConfig(StrategyConfig):

@@ -10,10 +10,10 @@ from typing import Literal
 
 from pydantic import Field, model_validator
 
-from ponder.answers import last_boxed
-from ponder.context import Context
-from ponder.replies import has_marker, parse_rating
+from ponder.core.answers import last_boxed
+from ponder.core.replies import has_marker, parse_rating
 from ponder.strategies.base import StrategyConfig
+from ponder.strategies.context import Context
 
 NEUTRAL = 0.5  # the score of a step whose value reply held no rating: neither kept nor cut for it
 

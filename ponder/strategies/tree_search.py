@@ -5,12 +5,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from ponder.context import Context
-from ponder.errors import BudgetExhausted
+from ponder.core.errors import BudgetExhausted
+from ponder.core.types import Candidate, Outcome, StopReason
+from ponder.strategies.context import Context
 from ponder.strategies.mcts import mcts
-from ponder.strategies.outcome import gather_within_budget, tally
 from ponder.strategies.steps import Node, TreeSearchConfig, expand, score
-from ponder.types import Candidate, Outcome, StopReason
+from ponder.strategies.voting import gather_within_budget, tally
 
 __all__ = ["TreeSearchConfig", "tree_search"]  # the config lives with the parts both share
 

@@ -11,10 +11,10 @@ from typing import TYPE_CHECKING, Any
 
 from ponder.backends.base import Backend
 from ponder.backends.scripted import ScriptedBackend, by_step
-from ponder.budget import Budget
-from ponder.context import Context
-from ponder.tracing import TraceSink
-from ponder.types import Problem
+from ponder.core.budget import Budget
+from ponder.core.tracing import TraceSink
+from ponder.core.types import Problem
+from ponder.strategies.context import Context
 from ponder.verifiers.base import Verifier
 
 if TYPE_CHECKING:

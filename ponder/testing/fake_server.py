@@ -46,15 +46,15 @@ from typing import Any, Literal, NamedTuple
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from ponder.answers import canonical_number
 from ponder.backends.scripted import apply_stop
+from ponder.core.answers import canonical_number
 
 log = logging.getLogger(__name__)
 
 FAULTS = ("429", "500", "hang", "drop", "malformed")
 LOGPROBS_MODES = ("serve", "refuse", "ignore")
 # Tokens the fake charges around the messages, as a chat template would (role markers, a
-# generation prompt). Kept below ponder.tokens' upper bound, which budgets rely on.
+# generation prompt). Kept below ponder.core.tokens' upper bound, which budgets rely on.
 PER_MESSAGE_OVERHEAD = 4
 PER_PROMPT_OVERHEAD = 3
 
@@ -236,7 +236,7 @@ class Quiz:
     "ANSWER + 1", "ANSWER + 2", ….
 
     A reply is 40–120 words of filler reasoning (no digits) and then the line
-    "The answer is \\boxed{ANSWER}.", which `ponder.answers.extract_answer` reads as ANSWER.
+    "The answer is \\boxed{ANSWER}.", which `ponder.core.answers.extract_answer` reads as ANSWER.
     A request for a Python program ("Python program" or "```python block" in a system
     message or the matched user message, outside the problem, as `program/write.j2` and
     `program/repair.j2` ask) gets the filler as comments in a ```python block that prints the

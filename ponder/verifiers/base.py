@@ -17,9 +17,9 @@ import re
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, Protocol
 
-from ponder.answers import canonical_answer, extract_answer
-from ponder.errors import ConfigError
-from ponder.types import Candidate, Completion, Problem, Verdict
+from ponder.core.answers import canonical_answer, extract_answer
+from ponder.core.errors import ConfigError
+from ponder.core.types import Candidate, Completion, Problem, Verdict
 
 VerdictLike = Verdict | bool | float
 VerifierFn = Callable[[Problem, Candidate], VerdictLike | Awaitable[VerdictLike]]

@@ -15,8 +15,8 @@ import copy
 from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
-from ponder.errors import ConfigError
-from ponder.types import Candidate, Problem, Verdict
+from ponder.core.errors import ConfigError
+from ponder.core.types import Candidate, Problem, Verdict
 from ponder.verifiers.base import ModelAccess, Verifier, judge
 
 VerifierLike = Verifier | str | Callable[..., Any]

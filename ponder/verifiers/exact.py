@@ -12,9 +12,9 @@ from __future__ import annotations
 import re
 from typing import Literal
 
-from ponder.answers import canonical_number, extract_answer
-from ponder.errors import ConfigError
-from ponder.types import Candidate, Problem, Verdict
+from ponder.core.answers import canonical_number, extract_answer
+from ponder.core.errors import ConfigError
+from ponder.core.types import Candidate, Problem, Verdict
 from ponder.verifiers.base import Verifier
 
 Target = Literal["answer", "text"]

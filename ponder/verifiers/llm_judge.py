@@ -3,7 +3,7 @@
 Bound to a run (ponder does this), the judge's call goes through the run's `ModelAccess`, so
 its tokens are charged to the problem's budget and it appears in the trace; outside one it
 needs a backend of its own. The template (`llm_judge/judge.j2`, overridable) asks for a
-`Feedback:` line and a `Score:`; the score is read with `ponder.replies.parse_rating`.
+`Feedback:` line and a `Score:`; the score is read with `ponder.core.replies.parse_rating`.
 """
 
 from __future__ import annotations
@@ -13,10 +13,10 @@ import re
 from typing import Any
 
 from ponder.backends.base import Backend
-from ponder.errors import ConfigError
+from ponder.core.errors import ConfigError
+from ponder.core.replies import parse_rating
+from ponder.core.types import Candidate, Problem, Verdict
 from ponder.prompts import PromptLibrary
-from ponder.replies import parse_rating
-from ponder.types import Candidate, Problem, Verdict
 from ponder.verifiers.base import ModelAccess, Verifier
 
 _FEEDBACK = re.compile(r"feedback\s*\**\s*:\s*\**\s*(.+?)(?=\n[^\n]*score\s*\**\s*[:=]|\Z)",

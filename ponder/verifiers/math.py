@@ -34,9 +34,9 @@ import time
 from decimal import Decimal
 from fractions import Fraction
 
-from ponder.answers import count_boxes, extract_answer, last_boxed, reply_tail, strip_tags
-from ponder.errors import ConfigError, PonderError
-from ponder.types import Candidate, Problem, Verdict
+from ponder.core.answers import count_boxes, extract_answer, last_boxed, reply_tail, strip_tags
+from ponder.core.errors import ConfigError, PonderError
+from ponder.core.types import Candidate, Problem, Verdict
 from ponder.verifiers.base import Verifier
 from ponder.verifiers.sympy_worker import SympyWorkerPool, WorkerError, WorkerTimeout, shared_pool
 

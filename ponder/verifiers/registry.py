@@ -12,8 +12,8 @@ from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
 from typing import Any
 
-from ponder.errors import ConfigError
-from ponder.types import Problem
+from ponder.core.errors import ConfigError
+from ponder.core.types import Problem
 from ponder.verifiers.base import Verifier, as_verifier
 
 VerifierLike = Verifier | str | Callable[..., Any]

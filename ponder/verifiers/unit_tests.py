@@ -34,17 +34,17 @@ import secrets
 import signal
 import textwrap
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Any, Literal
 
-from ponder.answers import extract_code
-from ponder.errors import ConfigError, PonderError
-from ponder.types import Candidate, Problem, Verdict
+from ponder.core.answers import extract_code
+from ponder.core.errors import ConfigError, PonderError
+from ponder.core.types import Candidate, Problem, Verdict
+from ponder.sandbox import HARNESS
+from ponder.sandbox.harness import DEFINITIONS
+from ponder.sandbox.runner import Limits, Sandbox, SandboxResult, shared_sandbox
 from ponder.verifiers.base import Verifier
-from ponder.verifiers.harness import DEFINITIONS
-from ponder.verifiers.sandbox import Limits, Sandbox, SandboxResult, shared_sandbox
 
-_HARNESS = Path(__file__).with_name("harness.py")
+_HARNESS = HARNESS
 _SHOWN_FAILURES = 2
 _FEEDBACK_LIMIT = 1200
 

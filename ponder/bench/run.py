@@ -1,0 +1,348 @@
+"""`ponder bench`: where on the accuracy-for-tokens curve each strategy sits.
+
+Each `Run` (see `ponder.bench.spec`) is solved with the orchestrator `ponder solve` uses, into
+a results file of its own under `DIR/runs/`, so a stopped bench resumes exactly as
+`ponder solve --resume` does. Gold never reaches a strategy unless the SPEC says
+`verifier=gold`; after the runs, gold scores each point's answers, and a pooled point's
+answers are chosen again from its run's recorded samples (`ponder.strategies.sample_pool`)
+without a call.
+
+>>> points = [p for spec in specs for p in parse_spec(spec)]
+>>> curve = await run_bench(problems, plan_runs(points), Path("bench"), backend_for=...)
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import math
+import os
+import statistics
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+from typing import Any
+
+from ponder.backends.base import Backend
+from ponder.bench.spec import CHOICE_KEYS, GOLD, GOLD_SELECTION, Choice, Point, Run
+from ponder.core.budget import Budget
+from ponder.core.errors import ConfigError
+from ponder.core.types import Candidate, Problem, Result
+from ponder.prompts import PromptLibrary
+from ponder.runs.results import ResultsWriter, RunLock, read_results
+from ponder.runs.solve_many import Solver, resume_plan, run_all
+from ponder.strategies import REGISTRY
+from ponder.strategies.sample_pool import PlainCanonical, pool_samples
+from ponder.strategies.sampling import confidence_vote
+from ponder.strategies.voting import tally
+from ponder.verifiers import VerifierChoice
+from ponder.verifiers.base import judge
+from ponder.verifiers.registry import get_verifier, spec_for
+
+
+@dataclass(frozen=True)
+class CurvePoint:
+    """One row of `curve.csv`."""
+
+    label: str
+    strategy: str
+    params: str
+    model: str
+    selection: str
+    accuracy: float
+    ci_low: float
+    ci_high: float
+    correct: int
+    problems: int
+    mean_tokens: float
+    mean_calls: float
+    wall_s: float | None
+    subsampled: bool
+    pool_n: int | None
+    errors: int
+    run: str
+    model_params: float | None = None  # the model's parameter count, where known
+    # Per problem: (id, correct, tokens), for breakdowns by a problem field; not a CSV column.
+    outcomes: tuple[tuple[str, bool, int], ...] = field(default=(), repr=False, compare=False)
+
+    @property
+    def gold_chose(self) -> bool:
+        """Gold picked the answer among candidates: the accuracy column is pass@k."""
+        return self.selection == GOLD_SELECTION
+
+    @property
+    def mean_flops(self) -> float | None:
+        """Compute per problem, FLOP-matched across models: 2 × parameters × tokens (the
+        forward pass's cost per token, Kaplan et al. 2020; Snell et al. 2024 compare so)."""
+        return None if self.model_params is None else 2 * self.model_params * self.mean_tokens
+
+    @staticmethod
+    def columns() -> list[str]:
+        """curve.csv's columns: every field but the per-problem outcomes, and the FLOPs."""
+        return [f.name for f in fields(CurvePoint) if f.name != "outcomes"] + ["mean_flops"]
+
+    def row(self) -> dict[str, Any]:
+        return {name: getattr(self, name) for name in self.columns()}
+
+
+def wilson(correct: int, total: int, z: float = 1.96) -> tuple[float, float]:
+    """The 95% Wilson score interval of a proportion: honest at 0/n and n/n, unlike the
+    normal approximation."""
+    if total == 0:
+        return 0.0, 1.0
+    p = correct / total
+    centre = (p + z * z / (2 * total)) / (1 + z * z / total)
+    half = z * math.sqrt(p * (1 - p) / total + z * z / (4 * total * total)) / (1 + z * z / total)
+    return max(0.0, centre - half), min(1.0, centre + half)
+
+
+def check_gold(problems: Sequence[Problem], source: str) -> None:
+    """Every problem must carry gold (an `answer`, or tests) to be scored."""
+    for i, problem in enumerate(problems, start=1):
+        if spec_for(problem) is None:
+            raise ConfigError(f"{source}: problem {problem.id!r} (row {i}) has no gold: a bench "
+                              "needs an `answer` or tests on every problem")
+
+
+def without_gold(problem: Problem) -> Problem:
+    """What a strategy that may not see gold is given: the problem, minus what scores it."""
+    return problem.model_copy(update={"answer": None, "test": None, "tests": None,
+                                      "verifier": None})
+
+
+class Scorer:
+    """Gold's verdict on an answer, each (problem, answer) judged once."""
+
+    def __init__(self, problems: Sequence[Problem]) -> None:
+        self.problems = {p.id: p for p in problems}
+        self.choice = VerifierChoice()
+        self._seen: dict[tuple[str, str], bool] = {}
+
+    async def correct(self, problem_id: str, answer: str | None, text: str | None = None) -> bool:
+        """`text`, where given, is the reply `answer` was read from, and is read again here as
+        the gold verifier reads a reply in a run (a row keeps the answer that the rules of
+        its day read, without the verifier's own reading, and a stale one judged alone can
+        pass by accident: an exponent once read as the answer, equal to gold). Without it
+        (what a program printed, a pool's re-chosen answer) the answer is judged as given,
+        as the run's own verifier judged a printed answer."""
+        key = (problem_id, (answer or "") if text is None else text)
+        if key not in self._seen:
+            problem = self.problems[problem_id]
+            verifier = self.choice.for_problem(problem)
+            if verifier is None:
+                raise ConfigError(f"problem {problem_id!r} has no gold to score it by")
+            if text is not None:
+                answer = verifier.extract(text)
+            if not answer or not answer.strip():
+                self._seen[key] = False
+            else:
+                verdict = await judge(verifier, problem, Candidate(
+                    text=text or answer, answer=answer, answer_given=text is None))
+                self._seen[key] = verdict.passed
+        return self._seen[key]
+
+
+def rechoose(row: Result, choice: Choice) -> tuple[str | None, int]:
+    """The answer and total tokens `row`'s run would have had with `choice`: its first
+    `choice.n` recorded samples, chosen as `best_of_n` chooses. The tokens are the row's own
+    beyond its samples (nothing, for `best_of_n`) plus what those samples cost."""
+    records = list(row.info.get("pool") or [])
+    if not records:
+        return row.answer, row.usage.total_tokens
+    overhead = row.usage.total_tokens - sum(int(r["tokens"]) for r in records)
+    drawn = records[:choice.n]
+    tokens = overhead + sum(int(r["tokens"]) for r in drawn)
+    samples = pool_samples(drawn)
+    canon = PlainCanonical()
+    # The same rule as best_of_n's: the vote (else the first sample), then, by confidence, the
+    # weighted vote of the surest samples where it names a winner.
+    winner = tally(canon, samples).winner or samples[0]
+    if choice.selector == "confidence":
+        weighed = confidence_vote(canon, samples, keep=choice.keep, metric=choice.metric)
+        winner = weighed.votes.winner or winner
+    return winner.answer, tokens
+
+
+# The run, its rows already there, and how many problems it has still to solve.
+RunStarted = Callable[[Run, list[Result], int], None]
+
+
+async def solve_run(run: Run, problems: Sequence[Problem], out_dir: Path, *, backend: Backend,
+                    concurrency: int, seed: int | None, budget: Budget, prompts: PromptLibrary,
+                    on_start: RunStarted | None = None,
+                    on_result: Callable[[Result], None] | None = None,
+                    stop: asyncio.Event | None = None) -> list[Result]:
+    """Solve `run` on every problem still without a row in its results file (none is started
+    once `stop` is set); its rows, in problem order. The wall time each session spent is added
+    up in the run's `.json`."""
+    spec = REGISTRY.get(run.strategy)
+    config = spec.make_config(run.params)
+    path = out_dir / "runs" / f"{run.key}.jsonl"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    meta_path = path.with_suffix(".json")
+    gold = run.verifier == GOLD
+    shown = list(problems) if gold else [without_gold(p) for p in problems]
+    chooser = VerifierChoice() if gold else VerifierChoice(
+        None if run.verifier is None else get_verifier(run.verifier))
+    verifier_for = chooser.for_problem if run.verifier is not None else _none
+    with RunLock(path):
+        # Read under the lock: another bench may have just added its session's seconds.
+        meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"wall_s": 0.0}
+        meta.update({"strategy": run.strategy, "params": run.params, "verifier": run.verifier,
+                     "local_model": run.local_model,
+                     "points": [p.describe() for p in run.points]})
+        plan = resume_plan(shown, path)
+        if on_start is not None:
+            on_start(run, plan.previous, len(plan.todo))
+        if plan.todo:
+            solver = Solver(spec, config, backend, budget=budget, prompts=prompts,
+                            verifier_for=verifier_for, seed=seed)
+            before, began = float(meta["wall_s"]), time.monotonic()
+
+            def save_wall(row: Result | None = None) -> None:
+                # After every row, not only at the end: a bench killed by a signal runs no
+                # `finally`, and its session's seconds would be lost from the figure.
+                meta["wall_s"] = round(before + time.monotonic() - began, 1)
+                _write_meta(meta_path, meta)
+                if row is not None and on_result is not None:
+                    on_result(row)
+
+            try:
+                with ResultsWriter(path) as writer:
+                    await run_all(plan.todo, solver, concurrency=concurrency, writer=writer,
+                                  on_result=save_wall, stop=stop)
+            except BaseException:
+                with contextlib.suppress(OSError):  # never hide why the run stopped
+                    save_wall()
+                raise
+            save_wall()
+        elif not meta_path.is_file():
+            _write_meta(meta_path, meta)
+    return cached_rows(run, problems, out_dir)
+
+
+def cached_rows(run: Run, problems: Sequence[Problem], out_dir: Path) -> list[Result]:
+    """`run`'s rows in its results file, in problem order, read and nothing else: no lock (a
+    bench may be writing them), nothing repaired or rewritten."""
+    path = out_dir / "runs" / f"{run.key}.jsonl"
+    by_id = {row.id: row for row in read_results(path)} if path.is_file() else {}
+    return [by_id[p.id] for p in problems if p.id in by_id]
+
+
+def _write_meta(path: Path, meta: dict[str, Any]) -> None:
+    """Atomically: a kill mid-write leaves the last whole file, never half of one."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.write_text(json.dumps(meta, indent=2) + "\n")
+    os.replace(tmp, path)
+
+
+def _none(problem: Problem) -> None:
+    return None
+
+
+async def score_run(run: Run, rows: Sequence[Result], scorer: Scorer, *, wall_s: float | None,
+                    model: str, model_params: float | None = None) -> list[CurvePoint]:
+    """The curve points `run`'s rows give: one per point, and beside a point where gold chose
+    among candidates, the same rows' answer without gold (the vote they recorded)."""
+    out = []
+    for point in run.points:
+        answers: list[tuple[str, str | None, str | None, int, int, bool]] = []
+        for row in rows:
+            if point.choice is not None:
+                answer, tokens = rechoose(row, point.choice)
+                text = None
+            else:
+                answer, tokens = row.answer, row.usage.total_tokens
+                text = None if row.answer_given else row.text
+            answers.append((row.id, answer, text, tokens, row.usage.calls, row.error is not None))
+        subsampled = point.choice is not None and run.pool_n is not None \
+            and point.choice.n < run.pool_n
+        out.append(await _point(point, point.selection, answers, scorer, run,
+                                wall_s=None if subsampled else wall_s, subsampled=subsampled,
+                                model=model, model_params=model_params))
+        if point.verifier == GOLD and any("vote_answer" in row.info for row in rows):
+            honest = [(row.id, row.info.get("vote_answer"), None, row.usage.total_tokens,
+                       row.usage.calls, row.error is not None) for row in rows]
+            out.append(await _point(point, "no gold (the same run's vote)", honest, scorer,
+                                    run, wall_s=wall_s, subsampled=False, model=model,
+                                    model_params=model_params))
+    return out
+
+
+async def _point(point: Point, selection: str,
+                 answers: Sequence[tuple[str, str | None, str | None, int, int, bool]],
+                 scorer: Scorer, run: Run, *, wall_s: float | None, subsampled: bool,
+                 model: str, model_params: float | None) -> CurvePoint:
+    outcomes = tuple([(problem_id, await scorer.correct(problem_id, answer, text), tokens)
+                      for problem_id, answer, text, tokens, _, _ in answers])
+    correct = sum(ok for _, ok, _ in outcomes)
+    total = len(answers)
+    low, high = wilson(correct, total)
+    return CurvePoint(
+        label=point.label, strategy=point.strategy, params=point.describe(), model=model,
+        selection=selection, accuracy=correct / total if total else 0.0, ci_low=low,
+        ci_high=high, correct=correct, problems=total,
+        mean_tokens=statistics.fmean(a[3] for a in answers) if answers else 0.0,
+        mean_calls=statistics.fmean(a[4] for a in answers) if answers else 0.0,
+        wall_s=wall_s, subsampled=subsampled, pool_n=run.pool_n,
+        errors=sum(a[5] for a in answers), run=run.key, model_params=model_params,
+        outcomes=outcomes)
+
+
+def adopt_cached_runs(runs: Sequence[Run], out_dir: Path) -> None:
+    """Point each run at the run already cached under `out_dir` that answers it, so that no
+    cached sample is drawn again:
+    - a run cached before one of its strategy's parameters existed: its parameters, with the
+      new ones at their defaults, are this run's (a parameter is added with the default that
+      keeps the old behaviour; a changed default is written in the cached parameters, so it
+      never matches);
+    - for a pooled run, a pool of the same parameters holding at least its `n` samples (the
+      smallest such), so that a later bench asking for fewer samples, or another selector,
+      makes no new call."""
+    from ponder.strategies import REGISTRY
+
+    cached = []
+    for meta_path in sorted((out_dir / "runs").glob("*.json")):
+        try:
+            meta = json.loads(meta_path.read_text())
+        except (OSError, json.JSONDecodeError):
+            continue
+        if isinstance(meta, dict) and isinstance(meta.get("params"), dict):
+            cached.append(meta)
+    for run in runs:
+        if (out_dir / "runs" / f"{run.key}.jsonl").is_file() and not run.pooled:
+            continue
+        spec = REGISTRY.get(run.strategy)
+        matches: list[tuple[int, dict[str, Any]]] = []
+        for meta in cached:
+            if (meta.get("strategy"), meta.get("verifier"), meta.get("local_model")) != (
+                    run.strategy, run.verifier, run.local_model):
+                continue
+            try:
+                now = spec.make_config(meta["params"]).model_dump()
+            except ConfigError:
+                continue  # made with a parameter since removed: not this run
+            if run.pooled:
+                # Only a pool drew its samples with their confidence; a judge run did not.
+                wanted, have = int(run.params["n"]), int(meta["params"].get("n", 0))
+                if (meta["params"].get("selector") == "confidence" and have >= wanted
+                        and _drawing(now) == _drawing(run.params)):
+                    matches.append((have, meta["params"]))
+            elif now == run.params:
+                matches.append((0, meta["params"]))
+        if matches:
+            run.params = dict(min(matches, key=lambda m: m[0])[1])
+
+
+def _drawing(params: dict[str, Any]) -> dict[str, Any]:
+    """The parameters that decide a pool's samples: not those that only choose among them."""
+    return {k: v for k, v in params.items() if k not in CHOICE_KEYS}
+
+
+def run_wall(out_dir: Path, run: Run) -> float | None:
+    meta = out_dir / "runs" / f"{run.key}.json"
+    if not meta.is_file():
+        return None
+    return float(json.loads(meta.read_text()).get("wall_s", 0.0)) or None

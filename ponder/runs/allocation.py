@@ -1,0 +1,278 @@
+"""One token budget for a whole run, spread where it pays.
+
+    ponder solve problems.jsonl -s auto --total-budget-tokens 200000
+    rows = await ponder.asolve_many(problems, strategy="auto", total_budget=Budget(tokens=200_000))
+
+The run's tokens are a `RunMeter` that every problem's `BudgetMeter` spends as well (its
+parent): a call reserves its upper bound from both, so however many problems are in flight the
+run never spends more than the total, counted as the backend reports usage. They are spread in
+two passes:
+
+1. A first pass over every problem, each capped at `first_share` of the total divided by
+   the problems (and at the per-problem budget, when there is one). By default that is all
+   of it (`first_share=1.0`), an equal split; a smaller share holds tokens back for the second
+   pass. An adaptive strategy (`auto`, `best_of_n` with `adaptive=True`) stops early where
+   its samples agree, so easy problems leave part of their cap unspent, and a call whose
+   upper bound no longer fits leaves the rest of a cap unspent too.
+2. What is left goes to the problems the first pass left unsettled: not verified, and stopped
+   by the budget (`stop_reason == "budget"`; `scattered`, `done`, `consensus` and the rest are
+   settled, since more samples are unlikely to change them), the most promising first: the
+   highest `info["agreement"]` (the top answer's vote share, which every sampling strategy
+   records), ties by id. Each is solved again with an equal share of what is left among those
+   still waiting, worked out as it starts, so what one leaves unspent goes to those after it.
+   A second pass continues where the first stopped: the first pass's replies answer its
+   first calls, free (`ponder.core.replay`), and only what goes beyond them reaches the backend.
+   A share too small to buy one more call (less than the first pass's costliest call; less
+   than all the first pass spent, for a second pass that must start over because the first
+   pass's trace is gone, as for rows read back by a resumed run) is not worth a pass: while
+   what is left would give the next problem no more than that, the least promising problems
+   still waiting drop out (they keep their first row), so that the tokens go to the most
+   promising. The new row supersedes the first (ponder reads the last row of an id): its
+   `usage` is both passes' together, `info["passes"]` is 2 and `info["first_pass"]` holds the
+   first pass's answer, stop reason and tokens. Should the second pass fail or find no
+   answer, the first's answer stands.
+
+Once the total is spent, every problem not yet begun gets a row with no answer
+(`stop_reason="budget"`, `budget_exhausted`) and no model call, so every problem has a row. A
+resumed run counts what its results file spent already: the sum of each id's last row (rows a
+resume takes out, those of problems edited since, leave the count with them; `ponder solve`
+refuses `--retry-errors` with a total for that reason).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+from ponder.core.budget import RunMeter
+from ponder.core.errors import ConfigError
+from ponder.core.replay import Replay
+from ponder.core.types import Problem, Result
+from ponder.runs.results import ResultsWriter, problem_hash
+from ponder.runs.solve_many import Solver, record_rows, solve_each
+
+# Of the total, spread evenly over the first pass. 1.0 (an equal split first, then what it
+# leaves to the unsettled) was the best of 0.3 / 0.5 / 0.7 / 1.0 on the fake quiz's tuning
+# seeds, and beat an equal split on 9 of 10 scored seeds at 700 and 1000 tokens a problem
+# (benchmarks/results/total_budget_fake.md); 0.5 lost to it at 1000, and a first cap below
+# what one step of the strategy costs (tier 0 of `auto`) wastes the first pass.
+FIRST_SHARE = 1.0
+
+
+def unsettled(row: Result) -> bool:
+    """Whether more tokens might change `row`'s answer: the budget stopped it, no verifier
+    passed it, and it did not fail."""
+    passed = row.verdict is not None and row.verdict.passed
+    return row.stop_reason == "budget" and not passed and row.error is None
+
+
+def promise(row: Result) -> tuple[float, str]:
+    """Sort key, most promising first: the highest `info["agreement"]`, ties by id."""
+    agreement = row.info.get("agreement")
+    share = float(agreement) if isinstance(agreement, int | float) and \
+        not isinstance(agreement, bool) and math.isfinite(agreement) else 0.0
+    return -share, row.id
+
+
+def passes(row: Result) -> int:
+    """How many passes of a total budget solved `row`'s problem (1 for any other row)."""
+    count = row.info.get("passes")
+    return count if isinstance(count, int) and not isinstance(count, bool) else 1
+
+
+def first_cap(total_tokens: int, problems: int, first_share: float,
+              per_problem: int | None) -> int:
+    """Each problem's tokens in the first pass: `first_share` of the total over the problems,
+    never above the per-problem budget."""
+    cap = max(1, int(first_share * total_tokens / max(1, problems)))
+    return cap if per_problem is None else min(cap, per_problem)
+
+
+async def solve_within(
+    problems: Sequence[Problem],
+    solver: Solver,
+    *,
+    total_tokens: int,
+    concurrency: int,
+    first_share: float = FIRST_SHARE,
+    previous: Sequence[Result] = (),
+    writer: ResultsWriter | None = None,
+    on_result: Callable[[Result], None] | None = None,
+    on_second_pass: Callable[[int], None] | None = None,
+    reuse: bool = True,
+    stop: asyncio.Event | None = None,
+) -> list[Result]:
+    """Solve `problems` within `total_tokens` for the whole run, in the two passes above, at
+    most `concurrency` problems at a time; `solver.budget` is each problem's own limit (its
+    tokens cap both passes together, its calls and seconds each pass). `previous` are the rows
+    a resumed run keeps (the last of each id), whose usage counts against the total. Every row
+    is appended to `writer` and passed to `on_result` as it comes, second-pass rows too;
+    `on_second_pass` hears how many problems the second pass considers, before it starts.
+    With `reuse` (the default) a second pass takes the first pass's replies before it asks the
+    backend (`ponder.core.replay`), so it continues where the first stopped; without, it starts
+    over. Once `stop` is set no problem is started (nor the second pass), and those in flight
+    finish. Returns each problem's final row, in the order of `problems` (a problem never
+    started has none).
+    """
+    if total_tokens < 1:
+        raise ConfigError(f"the total budget must be at least 1 token, got {total_tokens}")
+    if not 0.0 < first_share <= 1.0:
+        raise ConfigError(f"first_share must lie in (0, 1], got {first_share}")
+    ids = [p.id for p in problems]
+    if len(set(ids)) < len(ids):
+        twice = sorted({i for i in ids if ids.count(i) > 1})
+        raise ConfigError(f"problem ids must be unique for a total budget (each problem's last "
+                          f"row counts); repeated: {', '.join(twice[:5])}")
+    state = _Allocation(total_tokens, [r for r in previous if r.id in set(ids)])
+    per_problem = solver.budget.tokens
+    cap = first_cap(total_tokens, len(problems), first_share, per_problem)
+    first = _FirstPass(**_fields(solver, budget=solver.budget.model_copy(update={"tokens": cap}),
+                                 run_meter=state.run))
+    second = _SecondPass(**_fields(solver, run_meter=state.run,
+                                   replay_for=state.replay if reuse else None), state=state)
+
+    async def produce(emit: Callable[[Result], None]) -> None:
+        def keep(row: Result) -> None:
+            if row is not state.latest.get(row.id):  # a second pass skipped returns the first
+                state.record(row)
+                emit(row)
+
+        todo = [p for p in problems if p.id not in state.latest]
+        await solve_each(todo, first, concurrency=concurrency, emit=keep, stop=stop)
+        if stop is not None and stop.is_set():
+            return
+        rows = state.latest
+        again = sorted((p for p in problems if passes(rows[p.id]) < 2 and unsettled(rows[p.id])),
+                       key=lambda p: promise(rows[p.id]))
+        if on_second_pass is not None:
+            on_second_pass(len(again))
+        state.order = {p.id: i for i, p in enumerate(again)}
+        state.cutoff = len(again)
+        await solve_each(again, second, concurrency=concurrency, emit=keep, stop=stop)
+
+    await record_rows(produce, writer=writer, on_result=on_result)
+    return [state.latest[p.id] for p in problems if p.id in state.latest]
+
+
+def _fields(solver: Solver, **changes: Any) -> dict[str, Any]:
+    """`solver`'s fields, some changed: to build a pass's solver from the caller's."""
+    fields = {f.name: getattr(solver, f.name) for f in dataclasses.fields(Solver)}
+    return {**fields, **changes}
+
+
+class _Allocation:
+    """A run's spending under a total: its meter, each problem's latest row, and the second
+    pass's bookkeeping."""
+
+    def __init__(self, total_tokens: int, previous: Sequence[Result]) -> None:
+        self.total = total_tokens
+        self.latest: dict[str, Result] = {r.id: r for r in previous}
+        self.recorded = sum(r.usage.total_tokens for r in self.latest.values())
+        self.run = RunMeter(total_tokens, spent=self.recorded)
+        # The second pass: each problem's place, most promising first; the places from
+        # `cutoff` on dropped out; the caps of second passes under way.
+        self.order: dict[str, int] = {}
+        self.cutoff = 0
+        self.in_flight = 0
+
+    def record(self, row: Result) -> None:
+        replaced = self.latest.get(row.id)
+        self.recorded += row.usage.total_tokens - (0 if replaced is None
+                                                   else replaced.usage.total_tokens)
+        self.latest[row.id] = row
+
+    def replay(self, problem: Problem) -> Replay:
+        """The replies of `problem`'s first pass, from its row's trace (a row read back from a
+        results file has none: its second pass starts over)."""
+        return Replay(self.latest[problem.id].trace)
+
+    @staticmethod
+    def least_worth(first: Result, *, reuse: bool) -> int:
+        """The share below which a second pass is not worth making: what the first pass spent
+        when the second starts over; when it continues (`reuse`), the first pass's costliest
+        call, as a guess at what the next one costs."""
+        calls = [e.usage.total_tokens for e in first.trace if e.kind == "generate"]
+        return max(calls, default=0) if reuse and calls else first.usage.total_tokens
+
+    def available(self) -> int:
+        """Tokens the second passes not yet begun may share: neither recorded nor promised to
+        a second pass under way (nor spent by a call the rows do not show yet)."""
+        return max(0, min(self.total - self.recorded - self.in_flight, self.run.remaining))
+
+
+@dataclass(frozen=True)
+class _FirstPass(Solver):
+    """The first pass: the caller's solver at the first-pass cap; once the run's total is
+    spent, a problem gets its budget row without a model call."""
+
+    async def solve(self, problem: Problem) -> Result:
+        assert self.run_meter is not None
+        if self.run_meter.remaining < self.budget.min_completion_tokens:
+            return spent_row(problem, self, self.run_meter.tokens)
+        return await super().solve(problem)
+
+
+@dataclass(frozen=True)
+class _SecondPass(Solver):
+    """The second pass: each problem solved again at an equal share of what is left among
+    those still waiting, its row merged with the first's."""
+
+    state: _Allocation | None = None
+
+    async def solve(self, problem: Problem) -> Result:
+        state = self.state
+        assert state is not None
+        first = state.latest[problem.id]
+        spent = first.usage.total_tokens
+        place = state.order[problem.id]  # every problem before it has begun
+        floor = max(state.least_worth(first, reuse=self.replay_for is not None),
+                    self.budget.min_completion_tokens)
+        # What is left, shared equally with those still waiting; the least promising drop out
+        # while the share would be no more than this problem's floor.
+        while state.cutoff - place > 1 and state.available() // (state.cutoff - place) <= floor:
+            state.cutoff -= 1
+        if place >= state.cutoff:
+            return first  # dropped out: its first row stands
+        share = state.available() // (state.cutoff - place)
+        cap = share if self.budget.tokens is None else min(share, self.budget.tokens - spent)
+        if cap <= floor:
+            return first  # too little to be worth a second pass: its row stands
+        state.in_flight += cap
+        try:
+            again = dataclasses.replace(self, budget=self.budget.model_copy(update={"tokens": cap}))
+            second = await Solver.solve(again, problem)
+        finally:
+            state.in_flight -= cap
+        return merged(first, second)
+
+
+def merged(first: Result, second: Result) -> Result:
+    """The row that supersedes `first` after a second pass: the second's answer with both
+    passes' usage, or, when the second failed or found no answer where the first had one,
+    the first's answer with both passes' usage."""
+    usage = first.usage + second.usage
+    elapsed = first.elapsed_s + second.elapsed_s
+    before = {"answer": first.answer, "stop_reason": first.stop_reason,
+              "tokens": first.usage.total_tokens}
+    if second.error is not None or (second.answer is None and first.answer is not None):
+        after = {"answer": second.answer, "stop_reason": second.stop_reason,
+                 "tokens": second.usage.total_tokens, "error": second.error}
+        info = {**first.info, "passes": 2, "first_pass": before, "second_pass": after,
+                "kept": "first pass (the second " +
+                        ("failed)" if second.error is not None else "found no answer)")}
+        return first.model_copy(update={"usage": usage, "elapsed_s": elapsed, "info": info})
+    info = {**second.info, "passes": 2, "first_pass": before}
+    return second.model_copy(update={"usage": usage, "elapsed_s": elapsed, "info": info})
+
+
+def spent_row(problem: Problem, solver: Solver, total_tokens: int) -> Result:
+    """The row of a problem that the run's total left nothing for: no answer, no model call."""
+    return Result(id=problem.id, answer=None, strategy=solver.spec.name,
+                  params=solver.config.model_dump(), stop_reason="budget",
+                  budget_exhausted=True, problem_hash=problem_hash(problem),
+                  info={"budget_note": f"the run's total budget of {total_tokens} tokens was "
+                                       "spent before this problem began"})

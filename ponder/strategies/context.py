@@ -1,0 +1,396 @@
+"""The `Context` a strategy works through: prompts, model calls, verification, budget, trace.
+
+A strategy never talks to a backend, a template file or the clock directly, so budgets,
+traces and the `n` fallback hold for every strategy, built-in or a user's own.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import time
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from ponder.backends.base import CURRENT_CALL, Backend, CallLabel
+from ponder.core.answers import canonical_answer, extract_answer
+from ponder.core.budget import Budget, Reservation, RunMeter
+from ponder.core.errors import BudgetExhausted, ConfigError
+from ponder.core.tokens import prompt_upper_bound
+from ponder.core.tracing import Trace, TraceSink
+from ponder.core.types import (
+    STOP_REASONS,
+    Candidate,
+    Completion,
+    Confidence,
+    Execution,
+    Message,
+    Outcome,
+    Problem,
+    TraceEvent,
+    Usage,
+    Verdict,
+)
+from ponder.prompts import PromptLibrary
+from ponder.verifiers.base import Verifier, judge
+
+if TYPE_CHECKING:  # the sandbox loads when a program first runs, not with every strategy
+    from ponder.core.replay import Replay
+    from ponder.sandbox.runner import Limits, SandboxResult
+
+
+class Context:
+    """Everything one problem's run may use. Strategies receive it; `ponder.solve` builds it.
+
+    >>> completions = await ctx.generate("self_refine/generate", n=3, temperature=0.7)
+    >>> best = max(ctx.candidates(completions), key=lambda c: c.score)
+    >>> return ctx.finish(best, "verified" if best.score == 1 else "done", samples=3)
+    """
+
+    def __init__(
+        self,
+        problem: Problem,
+        *,
+        backend: Backend,
+        budget: Budget | None = None,
+        prompts: PromptLibrary | None = None,
+        verifier: Verifier | None = None,
+        seed: int | None = None,
+        trace_sink: TraceSink | None = None,
+        run_meter: RunMeter | None = None,
+        replay: Replay | None = None,
+    ) -> None:
+        self.problem = problem
+        self.backend = backend
+        # `run_meter`: the whole run's token budget, which every call here spends as well.
+        self.meter = (budget or Budget()).start(run_meter)
+        # `replay`: replies an earlier run of this problem paid for, taken before the backend
+        # is asked (a total budget's second pass; see `ponder.core.replay`).
+        self.replay = replay
+        self.trace = Trace(problem.id, trace_sink)
+        self.prompts = prompts or PromptLibrary()
+        # Bound to this run, so a verifier that calls a model (the LLM judge) spends this
+        # problem's budget through `generate` below.
+        self.verifier = None if verifier is None else verifier.bind(self)
+        self.seed = seed
+        self.seen: list[Candidate] = []
+        self._seed_offset = 0
+
+    # -- model calls -------------------------------------------------------------------------
+
+    def render(self, template: str, **variables: Any) -> list[Message]:
+        """Render a template; `problem` is the problem text (gold fields never reach a prompt)."""
+        variables.setdefault("problem", self.problem.problem)
+        variables.setdefault("entry_point", self.problem.entry_point)
+        return self.prompts.render(template, **variables)
+
+    async def generate(
+        self,
+        template: str,
+        *,
+        n: int = 1,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+        step: str | None = None,
+        backend: Backend | None = None,
+        min_n: int = 1,
+        confidence: bool = False,
+        **variables: Any,
+    ) -> list[Completion]:
+        """Render `template`, ask the backend for `n` samples, charge and trace the call.
+
+        Fewer samples than `n` may come back when the budget only fits fewer (at least
+        `min_n`); a backend that returns fewer than asked is asked again for the rest.
+        Raises `BudgetExhausted` when not even `min_n` samples fit. `confidence` asks for
+        token log-probabilities, so that each completion carries its `Confidence` where the
+        backend can give one; without it backends skip them (they cost decode speed).
+        """
+        messages = self.render(template, **variables)
+        return await self.generate_messages(
+            messages, n=n, max_tokens=max_tokens, temperature=temperature, stop=stop,
+            step=step or template, template=template, backend=backend, min_n=min_n,
+            confidence=confidence,
+        )
+
+    async def generate_messages(
+        self,
+        messages: Sequence[Message],
+        *,
+        n: int = 1,
+        max_tokens: int,
+        temperature: float = 0.0,
+        stop: Sequence[str] | None = None,
+        step: str = "generate",
+        template: str | None = None,
+        backend: Backend | None = None,
+        min_n: int = 1,
+        confidence: bool = False,
+    ) -> list[Completion]:
+        backend = backend or self.backend
+        out: list[Completion] = []
+        while len(out) < n:
+            try:
+                got = await self._one_call(
+                    backend, list(messages), n=n - len(out), max_tokens=max_tokens,
+                    temperature=temperature, stop=stop, step=step, template=template,
+                    min_n=max(1, min_n - len(out)), confidence=confidence,
+                )
+            except BudgetExhausted:
+                if len(out) >= min_n and out:
+                    break  # keep the samples this call already paid for
+                raise
+            if not got:
+                break
+            out.extend(got)
+        return out
+
+    async def _one_call(
+        self, backend: Backend, messages: list[Message], *, n: int, max_tokens: int,
+        temperature: float, stop: Sequence[str] | None, step: str, template: str | None,
+        min_n: int, confidence: bool,
+    ) -> list[Completion]:
+        if self.replay is not None and (replayed := self.replay.take(
+                messages, n=n, max_tokens=max_tokens, temperature=temperature, stop=stop,
+                confidence=confidence)):
+            # Paid for by the earlier run (its usage is on that run's row): no charge here.
+            self._seed_offset += len(replayed)
+            self.trace.add(TraceEvent(
+                kind="generate", step=step, template=template, messages=messages,
+                completions=replayed, data={"n": len(replayed), "max_tokens": max_tokens,
+                                            "temperature": temperature, "replayed": True}))
+            return replayed
+        prompt_tokens = await self._prompt_bound(backend, messages, n, max_tokens)
+        reservation = self.meter.reserve(
+            prompt_tokens=prompt_tokens, prompt_copies=backend.prompt_copies(n), n=n,
+            max_tokens=max_tokens, min_n=min_n,
+        )
+        seed = None if self.seed is None else self.seed + self._seed_offset
+        self._seed_offset += reservation.n
+        started = time.monotonic()
+        event = TraceEvent(kind="generate", step=step, template=template, messages=messages,
+                           data={"n": reservation.n, "max_tokens": reservation.max_tokens,
+                                 "temperature": temperature,
+                                 **({"stop": list(stop)} if stop else {})})
+        label = CURRENT_CALL.set(CallLabel(template=template, step=step,
+                                               confidence=confidence))
+        try:
+            call = backend.generate(
+                messages, n=reservation.n, max_tokens=reservation.max_tokens,
+                temperature=temperature, stop=stop, seed=seed,
+            )
+            timeout = self.meter.remaining_seconds
+            completions = await (call if math.isinf(timeout) else asyncio.wait_for(call, timeout))
+        except TimeoutError:
+            self.meter.release(reservation)
+            event.error = f"time limit of {self.meter.budget.seconds}s reached mid-call"
+            event.latency_s = time.monotonic() - started
+            self.trace.add(event)
+            self.meter.exhausted_reason = event.error
+            raise BudgetExhausted(event.error) from None
+        except BaseException as exc:
+            self.meter.release(reservation)
+            event.error = f"{type(exc).__name__}: {exc}"
+            event.retries = getattr(exc, "retries", 0)
+            event.latency_s = time.monotonic() - started
+            self.trace.add(event)
+            raise
+        finally:
+            CURRENT_CALL.reset(label)
+        completions = [_capped(c, reservation.max_tokens) for c in completions]
+        usage, doubt = _checked(sum((c.usage for c in completions), Usage()), reservation,
+                                _least_usage(messages, completions, reservation))
+        if doubt is not None:
+            event.data["usage_rejected"] = doubt
+        usage = usage + Usage(calls=1)
+        self.meter.charge(reservation, usage)
+        event.completions = completions
+        event.usage = usage
+        event.retries = max((c.retries for c in completions), default=0)
+        event.latency_s = time.monotonic() - started
+        self.trace.add(event)
+        return completions
+
+    async def _prompt_bound(self, backend: Backend, messages: list[Message], n: int,
+                            max_tokens: int) -> int:
+        """An upper bound on the prompt's tokens; asks the backend's tokenizer only when the
+        cheap bound would cut this call short, since that costs a round trip."""
+        bound = prompt_upper_bound(messages)
+        copies = backend.prompt_copies(n)
+        if bound * copies + n * max_tokens <= self.meter.remaining_tokens:
+            return bound
+        exact = await backend.count_prompt_tokens(messages)
+        return bound if exact is None else min(bound, exact)
+
+    async def execute(self, code: str, *, timeout_s: float, step: str = "execute") -> Execution:
+        """Run model-written Python in the sandbox `unit_tests` uses (no network, limits,
+        nothing left behind). It costs no tokens, but its time (the wait for a sandbox slot
+        included) counts against the budget's seconds, and a run still queued or running when
+        they end is stopped (`BudgetExhausted`); the trace records the program, its output,
+        its error and its run time."""
+        from ponder.sandbox.runner import Limits, shared_sandbox
+
+        seconds = self.meter.seconds_for(timeout_s)
+        limits = Limits(timeout_s=seconds, cpu_s=max(1, math.ceil(seconds)), memory_mb=512,
+                        processes=8, output_bytes=8192)
+        run = shared_sandbox().run({"main.py": code}, "main.py", limits=limits)
+        # The wait for one of the sandbox's few slots counts too: programs queued behind each
+        # other (n of them at once) must not hold the slots, which every problem and every
+        # `ponder serve` request share, past the budget's time.
+        left = self.meter.remaining_seconds
+        try:
+            result = await (run if math.isinf(left) else asyncio.wait_for(run, left))
+        except TimeoutError:
+            error = f"time limit of {self.meter.budget.seconds}s reached waiting for or " \
+                    "running a program"
+            self.trace.add(TraceEvent(kind="execute", step=step, error=error,
+                                      data={"code": code}))
+            self.meter.exhausted_reason = error
+            raise BudgetExhausted(error) from None
+        execution = Execution(code=code, output=result.output, exit_code=result.exit_code,
+                              timed_out=result.timed_out, seconds=round(result.seconds, 3),
+                              error=_program_error(result, limits))
+        self.trace.add(TraceEvent(kind="execute", step=step, latency_s=execution.seconds,
+                                  error=execution.error,
+                                  data={"code": code, "output": execution.output[-2000:]}))
+        return execution
+
+    # -- candidates and verification -----------------------------------------------------------
+
+    def candidate(self, text: str, *, source: str = "", usage: Usage | None = None,
+                  answer: str | None = None, confidence: Confidence | None = None) -> Candidate:
+        """A candidate from reply text, with its answer extracted (code for coding problems)
+        unless the strategy knows it (what a program printed). An `answer` passed here is
+        `answer_given`: verifiers judge it as it is and never read another out of `text`."""
+        given = answer is not None
+        if answer is None:
+            answer = self.verifier.extract(text) if self.verifier else extract_answer(text)
+        cand = Candidate(text=text, answer=answer, source=source, usage=usage or Usage(),
+                         confidence=confidence, answer_given=given)
+        self.seen.append(cand)
+        return cand
+
+    def candidates(self, completions: Sequence[Completion], *, source: str = "") -> list[Candidate]:
+        """One candidate per completion, with its usage and confidence."""
+        return [self.candidate(c.text, source=source, usage=c.usage, confidence=c.confidence)
+                for c in completions]
+
+    async def verify(self, candidate: Candidate) -> Verdict | None:
+        """Judge `candidate` with the problem's verifier (None when there is none) and keep the
+        verdict on it."""
+        if self.verifier is None:
+            return None
+        started = time.monotonic()
+        verdict = await judge(self.verifier, self.problem, candidate)
+        candidate.verdict = verdict
+        self.trace.add(TraceEvent(kind="verify", step=self.verifier.name, verdict=verdict,
+                                  latency_s=time.monotonic() - started,
+                                  data={"answer": candidate.answer}
+                                  | ({"source": "vote"} if candidate.source == "vote" else {})))
+        return verdict
+
+    def canonical(self, answer: str) -> str | None:
+        """A key under which equal answers group, for voting and consensus."""
+        return self.verifier.canonical(answer) if self.verifier else canonical_answer(answer)
+
+    async def best(self) -> Candidate | None:
+        """The best candidate seen so far, for a run cut short: every candidate not yet judged
+        is verified first (while the budget's time lasts), then the highest score wins, ties
+        to the latest. Without a verifier, the latest candidate."""
+        if not self.seen:
+            return None
+        if self.verifier is None:
+            return self.seen[-1]
+        for cand in self.seen:
+            if cand.verdict is None and self.meter.remaining_seconds > 0:
+                try:
+                    await self.verify(cand)
+                except BudgetExhausted:  # a judge that calls the model found no budget left
+                    break
+        return max(reversed(self.seen), key=lambda c: c.score)
+
+    def finish(self, candidate: Candidate | None, reason: str | None = None,
+               **info: Any) -> Outcome:
+        """What a strategy returns: its answer, why it stopped (one of `STOP_REASONS`; by
+        default `verified` when the verifier passed the answer, else `done`), and details that
+        go into `Result.info`."""
+        if reason is None:
+            passed = candidate is not None and candidate.verdict is not None \
+                and candidate.verdict.passed
+            reason = "verified" if passed else "done"
+        if reason not in STOP_REASONS:
+            raise ConfigError(f"stop reason {reason!r} is not one of {', '.join(STOP_REASONS)}")
+        return Outcome(candidate=candidate, reason=reason, info=info)  # type: ignore[arg-type]
+
+    def note(self, step: str, **data: Any) -> None:
+        """Record a strategy decision (a vote, a pruned beam) in the trace."""
+        self.trace.add(TraceEvent(kind="note", step=step, data=data))
+
+
+# No tokenizer spells a token in more characters than this; a longer reply did not come from
+# the call it claims to answer, and storing it whole (100 MB for max_tokens=512) is the harm.
+MAX_CHARS_PER_TOKEN = 32
+CHARS_SLACK = 256  # on top, for a reply's framing (a stop string, a stray newline)
+
+
+def _capped(completion: Completion, max_tokens: int) -> Completion:
+    limit = max_tokens * MAX_CHARS_PER_TOKEN + CHARS_SLACK
+    if len(completion.text) <= limit:
+        return completion
+    return completion.model_copy(update={"text": completion.text[:limit], "truncated": True})
+
+
+def _least_usage(messages: Sequence[Message], completions: Sequence[Completion],
+                 reservation: Reservation) -> Usage:
+    """The fewest tokens the texts of a call can have cost: one prompt copy and each distinct
+    reply (greedy copies of one reply are charged once), at `MAX_CHARS_PER_TOKEN` characters
+    a token after the slack `_capped` allows too. A weak floor, but one no honest count falls
+    below, and "0 tokens" for a page of text does."""
+    def least(chars: int) -> int:
+        return math.ceil(max(0, chars - CHARS_SLACK) / MAX_CHARS_PER_TOKEN)
+
+    prompt = least(sum(len(m.content) for m in messages))
+    completion = sum(min(reservation.max_tokens, least(len(text)))
+                     for text in {c.text for c in completions})
+    return Usage(prompt_tokens=prompt,
+                 completion_tokens=min(completion, reservation.n * reservation.max_tokens))
+
+
+def _checked(usage: Usage, reservation: Reservation, least: Usage) -> tuple[Usage, str | None]:
+    """The usage to charge: what the backend reported, unless it is negative or more than
+    the call could have cost (then the call's upper bound) or less than its texts must have
+    cost (then that floor, field by field); marked estimated, with why."""
+    fields = (usage.prompt_tokens, usage.completion_tokens)
+    reported = f"the backend reported {fields[0]} prompt + {fields[1]} completion tokens"
+    floor = Usage(prompt_tokens=max(fields[0], least.prompt_tokens),
+                  completion_tokens=max(fields[1], least.completion_tokens), estimated=True)
+    most_completion = min(reservation.tokens, reservation.n * reservation.max_tokens)
+    bound = Usage(prompt_tokens=reservation.tokens - most_completion,
+                  completion_tokens=most_completion, estimated=True)
+    if min(fields) < 0 or usage.total_tokens > reservation.tokens:
+        return bound, (f"{reported}; the call could cost at most {reservation.tokens}, "
+                       f"which is charged")
+    if floor.total_tokens == usage.total_tokens:
+        return usage, None
+    need = (f"its texts need at least {least.prompt_tokens} + {least.completion_tokens} (a "
+            f"token is at most {MAX_CHARS_PER_TOKEN} characters)")
+    if floor.total_tokens > reservation.tokens:  # the reservation is the most ever charged
+        return bound, f"{reported}; {need}, so the call's bound, {reservation.tokens}, is charged"
+    return floor, (f"{reported}; {need}, so {floor.prompt_tokens} + "
+                   f"{floor.completion_tokens} are charged")
+
+
+def _program_error(result: SandboxResult, limits: Limits) -> str | None:
+    """Why a program gave no answer, in words for a repair prompt; None when it printed one."""
+    tail = "\n".join(result.output.strip().splitlines()[-12:])
+    if result.setup_error is not None:
+        return f"the sandbox could not start: {result.setup_error}"
+    if result.timed_out:
+        return f"it did not finish within {limits.timeout_s:g}s (an infinite loop?)"
+    if result.signal is not None:
+        return f"it was killed by signal {result.signal} (too much time or memory)\n{tail}"
+    if result.exit_code != 0:
+        return tail or f"it exited with code {result.exit_code}"
+    if not tail:
+        return "it printed nothing; print the final answer"
+    return None
