@@ -21,7 +21,7 @@ import subprocess
 import sys
 from pathlib import Path
 
-from ponder.testing.fake_server import FakeOpenAIServer, QuizItem
+from ponder.testing import FakeOpenAIServer, QuizItem
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "data" / "quiz_mixed.jsonl"

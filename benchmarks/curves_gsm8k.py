@@ -11,7 +11,7 @@ plot (tokens, or `--x compute` for FLOPs).
 It runs `ponder bench` into benchmarks/results/curve_gsm8k/, where each run is cached row by row
 as it finishes: on 2 cores the whole list takes many hours (best_of_n's pool of 16 alone is
 about 1,600 samples), so it is built up over sessions, each run of this script carrying on
-where the last stopped. The 1.5B runs need `pip install "ponder[local-1.5b]"`.
+where the last stopped. The 1.5B runs need `pip install "ponder[local-1-5b]"`.
 
 `--held-out` scores the next 100 problems (100-199) with the points whose lead on the first 100
 might be luck: `single`, `auto` and the zero-shot program (into

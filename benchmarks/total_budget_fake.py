@@ -45,7 +45,7 @@ from ponder.core.types import Problem, Result
 from ponder.runs.allocation import solve_within
 from ponder.runs.solve_many import Solver, run_all
 from ponder.strategies import REGISTRY
-from ponder.testing.fake_server import FakeOpenAIServer, QuizItem
+from ponder.testing import FakeOpenAIServer, QuizItem
 
 ROOT = Path(__file__).resolve().parents[1]
 DATA = ROOT / "benchmarks" / "data" / "quiz_mixed.jsonl"

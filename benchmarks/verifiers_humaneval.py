@@ -19,7 +19,7 @@ import time
 from pathlib import Path
 
 from ponder.core.types import Candidate, Problem, Verdict
-from ponder.sandbox.runner import Sandbox
+from ponder.sandbox import Sandbox
 from ponder.verifiers.unit_tests import UnitTestVerifier
 
 DATA = Path(__file__).resolve().parents[2] / "shared" / "data" / "humaneval_public.jsonl"

@@ -93,7 +93,7 @@ def fake_server_main(args: argparse.Namespace) -> None:
     """`--fake-server`: serve, print the base URL, then answer each `stats` line on stdin with
     the counters as one JSON line; stop at end of input (the parent is gone or done)."""
     sys.path.insert(0, str(REPO))
-    from ponder.testing.fake_server import FakeOpenAIServer
+    from ponder.testing import FakeOpenAIServer
 
     server = FakeOpenAIServer.from_quiz_file(args.quiz, latency_s=args.latency, seed=args.seed,
                                              model=MODEL)

@@ -3,10 +3,11 @@
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ponder.api import asolve, asolve_many, solve, solve_many
+    from ponder.api import asolve, asolve_many, averify, solve, solve_many, verify
     from ponder.backends import LocalBackend, OpenAIBackend, ScriptedBackend, VLLMBackend
     from ponder.backends.base import Backend
     from ponder.backends.pool import BackendPool
+    from ponder.backends.spec import BackendSpec
     from ponder.core.budget import Budget
     from ponder.core.errors import (
         BackendError,
@@ -30,9 +31,9 @@ if TYPE_CHECKING:
         Usage,
         Verdict,
     )
+    from ponder.session import Session
     from ponder.strategies import StrategyConfig, register_strategy
     from ponder.strategies.context import Context
-    from ponder.verification import averify, verify
     from ponder.verifiers import (
         ModelAccess,
         Verifier,
@@ -47,7 +48,8 @@ if TYPE_CHECKING:
 # its first use (PEP 562), so that `ponder --help` or a script using only `ponder.Budget` does
 # not pay for the openai SDK (half a second) or the pydantic models it never touches.
 _LAZY: dict[str, str] = {
-    **dict.fromkeys(["asolve", "asolve_many", "solve", "solve_many"], "ponder.api"),
+    **dict.fromkeys(["asolve", "asolve_many", "averify", "solve", "solve_many", "verify"],
+                    "ponder.api"),
     "Backend": "ponder.backends.base",
     "BackendPool": "ponder.backends.pool",
     "LocalBackend": "ponder.backends.local",
@@ -64,8 +66,8 @@ _LAZY: dict[str, str] = {
     **dict.fromkeys(["Candidate", "Completion", "Confidence", "Message", "Outcome", "Problem",
                      "Result", "StopReason", "TraceEvent", "Usage", "Verdict"],
                     "ponder.core.types"),
-    "averify": "ponder.verification",
-    "verify": "ponder.verification",
+    "Session": "ponder.session",
+    "BackendSpec": "ponder.backends.spec",
     **dict.fromkeys(["ModelAccess", "Verifier", "all_of", "any_of", "get_verifier",
                      "register_verifier", "weighted"], "ponder.verifiers"),
 }
@@ -92,6 +94,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendPool",
+    "BackendSpec",
     "Budget",
     "BudgetExhausted",
     "Candidate",
@@ -110,6 +113,7 @@ __all__ = [
     "Problem",
     "Result",
     "ScriptedBackend",
+    "Session",
     "StopReason",
     "StrategyConfig",
     "TemplateError",

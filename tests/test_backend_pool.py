@@ -16,13 +16,13 @@ import pytest
 from typer.testing import CliRunner
 
 import ponder
-from ponder.api import resolve_backend
 from ponder.backends.openai import OpenAIBackend
 from ponder.backends.pool import BackendPool
+from ponder.backends.spec import make_backend as resolve_backend
 from ponder.cli import app
 from ponder.core.errors import BackendError, ConfigError
 from ponder.core.types import Message, Problem, Result
-from ponder.runs.results import read_results
+from ponder.runs.results_reader import read_results
 from ponder.runs.solve_many import Solver, run_all
 from ponder.strategies import REGISTRY
 from ponder.strategies.ice import Agent

@@ -13,7 +13,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ponder.cli import app
-from ponder.testing.fake_server import FakeOpenAIServer
+from ponder.testing import FakeOpenAIServer
 
 runner = CliRunner()
 

@@ -8,7 +8,7 @@ import pytest
 from ponder.bench.run import rechoose
 from ponder.bench.spec import Choice, parse_spec, plan_runs
 from ponder.core.errors import ConfigError
-from ponder.core.types import Confidence, Result, Usage
+from ponder.core.types import Confidence, PoolRecord, Result, SamplingInfo, Usage
 
 
 def test_a_comma_list_sweeps_and_two_lists_make_every_pair() -> None:
@@ -86,15 +86,15 @@ def test_the_same_point_twice_is_run_once() -> None:
 
 def _row(answers: list[str], tokens: list[int], confidences: list[float] | None = None,
          overhead: int = 0) -> Result:
-    pool = [{"answer": a, "tokens": t,
-             "confidence": None if confidences is None else Confidence(
-                 measure="top_k", tokens=10, window=8, mean_logprob=-0.1, mean=c,
-                 lowest_group=c).model_dump()}
+    pool = [PoolRecord(answer=a, tokens=t, confidence=None if confidences is None else Confidence(
+                measure="top_k", tokens=10, window=8, mean_logprob=-0.1, mean=c,
+                lowest_group=c))
             for a, t, c in zip(answers, tokens, confidences or [0.0] * len(answers),
                                strict=True)]
+    sampled = SamplingInfo(samples=len(pool), vote_answer=None, pool=pool)
     total = sum(tokens) + overhead
     return Result(id="p", answer=None, usage=Usage(prompt_tokens=0, completion_tokens=total,
-                                                  calls=1), info={"pool": pool})
+                                                  calls=1), info=sampled.model_dump())
 
 
 def test_a_prefix_of_the_pool_votes_and_costs_what_its_samples_cost() -> None:

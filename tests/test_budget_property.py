@@ -48,8 +48,9 @@ def within(budget: Budget, used: Usage) -> bool:
 
 
 async def solve_single(prompt: str, backend: Backend, budget: Budget, tokens: int) -> None:
-    result = await ponder.asolve(prompt, strategy="single", backend=backend, budget=budget,
-                                 max_tokens=tokens)
+    # A Problem, not text: the loader refuses blank text, and the budget must hold for any.
+    result = await ponder.asolve(ponder.Problem(problem=prompt), strategy="single",
+                                 backend=backend, budget=budget, max_tokens=tokens)
     assert within(budget, result.usage), (budget, result.usage)
     assert result.error is None
     traced = sum((e.usage for e in result.trace), Usage())

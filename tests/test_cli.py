@@ -15,7 +15,7 @@ import pytest
 from typer.testing import CliRunner
 
 from ponder.cli import app, default_trace
-from ponder.runs.results import read_results
+from ponder.runs.results_reader import read_results
 from ponder.strategies import REGISTRY as STRATEGIES
 from ponder.testing import FakeOpenAIServer
 from ponder.verifiers import REGISTRY as VERIFIERS
@@ -406,9 +406,9 @@ def test_sandbox_none_is_named_and_said_in_every_verdict_and_the_summary(
 
 def test_the_sandbox_option_names_the_sandboxs_own_variable() -> None:
     from ponder import cli
-    from ponder.sandbox import runner as sandbox
+    from ponder.sandbox import SANDBOX_ENV
 
-    assert cli.SANDBOX_ENV == sandbox.SANDBOX_ENV
+    assert cli.SANDBOX_ENV == SANDBOX_ENV
 
 
 def test_an_empty_file_at_the_output_path_is_written_into_not_removed(

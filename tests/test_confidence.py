@@ -16,7 +16,7 @@ from ponder.core.confidence import TokenLogprobs, group_means, summarize, weight
 from ponder.core.types import Confidence, Message
 from ponder.strategies.sampling import confidence_vote
 from ponder.testing import FakeOpenAIServer, make_context
-from ponder.testing.fake_server import token_logprobs
+from ponder.testing.tokens import token_logprobs
 
 PROBLEM = "A shirt costs $4 and a hat costs $4. How much do both cost?"
 MESSAGES = [Message(role="user", content="Tom has 3 apples and buys 5 more. How many now?")]

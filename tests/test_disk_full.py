@@ -19,7 +19,9 @@ from ponder.cli import app
 from ponder.core.errors import OutputError
 from ponder.core.tracing import JsonlTraceWriter
 from ponder.core.types import Result, TraceEvent
-from ponder.runs.results import ResultsWriter, lock_path, read_results, rewrite_results
+from ponder.runs.results import ResultsWriter, rewrite_results
+from ponder.runs.results_reader import read_results
+from ponder.runs.run_lock import lock_path
 from ponder.testing import FakeOpenAIServer
 
 NO_SPACE = os.strerror(errno.ENOSPC)

@@ -13,7 +13,7 @@ from typer.testing import CliRunner
 import ponder
 from ponder import Budget, ConfigError, ScriptedBackend
 from ponder.cli import app
-from ponder.runs.results import read_results
+from ponder.runs.results_reader import read_results
 from ponder.strategies.effort import EFFORTS, TIERS, strategy_for
 from ponder.testing import FakeOpenAIServer, by_step
 

@@ -16,7 +16,7 @@ from typer.testing import CliRunner
 
 from ponder.cli import app
 from ponder.runs.problem_files import load_problems
-from ponder.runs.results import read_results
+from ponder.runs.results_reader import read_results
 from ponder.testing import FakeOpenAIServer
 from ponder.verifiers import VerifierChoice
 from tests.conftest import REPO

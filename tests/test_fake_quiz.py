@@ -18,15 +18,10 @@ import ponder
 from ponder import Problem
 from ponder.core.answers import canonical_answer, extract_answer, extract_code
 from ponder.prompts.library import PromptLibrary
-from ponder.testing.fake_server import (
-    FakeOpenAIServer,
-    Quiz,
-    QuizFileError,
-    QuizItem,
-    count_prompt_tokens,
-    main,
-    wrong_answers,
-)
+from ponder.testing import FakeOpenAIServer, Quiz, QuizFileError, QuizItem
+from ponder.testing.fake_server import main
+from ponder.testing.quiz import wrong_answers
+from ponder.testing.tokens import count_prompt_tokens
 
 REPO = Path(__file__).resolve().parents[1]
 QUESTION = "Tom has 3 apples and buys 5 more. How many apples does Tom have now?"

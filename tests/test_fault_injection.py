@@ -17,7 +17,7 @@ from ponder.backends.openai import OpenAIBackend
 from ponder.core.errors import BackendError
 from ponder.core.types import Completion, Message
 from ponder.testing import FakeOpenAIServer
-from ponder.testing.fake_server import FAULTS
+from ponder.testing.chat import FAULTS
 
 TIMEOUT_S = 1.0
 MAX_RETRIES = 2

@@ -20,7 +20,8 @@ import pytest
 
 from ponder.backends.scripted import ScriptedBackend
 from ponder.core.types import Problem, Result
-from ponder.runs.results import ResultsWriter, read_results, result_line
+from ponder.runs.results import ResultsWriter, result_line
+from ponder.runs.results_reader import read_results
 from ponder.runs.solve_many import Solver, run_all
 from ponder.strategies import REGISTRY
 from tests.conftest import REPO

@@ -8,7 +8,7 @@ from __future__ import annotations
 import pytest
 
 from ponder.core.types import Candidate, Verdict
-from ponder.sandbox.runner import Limits, Sandbox
+from ponder.sandbox import Limits, Sandbox
 from ponder.verifiers.unit_tests import UnitTestVerifier
 from tests.hostile_corpus import CORPUS, RIGHT, SECRET
 

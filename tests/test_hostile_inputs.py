@@ -15,9 +15,10 @@ from typer.testing import CliRunner
 from ponder import cli
 from ponder.cli import app
 from ponder.core.errors import ProblemFileError
-from ponder.runs import problem_files
-from ponder.runs.problem_files import MAX_FIELD_BYTES, load_problems
-from ponder.runs.results import read_results
+from ponder.runs import problem_formats as problem_files  # where `_YAML_LOADER` is patched
+from ponder.runs.problem_files import load_problems
+from ponder.runs.problem_rows import MAX_FIELD_BYTES
+from ponder.runs.results_reader import read_results
 from ponder.testing import FakeOpenAIServer
 from ponder.verifiers import VerifierChoice
 

@@ -31,28 +31,48 @@ def module_names() -> list[str]:
     return names
 
 
-def module_level_imports(name: str) -> set[str]:
-    """The ponder modules `name` imports when it is imported."""
+def imports_of(name: str) -> set[str]:
+    """The ponder modules `name` imports: at module level, for type checking, or inside a
+    function (a deferred import is still a dependency, and a loop through one is a loop)."""
     path = REPO / name.replace(".", "/")
     path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
     known = set(module_names())
     found: set[str] = set()
-
-    def visit(nodes: list[ast.stmt]) -> None:
-        for node in nodes:
-            if isinstance(node, ast.Import):
-                found.update(a.name for a in node.names)
-            elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-                found.add(node.module)
-                found.update(f"{node.module}.{a.name}" for a in node.names)  # submodules
-            elif isinstance(node, ast.If | ast.Try):
-                visit(node.body)
-                visit(node.orelse)
-                for handler in getattr(node, "handlers", []):
-                    visit(handler.body)
-
-    visit(ast.parse(path.read_text(encoding="utf-8")).body)
+    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+        if isinstance(node, ast.Import):
+            found.update(a.name for a in node.names)
+        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            found.add(node.module)
+            found.update(f"{node.module}.{a.name}" for a in node.names)  # submodules
     return {m for m in found if m in known and m != name}
+
+
+# The layers, bottom up: a module imports only from its own layer or the ones below it. The
+# package root (`ponder/__init__.py`, whose names load lazily) and `__main__` stand above all.
+LAYERS: list[tuple[str, ...]] = [
+    ("ponder.core",),
+    ("ponder.backends", "ponder.prompts", "ponder.sandbox"),
+    ("ponder.verifiers",),
+    ("ponder.strategies",),
+    ("ponder.runs",),
+    ("ponder.portal", "ponder.session", "ponder.api"),
+    ("ponder.bench", "ponder.serve", "ponder.ray", "ponder.testing"),
+    ("ponder.cli",),
+]
+# The front doors are rooms of one floor: none reaches into another.
+FRONT_DOORS = LAYERS[6]
+
+
+def layer_of(module: str) -> int | None:
+    for rank, rooms in enumerate(LAYERS):
+        if any(module == room or module.startswith(room + ".") for room in rooms):
+            return rank
+    return None
+
+
+def room_of(module: str) -> str:
+    return next(room for rooms in LAYERS for room in rooms
+                if module == room or module.startswith(room + "."))
 
 
 def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
@@ -78,14 +98,51 @@ def find_cycle(graph: dict[str, set[str]]) -> list[str] | None:
 
 
 def test_the_import_graph_has_no_cycle() -> None:
-    graph = {name: module_level_imports(name) for name in module_names()}
+    graph = {name: imports_of(name) for name in module_names()}
     assert sum(len(edges) for edges in graph.values()) > 50  # the check sees the imports
     assert find_cycle(graph) is None, " -> ".join(find_cycle(graph) or [])
 
 
-def test_the_cycle_check_finds_a_cycle() -> None:
-    assert find_cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
-    assert find_cycle({"a": {"b"}, "b": set()}) is None
+def test_function_level_imports_count() -> None:
+    """`ponder.cli` imports most of what it runs inside its commands; those are edges too."""
+    assert "ponder.runs.solve_many" in imports_of("ponder.cli")
+
+
+def layer_violations(graph: dict[str, set[str]]) -> list[str]:
+    wrong = []
+    for name, used_modules in sorted(graph.items()):
+        if name in ("ponder", "ponder.__main__"):
+            continue
+        rank = layer_of(name)
+        if rank is None:
+            wrong.append(f"{name} is in no layer of LAYERS")
+            continue
+        for used in sorted(used_modules):
+            used_rank = layer_of(used)
+            if used_rank is None:
+                wrong.append(f"{name} imports {used}, which is in no layer")
+            elif used_rank > rank:
+                wrong.append(f"{name} (layer {rank}) imports {used} (layer {used_rank})")
+            elif LAYERS[rank] == FRONT_DOORS and room_of(name) != room_of(used) \
+                    and used_rank == rank:
+                wrong.append(f"{name} reaches into another front door: {used}")
+    return wrong
+
+
+def test_every_module_imports_only_from_its_layer_and_below() -> None:
+    graph = {name: imports_of(name) for name in module_names()}
+    assert layer_violations(graph) == []
+
+
+def test_the_layer_check_sees_a_wrong_import() -> None:
+    assert layer_violations({"ponder.core.budget": {"ponder.runs.results"},
+                             "ponder.serve.app": {"ponder.bench.curve"},
+                             "ponder.runs.results": {"ponder.core.types"},
+                             "ponder.elsewhere": set()}) == [
+        "ponder.core.budget (layer 0) imports ponder.runs.results (layer 4)",
+        "ponder.elsewhere is in no layer of LAYERS",
+        "ponder.serve.app reaches into another front door: ponder.bench.curve",
+    ]
 
 
 ALONE = """

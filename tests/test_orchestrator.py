@@ -14,9 +14,11 @@ from ponder.core.budget import Budget
 from ponder.core.errors import BackendError
 from ponder.core.types import Candidate, Completion, Message, Problem, Result, Usage, Verdict
 from ponder.runs.problem_files import load_problems
-from ponder.runs.results import ResultsWriter, drop_torn_tail, read_results, result_line
+from ponder.runs.results import ResultsWriter, result_line
+from ponder.runs.results_reader import read_results
 from ponder.runs.solve_many import Solver, resume_plan, run_all
 from ponder.runs.summary import RunTally, failure_kind
+from ponder.runs.torn_tail import drop_torn_tail
 from ponder.strategies import REGISTRY
 from ponder.verifiers import FunctionVerifier, VerifierChoice
 from tests.conftest import DATA

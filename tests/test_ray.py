@@ -26,7 +26,8 @@ from ponder.cli import app
 from ponder.core.errors import ConfigError
 from ponder.core.types import Result
 from ponder.ray.run import BackendSpec
-from ponder.runs.results import ResultsWriter, read_results
+from ponder.runs.results import ResultsWriter
+from ponder.runs.results_reader import read_results
 from ponder.runs.solve_many import RowSink, record_rows
 from ponder.testing import FakeOpenAIServer
 from tests.conftest import REPO

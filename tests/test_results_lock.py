@@ -17,14 +17,9 @@ from typer.testing import CliRunner
 from ponder.cli import app
 from ponder.core.errors import PonderError
 from ponder.core.types import Problem, Result
-from ponder.runs.results import (
-    ResultsLocked,
-    ResultsWriter,
-    RunLock,
-    lock_path,
-    problem_hash,
-    read_results,
-)
+from ponder.runs.results import ResultsWriter, problem_hash
+from ponder.runs.results_reader import read_results
+from ponder.runs.run_lock import ResultsLocked, RunLock, lock_path
 from ponder.runs.solve_many import resume_plan
 from ponder.testing import FakeOpenAIServer
 from tests.conftest import REPO

@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 from ponder.core.types import Result
-from ponder.runs.results import lock_path, result_line
+from ponder.runs.results import result_line
+from ponder.runs.run_lock import lock_path
 from ponder.testing import FakeOpenAIServer
 from tests.conftest import DATA, REPO, load_jsonl
 

@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from ponder.sandbox.runner import Limits, Sandbox, SandboxResult
+from ponder.sandbox import Limits, Sandbox, SandboxResult
 from tests.conftest import REPO
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")

@@ -15,12 +15,17 @@ from pathlib import Path
 
 import pytest
 
-from ponder.core.errors import SandboxUnavailable
 from ponder.core.types import Candidate, Problem, Result
 from ponder.runs.summary import RunTally
-from ponder.sandbox import runner as sandbox_module
-from ponder.sandbox.isolation import Isolation
-from ponder.sandbox.runner import Limits, Sandbox
+from ponder.sandbox import (
+    Isolation,
+    Limits,
+    Sandbox,
+    SandboxResult,
+    SandboxUnavailable,
+    runner,
+)
+from ponder.sandbox.run import Run
 from ponder.verifiers.unit_tests import UnitTestVerifier, judge
 
 LIMITS = Limits(timeout_s=10.0, cpu_s=5, memory_mb=512)
@@ -114,7 +119,7 @@ async def test_a_report_past_the_cap_is_no_report(sandbox: Sandbox) -> None:
     b'[' * 100_000,
 ])
 async def test_a_report_that_is_not_exactly_one_object_fails_closed(report: bytes) -> None:
-    result = sandbox_module.SandboxResult(
+    result = SandboxResult(
         run_id="x", exit_code=0, signal=None, timed_out=False, seconds=0.1, output="",
         report=report, isolation={})
     verdict = judge(result, LIMITS)
@@ -161,7 +166,7 @@ async def test_a_probe_that_cannot_run_a_program_is_retried_then_refused(
         tries.append(1)
         return "mount /usr on /x failed"
 
-    monkeypatch.setattr(sandbox_module._Run, "trial", fails)
+    monkeypatch.setattr(Run, "trial", fails)
     fresh = Sandbox()
     with pytest.raises(SandboxUnavailable, match="did not run a test program in 3 tries: "
                                                  "mount /usr on /x failed"):
@@ -175,13 +180,13 @@ async def test_a_probe_that_cannot_run_a_program_is_retried_then_refused(
 @as_root
 async def test_root_that_cannot_drop_to_ids_of_its_own_refuses(
         monkeypatch: pytest.MonkeyPatch) -> None:
-    probed = sandbox_module.probe_isolation
+    probed = runner.probe_isolation
 
     def without_ids(**options: object) -> Isolation:
         import dataclasses
         return dataclasses.replace(probed(**options), own_ids=False)  # type: ignore[arg-type]
 
-    monkeypatch.setattr(sandbox_module, "probe_isolation", without_ids)
+    monkeypatch.setattr(runner, "probe_isolation", without_ids)
     with pytest.raises(SandboxUnavailable, match="as root"):
         await Sandbox().run({"main.py": "print(1)"}, "main.py")
 
@@ -205,7 +210,7 @@ async def test_no_sandbox_only_by_name_and_said_in_every_verdict() -> None:
 WITHOUT_ROOT = """
 import asyncio, json, sys
 from ponder.core.types import Candidate, Problem
-from ponder.sandbox.runner import Sandbox
+from ponder.sandbox import Sandbox
 from ponder.verifiers.unit_tests import UnitTestVerifier
 
 async def main():
@@ -256,8 +261,8 @@ def test_without_root_the_candidate_holds_no_capability_and_cannot_trace_its_jud
 
 
 def _ran(report: bytes, exit_code: int | None = 0, sig: int | None = None,
-         ) -> sandbox_module.SandboxResult:
-    return sandbox_module.SandboxResult(
+         ) -> SandboxResult:
+    return SandboxResult(
         run_id="x", exit_code=exit_code, signal=sig, timed_out=False, seconds=0.1, output="",
         report=report, isolation={})
 

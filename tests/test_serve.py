@@ -29,7 +29,7 @@ from ponder.cli import app as cli
 from ponder.core.budget import Budget
 from ponder.core.errors import ConfigError
 from ponder.core.types import Result, TraceEvent
-from ponder.sandbox.runner import shared_sandbox
+from ponder.sandbox import shared_sandbox
 from ponder.serve import openai_wire
 from ponder.serve.app import TRACE_HEADER, TraceStore, create_app, server_config, trace_json
 from ponder.serve.openai_wire import DEFAULT_BUDGET

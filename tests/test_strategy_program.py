@@ -76,6 +76,17 @@ async def test_a_hanging_or_silent_program_fails_then_falls_back_to_prose(body: 
     assert result.answer == "391"  # the prose answer, since no program printed one
 
 
+async def test_a_program_that_printed_nothing_is_not_judged() -> None:
+    """Nothing to judge: the verifier sees only the prose answer that replaced it (as `auto`
+    judges its tier 0, which runs `program`)."""
+    backend = ScriptedBackend(by_step(write=code("x = 17 * 23"),
+                                      answer="17 * 23 = 391.\nFinal answer: 391"))
+    result = await solve(QUESTION, backend, max_repairs=0)
+    assert result.info["failed"] == 1 and result.info["fallback"] is True
+    verdicts = [e.data["answer"] for e in result.trace if e.kind == "verify"]
+    assert verdicts == ["391"] and result.correct
+
+
 async def test_without_fallback_a_failed_program_answers_nothing() -> None:
     backend = ScriptedBackend(by_step(write=code("raise ValueError('no')")))
     result = await solve(NO_GOLD, backend, max_repairs=0, fallback=False)

@@ -12,6 +12,7 @@ import pytest
 
 import ponder
 from ponder import ConfigError, OpenAIBackend, ScriptedBackend
+from ponder.api import DefaultSessions
 from ponder.portal import SyncPortal
 from ponder.testing import FakeOpenAIServer
 
@@ -59,26 +60,28 @@ class Counting:
 
 def test_the_default_backend_starts_once_for_three_calls_and_closes_with_the_portal() -> None:
     factory = Counting()
-    portal = SyncPortal(factory)
+    portal = SyncPortal()
+    shells = DefaultSessions(portal, factory)
     try:
-        answers = [portal.solve(QUESTION).answer for _ in range(3)]
+        answers = [shells.solve(QUESTION).answer for _ in range(3)]
         assert answers == ["8", "8", "8"]
         assert len(factory.made) == 1 and len(factory.made[0].requests) == 3
         assert factory.closed == 0  # a call does not close the shared default
     finally:
         portal.close()
     assert factory.closed == 1
-    assert portal.solve(QUESTION).answer == "8"  # usable again: a fresh loop, a fresh default
+    assert shells.solve(QUESTION).answer == "8"  # usable again: a fresh loop, a fresh default
     portal.close()
     assert len(factory.made) == 2
 
 
 def test_threads_calling_solve_at_once_share_the_loop_and_the_default() -> None:
     factory = Counting()
-    portal = SyncPortal(factory)
+    portal = SyncPortal()
+    shells = DefaultSessions(portal, factory)
     try:
         with ThreadPoolExecutor(max_workers=8) as pool:
-            results = list(pool.map(lambda _: portal.solve(QUESTION), range(16)))
+            results = list(pool.map(lambda _: shells.solve(QUESTION), range(16)))
         assert {r.answer for r in results} == {"8"}
         assert len(factory.made) == 1
         thread = portal._thread
@@ -115,9 +118,10 @@ def test_plain_solve_starts_the_embedded_model_once_for_three_calls() -> None:
         made.append(LocalBackend(model_path=model_path))
         return made[-1]
 
-    portal = SyncPortal(embedded)
+    portal = SyncPortal()
+    shells = DefaultSessions(portal, embedded)
     try:
-        results = [portal.solve(QUESTION, max_tokens=64) for _ in range(3)]
+        results = [shells.solve(QUESTION, max_tokens=64) for _ in range(3)]
         assert all(r.error is None and r.usage.calls == 1 for r in results)
         assert len(made) == 1 and made[0].base_url is not None  # one model, still serving
     finally:

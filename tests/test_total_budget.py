@@ -24,12 +24,12 @@ from ponder.core.errors import BudgetExhausted, ConfigError
 from ponder.core.replay import Replay
 from ponder.core.types import Message, Problem, Result, Usage
 from ponder.runs.allocation import first_cap, solve_within
-from ponder.runs.results import ResultsWriter, read_results
+from ponder.runs.results import ResultsWriter
+from ponder.runs.results_reader import read_results
 from ponder.runs.solve_many import Solver, resume_plan
 from ponder.runs.summary import RunTally
 from ponder.strategies import REGISTRY
-from ponder.testing import FakeOpenAIServer
-from ponder.testing.fake_server import QuizItem
+from ponder.testing import FakeOpenAIServer, QuizItem
 
 QUIZ = [QuizItem(problem=f"Quiz {i}: what is {i} + {i}?", answer=str(2 * i),
                  p_correct=(0.95, 0.5, 0.15)[i % 3]) for i in range(8)]

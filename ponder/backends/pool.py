@@ -67,7 +67,7 @@ class _Endpoint:
         return self.out_until <= now and (self.failures == 0 or self.in_flight == 0)
 
 
-class BackendPool:
+class BackendPool(Backend):
     """Several backends serving the same model, used as one (see the module's docstring).
 
     `backoff_initial` is how long (seconds) an endpoint stays out after a failure; each further
@@ -194,11 +194,8 @@ class BackendPool:
             if isinstance(outcome, BaseException):
                 raise outcome
 
-    async def __aenter__(self) -> BackendPool:
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
+    async def start(self) -> None:
+        await asyncio.gather(*(m.start() for m in self.backends))
 
     # -- health ---------------------------------------------------------------------------------
 

@@ -6,7 +6,7 @@ import asyncio
 import itertools
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 
-from ponder.backends.base import CURRENT_CALL
+from ponder.backends.base import CURRENT_CALL, Backend
 from ponder.core.tokens import prompt_upper_bound
 from ponder.core.types import Completion, Confidence, Message, Usage
 
@@ -16,7 +16,7 @@ Script = str | Sequence[str] | Callable[[Sequence[Message]], str]
 ScriptedConfidence = Confidence | Callable[[str], Confidence | None]
 
 
-class ScriptedBackend:
+class ScriptedBackend(Backend):
     """Replies in order from `replies` (strings, or functions of the messages), cycling at the end.
 
     Usage is counted one token per whitespace-separated word, and the prompt is charged at

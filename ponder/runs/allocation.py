@@ -17,9 +17,10 @@ two passes:
 2. What is left goes to the problems the first pass left unsettled: not verified, and stopped
    by the budget (`stop_reason == "budget"`; `scattered`, `done`, `consensus` and the rest are
    settled, since more samples are unlikely to change them), the most promising first: the
-   highest `info["agreement"]` (the top answer's vote share, which every sampling strategy
-   records), ties by id. Each is solved again with an equal share of what is left among those
-   still waiting, worked out as it starts, so what one leaves unspent goes to those after it.
+   highest agreement (`SamplingInfo.agreement`: the top answer's vote share, which every
+   sampling strategy records), ties by id. Each is solved again with an equal share of what
+   is left among those still waiting, worked out as it starts, so what one leaves unspent goes
+   to those after it.
    A second pass continues where the first stopped: the first pass's replies answer its
    first calls, free (`ponder.core.replay`), and only what goes beyond them reaches the backend.
    A share too small to buy one more call (less than the first pass's costliest call; less
@@ -43,7 +44,6 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-import math
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
@@ -51,7 +51,7 @@ from typing import Any
 from ponder.core.budget import RunMeter
 from ponder.core.errors import ConfigError
 from ponder.core.replay import Replay
-from ponder.core.types import Problem, Result
+from ponder.core.types import Problem, Result, SamplingInfo
 from ponder.runs.results import ResultsWriter, problem_hash
 from ponder.runs.solve_many import Solver, record_rows, solve_each
 
@@ -71,10 +71,10 @@ def unsettled(row: Result) -> bool:
 
 
 def promise(row: Result) -> tuple[float, str]:
-    """Sort key, most promising first: the highest `info["agreement"]`, ties by id."""
-    agreement = row.info.get("agreement")
-    share = float(agreement) if isinstance(agreement, int | float) and \
-        not isinstance(agreement, bool) and math.isfinite(agreement) else 0.0
+    """Sort key, most promising first: the highest agreement of the row's vote (none: 0),
+    ties by id."""
+    sampled = SamplingInfo.of(row)
+    share = sampled.agreement if sampled is not None and sampled.agreement is not None else 0.0
     return -share, row.id
 
 

@@ -1,8 +1,8 @@
 """Saying when an oracle chose the answer. A verifier that reads a problem's gold (its answer or
 tests) and picks among several candidates measures pass@k, not accuracy: the run is right when
-any candidate was. Each such result row says so (`info["selected_by"]`), with the honest figure
-beside it (`info["vote_correct"]`: whether the strategy's own vote, what it would have answered
-without the verifier, was right), and the run summary counts both.
+any candidate was. Each such result row says so (its `Selection`: `selected_by`), with the
+honest figure beside it (`vote_correct`: whether the strategy's own vote, what it would have
+answered without the verifier, was right), and the run summary counts both.
 
 Judged once per row by `label_selection`, which `runner.run_problem` calls after the strategy
 returns, so `ponder solve`, `ponder.solve` and `ponder serve` rows all carry it. It costs no
@@ -17,7 +17,7 @@ import re
 from typing import Any
 
 from ponder.core.errors import BudgetExhausted
-from ponder.core.types import Candidate, Problem
+from ponder.core.types import Candidate, Problem, SamplingInfo, Selection
 from ponder.strategies.context import Context
 from ponder.verifiers.base import Verifier
 
@@ -49,36 +49,32 @@ def _names_of(spec: str) -> set[str]:
     return {spec, attr, re.sub(r"(?<!^)(?=[A-Z])", "_", attr).lower()}
 
 
-def chose_among_candidates(info: dict[str, Any]) -> bool:
-    """Whether a strategy's `info` shows a vote over several candidates (`vote_answer`, and
-    `samples` above one)."""
-    samples = info.get("samples")
-    return "vote_answer" in info and isinstance(samples, int) and samples > 1
-
-
 async def label_selection(ctx: Context, verifier: Verifier | None, info: dict[str, Any], *,
                           verifier_picked: bool) -> None:
     """When the verifier chose among several candidates (`verifier_picked`: the strategy judged
-    its answer, and its `info` shows a vote), set `info["selected_by"]` ("gold" for a verifier
-    that reads the problem's gold, else "verifier:<name>") and `info["vote_correct"]`: the
-    same verifier's verdict on `info["vote_answer"]` (None when it could not be judged).
-    Never raises: a verifier that fails here leaves `vote_correct` None."""
-    if verifier is None or not verifier_picked or not chose_among_candidates(info):
+    its answer, and its `info` holds a `SamplingInfo` of more than one sample), add its
+    `Selection` to `info`: `selected_by` ("gold" for a verifier that reads the problem's gold,
+    else "verifier:<name>") and `vote_correct`, the same verifier's verdict on the vote's
+    answer (None when it could not be judged). Never raises: a verifier that fails here
+    leaves `vote_correct` None."""
+    sampled = SamplingInfo.of(info)
+    if verifier is None or not verifier_picked or sampled is None or sampled.samples < 2:
         return
     gold = reads_gold(ctx.problem, verifier)
-    info["selected_by"] = "gold" if gold else f"verifier:{verifier.name}"
-    info["vote_correct"] = await _vote_verdict(ctx, info.get("vote_answer"))
-    ctx.note("selection", selected_by=info["selected_by"], vote_answer=info.get("vote_answer"),
-             vote_correct=info["vote_correct"])
+    selection = Selection(selected_by="gold" if gold else f"verifier:{verifier.name}",
+                          vote_correct=await _vote_verdict(ctx, sampled.vote_answer))
+    info.update(selection.model_dump())
+    ctx.note("selection", selected_by=selection.selected_by, vote_answer=sampled.vote_answer,
+             vote_correct=selection.vote_correct)
 
 
-async def _vote_verdict(ctx: Context, answer: object) -> bool | None:
+async def _vote_verdict(ctx: Context, answer: str | None) -> bool | None:
     """Whether the verifier passes the vote's `answer`, judged on the answer alone (a verdict
     already given to a candidate that was judged so is reused). Candidates with the same answer
     can be judged differently (a math verifier reads a prose reply's text too, which may hold
     another answer), so which of them happened to be judged must not decide. No answer is not
     right."""
-    if not isinstance(answer, str) or not answer:
+    if not answer:
         return False
     alone = next((c.verdict for c in ctx.seen
                   if c.answer == answer and c.answer_given and c.verdict is not None), None)

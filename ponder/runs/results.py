@@ -2,30 +2,24 @@
 
 A line is written with a single `write` on an append-only descriptor, and fsync'd with the
 lines around it within about 50 ms (`ResultsWriter`), so a run killed at any moment leaves
-every line it had written, whole, plus at most one torn last line, which `drop_torn_tail` cuts
-away before a resumed run appends again. A row is a `Result` without its
-trace (the trace goes to its own file), with a hash of the problem it answers (`problem_hash`),
-so that a resumed run can tell a problem edited since.
+every line it had written, whole, plus at most one torn last line, which
+`torn_tail.drop_torn_tail` cuts away before a resumed run appends again. A row is a `Result`
+without its trace (the trace goes to its own file), with a hash of the problem it answers
+(`problem_hash`), so that a resumed run can tell a problem edited since.
 
-One run at a time writes a results file: `RunLock` holds it (and its trace) from before a
-resumed run reads it until the run ends, and a second run is refused, naming the first's pid.
-
-Ponder writes and removes only files it made: the lock is a hidden `.<name>.ponder-lock` that
-no other tool uses, a file at that name which is not one of ponder's locks is refused and left
-alone, and a write that fails (a full disk) is an `OutputError` naming the file, with the rows
-before it whole.
+A write that fails (a full disk) is an `OutputError` naming the file, with the rows before it
+whole. Reading the rows back is `results_reader`'s; the lock that keeps a second run from
+writing the same file is `run_lock`'s.
 """
 
 from __future__ import annotations
 
 import contextlib
-import fcntl
 import hashlib
 import json
 import logging
 import math
 import os
-import re
 import stat
 import tempfile
 import threading
@@ -33,24 +27,15 @@ import time
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from pydantic import ValidationError
-
 from ponder.core.appending import is_own_file, open_append, write_error, write_whole
-from ponder.core.errors import OutputError, PonderError
+from ponder.core.errors import OutputError
 from ponder.core.types import Problem, Result
+from ponder.runs.torn_tail import drop_torn_tail
 
-if TYPE_CHECKING:  # `ponder show` reads results and needs no event loop
+if TYPE_CHECKING:  # only `sync` awaits: appending rows needs no event loop
     import asyncio
 
 log = logging.getLogger(__name__)
-
-# How a row, and a trace event, begin as ponder writes them; a torn last line that begins
-# otherwise is not one of ours, and a file holding it is left as it is.
-ROW_START = b'{"id":'
-TRACE_ROW_START = b'{"kind":'
-# Fields every row ponder writes has. A problem file's rows (`id`, `answer`) also parse as a
-# `Result`; these keep one from being taken for a results file and rewritten.
-ROW_FIELDS = frozenset({"id", "answer", "usage", "stop_reason"})
 
 
 def result_line(result: Result) -> str:
@@ -66,60 +51,6 @@ def problem_hash(problem: Problem) -> str:
     text = json.dumps(content, sort_keys=True, ensure_ascii=False, separators=(",", ":"),
                       default=str)
     return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-def _torn_tail(path: Path) -> tuple[int, int, bytes]:
-    """(size, where the torn last line starts, its first bytes); the start is the size when
-    the file ends with a newline (or is missing or empty)."""
-    try:
-        size = path.stat().st_size
-    except FileNotFoundError:
-        return 0, 0, b""
-    with path.open("rb") as file:
-        # Read backwards in blocks to the last newline; the file may be large.
-        end = size
-        block = 1 << 16
-        keep = 0
-        while end > 0:
-            start = max(0, end - block)
-            file.seek(start)
-            chunk = file.read(end - start)
-            if end == size and chunk.endswith(b"\n"):
-                return size, size, b""
-            cut = chunk.rfind(b"\n")
-            if cut >= 0:
-                keep = start + cut + 1
-                break
-            end = start
-        file.seek(keep)
-        return size, keep, file.read(64)
-
-
-def check_torn_tail(path: str | Path, row_start: bytes = ROW_START) -> tuple[int, int]:
-    """(size, where a torn last line starts) of `path`; raises `PonderError` when the file ends
-    in a line that lacks its newline and does not begin the way ponder's rows do: that is no
-    torn write of ours, and cutting it would destroy it."""
-    path = Path(path)
-    size, keep, head = _torn_tail(path)
-    if keep < size and not (head.startswith(row_start) or row_start.startswith(head)):
-        raise PonderError(f"{path}: its last line ({size - keep:,} bytes, no newline) is not "
-                          f"a row ponder wrote; is this the right file? It was left untouched")
-    return size, keep
-
-
-def drop_torn_tail(path: str | Path, row_start: bytes = ROW_START) -> int:
-    """Cut a last line that lacks its newline (a write the process died in); returns how many
-    bytes went. A missing file is left missing; a last line that does not begin as ponder's
-    rows do (`row_start`) is refused (`check_torn_tail`), not cut."""
-    path = Path(path)
-    size, keep = check_torn_tail(path, row_start)
-    if keep == size:
-        return 0
-    with path.open("rb+") as file:
-        file.truncate(keep)
-        file.flush()
-        os.fsync(file.fileno())
-    return size - keep
 
 
 def rewrite_results(path: str | Path, rows: list[Result]) -> None:
@@ -151,174 +82,6 @@ def rewrite_results(path: str | Path, rows: list[Result]) -> None:
                               "it was left as it was: make room, then run again",
                               exc.errno) from exc
         raise
-
-
-def read_results(path: str | Path) -> list[Result]:
-    """Every row in a results file, in the order written. A torn last line is skipped (it is
-    cut for good when a run resumes); a bad line elsewhere is an error naming it."""
-    path = Path(path)
-    # The piece after the last newline is empty, or a torn line that was never finished.
-    complete = path.read_bytes().split(b"\n")[:-1]
-    rows: list[Result] = []
-    for number, line in enumerate(complete, start=1):
-        if not line.strip():
-            continue
-        try:
-            row = Result.model_validate_json(line)
-        except ValidationError as exc:
-            raise PonderError(f"{path}:{number}: not a result row: {_first_error(exc)}") from None
-        if missing := ROW_FIELDS - row.model_fields_set:
-            raise PonderError(f"{path}:{number}: not a result row: no field "
-                              f"{', '.join(repr(f) for f in sorted(missing))}")
-        rows.append(row)
-    return rows
-
-
-def done_ids(path: str | Path) -> set[str]:
-    """The ids a results file already holds (empty when there is no file)."""
-    path = Path(path)
-    return {row.id for row in read_results(path)} if path.is_file() else set()
-
-
-def _first_error(exc: ValidationError) -> str:
-    err = exc.errors()[0]
-    where = ".".join(str(part) for part in err["loc"])
-    return f"{where}: {err['msg']}" if where else str(err["msg"])
-
-
-class ResultsLocked(PonderError):
-    """Another run holds the file: two writers would duplicate and lose rows."""
-
-
-LOCK_SUFFIX = ".ponder-lock"
-# What a lock file of ponder's holds: its holder's pid, or nothing yet.
-_LOCK_TEXT = re.compile(rb"[0-9]{0,20}\n?")
-
-
-def lock_path(path: str | Path) -> Path:
-    """Where the lock of the results (or trace) file `path` lives: hidden beside it, under a
-    name no other tool uses; `<name>.lock` would be `uv.lock` for `-o uv`, and that of poetry,
-    Gemfile and flake for theirs."""
-    path = Path(path)
-    return path.with_name(f".{path.name}{LOCK_SUFFIX}")
-
-
-class RunLock:
-    """An exclusive lock on a results (or trace) file for the length of a run, taken before
-    the file is read, cut or rewritten. It lives in `.<name>.ponder-lock` (`lock_path`), made
-    by the run that holds it and naming its pid; the kernel drops it when the holder exits,
-    however it exits, and the next run clears the file a killed one left. A file at that name
-    that is not a ponder lock is refused and left as it is.
-
-    >>> with RunLock("results.jsonl"):  # doctest: +SKIP
-    ...     todo, previous, changed = resume_plan(problems, "results.jsonl")
-    """
-
-    def __init__(self, path: str | Path) -> None:
-        self.path = Path(path)
-        self.lock_path = lock_path(self.path)
-        self._fd: int | None = None
-
-    def acquire(self) -> None:
-        """Take the lock at once, or raise `ResultsLocked` naming the holder's pid (an
-        `OutputError` when the lock file cannot be made, as on a full disk)."""
-        try:
-            self.lock_path.parent.mkdir(parents=True, exist_ok=True)
-            while (fd := self._take()) is None:
-                pass
-        except OSError as exc:
-            raise OutputError(f"{self.path}: cannot make its lock file {self.lock_path}: "
-                              f"{exc.strerror or exc}", exc.errno) from None
-        self._fd = fd
-
-    def _take(self) -> int | None:
-        """The lock file, made by this run, locked and holding its pid; None when the file
-        at the path changed meanwhile, to try again."""
-        try:
-            fd = os.open(self.lock_path, os.O_RDWR | os.O_CREAT | os.O_EXCL, 0o644)
-            made = True
-        except FileExistsError:
-            try:
-                # O_NOFOLLOW: a link there is no lock of ponder's, and its target no business.
-                fd = os.open(self.lock_path, os.O_RDONLY | os.O_NOFOLLOW)
-            except FileNotFoundError:
-                return None  # its holder let go meanwhile
-            made = False
-        kept = False
-        try:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-            except BlockingIOError:
-                holder = _read_pid(fd)
-                raise ResultsLocked(
-                    f"{self.path} is being written by another ponder run "
-                    f"({f'pid {holder}' if holder else 'pid not yet recorded'}; see "
-                    f"{self.lock_path}); wait for it to finish, or write elsewhere with -o"
-                ) from None
-            # Only the file still at the path counts: one its holder removed as it let go (or
-            # a killed holder's, cleared by another run) is a file no later run would find.
-            if not _is_at(fd, self.lock_path):
-                return None
-            if not made:
-                # Unlocked: its holder is gone, killed before it let go. Cleared (while locked,
-                # so no run takes it meanwhile) and made afresh, so that this run writes to and
-                # later removes a file of its own; anything but such a lock is not ponder's.
-                if not _is_lock_text(fd):
-                    raise PonderError(
-                        f"{self.lock_path} is in the way of {self.path}'s lock and is not a "
-                        "lock ponder made; it was left untouched: move it, or write elsewhere "
-                        "with -o")
-                with contextlib.suppress(FileNotFoundError):  # its maker gave it up meanwhile
-                    os.unlink(self.lock_path)
-                return None
-            os.write(fd, f"{os.getpid()}\n".encode())
-            kept = True
-            return fd
-        finally:
-            if not kept:
-                if made and _is_at(fd, self.lock_path):  # ours, and this run will not hold it
-                    with contextlib.suppress(FileNotFoundError):
-                        os.unlink(self.lock_path)
-                os.close(fd)
-
-    def release(self) -> None:
-        if self._fd is None:
-            return
-        # Removed while still held, so no other run can lock this file and then lose it; and
-        # only while it is the file this run made.
-        if _is_at(self._fd, self.lock_path):
-            with contextlib.suppress(FileNotFoundError):
-                os.unlink(self.lock_path)
-        os.close(self._fd)
-        self._fd = None
-
-    def __enter__(self) -> RunLock:
-        self.acquire()
-        return self
-
-    def __exit__(self, *exc: object) -> None:
-        self.release()
-
-
-def _is_at(fd: int, path: Path) -> bool:
-    """Whether `fd` is the file at `path` (not one removed or replaced since it was opened)."""
-    held = os.fstat(fd)
-    return is_own_file(path, (held.st_dev, held.st_ino))
-
-
-def _is_lock_text(fd: int) -> bool:
-    """Whether the file holds what a ponder lock does: a pid, or nothing."""
-    info = os.fstat(fd)
-    return stat.S_ISREG(info.st_mode) and info.st_size <= 21 and \
-        _LOCK_TEXT.fullmatch(os.pread(fd, 32, 0)) is not None
-
-
-def _read_pid(fd: int) -> int | None:
-    try:
-        text = os.pread(fd, 32, 0).decode("ascii", "replace").strip()
-    except OSError:
-        return None
-    return int(text) if text.isdigit() else None
 
 
 # How long a row may wait to reach the disk: one fsync covers every row appended in this long,
@@ -375,7 +138,7 @@ class ResultsWriter:
     async def sync(self) -> None:
         """Wait until every row appended before this call is on disk. Concurrent callers share
         one fsync, made in the writer's thread while the event loop goes on."""
-        import asyncio  # here, not above: `ponder show` reads results and needs no event loop
+        import asyncio  # here, not above: appending rows needs no event loop
 
         if not self.fsync or self._fd is None:
             return

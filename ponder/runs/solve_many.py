@@ -27,17 +27,10 @@ from ponder.core.replay import Replay
 from ponder.core.tracing import START_STEP, JsonlTraceWriter, TraceSink
 from ponder.core.types import Problem, Result, TraceEvent
 from ponder.prompts import PromptLibrary
-from ponder.runs.results import (
-    ROW_START,
-    TRACE_ROW_START,
-    ResultsWriter,
-    check_torn_tail,
-    drop_torn_tail,
-    problem_hash,
-    read_results,
-    rewrite_results,
-)
+from ponder.runs.results import ResultsWriter, problem_hash, rewrite_results
+from ponder.runs.results_reader import read_results
 from ponder.runs.solve_one import run_problem
+from ponder.runs.torn_tail import ROW_START, TRACE_ROW_START, check_torn_tail, drop_torn_tail
 from ponder.strategies.base import StrategyConfig, StrategySpec
 from ponder.verifiers import Verifier
 

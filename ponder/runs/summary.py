@@ -10,7 +10,7 @@ from collections.abc import Iterable
 
 from pydantic import BaseModel, Field
 
-from ponder.core.types import Result, Usage
+from ponder.core.types import Result, SamplingInfo, Selection, Usage
 
 
 class Summary(BaseModel):
@@ -69,12 +69,16 @@ RAN_ITS_COURSE = frozenset({"done", "budget", "error", "max_iters", "max_rounds"
 
 def gold_selected(row: Result) -> bool:
     """Whether gold chose `row`'s answer among several candidates (pass@k)."""
-    return row.info.get("selected_by") == "gold"
+    selection = Selection.of(row)
+    return selection is not None and selection.by_gold
 
 
 def solved_without_gold(row: Result) -> bool:
     """Whether `row` is right as its strategy's own vote would have it."""
-    return bool(row.info.get("vote_correct")) if gold_selected(row) else bool(row.correct)
+    selection = Selection.of(row)
+    if selection is not None and selection.by_gold:
+        return bool(selection.vote_correct)
+    return bool(row.correct)
 
 
 def stopped_early(row: Result) -> bool:
@@ -83,8 +87,8 @@ def stopped_early(row: Result) -> bool:
     or as many samples drawn as `n` asks)."""
     if row.stop_reason in RAN_ITS_COURSE or row.strategy == "single":
         return False
-    samples, n = row.info.get("samples"), row.params.get("n")
-    return not (isinstance(samples, int) and isinstance(n, int) and samples >= n)
+    sampled, n = SamplingInfo.of(row), row.params.get("n")
+    return not (sampled is not None and isinstance(n, int) and sampled.samples >= n)
 
 
 def escalated(row: Result) -> bool:
@@ -100,8 +104,8 @@ def unsandboxed(row: Result) -> bool:
 
 
 def _samples(row: Result) -> int:
-    samples = row.info.get("samples")
-    return samples if isinstance(samples, int) else 0
+    sampled = SamplingInfo.of(row)
+    return 0 if sampled is None else sampled.samples
 
 
 def _beyond(usage: Usage, before: Usage) -> Usage:

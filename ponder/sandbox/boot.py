@@ -1,4 +1,4 @@
-"""The first program of a sandbox run, started by `ponder.sandbox.runner` inside the
+"""The first program of a sandbox run, started by `ponder.sandbox.run` inside the
 namespaces as root: it joins the run's cgroups, builds the run's filesystem (a minimal root of
 read-only host paths and size-limited tmpfs, or at least a private tmpfs over the
 world-writable directories), stays behind as the PID namespace's init, applies the rlimits,

@@ -62,7 +62,7 @@ from ponder.backends.base import Backend
 from ponder.core.answers import canonical_answer
 from ponder.core.budget import Budget
 from ponder.core.errors import BackendError, ConfigError, PonderError
-from ponder.core.types import Completion, Message, Problem, Result
+from ponder.core.types import Completion, Message, Problem, Result, SamplingInfo
 from ponder.prompts import PromptLibrary
 from ponder.runs.solve_one import run_problem
 from ponder.serve.openai_wire import (
@@ -166,7 +166,7 @@ def trace_json(trace_id: str, model: str, result: Result) -> bytes:
     }).encode()
 
 
-class _Watched:
+class _Watched(Backend):
     """The shared backend as one request sees it: it remembers the first call that failed for
     good, because the runner turns that failure into `Result.error` text and the HTTP status
     (429 or 503) depends on the upstream's."""
@@ -544,14 +544,15 @@ def _upstream_refusal(failure: BackendError, headers: dict[str, str]) -> Refusal
 
 
 def _distinct_answers(result: Result, n: int, verifier: Verifier | None) -> list[str]:
-    """The winner, then up to n - 1 other answers, most votes first (sampling strategies'
-    `info["answers"]`, one per canonical answer)."""
+    """The winner, then up to n - 1 other answers, most votes first (a sampling strategy's
+    `SamplingInfo.answers`, one per canonical answer)."""
     first = result.answer if result.answer is not None else (result.text or "")
     answers = [first]
     if n > 1:
         key_of = verifier.canonical if verifier is not None else canonical_answer
         winner = key_of(first)
-        others: dict[str, str] = result.info.get("answers") or {}
+        sampled = SamplingInfo.of(result)
+        others = sampled.answers if sampled is not None else {}
         answers += [answer for key, answer in others.items() if key != winner][:n - 1]
     return answers
 

@@ -1,17 +1,14 @@
 """Built-in strategies and the registry a user's own strategy joins."""
 
 from ponder.strategies.auto import AutoConfig, auto
-from ponder.strategies.base import StrategyConfig, StrategySpec
 from ponder.strategies.best_of_n import BestOfNConfig, best_of_n
 from ponder.strategies.ice import Agent, ICEConfig, ice
 from ponder.strategies.program import ProgramConfig, program
-from ponder.strategies.registry import StrategyRegistry, make_register
+from ponder.strategies.registry import REGISTRY, StrategyRegistry, register_strategy
 from ponder.strategies.self_refine import SelfRefineConfig, self_refine
 from ponder.strategies.single import SingleConfig, single
+from ponder.strategies.spec import StrategyConfig, StrategySpec
 from ponder.strategies.tree_search import TreeSearchConfig, tree_search
-
-REGISTRY = StrategyRegistry()
-register_strategy = make_register(REGISTRY)
 
 register_strategy("single", config=SingleConfig)(single)
 register_strategy("self_refine", config=SelfRefineConfig)(self_refine)
@@ -21,4 +18,5 @@ register_strategy("tree_search", config=TreeSearchConfig)(tree_search)
 register_strategy("program", config=ProgramConfig)(program)
 register_strategy("auto", config=AutoConfig)(auto)
 
-__all__ = ["REGISTRY", "Agent", "StrategyConfig", "StrategySpec", "register_strategy"]
+__all__ = ["REGISTRY", "Agent", "StrategyConfig", "StrategyRegistry", "StrategySpec",
+           "register_strategy"]

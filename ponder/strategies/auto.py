@@ -3,9 +3,10 @@ disagree, and only until the vote settles or shows it will not (early exit for r
 compute-optimal allocation, Snell et al. 2024: an easy problem needs one answer, a problem the
 model cannot solve gains little from more samples, the ones in between gain most).
 
-The parts are the other strategies' own: tier 0 is `single` and `program`'s `write_programs`;
-the later tiers are `sampling.sample_until_settled` with `best_of_n`'s samples, voted by
-`tally`, settled by `settled_by_vote`, and picked by `choose`.
+The parts are the other strategies' own: tier 0 runs `program` and `single` themselves
+(`Context.run`, so their steps show in the trace as theirs); the later tiers are
+`sampling.sample_until_settled` with `best_of_n`'s samples, voted by `tally`, settled by
+`settled_by_vote`, and picked by `choose`.
 """
 
 from __future__ import annotations
@@ -17,9 +18,8 @@ from pydantic import Field
 
 from ponder.core.errors import BudgetExhausted
 from ponder.core.types import Candidate, Outcome, StopReason
-from ponder.strategies.base import StrategyConfig
 from ponder.strategies.context import Context
-from ponder.strategies.program import MAX_REPAIRS, ProgramConfig, write_programs
+from ponder.strategies.program import MAX_REPAIRS, ProgramRuns
 from ponder.strategies.sampling import (
     MAX_SAMPLES,
     SamplingConfig,
@@ -28,15 +28,15 @@ from ponder.strategies.sampling import (
     settled_by_vote,
     vote_info,
 )
-from ponder.strategies.single import SingleConfig, single
+from ponder.strategies.spec import StrategyConfig
 from ponder.strategies.voting import gather_within_budget, tally
 
 
 class AutoConfig(StrategyConfig):
     """`auto`'s parameters. The thresholds' defaults are reasoned from the rules below, not
-    tuned on a curve; fixed before the held-out check (GSM8K problems 100-199, embedded model:
-    +12 points over greedy `single` at 6.2x its tokens, `benchmarks/curves_gsm8k.py
-    --held-out`)."""
+    tuned on a curve, and were fixed before the held-out check, so that check measures them
+    rather than fits them (`benchmarks/curves_gsm8k.py --held-out`; the figures are in
+    docs/benchmarks.md and benchmarks/results/curve_gsm8k_heldout/)."""
 
     samples_field: ClassVar[str | None] = "max_samples"
 
@@ -66,12 +66,13 @@ class AutoConfig(StrategyConfig):
 async def auto(ctx: Context, cfg: AutoConfig) -> Outcome:
     """Start cheap and escalate tier by tier, only while the answers leave it unsure.
 
-    Tier 0: a greedy zero-shot program (`program`'s, run in the sandbox; with `program`, and
-    not for coding problems) and a greedy prose answer (`single`'s). On GSM8K with the
-    embedded model they are the most accurate cheap answers (zero-shot program 33% at 520
-    tokens, single 24% at 371, against 29% at 1859 for a 5-sample vote). Without a verifier
-    the two run at once, and if they agree the run ends (`consensus`); with one, the program
-    goes first and a pass ends the run (`verified`) before the prose answer is asked for.
+    Tier 0: a greedy zero-shot program (`program` with n=1 and no prose fallback, run in the
+    sandbox; with `program`, and not for coding problems) and a greedy prose answer
+    (`single`). They come first because each costs one call and, on the embedded model, they
+    were the most accurate answers for their tokens, the program ahead of a 5-sample vote at
+    fewer tokens (docs/benchmarks.md). Without a verifier the two run at once, and if they
+    agree the run ends (`consensus`); with one, the program goes first and a pass ends the run
+    (`verified`) before the prose answer is asked for.
 
     Tier 1 on: `batch_size` samples from one `n=` request (`best_of_n/generate`, step
     "tier <k>", at `temperature`), voted together with every earlier answer, up to
@@ -111,11 +112,10 @@ async def auto(ctx: Context, cfg: AutoConfig) -> Outcome:
     if reason == "budget":
         run.decide(False, "the budget ran out")
     votes = tally(ctx, run.answers)
-    info = vote_info(ctx, run.answers, votes)
-    info.update(tier=len(run.tiers) - 1 if run.tiers else 0, tiers=run.tiers,
-                escalations=run.escalations,
-                stopped=run.stopped)
-    return ctx.finish(choose(ctx, run.answers, votes, use_verifier), reason, **info)
+    sampled = vote_info(ctx, run.answers, votes)
+    return ctx.finish(choose(ctx, run.answers, votes, use_verifier), reason,
+                      **sampled.model_dump(), tier=len(run.tiers) - 1 if run.tiers else 0,
+                      tiers=run.tiers, escalations=run.escalations, stopped=run.stopped)
 
 
 class _Run:
@@ -143,14 +143,12 @@ class _Run:
     async def tier0(self) -> StopReason | None:
         """The cheap answers, and why they end the run (None: they leave it unsure)."""
         ctx, cfg = self.ctx, self.cfg
-        counts = {"runs": 0, "repairs": 0, "failed": 0}
-        makers: list[Callable[[], Awaitable[Candidate]]] = [self._prose]
-        if cfg.program and not ctx.problem.is_code:
-            makers.insert(0, lambda: self._program(counts))
         entry: dict[str, Any] = {"tier": 0, "kind": "greedy", "drawn": 0, "answers": [],
                                  "sources": []}
-        if len(makers) > 1:
-            entry["program"] = counts
+        makers: list[Callable[[], Awaitable[Candidate]]] = [self._prose]
+        if cfg.program and not ctx.problem.is_code:
+            makers.insert(0, lambda: self._program(entry))
+            entry["program"] = ProgramRuns().model_dump()
         self.tiers.append(entry)
         refused = False
         if self.use_verifier:  # one at a time, the likelier first: a pass ends the run
@@ -241,24 +239,27 @@ class _Run:
         self.decide(True, f"{held}, under agreement={cfg.agreement}")
         return None
 
-    async def _program(self, counts: dict[str, int]) -> Candidate:
-        """Tier 0's greedy zero-shot program, run (and repaired) as `program` runs it."""
+    async def _program(self, entry: dict[str, Any]) -> Candidate:
+        """Tier 0's greedy zero-shot program: `program` with one program, repaired as it
+        repairs, and no prose fallback (the prose answer is tier 0's other); its runs go
+        into `entry`."""
         cfg = self.cfg
-        greedy = ProgramConfig(n=1, temperature=0.0, few_shot=False, fallback=False,
-                               max_tokens=cfg.max_tokens, max_repairs=cfg.max_repairs,
-                               timeout_s=cfg.timeout_s)
-        _, ran = await write_programs(self.ctx, greedy, 1, counts)
-        if not ran:
+        ran = await self.ctx.run("program", {
+            "n": 1, "temperature": 0.0, "few_shot": False, "fallback": False,
+            "max_tokens": cfg.max_tokens, "max_repairs": cfg.max_repairs,
+            "timeout_s": cfg.timeout_s})
+        if (runs := ProgramRuns.of(ran)) is not None:
+            entry["program"] = runs.model_dump()
+        if ran.candidate is None:  # no program finished: the budget cut it short
             raise BudgetExhausted("the budget cut tier 0's program short")
-        return ran[0]
+        return ran.candidate
 
     async def _prose(self) -> Candidate:
         """Tier 0's greedy prose answer: `single`'s, verified there when there is a verifier."""
-        greedy = SingleConfig(max_tokens=self.cfg.max_tokens, temperature=0.0,
-                              few_shot=self.cfg.few_shot)
-        answered = (await single(self.ctx, greedy)).candidate
+        answered = await self.ctx.run("single", {
+            "max_tokens": self.cfg.max_tokens, "temperature": 0.0, "few_shot": self.cfg.few_shot})
         # `single` always gives a candidate; were it ever None, it would vote for nothing.
-        return answered or self.ctx.candidate("", source="single", answer="")
+        return answered.candidate or self.ctx.candidate("", source="single", answer="")
 
     async def _passes(self, cand: Candidate) -> bool:
         """Whether the verifier passes `cand` (judged here unless already judged); an answer

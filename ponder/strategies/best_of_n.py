@@ -4,7 +4,7 @@ Fu et al. 2025)."""
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import Field
 
@@ -74,14 +74,14 @@ async def best_of_n(ctx: Context, cfg: BestOfNConfig) -> Outcome:
     `consensus` stops early, as a sample yet to come could weigh any amount; without
     confidence the plain rule applies.
 
-    `info`: `samples` (how many were drawn), `votes` (canonical answer → votes, every sample
-    one), `vote_answer` (the plain vote's winner: with gold as the verifier the result is
-    pass@k, this is the answer without it), with `selector="judge"` `judge_choice` (the
-    1-based candidate the judge named, or None), and with `selector="confidence"`
-    `confidence`: `measure` ("top_k" or "sampled"), `metric`, `keep`, `kept` and `dropped`
-    (0-based sample numbers, in draw order), `scores` (each sample's metric), `weights`
-    (canonical answer → summed weight of its kept samples) and `answer` (the weighted
-    winner); or "unavailable: <why>".
+    `info`: the `SamplingInfo` (`samples`, how many were drawn; `votes`, canonical answer →
+    votes, every sample one; `vote_answer`, the plain vote's winner: with gold as the verifier
+    the result is pass@k, this is the answer without it; `answers`, `agreement`, `pool`), and
+    its own: with `selector="judge"` `judge_choice` (the 1-based candidate the judge named, or
+    None), and with `selector="confidence"` `confidence`: `measure` ("top_k" or "sampled"),
+    `metric`, `keep`, `kept` and `dropped` (0-based sample numbers, in draw order), `scores`
+    (each sample's metric), `weights` (canonical answer → summed weight of its kept samples)
+    and `answer` (the weighted winner); or "unavailable: <why>".
     """
     use_verifier = cfg.selector == "auto" and ctx.verifier is not None
     by_confidence = cfg.selector == "confidence"
@@ -101,19 +101,20 @@ async def best_of_n(ctx: Context, cfg: BestOfNConfig) -> Outcome:
     samples, reason = await sample_until_settled(ctx, cfg, draw, use_verifier=use_verifier,
                                                  settle=settle)
     votes = tally(ctx, samples)
-    info = vote_info(ctx, samples, votes)
+    sampled = vote_info(ctx, samples, votes)
+    extra: dict[str, Any] = {}
     winner = choose(ctx, samples, votes, use_verifier)
     if by_confidence and samples:
         weighed = confidence_vote(ctx, samples, keep=cfg.keep, metric=cfg.confidence_metric)
-        info["confidence"] = weighed.info(cfg.confidence_metric, cfg.keep)
-        _note(ctx, weighed, info["confidence"])
+        extra["confidence"] = weighed.info(cfg.confidence_metric, cfg.keep)
+        _note(ctx, weighed, extra["confidence"])
         winner = weighed.votes.winner or winner
     if cfg.selector == "judge" and not use_verifier and len(votes.groups) > 1:
         try:
-            winner, info["judge_choice"] = await _judge(ctx, cfg, votes)
+            winner, extra["judge_choice"] = await _judge(ctx, cfg, votes)
         except BudgetExhausted:
             reason = "budget"
-    return ctx.finish(winner, reason, **info)
+    return ctx.finish(winner, reason, **sampled.model_dump(), **extra)
 
 
 def _note(ctx: Context, weighed: ConfidenceVote, summary: object) -> None:

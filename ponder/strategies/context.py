@@ -1,7 +1,8 @@
 """The `Context` a strategy works through: prompts, model calls, verification, budget, trace.
 
 A strategy never talks to a backend, a template file or the clock directly, so budgets,
-traces and the `n` fallback hold for every strategy, built-in or a user's own.
+traces and the `n` fallback hold for every strategy, built-in or a user's own. Nor does it run
+another strategy directly: `Context.run` does, on the same budget and trace.
 """
 
 from __future__ import annotations
@@ -9,7 +10,8 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from ponder.backends.base import CURRENT_CALL, Backend, CallLabel
@@ -32,11 +34,19 @@ from ponder.core.types import (
     Verdict,
 )
 from ponder.prompts import PromptLibrary
+from ponder.strategies.registry import REGISTRY
+from ponder.strategies.spec import Returned, StrategyConfig, StrategySpec
 from ponder.verifiers.base import Verifier, judge
 
 if TYPE_CHECKING:  # the sandbox loads when a program first runs, not with every strategy
     from ponder.core.replay import Replay
-    from ponder.sandbox.runner import Limits, SandboxResult
+    from ponder.sandbox import Limits, SandboxResult
+
+
+# The strategies `Context.run` is inside, outermost first, as (context, name). Kept per task
+# rather than on the context: a strategy may run two at once on one context (`auto` runs
+# `program` and `single` side by side), and each event must name the one that made it.
+_WITHIN: ContextVar[tuple[tuple[Context, str], ...]] = ContextVar("ponder_within", default=())
 
 
 class Context:
@@ -155,7 +165,7 @@ class Context:
                 confidence=confidence)):
             # Paid for by the earlier run (its usage is on that run's row): no charge here.
             self._seed_offset += len(replayed)
-            self.trace.add(TraceEvent(
+            self._record(TraceEvent(
                 kind="generate", step=step, template=template, messages=messages,
                 completions=replayed, data={"n": len(replayed), "max_tokens": max_tokens,
                                             "temperature": temperature, "replayed": True}))
@@ -185,7 +195,7 @@ class Context:
             self.meter.release(reservation)
             event.error = f"time limit of {self.meter.budget.seconds}s reached mid-call"
             event.latency_s = time.monotonic() - started
-            self.trace.add(event)
+            self._record(event)
             self.meter.exhausted_reason = event.error
             raise BudgetExhausted(event.error) from None
         except BaseException as exc:
@@ -193,7 +203,7 @@ class Context:
             event.error = f"{type(exc).__name__}: {exc}"
             event.retries = getattr(exc, "retries", 0)
             event.latency_s = time.monotonic() - started
-            self.trace.add(event)
+            self._record(event)
             raise
         finally:
             CURRENT_CALL.reset(label)
@@ -208,7 +218,7 @@ class Context:
         event.usage = usage
         event.retries = max((c.retries for c in completions), default=0)
         event.latency_s = time.monotonic() - started
-        self.trace.add(event)
+        self._record(event)
         return completions
 
     async def _prompt_bound(self, backend: Backend, messages: list[Message], n: int,
@@ -228,7 +238,7 @@ class Context:
         included) counts against the budget's seconds, and a run still queued or running when
         they end is stopped (`BudgetExhausted`); the trace records the program, its output,
         its error and its run time."""
-        from ponder.sandbox.runner import Limits, shared_sandbox
+        from ponder.sandbox import Limits, shared_sandbox
 
         seconds = self.meter.seconds_for(timeout_s)
         limits = Limits(timeout_s=seconds, cpu_s=max(1, math.ceil(seconds)), memory_mb=512,
@@ -243,16 +253,16 @@ class Context:
         except TimeoutError:
             error = f"time limit of {self.meter.budget.seconds}s reached waiting for or " \
                     "running a program"
-            self.trace.add(TraceEvent(kind="execute", step=step, error=error,
-                                      data={"code": code}))
+            self._record(TraceEvent(kind="execute", step=step, error=error,
+                                    data={"code": code}))
             self.meter.exhausted_reason = error
             raise BudgetExhausted(error) from None
         execution = Execution(code=code, output=result.output, exit_code=result.exit_code,
                               timed_out=result.timed_out, seconds=round(result.seconds, 3),
                               error=_program_error(result, limits))
-        self.trace.add(TraceEvent(kind="execute", step=step, latency_s=execution.seconds,
-                                  error=execution.error,
-                                  data={"code": code, "output": execution.output[-2000:]}))
+        self._record(TraceEvent(kind="execute", step=step, latency_s=execution.seconds,
+                                error=execution.error,
+                                data={"code": code, "output": execution.output[-2000:]}))
         return execution
 
     # -- candidates and verification -----------------------------------------------------------
@@ -283,10 +293,10 @@ class Context:
         started = time.monotonic()
         verdict = await judge(self.verifier, self.problem, candidate)
         candidate.verdict = verdict
-        self.trace.add(TraceEvent(kind="verify", step=self.verifier.name, verdict=verdict,
-                                  latency_s=time.monotonic() - started,
-                                  data={"answer": candidate.answer}
-                                  | ({"source": "vote"} if candidate.source == "vote" else {})))
+        self._record(TraceEvent(kind="verify", step=self.verifier.name, verdict=verdict,
+                                latency_s=time.monotonic() - started,
+                                data={"answer": candidate.answer}
+                                | ({"source": "vote"} if candidate.source == "vote" else {})))
         return verdict
 
     def canonical(self, answer: str) -> str | None:
@@ -324,7 +334,61 @@ class Context:
 
     def note(self, step: str, **data: Any) -> None:
         """Record a strategy decision (a vote, a pruned beam) in the trace."""
-        self.trace.add(TraceEvent(kind="note", step=step, data=data))
+        self._record(TraceEvent(kind="note", step=step, data=data))
+
+    # -- strategies within a strategy -------------------------------------------------------
+
+    async def run(self, strategy: str | StrategySpec[Any],
+                  params: Mapping[str, Any] | StrategyConfig | None = None) -> Outcome:
+        """Run another strategy on this problem as a part of the current one, and return its
+        `Outcome` (a bare candidate or text it returns made one as for a strategy `ponder.solve`
+        runs).
+
+        `strategy` is a name, found where `ponder.solve(strategy=...)` finds it, or a
+        `StrategySpec`; `params` its parameters, checked as `ponder.solve` checks them, or its
+        config. It spends this run's budget and seeds, its candidates join `seen` (`best`), and
+        its events join this trace, each with `sub_strategy` naming it (nested ones joined by
+        "/"), between a `sub_strategy/start` note with its parameters and a
+        `sub_strategy/outcome` note. A `BudgetExhausted` it lets out reaches the caller, as a
+        call's does.
+
+        >>> program = await ctx.run("program", {"fallback": False})
+        >>> if program.candidate is None or not program.candidate.answer:
+        ...     return await ctx.run("best_of_n", {"n": 5})
+        """
+        spec = REGISTRY.get(strategy) if isinstance(strategy, str) else strategy
+        if isinstance(params, StrategyConfig):
+            if not isinstance(params, spec.config):
+                raise ConfigError(f"strategy {spec.name!r} takes a {spec.config.__name__}, "
+                                  f"not a {type(params).__name__}")
+            config = params
+        else:
+            config = spec.make_config(dict(params or {}))
+        within = _WITHIN.set((*_WITHIN.get(), (self, spec.name)))
+        try:
+            self.note("sub_strategy/start", params=config.model_dump(mode="json"))
+            outcome = as_outcome(self, await spec.run(self, config), spec.name)
+            self.note("sub_strategy/outcome", reason=outcome.reason,
+                      answer=None if outcome.candidate is None else outcome.candidate.answer)
+        finally:
+            _WITHIN.reset(within)
+        return outcome
+
+    def _record(self, event: TraceEvent) -> None:
+        """Add `event` to the trace, naming the sub-strategy that made it, if one did."""
+        if names := [name for ctx, name in _WITHIN.get() if ctx is self]:
+            event.data["sub_strategy"] = "/".join(names)
+        self.trace.add(event)
+
+
+def as_outcome(ctx: Context, returned: Returned, source: str) -> Outcome:
+    """A strategy's return value as an `Outcome`: a bare candidate (or reply text, its
+    candidate's `source`) stops with `verified` when the verifier passed it, else `done`."""
+    if isinstance(returned, Outcome):
+        return returned
+    if isinstance(returned, str):
+        returned = ctx.candidate(returned, source=source)
+    return ctx.finish(returned)
 
 
 # No tokenizer spells a token in more characters than this; a longer reply did not come from

@@ -5,11 +5,13 @@ takes what it prints. A coder model that says 17 × 23 = 401 in prose writes `pr
 
 from __future__ import annotations
 
+from typing import ClassVar
+
 from pydantic import Field
 
 from ponder.core.answers import extract_answer, extract_code
 from ponder.core.errors import BudgetExhausted
-from ponder.core.types import Candidate, Completion, Execution, Outcome
+from ponder.core.types import Candidate, Completion, Execution, InfoPart, Outcome
 from ponder.strategies.context import Context
 from ponder.strategies.sampling import (
     MAX_SAMPLES,
@@ -37,10 +39,21 @@ class ProgramConfig(SamplingConfig):
     timeout_s: float = Field(default=5.0, gt=0, description="wall clock per program run")
     fallback: bool = Field(default=True,
                            description="a prose answer when no program printed one")
-    # Off by default: on the embedded model the three worked examples cost 7 points on GSM8K
-    # problems 0-99 and again on the held-out 100-199 (benchmarks/results/
-    # strategies_gsm8k*.md); a larger model may use them better.
+    # Off by default: the worked examples are prompt tokens a small model does not turn into
+    # right programs (on the embedded model they lost on both halves of GSM8K; the figures are
+    # in docs/benchmarks.md); a larger model may use them better.
     few_shot: bool = Field(default=False, description="worked examples in the prompt")
+
+
+class ProgramRuns(InfoPart):
+    """What `program` records of its programs in `info`: `runs` (programs run, repairs
+    included), `repairs`, and `failed` (programs that never printed an answer)."""
+
+    marker: ClassVar[str] = "runs"
+
+    runs: int = 0
+    repairs: int = 0
+    failed: int = 0
 
 
 async def program(ctx: Context, cfg: ProgramConfig) -> Outcome:
@@ -56,42 +69,43 @@ async def program(ctx: Context, cfg: ProgramConfig) -> Outcome:
 
     Running code costs no tokens but counts against `Budget.seconds`.
 
-    `info`: `samples`, `votes`, `vote_answer` (as in `best_of_n`), `runs` (programs run,
-    repairs included), `repairs`, `failed` (programs that never printed an answer) and
-    `fallback` (whether the prose answer was used).
+    `info`: the `SamplingInfo` (`samples`, `votes`, `vote_answer`, ... as in `best_of_n`), the
+    `ProgramRuns` (`runs`, `repairs`, `failed`) and `fallback` (whether the prose answer was
+    used).
     """
     use_verifier = ctx.verifier is not None
-    counts = {"runs": 0, "repairs": 0, "failed": 0}
+    counts = ProgramRuns()
     written = 0
 
     async def draw(k: int) -> list[Candidate]:
         nonlocal written
-        count, ran = await write_programs(ctx, cfg, k, counts, first=written)
+        count, ran = await _write_programs(ctx, cfg, k, counts, first=written)
         written += count
         return ran
 
     samples, reason = await sample_until_settled(ctx, cfg, draw, use_verifier=use_verifier)
     votes = tally(ctx, samples)
-    info = {**vote_info(ctx, samples, votes), **counts, "fallback": False}
+    sampled = vote_info(ctx, samples, votes)
     winner = choose(ctx, samples, votes, use_verifier)
+    fallback = False
     if cfg.fallback and not any(s.answer for s in samples) and reason != "budget":
         try:
             [reply] = await ctx.generate("single/answer", max_tokens=cfg.max_tokens,
                                          temperature=0.0, step="fallback")
             winner = ctx.candidate(reply.text, source="fallback", usage=reply.usage)
-            info["fallback"] = True
+            fallback = True
         except BudgetExhausted:
             reason = "budget"
-    return ctx.finish(winner, reason, **info)
+    return ctx.finish(winner, reason, **sampled.model_dump(), **counts.model_dump(),
+                      fallback=fallback)
 
 
-async def write_programs(ctx: Context, cfg: ProgramConfig, k: int, counts: dict[str, int], *,
+async def _write_programs(ctx: Context, cfg: ProgramConfig, k: int, counts: ProgramRuns, *,
                          first: int = 0) -> tuple[int, list[Candidate]]:
     """`k` programs from one `n=k` request (`program/write`), each run and repaired on its own
-    (`counts` tallies `runs`, `repairs` and `failed`), numbered in the trace from `first`: how
-    many were written, and the candidates of those that finished. A program the budget cut
-    short is left out, so fewer candidates than asked tell the sampling loop that the budget
-    ran out. `auto` writes its greedy program through this too."""
+    (`counts` tallies them), numbered in the trace from `first`: how many were written, and
+    the candidates of those that finished. A program the budget cut short is left out, so
+    fewer candidates than asked tell the sampling loop that the budget ran out."""
     replies = await ctx.generate("program/write", n=k, max_tokens=cfg.max_tokens,
                                  temperature=cfg.temperature, step="write",
                                  few_shot=cfg.few_shot)
@@ -101,13 +115,13 @@ async def write_programs(ctx: Context, cfg: ProgramConfig, k: int, counts: dict[
 
 
 async def _run(ctx: Context, cfg: ProgramConfig, reply: Completion, label: str,
-               counts: dict[str, int]) -> Candidate:
+               counts: ProgramRuns) -> Candidate:
     """Run one program, repairing it as allowed; its candidate answers with what it printed,
     or with nothing."""
     text = reply.text
     for attempt in range(cfg.max_repairs + 1):
         code = extract_code(text)
-        counts["runs"] += 1
+        counts.runs += 1
         step = f"run {label}" + (f" repair {attempt}" if attempt else "")
         execution = await ctx.execute(code, timeout_s=cfg.timeout_s, step=step)
         if execution.ok:
@@ -116,12 +130,12 @@ async def _run(ctx: Context, cfg: ProgramConfig, reply: Completion, label: str,
                                  answer=printed_answer(execution))
         if attempt == cfg.max_repairs:
             break
-        counts["repairs"] += 1
+        counts.repairs += 1
         [fix] = await ctx.generate("program/repair", max_tokens=cfg.max_tokens, temperature=0.0,
                                    step=f"repair {label}", program=code,
                                    error=execution.error)
         text = fix.text
-    counts["failed"] += 1
+    counts.failed += 1
     return ctx.candidate(text, source=f"program {label} (failed)", usage=reply.usage, answer="")
 
 

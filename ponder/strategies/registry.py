@@ -1,16 +1,22 @@
 """Finding strategies by name: built-ins, `register_strategy`, and the `ponder.strategies`
-entry-point group (an entry point names a `StrategySpec` or a decorated function)."""
+entry-point group (an entry point names a `StrategySpec` or a decorated function).
+
+`REGISTRY` is the one `ponder.solve`, `ponder serve` and `Context.run` look names up in. It
+lives here, below every strategy, so that the context can look a name up without importing
+the strategies, which import the context; `ponder.strategies` registers the built-ins in it.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from importlib.metadata import entry_points
-from typing import Any
+from typing import Any, TypeVar
 
 from ponder.core.errors import ConfigError
-from ponder.strategies.base import StrategyConfig, StrategyFn, StrategySpec
+from ponder.strategies.spec import StrategyConfig, StrategyRun, StrategySpec
 
 ENTRY_POINT_GROUP = "ponder.strategies"
+F = TypeVar("F", bound=StrategyRun[Any])
 
 
 class StrategyRegistry:
@@ -62,7 +68,7 @@ def make_register(registry: StrategyRegistry) -> Callable[..., Any]:
     def register_strategy(
         name: str, *, config: type[StrategyConfig] = StrategyConfig, description: str = "",
         replace: bool = False,
-    ) -> Callable[[StrategyFn[Any]], StrategyFn[Any]]:
+    ) -> Callable[[F], F]:
         """Register an async `fn(ctx, config)` as strategy `name`; its parameters are the
         fields of `config` (a `StrategyConfig` subclass). An existing name is refused unless
         `replace=True`.
@@ -75,7 +81,7 @@ def make_register(registry: StrategyRegistry) -> Callable[..., Any]:
         ...     return ctx.finish(ctx.candidates(replies)[-1], "done", tries=cfg.tries)
         """
 
-        def decorate(fn: StrategyFn[Any]) -> StrategyFn[Any]:
+        def decorate(fn: F) -> F:
             text = description or _first_paragraph(fn.__doc__)
             spec = StrategySpec(name=name, run=fn, config=config, description=text)
             registry.add(spec, replace=replace)
@@ -91,3 +97,7 @@ def _first_paragraph(doc: str | None) -> str:
     """A docstring's opening paragraph on one line: the strategy's description in listings."""
     paragraph = (doc or "").strip().split("\n\n", 1)[0]
     return " ".join(paragraph.split())
+
+
+REGISTRY = StrategyRegistry()
+register_strategy = make_register(REGISTRY)

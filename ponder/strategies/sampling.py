@@ -18,10 +18,9 @@ from pydantic import Field
 
 from ponder.core.confidence import Metric, score, weight
 from ponder.core.errors import BudgetExhausted
-from ponder.core.types import Candidate, StopReason
-from ponder.strategies.base import StrategyConfig
+from ponder.core.types import Candidate, PoolRecord, SamplingInfo, StopReason
 from ponder.strategies.context import Context
-from ponder.strategies.sample_pool import pool_record
+from ponder.strategies.spec import StrategyConfig
 from ponder.strategies.voting import Canonicalizer, Votes, pick_best, tally
 
 Draw = Callable[[int], Awaitable[list[Candidate]]]
@@ -162,22 +161,19 @@ def choose(ctx: Context, samples: list[Candidate], votes: Votes,
     return votes.winner or samples[0]
 
 
-def vote_info(ctx: Context, samples: list[Candidate], votes: Votes) -> dict[str, Any]:
-    """What every sampling strategy records: how many samples, the votes, one answer per
-    distinct answer (`answers`: canonical key → the answer as its first sample gave it, so a
-    caller can show the runners-up, as `ponder serve` does for `n`), and the vote's own
-    answer (what a run with no verifier to pick would have answered: with gold as the
-    verifier, the result is pass@k and this is the honest figure beside it), its share of the
-    votes (`agreement`), and `pool`: every sample in draw order, as
-    `ponder.strategies.sample_pool` records it, from which `ponder bench` computes a smaller
-    `n` (or another selector) without new calls.
-    """
+def vote_info(ctx: Context, samples: list[Candidate], votes: Votes) -> SamplingInfo:
+    """What every sampling strategy records, and notes in the trace: how many samples, the
+    votes, one answer per distinct answer (so a caller can show the runners-up, as `ponder
+    serve` does for `n`), the vote's own answer and its share of the votes (`agreement`), and
+    `pool`: every sample in draw order, from which `ponder bench` computes a smaller `n` (or
+    another selector) without new calls. Its fields go into `info` as they are
+    (`ctx.finish(winner, reason, **vote_info(...).model_dump())`)."""
     ctx.note("votes", samples=len(samples), counts=votes.counts(), share=votes.share)
-    return {"samples": len(samples), "votes": votes.counts(),
-            "answers": {g.key: g.members[0].answer for g in votes.groups},
-            "vote_answer": votes.winner.answer if votes.winner else None,
-            "agreement": round(votes.share, 4),
-            "pool": [pool_record(s) for s in samples]}
+    return SamplingInfo(samples=len(samples), votes=votes.counts(),
+                        answers={g.key: g.members[0].answer for g in votes.groups},
+                        vote_answer=votes.winner.answer if votes.winner else None,
+                        agreement=round(votes.share, 4),
+                        pool=[PoolRecord.of(s) for s in samples])
 
 
 def _batch(cfg: SamplingConfig, drawn: int) -> int:
@@ -189,6 +185,8 @@ def _batch(cfg: SamplingConfig, drawn: int) -> int:
 
 async def _any_passes(ctx: Context, batch: list[Candidate]) -> bool:
     for cand in batch:
+        if cand.answer_given and not cand.answer:
+            continue  # a program that printed nothing: there is nothing to judge
         verdict = await ctx.verify(cand)
         if verdict is not None and verdict.passed:
             return True

@@ -1,5 +1,6 @@
 """Helpers for testing code built on ponder: a context on a scripted backend, and a fake
-OpenAI-compatible server with injected faults (`FakeOpenAIServer`).
+OpenAI-compatible server with injected faults (`FakeOpenAIServer`), which can stand in for a
+model of known skill (quiz mode: `QuizItem`, `Quiz`).
 
 >>> ctx = make_context("What is 2 + 3?", backend=ScriptedBackend(["Final answer: 5"]))
 >>> [completion] = await ctx.generate("single/answer", max_tokens=64)  # doctest: +SKIP
@@ -19,6 +20,7 @@ from ponder.verifiers.base import Verifier
 
 if TYPE_CHECKING:
     from ponder.testing.fake_server import FakeOpenAIServer
+    from ponder.testing.quiz import Quiz, QuizFileError, QuizItem
 
 
 def make_context(
@@ -36,13 +38,23 @@ def make_context(
                    seed=seed, trace_sink=sink)
 
 
+# Public name -> the module that defines it, loaded on first use (PEP 562), so that
+# `python -m ponder.testing.fake_server` does not find its module half-imported.
+_LAZY: dict[str, str] = {
+    "FakeOpenAIServer": "ponder.testing.fake_server",
+    **dict.fromkeys(["Quiz", "QuizFileError", "QuizItem"], "ponder.testing.quiz"),
+}
+
+
 def __getattr__(name: str) -> Any:
-    # Lazy, so `python -m ponder.testing.fake_server` does not find its module half-imported.
-    if name == "FakeOpenAIServer":
-        from ponder.testing.fake_server import FakeOpenAIServer
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module 'ponder.testing' has no attribute {name!r}")
+    from importlib import import_module
 
-        return FakeOpenAIServer
-    raise AttributeError(f"module 'ponder.testing' has no attribute {name!r}")
+    value = getattr(import_module(module), name)
+    globals()[name] = value  # later lookups find it without coming here
+    return value
 
 
-__all__ = ["FakeOpenAIServer", "by_step", "make_context"]
+__all__ = ["FakeOpenAIServer", "Quiz", "QuizFileError", "QuizItem", "by_step", "make_context"]

@@ -39,9 +39,8 @@ from typing import Any, Literal
 from ponder.core.answers import extract_code
 from ponder.core.errors import ConfigError, PonderError
 from ponder.core.types import Candidate, Problem, Verdict
-from ponder.sandbox import HARNESS
+from ponder.sandbox import HARNESS, Limits, Sandbox, SandboxResult, shared_sandbox
 from ponder.sandbox.harness import DEFINITIONS
-from ponder.sandbox.runner import Limits, Sandbox, SandboxResult, shared_sandbox
 from ponder.verifiers.base import Verifier
 
 _HARNESS = HARNESS
