@@ -31,6 +31,7 @@ if TYPE_CHECKING:
         Usage,
         Verdict,
     )
+    from ponder.runs.refusals import BackendRefused
     from ponder.session import Session
     from ponder.strategies import StrategyConfig, register_strategy
     from ponder.strategies.context import Context
@@ -68,6 +69,7 @@ _LAZY: dict[str, str] = {
                     "ponder.core.types"),
     "Session": "ponder.session",
     "BackendSpec": "ponder.backends.spec",
+    "BackendRefused": "ponder.runs.refusals",
     **dict.fromkeys(["ModelAccess", "Verifier", "all_of", "any_of", "get_verifier",
                      "register_verifier", "weighted"], "ponder.verifiers"),
 }
@@ -94,6 +96,7 @@ __all__ = [
     "Backend",
     "BackendError",
     "BackendPool",
+    "BackendRefused",
     "BackendSpec",
     "Budget",
     "BudgetExhausted",

@@ -217,9 +217,8 @@ def test_the_wall_time_is_on_disk_as_each_row_lands_so_a_killed_bench_keeps_it(
     from ponder.backends.scripted import ScriptedBackend
     from ponder.bench.run import solve_run
     from ponder.bench.spec import parse_spec, plan_runs
-    from ponder.core.budget import Budget
     from ponder.core.types import Problem
-    from ponder.prompts import PromptLibrary
+    from ponder.session import Session
 
     [run] = plan_runs(parse_spec("single"))
     problems = [Problem(id=q["id"], problem=q["problem"], answer=q["answer"]) for q in QUIZ]
@@ -232,8 +231,8 @@ def test_the_wall_time_is_on_disk_as_each_row_lands_so_a_killed_bench_keeps_it(
         assert saved["params"] == run.params
         seen.append(saved["wall_s"])
 
-    asyncio.run(solve_run(run, problems, tmp_path, backend=ScriptedBackend(["Final answer: 7"]),
-                          concurrency=1, seed=0, budget=Budget(), prompts=PromptLibrary(),
+    session = Session(ScriptedBackend(["Final answer: 7"]), seed=0)
+    asyncio.run(solve_run(run, problems, tmp_path, session=session, concurrency=1,
                           on_result=on_result))
     assert len(seen) == len(QUIZ)
     assert not list((tmp_path / "runs").glob(".*"))  # no temporary file left behind

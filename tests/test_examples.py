@@ -102,11 +102,21 @@ def test_the_custom_verifier_example_judges_and_explains() -> None:
     assert lines[-1] == "solve: answer=28 passed=True"
 
 
+def test_the_custom_backend_example_runs_every_strategy_on_a_function() -> None:
+    done = run_script("custom_backend.py")
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert lines[0].startswith("solve: answer=391 tokens=")
+    assert lines[1] == "solve_many: ['5', '32'] votes: [{'5': 3.0}, {'32': 3.0}]"
+
+
 @pytest.mark.parametrize(("name", "definition"), [("custom_strategy.py", "retry"),
-                                                  ("custom_verifier.py", "MultipleOf")])
-def test_a_custom_strategy_or_verifier_fits_in_15_lines(name: str, definition: str) -> None:
-    """What STYLE.md promises a user: their own strategy or verifier in under 15 lines (its
-    config class included, blank lines not counted)."""
+                                                  ("custom_verifier.py", "MultipleOf"),
+                                                  ("custom_backend.py", "Calculator")])
+def test_a_custom_strategy_verifier_or_backend_fits_in_15_lines(name: str,
+                                                                definition: str) -> None:
+    """What STYLE.md promises a user: their own strategy, verifier or backend in under 15
+    lines (its config class included, blank lines not counted)."""
     source = (EXAMPLES / name).read_text(encoding="utf-8")
     tree = ast.parse(source)
     lines = source.splitlines()

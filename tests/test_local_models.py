@@ -270,9 +270,9 @@ def test_the_cli_help_lists_every_model() -> None:
 
 
 def test_ray_workers_get_the_model_by_name() -> None:
-    from ponder.cli import _backend_spec
+    from ponder.cli.options import backend_spec
 
-    spec = _backend_spec(None, None, None, None, None, None, None, local_model="1.5b")
+    spec = backend_spec(None, None, None, None, None, None, None, local_model="1.5b")
     assert spec.local_model == "1.5b" and "local_model='1.5b'" in repr(spec)
     built = spec.build()
     assert isinstance(built, LocalBackend) and built.embedded is embedded_model("1.5b")

@@ -23,12 +23,15 @@ from typer.testing import CliRunner
 import ponder.ray
 from ponder.backends.scripted import ScriptedBackend
 from ponder.cli import app
+from ponder.core.budget import Budget
 from ponder.core.errors import ConfigError
-from ponder.core.types import Result
-from ponder.ray.run import BackendSpec
+from ponder.core.types import Problem, Result
+from ponder.ray.job import SolverWorker
+from ponder.ray.run import BackendSpec, SolveJob
 from ponder.runs.results import ResultsWriter
 from ponder.runs.results_reader import read_results
 from ponder.runs.solve_many import RowSink, record_rows
+from ponder.strategies.effort import strategy_for
 from ponder.testing import FakeOpenAIServer
 from tests.conftest import REPO
 
@@ -247,6 +250,22 @@ async def test_any_producer_s_rows_go_through_the_one_writer(tmp_path: Path) -> 
                                  on_result=lambda r: on_disk.append(rows_written(path)))
     assert [r.id for r in rows] == [r.id for r in read_results(path)] == ["p0", "p1", "p2"]
     assert on_disk == [1, 2, 3]
+
+
+async def test_a_worker_solves_with_the_session_its_job_describes() -> None:
+    """What a Ray actor runs, in this process: the job's backend, budget and trace flag."""
+    spec, config = strategy_for(None, "self_refine", {"max_iters": 3})
+    with FakeOpenAIServer() as fake:
+        job = SolveJob(spec, config, BackendSpec.of(fake.base_url), budget=Budget(calls=2),
+                       trace=True)
+        worker = SolverWorker(job)
+        result, events = await worker.solve(Problem(id="p1", problem="What is 2 + 3?",
+                                                    answer="5"))
+        [again] = await worker.solve_all([Problem(id="p2", problem="What is 1 + 1?")], 2)
+        await worker.close()
+    assert (result.answer, result.correct, result.usage.calls) == ("5", True, 1)
+    assert events and {event.problem_id for event in events} == {"p1"}
+    assert again.answer == "2" and again.usage.calls <= 2
 
 
 def test_a_backend_goes_to_workers_as_a_spec() -> None:

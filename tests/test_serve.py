@@ -31,8 +31,10 @@ from ponder.core.errors import ConfigError
 from ponder.core.types import Result, TraceEvent
 from ponder.sandbox import shared_sandbox
 from ponder.serve import openai_wire
-from ponder.serve.app import TRACE_HEADER, TraceStore, create_app, server_config, trace_json
+from ponder.serve.app import create_app, server_config
 from ponder.serve.openai_wire import DEFAULT_BUDGET
+from ponder.serve.traces import TRACE_HEADER, TraceStore, trace_json
+from ponder.session import Session
 from ponder.strategies import REGISTRY as STRATEGIES
 from ponder.testing import FakeOpenAIServer
 
@@ -463,6 +465,52 @@ def test_a_bad_default_strategy_fails_when_the_app_is_made(fake: FakeOpenAIServe
         create_app(backend_for(fake), model=MODEL, strategy="best_of_n", params={"beams": 2})
 
 
+# -- serving a Session ---------------------------------------------------------------------------
+
+
+async def test_an_app_serves_a_sessions_strategy_params_budget_and_backend(
+        fake: FakeOpenAIServer) -> None:
+    session = Session(fake.base_url, model=MODEL, strategy="best_of_n", params={"n": 3},
+                      budget=Budget(tokens=20_000, calls=4, seconds=60), max_retries=1)
+    backend = session.backend
+    assert isinstance(backend, OpenAIBackend)
+    with serving(create_app(session=session, model=MODEL)) as url:
+        plain = await client(url).chat.completions.create(
+            model=MODEL, messages=ask("What is 2 + 3?"),
+            extra_body={"ponder": {"verifier": "exact", "answer": "5"}})
+        named = await client(url).chat.completions.create(
+            model=f"best_of_n:{MODEL}", messages=ask("What is 2 + 3?"),
+            extra_body={"ponder": {"budget": {"calls": 2}}})
+        assert not backend.client.is_closed()
+    ponder = ponder_of(plain)
+    assert (plain.choices[0].message.content, ponder["strategy"]) == ("5", "best_of_n")
+    assert (ponder["params"]["n"], ponder["verified"]) == (3, True)
+    assert ponder["budget"] == {"tokens": 20_000, "calls": 4, "seconds": 60}
+    # The server's strategy named in the model name is the plain model: its params apply.
+    assert (ponder_of(named)["params"]["n"], ponder_of(named)["budget"]["calls"]) == (3, 2)
+    assert backend.client.is_closed()  # the session made its backend, so it closes it
+
+
+async def test_a_sessions_effort_serves_the_plain_model(fake: FakeOpenAIServer) -> None:
+    session = Session(fake.base_url, model=MODEL, effort="medium")
+    with serving(create_app(session=session, model=MODEL)) as url:
+        plain = await client(url).chat.completions.create(model=MODEL,
+                                                          messages=ask("What is 6 + 7?"))
+        named = await client(url).chat.completions.create(model=f"single:{MODEL}",
+                                                          messages=ask("What is 6 + 7?"))
+    assert (ponder_of(plain)["strategy"], ponder_of(plain)["params"]["few_shot"]) == \
+        ("program", False)
+    assert ponder_of(named)["strategy"] == "single"
+
+
+def test_create_app_takes_a_backend_or_a_session(fake: FakeOpenAIServer) -> None:
+    with pytest.raises(ConfigError, match="a backend or a session"):
+        create_app(model=MODEL)
+    session = Session(backend_for(fake))
+    with pytest.raises(ConfigError, match="session's strategy, params; set them on"):
+        create_app(session=session, model=MODEL, strategy="best_of_n", params={"n": 2})
+
+
 # -- the server's life -------------------------------------------------------------------------
 
 
@@ -829,9 +877,9 @@ def test_serve_sets_the_operators_limits(fake: FakeOpenAIServer,
     assert result.exit_code == 0, result.output
     [config] = configs
     service = config.app.state.service
-    assert service.budget == Budget(tokens=5000, calls=DEFAULT_BUDGET.calls,
-                                    seconds=DEFAULT_BUDGET.seconds)
-    assert (service.program_seconds, service.traces.max_bytes) == (2, 1 << 20)
+    assert service.planner.budget == Budget(tokens=5000, calls=DEFAULT_BUDGET.calls,
+                                            seconds=DEFAULT_BUDGET.seconds)
+    assert (service.planner.program_seconds, service.traces.max_bytes) == (2, 1 << 20)
     assert (service.client_timeout_s, config.limit_concurrency) == (7, 9)
     assert config.timeout_keep_alive == 5 and config.h11_max_incomplete_event_size == 64 << 10
 

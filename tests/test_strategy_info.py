@@ -19,7 +19,7 @@ from ponder.bench.spec import Choice
 from ponder.core.types import PoolRecord, Result, SamplingInfo, Selection
 from ponder.runs.allocation import promise
 from ponder.runs.summary import RunTally
-from ponder.serve.app import _distinct_answers
+from ponder.serve.service import distinct_answers
 from ponder.strategies.program import ProgramRuns
 from ponder.testing import by_step
 from tests.conftest import REPO
@@ -111,8 +111,8 @@ def test_readers_read_the_part_by_field() -> None:
     assert [r.id for r in sorted(rows, key=promise)] == ["c", "a", "b", "d"]
     # ponder serve: the runners-up of the vote.
     served = row("s", vote(answers={"7": "7", "8": "8.0", "9": "9"}))
-    assert _distinct_answers(served, 2, None) == ["7", "8.0"]
-    assert _distinct_answers(row("t"), 3, None) == ["7"]
+    assert distinct_answers(served, 2, None) == ["7", "8.0"]
+    assert distinct_answers(row("t"), 3, None) == ["7"]
     # ponder bench: the first n samples of the pool, chosen again at their cost.
     pool = [PoolRecord(answer=a, tokens=10) for a in ("8", "7", "7", "8", "8")]
     pooled = row("p", vote(5, pool=pool)).model_copy(

@@ -18,19 +18,19 @@ import logging
 import os
 from collections.abc import Sequence
 from contextlib import nullcontext
-from dataclasses import dataclass
 from typing import Any
 
 import openai
 
 from ponder.backends.base import GREEDY_TEMPERATURE, Backend, confidence_asked, greedy_copies
 from ponder.backends.lean_http import LeanHTTP, Redirected, lean_target
-from ponder.backends.openai_retry import MalformedReply, RetryPolicy, refuses_logprobs
-from ponder.core.confidence import DEFAULT_TOP_LOGPROBS, DEFAULT_WINDOW, TokenLogprobs, summarize
+from ponder.backends.openai_messages import ChatReply, ChatRequest
+from ponder.backends.openai_retry import RetryPolicy, refuses_logprobs
+from ponder.core.confidence import DEFAULT_TOP_LOGPROBS, DEFAULT_WINDOW
 from ponder.core.errors import BackendError
 from ponder.core.redact import redact_url, url_secrets
 from ponder.core.tokens import prompt_upper_bound
-from ponder.core.types import Completion, Confidence, Message, Usage
+from ponder.core.types import Completion, Message
 
 log = logging.getLogger(__name__)
 
@@ -48,7 +48,7 @@ class OpenAIBackend(Backend):
 
     `top_logprobs` is how many candidates' log-probs to ask for per token (0: the sampled
     token's only; None: no log-probs at all), on the calls that want a confidence (a strategy
-    choosing by it, or code inside `ponder.backends.base.asking_confidence()`): other calls
+    choosing by it, or code inside `ponder.backends.base.askingchoice_confidence()`): other calls
     skip them, since they slow the server and swell the reply. `confidence_window` is the
     group size for each completion's `Confidence.lowest_group` (see `ponder.core.confidence`).
 
@@ -140,7 +140,7 @@ class OpenAIBackend(Backend):
                                           temperature=temperature, stop=stop, seed=seed)
             return greedy_copies(reply, n)
         model = await self._model_name()
-        request = _Request(model, messages, max_tokens, temperature, stop, seed)
+        request = ChatRequest(model, messages, max_tokens, temperature, stop, seed)
         if n == 1 or native is False:
             return await self._singles(request, range(n), partial_ok=False)
         first = await self._send(request, n, 0)
@@ -194,7 +194,7 @@ class OpenAIBackend(Backend):
 
     # -- internals ------------------------------------------------------------------------------
 
-    async def _singles(self, request: _Request, indices: range, *,
+    async def _singles(self, request: ChatRequest, indices: range, *,
                        partial_ok: bool) -> list[Completion]:
         """One single-sample request per index, concurrently. Samples already paid for are
         kept when some requests fail for good (the caller may ask again for the rest); the
@@ -241,16 +241,16 @@ class OpenAIBackend(Backend):
                 self.model = str(first.id)
         return self.model
 
-    async def _send(self, request: _Request, n: int, index: int) -> list[Completion]:
+    async def _send(self, request: ChatRequest, n: int, index: int) -> list[Completion]:
         """At most `n` completions; raises `BackendError` when the request fails for good."""
         top_logprobs = self.top_logprobs if confidence_asked() else None
         window = self.confidence_window
 
-        async def call(body: dict[str, Any]) -> _Reply:
+        async def call(body: dict[str, Any]) -> ChatReply:
             lean = self._lean
             if lean is not None:
                 try:
-                    return _Reply.parse(await lean.post_json("/chat/completions", body), window)
+                    return ChatReply.parse(await lean.post_json("/chat/completions", body), window)
                 except Redirected as exc:  # the SDK's client follows redirects; leave it to it
                     log.info("%s redirects chat requests (%s); sending them through the openai "
                              "SDK from now on", self.shown_url, exc)
@@ -260,7 +260,7 @@ class OpenAIBackend(Backend):
             # arguments against its TypedDicts and builds models of the reply, about a third
             # of its CPU per call (benchmarks/results/client_overhead.md).
             reply = await self.client.post("/chat/completions", body=body, cast_to=object)
-            return _Reply.parse(reply, window)
+            return ChatReply.parse(reply, window)
 
         async with self._slots or nullcontext():
             try:
@@ -305,129 +305,3 @@ def _lean_client(base_url: str, client: openai.AsyncOpenAI) -> LeanHTTP | None:
         return LeanHTTP(target, {k: v for k, v in headers.items() if isinstance(v, str)})
     except ValueError:  # a header the lean client would not send as it is; httpx judges it
         return None
-
-
-@dataclass(frozen=True)
-class _Reply:
-    """The parts of a chat completion ponder uses, checked."""
-
-    texts: list[str]
-    reasons: list[str | None]
-    prompt_tokens: int | None
-    completion_tokens: int | None
-    confidences: list[Confidence | None]
-
-    @classmethod
-    def parse(cls, response: Any, window: int = DEFAULT_WINDOW) -> _Reply:
-        """A reply's JSON (as the SDK decoded it) checked; `MalformedReply` when it is not a
-        chat completion."""
-        if not isinstance(response, dict):
-            raise MalformedReply(f"reply is not a chat completion: a JSON "
-                                 f"{type(response).__name__}, not an object")
-        choices = response.get("choices")
-        if not isinstance(choices, list) or not choices:
-            raise MalformedReply("reply has no choices")
-        texts: list[str] = []
-        reasons: list[str | None] = []
-        for choice in choices:
-            if not isinstance(choice, dict):
-                raise MalformedReply(f"reply is not a chat completion: a choice is a JSON "
-                                     f"{type(choice).__name__}")
-            message = choice.get("message")
-            if message is not None and not isinstance(message, dict):
-                raise MalformedReply(f"reply is not a chat completion: a message is a JSON "
-                                     f"{type(message).__name__}")
-            texts.append(str((message or {}).get("content") or ""))
-            reason = choice.get("finish_reason")
-            reasons.append(None if reason is None else str(reason))
-        usage = response.get("usage")
-        if usage is not None and not isinstance(usage, dict):
-            raise MalformedReply(f"usage is a JSON {type(usage).__name__}, not an object")
-        prompt = (usage or {}).get("prompt_tokens")
-        completion = (usage or {}).get("completion_tokens")
-        if prompt is not None and not isinstance(prompt, int):
-            raise MalformedReply(f"usage.prompt_tokens is {prompt!r}")
-        if completion is not None and not isinstance(completion, int):
-            raise MalformedReply(f"usage.completion_tokens is {completion!r}")
-        confidences = [_confidence(c, window) for c in choices]
-        return cls(texts, reasons, prompt, completion, confidences)
-
-
-def _confidence(choice: dict[str, Any], window: int) -> Confidence | None:
-    """A choice's confidence from its `logprobs.content` (OpenAI's shape: per token `logprob`
-    and `top_logprobs`); None when it has none. A log-probs section that is not as it should
-    be only costs the confidence, never the reply."""
-    try:
-        content = (choice.get("logprobs") or {}).get("content")
-        if not content:
-            return None
-        tokens = [TokenLogprobs(float(item["logprob"]),
-                                tuple(float(t["logprob"]) for t in item.get("top_logprobs") or ()))
-                  for item in content]
-    except (AttributeError, KeyError, TypeError, ValueError):
-        return None
-    return summarize(tokens, window=window)
-
-
-class _Request:
-    """One chat request's fixed parts: its arguments for a given n, and its completions from
-    the reply."""
-
-    def __init__(self, model: str, messages: Sequence[Message], max_tokens: int,
-                 temperature: float, stop: Sequence[str] | None, seed: int | None) -> None:
-        self.model = model
-        self.message_models = list(messages)
-        self.messages = [m.model_dump() for m in messages]
-        self.max_tokens = max_tokens
-        self.temperature = temperature
-        self.stop = list(stop) if stop else None
-        self.seed = seed
-
-    def body(self, n: int, index: int, top_logprobs: int | None = None) -> dict[str, Any]:
-        """The request's arguments for `n` samples, as the `index`th of parallel requests,
-        asking for `top_logprobs` candidates per token unless it is None."""
-        body: dict[str, Any] = {
-            "model": self.model, "messages": self.messages, "max_tokens": self.max_tokens,
-            "temperature": self.temperature,
-        }
-        if top_logprobs is not None:
-            body["logprobs"] = True
-            body["top_logprobs"] = top_logprobs
-        if n > 1:
-            body["n"] = n
-        if self.stop:
-            body["stop"] = self.stop
-        if self.seed is not None:
-            body["seed"] = self.seed + index  # distinct samples from parallel requests
-        return body
-
-    def completions(self, reply: _Reply, n: int, retries: int, *, prompt: int, completion: int,
-                    estimated: bool) -> list[Completion]:
-        """At most `n` of the reply's choices, carrying between them the call's whole usage."""
-        # A server sending more choices than asked for still charged for them all: their
-        # tokens stay on the kept completions, so the budget sees the whole cost.
-        keep = min(n, len(reply.texts))
-        shares = _split(completion, [len(t) for t in reply.texts])
-        shares = [*shares[: keep - 1], sum(shares[keep - 1:])]
-        return [
-            Completion(
-                text=text, finish_reason=reason, retries=retries, confidence=confidence,
-                usage=Usage(prompt_tokens=prompt if i == 0 else 0, completion_tokens=share,
-                            estimated=estimated),
-            )
-            for i, (text, reason, confidence, share) in enumerate(
-                zip(reply.texts[:keep], reply.reasons[:keep], reply.confidences[:keep], shares,
-                    strict=True))
-        ]
-
-
-def _split(total: int, weights: list[int]) -> list[int]:
-    """Share `total` tokens among choices by text length; the shares add up exactly."""
-    if not weights:
-        return []
-    if not any(weights):
-        weights = [1] * len(weights)
-    shares = [total * w // sum(weights) for w in weights]
-    shares[-1] += total - sum(shares)
-    return shares
-

@@ -1,14 +1,21 @@
 """`ponder bench`: where on the accuracy-for-tokens curve each strategy sits.
 
-Each `Run` (see `ponder.bench.spec`) is solved with the orchestrator `ponder solve` uses, into
-a results file of its own under `DIR/runs/`, so a stopped bench resumes exactly as
-`ponder solve --resume` does. Gold never reaches a strategy unless the SPEC says
+Each `Run` (see `ponder.bench.spec`) is solved through a `Session`, as `ponder solve` solves,
+into a results file of its own under `DIR/runs/`, so a stopped bench resumes as
+`ponder solve --resume --retry-errors` does. Gold never reaches a strategy unless the SPEC says
 `verifier=gold`; after the runs, gold scores each point's answers, and a pooled point's
 answers are chosen again from its run's recorded samples (`ponder.strategies.sample_pool`)
 without a call.
 
+`ponder.bench.loop.run_bench` solves and scores every run and writes the curve:
+
 >>> points = [p for spec in specs for p in parse_spec(spec)]
->>> curve = await run_bench(problems, plan_runs(points), Path("bench"), backend_for=...)
+>>> bench = await run_bench(problems, plan_runs(points), Path("bench"),
+...                         BackendSpec.of("http://gpu1:8000/v1"), title="gsm8k")
+>>> bench.points[0].accuracy
+
+A row that failed is solved again the next time its run is (a cached error is no
+measurement: a wrong model name would otherwise stay in the curve as wrong answers).
 """
 
 from __future__ import annotations
@@ -21,20 +28,18 @@ import os
 import statistics
 import time
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field, fields
+from dataclasses import dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
 
-from ponder.backends.base import Backend
 from ponder.bench.spec import CHOICE_KEYS, GOLD, GOLD_SELECTION, Choice, Point, Run
-from ponder.core.budget import Budget
 from ponder.core.errors import ConfigError
 from ponder.core.types import Candidate, Problem, Result, SamplingInfo
-from ponder.prompts import PromptLibrary
 from ponder.runs.results import ResultsWriter
 from ponder.runs.results_reader import read_results
 from ponder.runs.run_lock import RunLock
-from ponder.runs.solve_many import Solver, resume_plan, run_all
+from ponder.runs.solve_many import resume_plan
+from ponder.session import Session
 from ponder.strategies import REGISTRY
 from ponder.strategies.sample_pool import PlainCanonical, pool_samples
 from ponder.strategies.sampling import confidence_vote
@@ -172,14 +177,14 @@ def rechoose(row: Result, choice: Choice) -> tuple[str | None, int]:
 RunStarted = Callable[[Run, list[Result], int], None]
 
 
-async def solve_run(run: Run, problems: Sequence[Problem], out_dir: Path, *, backend: Backend,
-                    concurrency: int, seed: int | None, budget: Budget, prompts: PromptLibrary,
-                    on_start: RunStarted | None = None,
+async def solve_run(run: Run, problems: Sequence[Problem], out_dir: Path, *, session: Session,
+                    concurrency: int, on_start: RunStarted | None = None,
                     on_result: Callable[[Result], None] | None = None,
                     stop: asyncio.Event | None = None) -> list[Result]:
-    """Solve `run` on every problem still without a row in its results file (none is started
-    once `stop` is set); its rows, in problem order. The wall time each session spent is added
-    up in the run's `.json`."""
+    """Solve `run` with `session` (its backend, budget, prompts and seed) on every problem
+    still without a row in its results file, or whose row failed (none is started once `stop`
+    is set); its rows, in problem order. The wall time each session spent is added up in the
+    run's `.json`."""
     spec = REGISTRY.get(run.strategy)
     config = spec.make_config(run.params)
     path = out_dir / "runs" / f"{run.key}.jsonl"
@@ -189,19 +194,19 @@ async def solve_run(run: Run, problems: Sequence[Problem], out_dir: Path, *, bac
     shown = list(problems) if gold else [without_gold(p) for p in problems]
     chooser = VerifierChoice() if gold else VerifierChoice(
         None if run.verifier is None else get_verifier(run.verifier))
-    verifier_for = chooser.for_problem if run.verifier is not None else _none
     with RunLock(path):
         # Read under the lock: another bench may have just added its session's seconds.
         meta = json.loads(meta_path.read_text()) if meta_path.is_file() else {"wall_s": 0.0}
         meta.update({"strategy": run.strategy, "params": run.params, "verifier": run.verifier,
                      "local_model": run.local_model,
                      "points": [p.describe() for p in run.points]})
-        plan = resume_plan(shown, path)
+        plan = resume_plan(shown, path, retry_errors=True)
         if on_start is not None:
             on_start(run, plan.previous, len(plan.todo))
         if plan.todo:
-            solver = Solver(spec, config, backend, budget=budget, prompts=prompts,
-                            verifier_for=verifier_for, seed=seed)
+            solver = session.solver(spec, config, verifiers=chooser)
+            if run.verifier is None:  # the strategy runs blind: nothing judges its answers
+                solver = replace(solver, verifier_for=_none)
             before, began = float(meta["wall_s"]), time.monotonic()
 
             def save_wall(row: Result | None = None) -> None:
@@ -214,8 +219,8 @@ async def solve_run(run: Run, problems: Sequence[Problem], out_dir: Path, *, bac
 
             try:
                 with ResultsWriter(path) as writer:
-                    await run_all(plan.todo, solver, concurrency=concurrency, writer=writer,
-                                  on_result=save_wall, stop=stop)
+                    await session.run(plan.todo, solver, concurrency=concurrency,
+                                      writer=writer, on_result=save_wall, stop=stop)
             except BaseException:
                 with contextlib.suppress(OSError):  # never hide why the run stopped
                     save_wall()

@@ -27,7 +27,7 @@ if TYPE_CHECKING:  # `ponder strategies` and `ponder show` must not load what `s
     from ponder.runs.summary import RunTally, Summary
     from ponder.strategies.base import StrategySpec
 
-ERRORS_SHOWN = 10  # per-problem errors printed during a run; the rest are in the results
+ERRORS_SHOWN = 10  # distinct per-problem errors printed during a run; all are in the results
 # How a run where gold chose among candidates is labelled, and the honest figure beside it.
 GOLD_LABEL = "selected with gold (pass@k)"
 HONEST_LABEL = "without gold (the vote)"
@@ -65,7 +65,7 @@ class Reporter:
         )
 
         self.tally = tally
-        self.errors_shown = 0
+        self.errors_shown: set[str] = set()
         self.progress = Progress(
             TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(),
             TextColumn("{task.fields[stats]}"), TimeElapsedColumn(), TextColumn("eta"),
@@ -89,10 +89,12 @@ class Reporter:
     def on_result(self, result: Result) -> None:
         self.tally.add(result)
         self.progress.update(self.task, completed=self.tally.done, stats=self._stats())
-        if result.error and self.errors_shown < ERRORS_SHOWN:
-            self.errors_shown += 1
+        # Each error once: a server refusing every call fails every problem alike.
+        if result.error and result.error not in self.errors_shown \
+                and len(self.errors_shown) < ERRORS_SHOWN:
+            self.errors_shown.add(result.error)
             more = " (further errors are in the results file)" \
-                if self.errors_shown == ERRORS_SHOWN else ""
+                if len(self.errors_shown) == ERRORS_SHOWN else ""
             self.progress.console.print(
                 f"[red]problem {plain(result.id)}:[/red] {plain(result.error)}{more}")
 

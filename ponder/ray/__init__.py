@@ -13,6 +13,8 @@
 called. From the command line: `ponder solve problems.jsonl --ray local`.
 """
 
-from ponder.ray.run import RESULT_COLUMNS, BackendSpec, cluster, solve_dataset
+from ponder.backends.spec import BackendSpec
+from ponder.ray.cluster import cluster
+from ponder.ray.dataset import RESULT_COLUMNS, solve_dataset
 
 __all__ = ["RESULT_COLUMNS", "BackendSpec", "cluster", "solve_dataset"]

@@ -15,7 +15,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any, NamedTuple
 
@@ -27,6 +27,7 @@ from ponder.core.replay import Replay
 from ponder.core.tracing import START_STEP, JsonlTraceWriter, TraceSink
 from ponder.core.types import Problem, Result, TraceEvent
 from ponder.prompts import PromptLibrary
+from ponder.runs.refusals import RefusalWatch
 from ponder.runs.results import ResultsWriter, problem_hash, rewrite_results
 from ponder.runs.results_reader import read_results
 from ponder.runs.solve_one import run_problem
@@ -115,7 +116,10 @@ async def run_all(
     """Solve `problems`, at most `concurrency` at a time; each result is written (and passed to
     `on_result`) the moment it is ready. Results come back in the order they finished, every
     row on disk (fsync'd) by then. Once `stop` is set no problem is started, and those in
-    flight finish (`ponder.runs.interrupt`: the first Ctrl-C of a CLI run sets it).
+    flight finish (`ponder.runs.interrupt`: the first Ctrl-C of a CLI run sets it). A run
+    whose first problems all failed with one refusal of the backend (a wrong model name, a
+    key not taken) stops the same way, then raises `BackendRefused`
+    (`ponder.runs.refusals`), its rows written.
 
     A row is in the file before `on_result` hears of it, so a killed run keeps it; it is on
     disk within about 50 ms (`ResultsWriter`'s group commit), so a crash of the machine keeps
@@ -132,18 +136,26 @@ async def solve_each(problems: Sequence[Problem], solver: Solver, *, concurrency
                      emit: RowSink, stop: asyncio.Event | None = None) -> None:
     """The producer of a run on this event loop: solve `problems`, at most `concurrency` at a
     time, and pass each result to `emit` the moment it is ready; none is started once `stop`
-    is set. (`ray_runner.solve_on_ray` is the producer of a run on Ray workers.)"""
+    is set. Nor once the first problems to finish all failed with one refusal of the backend
+    (`ponder.runs.refusals`): then `BackendRefused` is raised when those in flight have
+    finished, their rows emitted. (`ray.run.solve_on_ray` is the producer of a run on Ray
+    workers.)"""
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     pending = iter(problems)
+    watch = RefusalWatch(len(problems))
 
     async def worker() -> None:
         # Workers pull from one shared iterator: safe, since `next` never awaits.
-        while stop is None or not stop.is_set():
+        while (stop is None or not stop.is_set()) and watch.refused is None:
             problem = next(pending, None)
             if problem is None:
                 return
-            emit(await solver.solve(problem))
+            notes = watch.notes(solver.backend)
+            result = await (solver if notes is None
+                            else replace(solver, backend=notes)).solve(problem)
+            emit(result)
+            watch.finished(result, notes)
 
     try:
         async with asyncio.TaskGroup() as group:
@@ -155,6 +167,8 @@ async def solve_each(problems: Sequence[Problem], solver: Solver, *, concurrency
             if isinstance(exc, OutputError):
                 raise exc from None
         raise
+    if watch.refused is not None:
+        raise watch.refused
 
 
 async def record_rows(produce: Producer, *, writer: ResultsWriter | None = None,
@@ -162,7 +176,7 @@ async def record_rows(produce: Producer, *, writer: ResultsWriter | None = None,
     """The consumer every run shares, whoever solves: `produce(emit)` runs, and each row it
     emits is appended to `writer`, then passed to `on_result`. Returns the rows in the order
     they came, every one on disk (fsync'd) by then. One writer and one resume path for a run
-    on this event loop (`solve_each`) and for one on Ray workers (`ray_runner.solve_on_ray`).
+    on this event loop (`solve_each`) and for one on Ray workers (`ray.run.solve_on_ray`).
     """
     finished: list[Result] = []
 
