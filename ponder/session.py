@@ -36,6 +36,7 @@ from ponder.runs.solve_one import run_problem
 from ponder.strategies.base import StrategyConfig, StrategySpec
 from ponder.strategies.context import Context
 from ponder.strategies.effort import strategy_for
+from ponder.strategies.wiring import Wiring
 from ponder.verifiers import Verifier, VerifierChoice
 from ponder.verifiers.base import judge as judge_with
 from ponder.verifiers.registry import VerifierLike
@@ -142,11 +143,9 @@ class Session:
         prob = as_problem(problem, allow_code_verifiers=True)
         choice = self.verifiers if verifier is None else VerifierChoice(verifier)
         await self.start()
-        return await run_problem(prob, spec, config, backend=self.backend,
-                                 verifier=choice.for_problem(prob),
-                                 budget=budget or self.budget,
-                                 prompts=self._prompts(templates_dir),
-                                 seed=self.seed if seed is None else seed, trace_sink=trace)
+        return await run_problem(prob, spec, config, Wiring(
+            self.backend, budget or self.budget, self._prompts(templates_dir),
+            choice.for_problem(prob), self.seed if seed is None else seed, trace))
 
     async def asolve_many(self, problems: Iterable[ProblemLike], *,
                           strategy: str | None = None, effort: str | None = None,

@@ -20,9 +20,9 @@ from ponder.backends.base import Backend
 from ponder.backends.openai import OpenAIBackend
 from ponder.backends.scripted import ScriptedBackend
 from ponder.core.budget import Budget
+from ponder.core.charging import CHARS_SLACK, MAX_CHARS_PER_TOKEN
 from ponder.core.errors import BudgetExhausted
 from ponder.core.types import Completion, Message, Usage
-from ponder.strategies.context import CHARS_SLACK, MAX_CHARS_PER_TOKEN
 from ponder.testing import FakeOpenAIServer, make_context
 
 SETTINGS = settings(deadline=None, derandomize=True,

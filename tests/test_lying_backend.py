@@ -12,8 +12,8 @@ import pytest
 
 import ponder
 from ponder import Budget, OpenAIBackend, ScriptedBackend
+from ponder.core.charging import CHARS_SLACK, MAX_CHARS_PER_TOKEN
 from ponder.core.types import Completion, Message, Usage
-from ponder.strategies.context import CHARS_SLACK, MAX_CHARS_PER_TOKEN
 from ponder.testing import FakeOpenAIServer, make_context
 from tests.conftest import json_server
 

@@ -13,6 +13,7 @@ from ponder.prompts import PromptLibrary
 from ponder.runs.solve_one import run_problem
 from ponder.strategies.base import StrategyConfig, StrategyFn
 from ponder.strategies.registry import StrategyRegistry, make_register
+from ponder.strategies.wiring import Wiring
 from ponder.testing import make_context
 from ponder.verifiers import VerifierChoice
 
@@ -27,9 +28,8 @@ def solve_with(fn: StrategyFn[StrategyConfig], backend: ScriptedBackend) -> Resu
     make_register(registry)("probe")(fn)
     spec = registry.get("probe")
     problem = Problem.model_validate(PROBLEM)
-    return asyncio.run(run_problem(
-        problem, spec, spec.make_config({}), backend=backend,
-        verifier=VerifierChoice().for_problem(problem), budget=Budget(), prompts=PromptLibrary()))
+    return asyncio.run(run_problem(problem, spec, spec.make_config({}), Wiring(
+        backend, Budget(), PromptLibrary(), VerifierChoice().for_problem(problem))))
 
 
 def test_a_bare_candidate_the_verifier_passed_stops_as_verified() -> None:

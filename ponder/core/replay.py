@@ -8,7 +8,7 @@ of charge, and only what goes beyond it reaches the backend. A sampled reply is 
 sample the second time as the first; a greedy one would come out the same anyway.
 
 >>> replay = Replay(first.trace)
->>> result = await run_problem(problem, spec, config, ..., replay=replay)
+>>> result = await run_problem(problem, spec, config, Wiring(backend, replay=replay))
 """
 
 from __future__ import annotations

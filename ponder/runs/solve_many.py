@@ -33,6 +33,7 @@ from ponder.runs.results_reader import read_results
 from ponder.runs.solve_one import run_problem
 from ponder.runs.torn_tail import ROW_START, TRACE_ROW_START, check_torn_tail, drop_torn_tail
 from ponder.strategies.base import StrategyConfig, StrategySpec
+from ponder.strategies.wiring import Wiring
 from ponder.verifiers import Verifier
 
 log = logging.getLogger(__name__)
@@ -79,12 +80,10 @@ class Solver:
                                   "params": self.config.model_dump()}))
         started = time.monotonic()
         try:
-            result = await run_problem(
-                problem, self.spec, self.config, backend=self.backend,
-                verifier=self.verifier_for(problem), budget=self.budget, prompts=self.prompts,
-                seed=self.seed, trace_sink=sink, run_meter=self.run_meter,
-                replay=None if self.replay_for is None else self.replay_for(problem),
-            )
+            result = await run_problem(problem, self.spec, self.config, Wiring(
+                self.backend, self.budget, self.prompts, self.verifier_for(problem), self.seed,
+                sink, self.run_meter,
+                None if self.replay_for is None else self.replay_for(problem)))
         except Exception as exc:  # a user's strategy or verifier may fail in any way
             log.debug("problem %s failed", problem.id, exc_info=True)
             result = Result(id=problem.id, answer=None, elapsed_s=time.monotonic() - started,

@@ -6,41 +6,22 @@ import logging
 import time
 from typing import Any
 
-from ponder.backends.base import Backend
-from ponder.core.budget import Budget, RunMeter
 from ponder.core.errors import BackendError, BudgetExhausted, PonderError
-from ponder.core.replay import Replay
-from ponder.core.tracing import TraceSink
 from ponder.core.types import Outcome, Problem, Result
-from ponder.prompts import PromptLibrary
 from ponder.runs.gold_selection import label_selection
 from ponder.strategies.base import StrategyConfig, StrategySpec, as_outcome
 from ponder.strategies.context import Context
-from ponder.verifiers.base import Verifier
+from ponder.strategies.wiring import Wiring
 
 log = logging.getLogger(__name__)
 
 
-async def run_problem(
-    problem: Problem,
-    spec: StrategySpec[Any],
-    config: StrategyConfig,
-    *,
-    backend: Backend,
-    verifier: Verifier | None,
-    budget: Budget,
-    prompts: PromptLibrary,
-    seed: int | None = None,
-    trace_sink: TraceSink | None = None,
-    run_meter: RunMeter | None = None,
-    replay: Replay | None = None,
-) -> Result:
-    """Solve `problem`. Never raises for a model or budget failure: the result says what failed
-    and carries the best answer found before it. With `run_meter`, every call also spends the
-    run's total budget (`ponder.runs.allocation`); with `replay`, calls an earlier run of the
-    problem made are answered with its replies, free (`ponder.core.replay`)."""
-    ctx = Context(problem, backend=backend, budget=budget, prompts=prompts, verifier=verifier,
-                  seed=seed, trace_sink=trace_sink, run_meter=run_meter, replay=replay)
+async def run_problem(problem: Problem, spec: StrategySpec[Any], config: StrategyConfig,
+                      wiring: Wiring) -> Result:
+    """Solve `problem` with the parts `wiring` carries. Never raises for a model or budget
+    failure: the result says what failed and carries the best answer found before it."""
+    ctx = Context.wired(problem, wiring)
+    verifier = wiring.verifier
     started = time.monotonic()
     error: str | None = None
     outcome: Outcome | None = None

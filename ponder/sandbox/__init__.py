@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any
 if TYPE_CHECKING:
     from ponder.core.errors import SandboxUnavailable
     from ponder.sandbox.isolation import Isolation
-    from ponder.sandbox.limits import Limits, SandboxResult
+    from ponder.sandbox.limits import Limits, SandboxResult, program_error
     from ponder.sandbox.runner import SANDBOX_ENV, Sandbox, shared_sandbox
 
 # The judge that runs a candidate's tests; run by path inside the sandbox (the verifier
@@ -32,6 +32,7 @@ HARNESS = Path(__file__).with_name("harness.py")
 _LAZY: dict[str, str] = {
     "Isolation": "ponder.sandbox.isolation",
     "Limits": "ponder.sandbox.limits",
+    "program_error": "ponder.sandbox.limits",
     "SANDBOX_ENV": "ponder.sandbox.runner",
     "Sandbox": "ponder.sandbox.runner",
     "SandboxResult": "ponder.sandbox.limits",
@@ -63,5 +64,6 @@ __all__ = [
     "Sandbox",
     "SandboxResult",
     "SandboxUnavailable",
+    "program_error",
     "shared_sandbox",
 ]

@@ -50,3 +50,19 @@ class SandboxResult:
     setup_error: str | None = None
     limits: dict[str, Any] = field(default_factory=dict)
     report_error: str | None = None
+
+
+def program_error(result: SandboxResult, limits: Limits) -> str | None:
+    """Why a program gave no answer, in words for a repair prompt; None when it printed one."""
+    tail = "\n".join(result.output.strip().splitlines()[-12:])
+    if result.setup_error is not None:
+        return f"the sandbox could not start: {result.setup_error}"
+    if result.timed_out:
+        return f"it did not finish within {limits.timeout_s:g}s (an infinite loop?)"
+    if result.signal is not None:
+        return f"it was killed by signal {result.signal} (too much time or memory)\n{tail}"
+    if result.exit_code != 0:
+        return tail or f"it exited with code {result.exit_code}"
+    if not tail:
+        return "it printed nothing; print the final answer"
+    return None

@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any
 
 from ponder.backends.base import CURRENT_CALL, Backend, CallLabel
 from ponder.core.answers import canonical_answer, extract_answer
-from ponder.core.budget import Budget, Reservation, RunMeter
+from ponder.core.budget import Budget, RunMeter
+from ponder.core.charging import capped, checked_usage, least_usage
 from ponder.core.errors import BudgetExhausted, ConfigError
 from ponder.core.tokens import prompt_upper_bound
 from ponder.core.tracing import Trace, TraceSink
@@ -36,11 +37,11 @@ from ponder.core.types import (
 from ponder.prompts import PromptLibrary
 from ponder.strategies.registry import REGISTRY
 from ponder.strategies.spec import Returned, StrategyConfig, StrategySpec
+from ponder.strategies.wiring import Wiring
 from ponder.verifiers.base import Verifier, judge
 
 if TYPE_CHECKING:  # the sandbox loads when a program first runs, not with every strategy
     from ponder.core.replay import Replay
-    from ponder.sandbox import Limits, SandboxResult
 
 
 # The strategies `Context.run` is inside, outermost first, as (context, name). Kept per task
@@ -87,6 +88,14 @@ class Context:
         self._seed_offset = 0
 
     # -- model calls -------------------------------------------------------------------------
+
+    @classmethod
+    def wired(cls, problem: Problem, wiring: Wiring) -> Context:
+        """The context for `problem` with the parts `wiring` carries."""
+        return cls(problem, backend=wiring.backend, budget=wiring.budget,
+                   prompts=wiring.prompts, verifier=wiring.verifier, seed=wiring.seed,
+                   trace_sink=wiring.trace_sink, run_meter=wiring.run_meter,
+                   replay=wiring.replay)
 
     def render(self, template: str, **variables: Any) -> list[Message]:
         """Render a template; `problem` is the problem text (gold fields never reach a prompt)."""
@@ -207,9 +216,9 @@ class Context:
             raise
         finally:
             CURRENT_CALL.reset(label)
-        completions = [_capped(c, reservation.max_tokens) for c in completions]
-        usage, doubt = _checked(sum((c.usage for c in completions), Usage()), reservation,
-                                _least_usage(messages, completions, reservation))
+        completions = [capped(c, reservation.max_tokens) for c in completions]
+        usage, doubt = checked_usage(sum((c.usage for c in completions), Usage()), reservation,
+                                least_usage(messages, completions, reservation))
         if doubt is not None:
             event.data["usage_rejected"] = doubt
         usage = usage + Usage(calls=1)
@@ -238,7 +247,7 @@ class Context:
         included) counts against the budget's seconds, and a run still queued or running when
         they end is stopped (`BudgetExhausted`); the trace records the program, its output,
         its error and its run time."""
-        from ponder.sandbox import Limits, shared_sandbox
+        from ponder.sandbox import Limits, program_error, shared_sandbox
 
         seconds = self.meter.seconds_for(timeout_s)
         limits = Limits(timeout_s=seconds, cpu_s=max(1, math.ceil(seconds)), memory_mb=512,
@@ -259,7 +268,7 @@ class Context:
             raise BudgetExhausted(error) from None
         execution = Execution(code=code, output=result.output, exit_code=result.exit_code,
                               timed_out=result.timed_out, seconds=round(result.seconds, 3),
-                              error=_program_error(result, limits))
+                              error=program_error(result, limits))
         self._record(TraceEvent(kind="execute", step=step, latency_s=execution.seconds,
                                 error=execution.error,
                                 data={"code": code, "output": execution.output[-2000:]}))
@@ -389,72 +398,3 @@ def as_outcome(ctx: Context, returned: Returned, source: str) -> Outcome:
     if isinstance(returned, str):
         returned = ctx.candidate(returned, source=source)
     return ctx.finish(returned)
-
-
-# No tokenizer spells a token in more characters than this; a longer reply did not come from
-# the call it claims to answer, and storing it whole (100 MB for max_tokens=512) is the harm.
-MAX_CHARS_PER_TOKEN = 32
-CHARS_SLACK = 256  # on top, for a reply's framing (a stop string, a stray newline)
-
-
-def _capped(completion: Completion, max_tokens: int) -> Completion:
-    limit = max_tokens * MAX_CHARS_PER_TOKEN + CHARS_SLACK
-    if len(completion.text) <= limit:
-        return completion
-    return completion.model_copy(update={"text": completion.text[:limit], "truncated": True})
-
-
-def _least_usage(messages: Sequence[Message], completions: Sequence[Completion],
-                 reservation: Reservation) -> Usage:
-    """The fewest tokens the texts of a call can have cost: one prompt copy and each distinct
-    reply (greedy copies of one reply are charged once), at `MAX_CHARS_PER_TOKEN` characters
-    a token after the slack `_capped` allows too. A weak floor, but one no honest count falls
-    below, and "0 tokens" for a page of text does."""
-    def least(chars: int) -> int:
-        return math.ceil(max(0, chars - CHARS_SLACK) / MAX_CHARS_PER_TOKEN)
-
-    prompt = least(sum(len(m.content) for m in messages))
-    completion = sum(min(reservation.max_tokens, least(len(text)))
-                     for text in {c.text for c in completions})
-    return Usage(prompt_tokens=prompt,
-                 completion_tokens=min(completion, reservation.n * reservation.max_tokens))
-
-
-def _checked(usage: Usage, reservation: Reservation, least: Usage) -> tuple[Usage, str | None]:
-    """The usage to charge: what the backend reported, unless it is negative or more than
-    the call could have cost (then the call's upper bound) or less than its texts must have
-    cost (then that floor, field by field); marked estimated, with why."""
-    fields = (usage.prompt_tokens, usage.completion_tokens)
-    reported = f"the backend reported {fields[0]} prompt + {fields[1]} completion tokens"
-    floor = Usage(prompt_tokens=max(fields[0], least.prompt_tokens),
-                  completion_tokens=max(fields[1], least.completion_tokens), estimated=True)
-    most_completion = min(reservation.tokens, reservation.n * reservation.max_tokens)
-    bound = Usage(prompt_tokens=reservation.tokens - most_completion,
-                  completion_tokens=most_completion, estimated=True)
-    if min(fields) < 0 or usage.total_tokens > reservation.tokens:
-        return bound, (f"{reported}; the call could cost at most {reservation.tokens}, "
-                       f"which is charged")
-    if floor.total_tokens == usage.total_tokens:
-        return usage, None
-    need = (f"its texts need at least {least.prompt_tokens} + {least.completion_tokens} (a "
-            f"token is at most {MAX_CHARS_PER_TOKEN} characters)")
-    if floor.total_tokens > reservation.tokens:  # the reservation is the most ever charged
-        return bound, f"{reported}; {need}, so the call's bound, {reservation.tokens}, is charged"
-    return floor, (f"{reported}; {need}, so {floor.prompt_tokens} + "
-                   f"{floor.completion_tokens} are charged")
-
-
-def _program_error(result: SandboxResult, limits: Limits) -> str | None:
-    """Why a program gave no answer, in words for a repair prompt; None when it printed one."""
-    tail = "\n".join(result.output.strip().splitlines()[-12:])
-    if result.setup_error is not None:
-        return f"the sandbox could not start: {result.setup_error}"
-    if result.timed_out:
-        return f"it did not finish within {limits.timeout_s:g}s (an infinite loop?)"
-    if result.signal is not None:
-        return f"it was killed by signal {result.signal} (too much time or memory)\n{tail}"
-    if result.exit_code != 0:
-        return tail or f"it exited with code {result.exit_code}"
-    if not tail:
-        return "it printed nothing; print the final answer"
-    return None
