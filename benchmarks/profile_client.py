@@ -11,9 +11,13 @@ Wall time is the run's own `wall_s` (`ponder solve --json`): from when the run s
 after interpreter start-up, imports, reading the problem file and making the backend, until
 the last row is written and the backend closed. So start-up is left out, and everything a
 problem costs (the HTTP client, the strategy, the verifier, the trace, the row and its fsync,
-the progress bar) is in. CPU is the ponder process's user + system seconds (start-up
-included), per problem. Each tree is run `--repeat` times, interleaved across trees so that
-load from elsewhere on the machine falls on each alike; medians are reported.
+the progress bar) is in. The whole command is the process's wall less its start-up: the
+interpreter and every module the command imports, timed as one `python -c "import ..."` of
+them (`startup_s`); so reading the problems, locking and writing the files, the summary and
+making the backend (but not loading its SDK) are in. CPU is the ponder process's user +
+system seconds (start-up included), per problem. Each tree is run `--repeat` times,
+interleaved across trees so that load from elsewhere on the machine falls on each alike;
+medians are reported.
 
     .venv/bin/python benchmarks/profile_client.py                       # this tree, 3 runs
     # before/after side by side (an old tree from `git archive REV ponder | tar -x -C DIR`):
@@ -127,6 +131,32 @@ def run_ponder(prefix: list[str], argv: list[str], tree: Path, tty: bool) -> dic
             "done": summary["done"], "calls": summary["calls"]}
 
 
+def startup_s(argv: list[str], tree: Path) -> float:
+    """What starting the command costs: the interpreter and every module the command imports
+    (whenever it imports them), timed as one `python -c "import ..."` of those modules, best
+    of 3. The rest of a run's process wall is the command's own work."""
+    env = {**os.environ, "COLUMNS": "120"}
+    with tempfile.TemporaryDirectory() as tmp:  # a run of its own: the timed one's file is full
+        argv = [*argv[:argv.index("-o") + 1], str(Path(tmp) / "run.jsonl"),
+                *argv[argv.index("-o") + 2:]]
+        traced = subprocess.run([sys.executable, "-X", "importtime", *argv], cwd=tree,
+                                capture_output=True, env=env, text=True, check=False)
+    if traced.returncode != 0:
+        raise SystemExit(f"ponder solve in {tree} failed ({traced.returncode})")
+    # A module imported at the top of the tree is named one space after the last bar; a
+    # nested one is indented further. The header line names no module.
+    fields = [line.rsplit("|", 1)[1] for line in traced.stderr.splitlines()
+              if line.startswith("import time:") and "imported package" not in line]
+    top = [field.strip() for field in fields if not field.startswith("  ")]
+    code = "import " + ", ".join(dict.fromkeys(top))
+    best = float("inf")
+    for _ in range(3):
+        began = time.perf_counter()
+        subprocess.run([sys.executable, "-c", code], cwd=tree, env=env, check=True)
+        best = min(best, time.perf_counter() - began)
+    return best
+
+
 def _drain(fd: int) -> None:
     with contextlib.suppress(OSError):
         while os.read(fd, 65536):
@@ -141,6 +171,10 @@ def measure(trees: dict[str, Path], url: str, problems: Path, args: argparse.Nam
             out = tmp / f"{label}-{i}.jsonl"
             argv = solve_argv(problems, out, url, args.concurrency, not args.no_trace)
             run = run_ponder([sys.executable], argv, tree, args.tty)
+            if i == 0:
+                run["startup_s"] = startup_s(argv, tree)
+            else:
+                run["startup_s"] = runs[label][0]["startup_s"]
             print(f"  {label} run {i + 1}: {run['run_wall_s']:.2f}s run wall, "
                   f"{run['cpu_s']:.2f}s CPU", file=sys.stderr)
             runs[label].append(run)
@@ -156,19 +190,25 @@ def report(runs: dict[str, list[dict[str, Any]]], trees: dict[str, Path],
             continue
         wall = statistics.median(r["run_wall_s"] for r in rows)
         cpu = statistics.median(r["cpu_s"] for r in rows)
+        startup = rows[0]["startup_s"]
+        whole = statistics.median(r["process_wall_s"] for r in rows) - startup
         figures[label] = {
             "tree": str(trees[label]),
             "run_wall_s_median": round(wall, 2),
             "over_ideal": round(wall / ideal, 3),
             "process_wall_s_median": round(statistics.median(r["process_wall_s"]
                                                              for r in rows), 2),
+            "startup_s": round(startup, 3),
+            "whole_command_s": round(whole, 2),
+            "whole_over_ideal": round(whole / ideal, 3),
             "cpu_s_median": round(cpu, 2),
             "cpu_ms_per_problem": round(1000 * cpu / args.problems, 2),
             "runs": [{k: round(v, 3) if isinstance(v, float) else v for k, v in r.items()}
                      for r in rows],
         }
         print(f"{label}: {wall:.2f}s vs ideal {ideal:.2f}s = {wall / ideal:.2f}× ideal; "
-              f"CPU {cpu:.2f}s ({1000 * cpu / args.problems:.2f} ms per problem)")
+              f"whole command {whole:.2f}s = {whole / ideal:.2f}× (start-up {startup:.2f}s "
+              f"excluded); CPU {cpu:.2f}s ({1000 * cpu / args.problems:.2f} ms per problem)")
     return {
         "problems": args.problems, "latency_s": args.latency, "concurrency": args.concurrency,
         "trace": not args.no_trace, "tty": args.tty, "ideal_s": round(ideal, 3),

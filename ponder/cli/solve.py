@@ -52,6 +52,7 @@ from ponder.core.errors import PonderError
 if TYPE_CHECKING:
     from ponder.backends.spec import BackendSpec
     from ponder.ray.run import SolveJob
+    from ponder.session import Session
 
 
 def solve(
@@ -151,11 +152,16 @@ def solve(
             spec = backend_spec(base_url, model, model_path, api_key_env, request_timeout,
                                 retries, backoff_max, local_model=local_model)
             if ray_address is None:
-                at_once = in_flight(base_url, concurrency)
+                from ponder.session import Session
+
+                # Made here, before the run's clock starts: making a server's client loads
+                # its SDK, which is start-up, not solving.
+                session = Session(spec, verifier=plan.verifiers, budget=plan.budget,
+                                  prompts=plan.prompts, seed=seed,
+                                  concurrency=in_flight(base_url, concurrency))
 
                 def run(reporter: Reporter) -> None:
-                    if _solve_here(plan, spec, seed=seed, concurrency=at_once,
-                                   reporter=reporter):
+                    if _solve_here(plan, session, reporter=reporter):
                         raise KeyboardInterrupt  # stopped early: reported as interrupted
             else:
                 job = _ray_job(plan, spec, verifier, templates, seed)
@@ -174,21 +180,17 @@ def solve(
         _report(plan, run, quiet=quiet, as_json=as_json)
 
 
-def _solve_here(plan: Plan, backend: BackendSpec, *, seed: int | None, concurrency: int,
-                reporter: Reporter) -> bool:
-    """Solve the plan's problems in a `Session` on `backend`; whether a first Ctrl-C stopped
-    it early."""
+def _solve_here(plan: Plan, session: Session, *, reporter: Reporter) -> bool:
+    """Solve the plan's problems in `session`, closing it after; whether a first Ctrl-C
+    stopped it early."""
     import asyncio
 
     from ponder.runs.interrupt import first_interrupt_drains
     from ponder.runs.solve_many import run_files
-    from ponder.session import Session
 
     async def solving() -> bool:
         stop = asyncio.Event()
         reporter.stage("loading model")  # the embedded model: once, before any problem
-        session = Session(backend, verifier=plan.verifiers, budget=plan.budget,
-                          prompts=plan.prompts, seed=seed, concurrency=concurrency)
         try:  # not `async with`: it would leave the backend open when starting it fails
             await session.start()
             reporter.stage("solving")
