@@ -6,10 +6,11 @@ The heavy ones load lazily, so `import ponder` stays fast and works without the 
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ponder.backends.base import Backend
 from ponder.backends.scripted import ScriptedBackend
+from ponder.core.lazy import lazy_names
 
 if TYPE_CHECKING:
     from ponder.backends.local import LocalBackend
@@ -25,12 +26,7 @@ _LAZY = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    if name in _LAZY:
-        import importlib
-
-        return getattr(importlib.import_module(_LAZY[name]), name)
-    raise AttributeError(f"module 'ponder.backends' has no attribute {name!r}")
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 
 __all__ = ["Backend", "BackendPool", "LocalBackend", "OpenAIBackend", "ScriptedBackend",

@@ -11,12 +11,11 @@ a resumed run picks them up; `retry_errors` solves the refused ones again.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-
 from ponder.backends.base import Backend
+from ponder.backends.noting import NotingBackend
 from ponder.core.errors import BackendError, PonderError
 from ponder.core.redact import redact_secrets
-from ponder.core.types import Completion, Message, Result
+from ponder.core.types import Result
 
 # Statuses that say the request can never succeed as sent, on this server or a retry: no such
 # model (or route), no valid key, no permission. A 400 is left out: it may be one problem's
@@ -36,37 +35,6 @@ class BackendRefused(PonderError):
                          "failed alike, so no more were started)")
 
 
-class RefusalNotes(Backend):
-    """`backend` as one problem sees it, noting the last refusal its calls met. It starts and
-    closes nothing: the backend is the run's."""
-
-    def __init__(self, backend: Backend) -> None:
-        self.backend = backend
-        self.name = backend.name
-        self.refusal: BackendError | None = None
-
-    async def generate(self, messages: Sequence[Message], *, n: int = 1, max_tokens: int,
-                       temperature: float = 0.0, stop: Sequence[str] | None = None,
-                       seed: int | None = None) -> list[Completion]:
-        try:
-            return await self.backend.generate(messages, n=n, max_tokens=max_tokens,
-                                               temperature=temperature, stop=stop, seed=seed)
-        except BackendError as exc:
-            if exc.status in REFUSALS:
-                self.refusal = exc
-            raise
-
-    def prompt_copies(self, n: int) -> int:
-        return self.backend.prompt_copies(n)
-
-    async def count_prompt_tokens(self, messages: Sequence[Message]) -> int | None:
-        return await self.backend.count_prompt_tokens(messages)
-
-    @property
-    def label(self) -> str:
-        return self.backend.label
-
-
 class RefusalWatch:
     """The rule for one run of `problems` problems. Each problem started while the rule is
     undecided is solved through `notes(backend)`, and every finished one is passed to
@@ -78,15 +46,16 @@ class RefusalWatch:
         self.decided = self.needed == 0
         self.refused: BackendRefused | None = None
 
-    def notes(self, backend: Backend) -> RefusalNotes | None:
+    def notes(self, backend: Backend) -> NotingBackend | None:
         """What the next problem calls instead of `backend`; None once the rule is decided
         (the rest of the run pays nothing for it)."""
-        return None if self.decided else RefusalNotes(backend)
+        return None if self.decided else NotingBackend(backend)
 
-    def finished(self, result: Result, notes: RefusalNotes | None) -> None:
+    def finished(self, result: Result, notes: NotingBackend | None) -> None:
         if self.decided or notes is None:
             return
-        refusal = notes.refusal if result.error is not None else None
+        refusals = [f for f in notes.failures if f.status in REFUSALS]
+        refusal = refusals[-1] if refusals and result.error is not None else None
         if refusal is None or (self.alike and _same(refusal) != _same(self.alike[0])):
             self.decided = True  # a problem went otherwise: the backend is not refusing all
             return

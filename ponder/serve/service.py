@@ -10,17 +10,17 @@ import contextlib
 import json
 import logging
 import time
-from collections.abc import AsyncIterator, Awaitable, Sequence
+from collections.abc import AsyncIterator, Awaitable
 
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response, StreamingResponse
 from starlette.types import Receive
 
-from ponder.backends.base import Backend
+from ponder.backends.noting import NotingBackend
 from ponder.core.answers import canonical_answer
 from ponder.core.budget import Budget
-from ponder.core.errors import BackendError, ConfigError
-from ponder.core.types import Completion, Message, Result, SamplingInfo
+from ponder.core.errors import ConfigError
+from ponder.core.types import Result, SamplingInfo
 from ponder.serve.body import read_body
 from ponder.serve.errors import Refusal, check_outcome
 from ponder.serve.openai_wire import FinishReason, Reply
@@ -56,7 +56,7 @@ class Service:
         plan = self.planner.plan(await read_body(request, max_bytes=self.max_body_bytes,
                                                  timeout_s=self.client_timeout_s))
         trace_id = plan.problem.id
-        watched = WatchedBackend(self.session.backend)
+        watched = NotingBackend(self.session.backend)
         solver = self.session.solver(plan.spec, plan.config, budget=plan.budget,
                                      seed=plan.request.seed, backend=watched)
         result = await _unless_disconnected(solver.solve(plan.problem), request.receive)
@@ -67,7 +67,7 @@ class Service:
         # upstream error); it counts against the byte budget like any other.
         self.traces.add(trace_id, plan.request.model, result)
         headers = {TRACE_HEADER: trace_id}
-        check_outcome(result, watched.failure, headers)
+        check_outcome(result, watched.failures[0] if watched.failures else None, headers)
         return completion(plan, result, trace_id, headers)
 
     async def models(self, request: Request) -> Response:
@@ -88,36 +88,6 @@ class Service:
 
     async def health(self, request: Request) -> Response:
         return JSONResponse({"status": "ok"})
-
-
-class WatchedBackend(Backend):
-    """The shared backend as one request sees it: it remembers the first call that failed for
-    good, because the runner turns that failure into `Result.error` text and the HTTP status
-    (429 or 503) depends on the upstream's."""
-
-    def __init__(self, inner: Backend) -> None:
-        self.inner = inner
-        self.name = inner.name
-        self.failure: BackendError | None = None
-
-    async def generate(self, messages: Sequence[Message], *, n: int = 1, max_tokens: int,
-                       temperature: float = 0.0, stop: Sequence[str] | None = None,
-                       seed: int | None = None) -> list[Completion]:
-        try:
-            return await self.inner.generate(messages, n=n, max_tokens=max_tokens,
-                                             temperature=temperature, stop=stop, seed=seed)
-        except BackendError as exc:
-            self.failure = self.failure or exc
-            raise
-
-    def prompt_copies(self, n: int) -> int:
-        return self.inner.prompt_copies(n)
-
-    async def count_prompt_tokens(self, messages: Sequence[Message]) -> int | None:
-        return await self.inner.count_prompt_tokens(messages)
-
-    # `start` and `aclose` keep the base class's no-ops: the backend is shared, and the app's
-    # session starts and closes it with the server.
 
 
 def completion(plan: Plan, result: Result, trace_id: str, headers: dict[str, str]) -> Response:

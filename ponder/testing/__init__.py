@@ -8,11 +8,12 @@ model of known skill (quiz mode: `QuizItem`, `Quiz`).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 from ponder.backends.base import Backend
 from ponder.backends.scripted import ScriptedBackend, by_step
 from ponder.core.budget import Budget
+from ponder.core.lazy import lazy_names
 from ponder.core.tracing import TraceSink
 from ponder.core.types import Problem
 from ponder.strategies.context import Context
@@ -46,15 +47,7 @@ _LAZY: dict[str, str] = {
 }
 
 
-def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module 'ponder.testing' has no attribute {name!r}")
-    from importlib import import_module
-
-    value = getattr(import_module(module), name)
-    globals()[name] = value  # later lookups find it without coming here
-    return value
+__getattr__, __dir__ = lazy_names(__name__, _LAZY, globals())
 
 
 __all__ = ["FakeOpenAIServer", "Quiz", "QuizFileError", "QuizItem", "by_step", "make_context"]
