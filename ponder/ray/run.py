@@ -1,7 +1,7 @@
 """Runs ponder beyond one machine, on a Ray cluster: problems go to Ray workers, each of which
 runs the run's `Solver` on its own event loop, and the results come back to the driver.
 
-Two ways in. `solve_on_ray` (here) is a producer for the orchestrator (`record_rows`): the
+Two ways in. `solve_on_ray` (here) is a producer for `ponder.runs.solve_many.record_rows`: the
 driver writes the one results file, so `--resume`, the summary and the progress bar are the
 local run's. `solve_dataset` (`ponder.ray.dataset`) maps a Ray Dataset of problems to a Ray
 Dataset of results (Ray Data streams and stores them; no results file). Both send each worker
@@ -41,9 +41,9 @@ MAX_RESTARTS = 2
 async def solve_on_ray(problems: Sequence[Problem], job: SolveJob, *, workers: int,
                        concurrency: int, emit: RowSink,
                        trace_sink: TraceSink | None = None) -> None:
-    """The producer of a run on Ray (see `orchestrator.record_rows`): `workers` actors (one
-    CPU each) with `concurrency` problems in flight over all of them. Each problem goes to a
-    worker as one of its slots frees up, so a slow problem holds up no other; each result is
+    """The producer of a run on Ray (see `ponder.runs.solve_many.record_rows`): `workers` actors
+    (one CPU each) with `concurrency` problems in flight over all of them. Each problem goes
+    to a worker as one of its slots frees up, so a slow problem holds up no other; each result is
     passed to `emit` the moment it is back, after its trace events went to `trace_sink`.
 
     A worker that dies is started again (`MAX_RESTARTS`) and given its problems again; past
