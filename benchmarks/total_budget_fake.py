@@ -37,7 +37,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-from ponder.api import resolve_backend
+from ponder.backends.spec import make_backend
 from ponder.bench.run import wilson
 from ponder.core.answers import canonical_answer
 from ponder.core.budget import Budget
@@ -78,7 +78,7 @@ async def one_run(items: list[QuizItem], problems: list[Problem], gold: dict[str
     total = per_problem * len(problems)
     started = time.monotonic()
     with FakeOpenAIServer(quiz=items, seed=seed) as server:
-        backend, _ = resolve_backend(server.base_url, max_retries=0)
+        backend, _ = make_backend(server.base_url, max_retries=0)
         try:
             if arm == "equal":
                 solver = Solver(spec, config, backend, budget=Budget(tokens=per_problem),

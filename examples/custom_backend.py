@@ -1,4 +1,4 @@
-"""A custom backend in 15 lines: a "model" that is a plain Python function.
+"""A custom backend in 8 lines: a "model" that is a plain Python function.
 
     .venv/bin/python examples/custom_backend.py
 

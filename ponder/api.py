@@ -34,8 +34,11 @@ async def asolve(problem: ProblemLike, *, backend: BackendLike = None,
     >>> result = await ponder.asolve("What is 17 * 23?", strategy="best_of_n", n=5)
     >>> result.answer, result.usage.total_tokens
     """
-    async with _session(backend, model_path, local_model) as session:
+    session = _session(backend, model_path, local_model)
+    try:  # not `async with`: the arguments are checked before the backend starts
         return await session.asolve(problem, **kwargs)
+    finally:
+        await session.aclose()
 
 
 async def asolve_many(problems: Iterable[ProblemLike], *, backend: BackendLike = None,
@@ -49,8 +52,11 @@ async def asolve_many(problems: Iterable[ProblemLike], *, backend: BackendLike =
     >>> sum(r.usage.total_tokens for r in rows) <= 100_000
     True
     """
-    async with _session(backend, model_path, local_model) as session:
+    session = _session(backend, model_path, local_model)
+    try:
         return await session.asolve_many(problems, **kwargs)
+    finally:
+        await session.aclose()
 
 
 async def averify(problem: ProblemLike, candidate: str | Candidate,
@@ -63,8 +69,11 @@ async def averify(problem: ProblemLike, candidate: str | Candidate,
     """
     if backend is None:
         return await verify_without_model(problem, candidate, verifier)
-    async with Session(backend) as session:
+    session = Session(backend)
+    try:
         return await session.averify(problem, candidate, verifier, **kwargs)
+    finally:
+        await session.aclose()
 
 
 def solve(problem: ProblemLike, **kwargs: Any) -> Result:
@@ -122,8 +131,9 @@ class DefaultSessions:
         model_path = kwargs.pop("model_path", None)
         local_model = kwargs.pop("local_model", None)
         if backend is not None:
-            async with _session(backend, model_path, local_model) as session:
-                return await getattr(session, method)(first, **kwargs)
+            call = asolve if method == "asolve" else asolve_many
+            return await call(first, backend=backend, model_path=model_path,
+                              local_model=local_model, **kwargs)
         key = _default_key(model_path, local_model)
         session = await self.portal.shared(key, lambda: self._default(model_path, key[1] or None))
         return await getattr(session, method)(first, **kwargs)

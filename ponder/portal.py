@@ -42,16 +42,18 @@ class SyncPortal:
         self._shared: dict[Hashable, Closable] = {}
         self._shared_lock: asyncio.Lock | None = None
 
-    def run(self, make: Callable[[], Coroutine[Any, Any, T]], *, name: str = "this call") -> T:
+    def run(self, make: Callable[[], Coroutine[Any, Any, T]], *, name: str = "solve",
+            owner: str = "ponder") -> T:
         """Run the coroutine `make()` returns on the portal's loop and wait for its result.
-        Refused inside a running event loop, whose thread it would block."""
+        Refused inside a running event loop, whose thread it would block; the refusal names
+        the call (`owner.name`) and its async twin (`owner.aname`)."""
         try:
             asyncio.get_running_loop()
         except RuntimeError:
             pass
         else:
-            raise ConfigError(f"ponder.{name}() was called inside a running event loop; "
-                              f"use `await ponder.a{name}(...)` there")
+            raise ConfigError(f"{owner}.{name}() was called inside a running event loop; "
+                              f"use `await {owner}.a{name}(...)` there")
         future: Future[T] = asyncio.run_coroutine_threadsafe(make(), self._started_loop())
         try:
             return future.result()

@@ -23,6 +23,7 @@ from typing import Any, Self
 from ponder.backends.base import Backend
 from ponder.backends.spec import BackendSpec, make_backend
 from ponder.core.budget import Budget
+from ponder.core.calibration import PromptCalibration
 from ponder.core.errors import ConfigError
 from ponder.core.tracing import TraceSink
 from ponder.core.types import Candidate, Problem, Result, Verdict
@@ -69,18 +70,21 @@ class Session:
                  prompts: PromptLibrary | None = None, seed: int | None = None,
                  concurrency: int = DEFAULT_CONCURRENCY, portal: SyncPortal | None = None,
                  close_backend: bool | None = None, **backend_options: Any) -> None:
-        self.backend, made = make_backend(backend, **backend_options)
-        self.owns_backend = made if close_backend is None else close_backend
+        # Everything that can be refused is, before a backend is made that would then leak.
         self.strategy, self.effort = strategy, effort
         self.params = dict(params or {})
-        strategy_for(effort, strategy or _DEFAULT_STRATEGY, self.params)  # refused now
+        strategy_for(effort, strategy or _DEFAULT_STRATEGY, self.params)
         self.verifiers = (verifier if isinstance(verifier, VerifierChoice)
                           else VerifierChoice(verifier))
         self.budget = budget or Budget()
         self.prompts = prompts or PromptLibrary(templates_dir)
         self.seed = seed
+        # The prompt bounds this session's calls learn, every run and problem sharing them.
+        self.calibration = PromptCalibration()
         _check_concurrency(concurrency)
         self.concurrency = concurrency
+        self.backend, made = make_backend(backend, **backend_options)
+        self.owns_backend = made if close_backend is None else close_backend
         self._portal = portal
         self._started: asyncio.Task[None] | None = None
 
@@ -104,7 +108,8 @@ class Session:
         choice = verifiers or self.verifiers
         return Solver(spec, config, backend or self.backend, budget=budget or self.budget,
                       prompts=prompts or self.prompts, verifier_for=choice.for_problem,
-                      seed=self.seed if seed is None else seed, trace_sink=trace)
+                      seed=self.seed if seed is None else seed, trace_sink=trace,
+                      calibration=self.calibration)
 
     async def run(self, problems: Sequence[Problem], solver: Solver, *,
                   concurrency: int | None = None, total_tokens: int | None = None,
@@ -145,7 +150,8 @@ class Session:
         await self.start()
         return await run_problem(prob, spec, config, Wiring(
             self.backend, budget or self.budget, self._prompts(templates_dir),
-            choice.for_problem(prob), self.seed if seed is None else seed, trace))
+            choice.for_problem(prob), self.seed if seed is None else seed, trace,
+            calibration=self.calibration))
 
     async def asolve_many(self, problems: Iterable[ProblemLike], *,
                           strategy: str | None = None, effort: str | None = None,
@@ -204,20 +210,23 @@ class Session:
 
     def solve(self, problem: ProblemLike, **kwargs: Any) -> Result:
         """`asolve` for plain scripts (not inside a running event loop)."""
-        return self.portal.run(lambda: self.asolve(problem, **kwargs), name="solve")
+        return self.portal.run(lambda: self.asolve(problem, **kwargs), name="solve",
+                               owner="session")
 
     def solve_many(self, problems: Iterable[ProblemLike], **kwargs: Any) -> list[Result]:
         """`asolve_many` for plain scripts (not inside a running event loop)."""
-        return self.portal.run(lambda: self.asolve_many(problems, **kwargs), name="solve_many")
+        return self.portal.run(lambda: self.asolve_many(problems, **kwargs), name="solve_many",
+                               owner="session")
 
     def verify(self, problem: ProblemLike, candidate: str | Candidate,
                verifier: VerifierLike | None = None, **kwargs: Any) -> Verdict:
         """`averify` for plain scripts (not inside a running event loop)."""
         return self.portal.run(lambda: self.averify(problem, candidate, verifier, **kwargs),
-                               name="verify")
+                               name="verify", owner="session")
 
     def close(self) -> None:
-        self.portal.run(self.aclose, name="close")
+        """`aclose` for plain scripts (not inside a running event loop: there, `async with`)."""
+        self.portal.run(self.aclose, name="close", owner="session")
 
     @property
     def portal(self) -> SyncPortal:
@@ -229,10 +238,14 @@ class Session:
         """Start the backend (load the embedded model) once, however many calls ask at once."""
         if self._started is None:
             self._started = asyncio.ensure_future(self.backend.start())
+        starting = self._started
         try:
-            await asyncio.shield(self._started)
+            await asyncio.shield(starting)
         except Exception:
-            self._started = None  # a failed start (a server not up yet) may be tried again
+            # A failed start (a server not up yet) may be tried again, once: by whoever comes
+            # next, not by every caller that waited on this one.
+            if self._started is starting:
+                self._started = None
             raise
 
     async def aclose(self) -> None:

@@ -1,7 +1,8 @@
 """The total must never exceed the budget: over random budgets, prompts, replies and calls.
 
 Each example runs `single` through `ponder.asolve`, or a random sequence (and a concurrent
-burst) of `ctx.generate` calls with random `n`, on a scripted backend or a real HTTP server,
+burst) of `ctx.generate` calls with random `n`, on a scripted backend or a real HTTP server
+(with and without a tokenizer: then calibrated prompt bounds, short prompts before a long one),
 and checks what the meter charged against the limits, and against the trace.
 """
 
@@ -20,9 +21,11 @@ from ponder.backends.base import Backend
 from ponder.backends.openai import OpenAIBackend
 from ponder.backends.scripted import ScriptedBackend
 from ponder.core.budget import Budget
+from ponder.core.calibration import PromptCalibration
 from ponder.core.charging import CHARS_SLACK, MAX_CHARS_PER_TOKEN
 from ponder.core.errors import BudgetExhausted
 from ponder.core.types import Completion, Message, Usage
+from ponder.strategies.context import Context
 from ponder.testing import FakeOpenAIServer, make_context
 
 SETTINGS = settings(deadline=None, derandomize=True,
@@ -59,8 +62,12 @@ async def solve_single(prompt: str, backend: Backend, budget: Budget, tokens: in
 
 async def generate_many(prompt: str, backend: Backend, budget: Budget, tokens: int,
                         sizes: list[int], temperature: float) -> None:
-    ctx = make_context(prompt, backend=backend, budget=budget)
+    await generate_on(make_context(prompt, backend=backend, budget=budget), budget, tokens,
+                      sizes, temperature)
 
+
+async def generate_on(ctx: Context, budget: Budget, tokens: int, sizes: list[int],
+                      temperature: float) -> None:
     async def one(n: int) -> None:
         try:
             completions = await ctx.generate("single/answer", n=n, max_tokens=tokens,
@@ -145,3 +152,33 @@ def test_http_server_never_overspends(budget: Budget, prompt: str, reply: str, t
 
         asyncio.run(run(lambda b: solve_single(prompt, b, budget, tokens)))
         asyncio.run(run(lambda b: generate_many(prompt, b, budget, tokens, sizes, temperature)))
+
+
+class NoTokenizer(OpenAIBackend):
+    """A server as a client sees one without `/tokenize` (OpenAI's API): its prompt bounds
+    come from the calibration its earlier replies made."""
+
+    async def count_prompt_tokens(self, messages: Sequence[Message]) -> int | None:
+        return None
+
+
+@settings(SETTINGS, max_examples=30)
+@given(budget=budgets, short=st.lists(st.text(max_size=30), min_size=1, max_size=4),
+       long=st.text(min_size=100, max_size=2000), reply=replies, tokens=max_tokens, sizes=ns,
+       native_n=st.booleans(), temperature=temperatures)
+def test_a_server_without_a_tokenizer_never_overspends(
+        budget: Budget, short: list[str], long: str, reply: str, tokens: int,
+        sizes: list[int], native_n: bool, temperature: float) -> None:
+    """Short prompts calibrate the bound first, then a long one comes (and short ones again),
+    each problem on one run's calibration, as a `Solver` shares it."""
+    with FakeOpenAIServer(reply=lambda messages: reply, native_n=native_n) as server:
+
+        async def run() -> None:
+            calibration = PromptCalibration()
+            async with NoTokenizer(server.base_url, timeout=10, max_retries=0) as backend:
+                for prompt in [*short, long, *short]:
+                    ctx = Context(ponder.Problem(problem=prompt), backend=backend,
+                                  budget=budget, calibration=calibration)
+                    await generate_on(ctx, budget, tokens, sizes, temperature)
+
+        asyncio.run(run())

@@ -204,9 +204,10 @@ def test_a_torn_row_is_cut_so_the_file_ends_whole(tmp_path: Path,
 def test_a_trace_that_cannot_be_written_says_so_at_every_later_event(
         tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     path = tmp_path / "t.jsonl"
-    SmallDisk(monkeypatch, tmp_path, capacity=300)
-    sink = JsonlTraceWriter(path)
     events = [TraceEvent(kind="note", step=f"step {i}", problem_id="a") for i in range(10)]
+    # Room for two events and a half, whatever size an event's fields make a line.
+    SmallDisk(monkeypatch, tmp_path, capacity=5 * len(events[0].model_dump_json()) // 2)
+    sink = JsonlTraceWriter(path)
     with pytest.raises(OutputError):
         for event in events:
             sink(event)

@@ -108,6 +108,26 @@ def test_the_api_raises_the_refusal_once(tmp_path: Path) -> None:
     assert refused.value.status == 404 and refused.value.failed == FIRST_FEW
 
 
+def test_a_pool_where_one_server_refuses_and_one_answers_is_not_stopped(tmp_path: Path) -> None:
+    """A refusal comes back faster than an answer: the first problems to finish may all be
+    refused while the other server is still answering. The rule watches the first to start."""
+    problems = [json.loads(line) for line in sums(tmp_path, 24).read_text().splitlines()]
+    with FakeOpenAIServer(model=SERVED, latency_s=0.2) as good, \
+            FakeOpenAIServer(model="another-model") as bad, \
+            ponder.Session([good.base_url, bad.base_url], model=SERVED) as session:
+        rows = session.solve_many(problems, concurrency=8)
+    assert len(rows) == 24 and any(r.error is None for r in rows)
+
+
+def test_a_refusal_keeps_the_rows_that_finished(tmp_path: Path) -> None:
+    problems = [json.loads(line) for line in sums(tmp_path, 20).read_text().splitlines()]
+    with FakeOpenAIServer(model=SERVED) as server, pytest.raises(BackendRefused) as refused, \
+            ponder.Session(server.base_url, model="nonesuch") as session:
+        session.solve_many(problems, concurrency=2)
+    assert FIRST_FEW <= len(refused.value.results) <= FIRST_FEW + 1
+    assert all("answered 404" in (r.error or "") for r in refused.value.results)
+
+
 def test_a_bench_says_so_too_and_solves_failed_rows_again(tmp_path: Path) -> None:
     problems, out = sums(tmp_path, 6), tmp_path / "bench"
     bench = ["bench", problems, "-o", out, "--run", "single", "--concurrency", "1", "--quiet"]

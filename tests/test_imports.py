@@ -1,8 +1,9 @@
 """The package's import graph: every module imports on its own, and no two modules import
-each other, directly or round a loop. Imports for type checking count (a loop of types is a
-loop of design); imports inside functions are deliberate deferrals of heavy or optional
-modules and do not. And what importing costs: `import ponder` and the commands that call no
-model load no heavy dependency (the openai SDK, sympy, jinja2, ...)."""
+each other, directly or round a loop, and each imports only from its own layer or below.
+Every import counts: for type checking (a loop of types is a loop of design), inside a
+function (a deferral is still a dependency), relative, or by name. And what importing
+costs: `import ponder` and the commands that call no model load no heavy dependency (the
+openai SDK, sympy, jinja2, ...)."""
 
 from __future__ import annotations
 
@@ -31,20 +32,48 @@ def module_names() -> list[str]:
     return names
 
 
-def imports_of(name: str) -> set[str]:
-    """The ponder modules `name` imports: at module level, for type checking, or inside a
-    function (a deferred import is still a dependency, and a loop through one is a loop)."""
+def imports_of(name: str, source: str | None = None) -> set[str]:
+    """The ponder modules `name` imports: at module level, for type checking, inside a
+    function (a deferred import is still a dependency, and a loop through one is a loop),
+    relatively, by `import_module`/`__import__` of a literal name, or through a lazy-name
+    table."""
     path = REPO / name.replace(".", "/")
     path = path / "__init__.py" if path.is_dir() else path.with_suffix(".py")
     known = set(module_names())
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
     found: set[str] = set()
-    for node in ast.walk(ast.parse(path.read_text(encoding="utf-8"))):
+    tree = ast.parse(path.read_text(encoding="utf-8") if source is None else source)
+    for node in ast.walk(tree):
         if isinstance(node, ast.Import):
             found.update(a.name for a in node.names)
-        elif isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
-            found.add(node.module)
-            found.update(f"{node.module}.{a.name}" for a in node.names)  # submodules
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:  # relative: from the module's package, up `level - 1` more
+                parent = package.rsplit(".", node.level - 1)[0] if node.level > 1 else package
+                base = f"{parent}.{base}" if base else parent
+            found.add(base)
+            found.update(f"{base}.{a.name}" for a in node.names)  # submodules
+        elif isinstance(node, ast.Call) and _names_import(node.func) and node.args \
+                and isinstance(node.args[0], ast.Constant) \
+                and isinstance(node.args[0].value, str):
+            found.add(node.args[0].value)  # import_module("ponder.x"), __import__("ponder.x")
+    # A lazy-name table (`_LAZY = {"Name": "ponder.x.y"}`) and a "ponder.x:attr" spec are
+    # imports too, made on first use. (Other strings, such as an entry-point group's name,
+    # are not.)
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Assign) and any(getattr(target, "id", "") == "_LAZY"
+                                                for target in node.targets):
+            found.update(c.value for c in ast.walk(node.value)
+                         if isinstance(c, ast.Constant) and isinstance(c.value, str))
+        elif isinstance(node, ast.Constant) and isinstance(node.value, str) \
+                and node.value.startswith("ponder.") and ":" in node.value:
+            found.add(node.value.partition(":")[0])
     return {m for m in found if m in known and m != name}
+
+
+def _names_import(func: ast.expr) -> bool:
+    name = func.attr if isinstance(func, ast.Attribute) else getattr(func, "id", "")
+    return name in ("import_module", "__import__")
 
 
 # The layers, bottom up: a module imports only from its own layer or the ones below it. The
@@ -127,6 +156,21 @@ def layer_violations(graph: dict[str, set[str]]) -> list[str]:
                     and used_rank == rank:
                 wrong.append(f"{name} reaches into another front door: {used}")
     return wrong
+
+
+def test_every_form_of_import_is_seen() -> None:
+    source = """
+from ..runs import results
+def later():
+    importlib.import_module("ponder.cli.solve")
+    __import__("ponder.serve.app")
+_LAZY = {"Curve": "ponder.bench.curve"}
+SPEC = "ponder.verifiers.math:MathVerifier"
+GROUP = "ponder.strategies"  # an entry-point group's name, not an import
+"""
+    assert imports_of("ponder.core.redact", source) == {
+        "ponder.runs", "ponder.runs.results", "ponder.cli.solve", "ponder.serve.app",
+        "ponder.bench.curve", "ponder.verifiers.math"}
 
 
 def test_every_module_imports_only_from_its_layer_and_below() -> None:

@@ -146,3 +146,26 @@ async def test_a_lone_surrogate_in_a_reply_is_text_a_results_row_can_hold() -> N
     assert result.answer == "8" and "\ufffd" in result.text
     result.model_dump_json()
     json.dumps(result.model_dump(mode="json"), ensure_ascii=False).encode()
+
+
+async def test_a_prompt_count_above_the_servers_own_tokenizer_is_charged_as_a_lie() -> None:
+    """The bound a call reserves for its prompt is the server's `/tokenize` count: a reply
+    claiming more is no honest count of that prompt, whatever its total, so the call is
+    charged its whole reservation and the trace says why."""
+    def answer(handler: Any) -> tuple[int, Any]:
+        if handler.path == "/tokenize":
+            return 200, {"count": 5}
+        return 200, {"id": "x", "object": "chat.completion", "model": "m",
+                     "usage": {"prompt_tokens": 40, "completion_tokens": 4}, "choices": [
+                         {"index": 0, "message": {"role": "assistant",
+                                                  "content": "Final answer: 8"},
+                          "finish_reason": "stop"}]}
+
+    with json_server(answer) as address:
+        async with OpenAIBackend(f"http://{address}/v1", model="m", max_retries=0) as backend:
+            ctx = make_context(backend=backend, budget=Budget(tokens=2000))
+            await ctx.generate("single/answer", max_tokens=64)
+    [event] = ctx.trace.events
+    assert event.data["prompt_bound"] == {"tokens": 5, "by": "tokenizer"}
+    assert "tokenizer's count of 5" in event.data["usage_rejected"]
+    assert ctx.meter.used.total_tokens == 5 + 64 and ctx.meter.used.estimated

@@ -511,6 +511,15 @@ def test_create_app_takes_a_backend_or_a_session(fake: FakeOpenAIServer) -> None
         create_app(session=session, model=MODEL, strategy="best_of_n", params={"n": 2})
 
 
+def test_a_session_with_no_limit_of_its_own_is_served_within_the_default_budget(
+        fake: FakeOpenAIServer) -> None:
+    unlimited = create_app(session=Session(backend_for(fake)), model=MODEL)
+    assert unlimited.state.service.planner.budget == DEFAULT_BUDGET
+    bounded = create_app(session=Session(backend_for(fake), budget=Budget(tokens=900)),
+                         model=MODEL)
+    assert bounded.state.service.planner.budget == Budget(tokens=900)
+
+
 # -- the server's life -------------------------------------------------------------------------
 
 

@@ -126,3 +126,50 @@ def test_plain_solve_starts_the_embedded_model_once_for_three_calls() -> None:
         assert len(made) == 1 and made[0].base_url is not None  # one model, still serving
     finally:
         portal.close()
+
+
+class CountingStarts(ScriptedBackend):
+    """Counts its starts, and how many ran at once; the first `failures` fail."""
+
+    def __init__(self, *replies: str, failures: int = 0) -> None:
+        super().__init__(*replies)
+        self.failures, self.starts, self.running, self.most = failures, 0, 0, 0
+
+    async def start(self) -> None:
+        self.starts += 1
+        self.running += 1
+        self.most = max(self.most, self.running)
+        try:
+            await asyncio.sleep(0.01)
+            if self.starts <= self.failures:
+                raise RuntimeError("not up yet")
+        finally:
+            self.running -= 1
+
+
+async def test_a_bad_argument_is_refused_before_the_backend_starts() -> None:
+    backend = CountingStarts("Final answer: 8")
+    with pytest.raises(ConfigError, match="best_of_nn"):
+        await ponder.asolve(QUESTION, backend=backend, strategy="best_of_nn")
+    with pytest.raises(ConfigError):
+        await ponder.asolve("   ", backend=backend)
+    assert backend.starts == 0
+    assert (await ponder.asolve(QUESTION, backend=backend)).answer == "8"
+    assert backend.starts == 1
+
+
+async def test_a_failed_start_is_tried_again_once_not_by_every_caller_that_waited() -> None:
+    backend = CountingStarts("Final answer: 8", failures=1)
+    session = ponder.Session(backend)
+    failed = await asyncio.gather(*(session.start() for _ in range(3)), return_exceptions=True)
+    assert all(isinstance(f, RuntimeError) for f in failed)
+    await asyncio.gather(*(session.start() for _ in range(3)))
+    assert (backend.starts, backend.most) == (2, 1)
+
+
+def test_a_session_used_in_async_code_names_its_async_twin() -> None:
+    async def inside() -> None:
+        ponder.Session(ScriptedBackend("Final answer: 8")).close()
+
+    with pytest.raises(ConfigError, match=r"session\.close\(\).*await session\.aclose"):
+        asyncio.run(inside())

@@ -102,6 +102,22 @@ async def test_prefix_caching_is_on_unless_told_otherwise(vllm: ModuleType) -> N
     assert off.engine.vllm_config.cache_config.enable_prefix_caching is False
 
 
+async def test_prompt_tokens_the_prefix_cache_served_are_recorded(vllm: ModuleType) -> None:
+    backend = VLLMBackend("qwen-standin")
+    [first] = await backend.generate(MESSAGES, max_tokens=8)
+    again = await backend.generate(MESSAGES, n=2, max_tokens=8, temperature=0.7)
+    prompt = await backend.count_prompt_tokens(MESSAGES)
+    assert prompt is not None and prompt > 16
+    assert first.usage.cached_prompt_tokens == 0
+    # Whole 16-token blocks, never the last token, and only with the prompt's first sample.
+    assert [c.usage.cached_prompt_tokens for c in again] == [(prompt - 1) // 16 * 16, 0]
+
+    off = VLLMBackend("qwen-standin", engine_kwargs={"enable_prefix_caching": False})
+    await off.generate(MESSAGES, max_tokens=8)
+    [uncached] = await off.generate(MESSAGES, max_tokens=8)
+    assert uncached.usage.cached_prompt_tokens == 0
+
+
 async def test_greedy_samples_are_generated_once(vllm: ModuleType) -> None:
     # vLLM refuses n > 1 at temperature 0; the backend asks once and repeats the reply.
     backend = VLLMBackend("qwen-standin")

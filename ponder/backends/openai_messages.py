@@ -1,6 +1,12 @@
 """The chat request ponder sends an OpenAI-compatible server and the reply it reads back,
 checked: a reply that is not a chat completion is a `MalformedReply` (retried), never a crash,
-and the usage a reply reports is shared among its choices so that it adds up exactly."""
+and the usage a reply reports is shared among its choices so that it adds up exactly.
+
+The prompt tokens a server served from its prefix cache are read where each server puts them:
+`usage.prompt_tokens_details.cached_tokens` (OpenAI; vLLM with
+`--enable-prompt-tokens-details`; llama.cpp's server since early 2026) or `timings.cache_n`
+(llama.cpp's server since late 2025). They are only reported, never charged differently, so
+a count that cannot be right is dropped rather than retried: the reply is still good."""
 
 from __future__ import annotations
 
@@ -22,6 +28,7 @@ class ChatReply:
     prompt_tokens: int | None
     completion_tokens: int | None
     confidences: list[Confidence | None]
+    cached_prompt_tokens: int | None = None  # as the server said; `completions` checks it
 
     @classmethod
     def parse(cls, response: Any, window: int = DEFAULT_WINDOW) -> ChatReply:
@@ -56,7 +63,30 @@ class ChatReply:
         if completion is not None and not isinstance(completion, int):
             raise MalformedReply(f"usage.completion_tokens is {completion!r}")
         confidences = [choice_confidence(c, window) for c in choices]
-        return cls(texts, reasons, prompt, completion, confidences)
+        return cls(texts, reasons, prompt, completion, confidences,
+                   reported_cached_tokens(response, usage))
+
+
+def reported_cached_tokens(response: dict[str, Any], usage: dict[str, Any] | None) -> int | None:
+    """The prompt tokens a reply says its server served from its prefix cache; None where it
+    says nothing, or says something that is not a count of tokens (a string, a bool, a negative
+    number: a wrong figure in a report is worse than none)."""
+    details = (usage or {}).get("prompt_tokens_details")
+    # OpenAI's field first: llama.cpp's server sends both where it has both, and they agree.
+    if isinstance(details, dict) and (cached := _count(details.get("cached_tokens"))) is not None:
+        return cached
+    timings = response.get("timings")
+    # `cache_n` only: llama.cpp's older `tokens_cached` counts the whole slot (generated
+    # tokens too), not the prompt tokens this request reused.
+    return _count(timings.get("cache_n")) if isinstance(timings, dict) else None
+
+
+def _count(value: Any) -> int | None:
+    """`value` as a count of tokens, or None where it is not one (bool is an int in Python,
+    and `true` in JSON is no count)."""
+    if isinstance(value, bool) or not isinstance(value, int) or value < 0:
+        return None
+    return value
 
 
 def choice_confidence(choice: dict[str, Any], window: int) -> Confidence | None:
@@ -115,11 +145,15 @@ class ChatRequest:
         keep = min(n, len(reply.texts))
         shares = split_tokens(completion, [len(t) for t in reply.texts])
         shares = [*shares[: keep - 1], sum(shares[keep - 1:])]
+        # More cached tokens than the prompt charged is a count of something else: dropped.
+        cached = reply.cached_prompt_tokens
+        cached = cached if cached is not None and cached <= prompt else 0
         return [
             Completion(
                 text=text, finish_reason=reason, retries=retries, confidence=confidence,
+                # The cached tokens go with the prompt, on the first completion only.
                 usage=Usage(prompt_tokens=prompt if i == 0 else 0, completion_tokens=share,
-                            estimated=estimated),
+                            estimated=estimated, cached_prompt_tokens=cached if i == 0 else 0),
             )
             for i, (text, reason, confidence, share) in enumerate(
                 zip(reply.texts[:keep], reply.reasons[:keep], reply.confidences[:keep], shares,

@@ -59,8 +59,11 @@ class BackendSpec:
                                   "cannot be sent to another process; pass its base URL(s) or "
                                   "a ponder.BackendSpec")
             if backend is not None and not isinstance(backend, str | list | tuple):
+                hint = ("; a backend of your own subclasses ponder.Backend (its defaults "
+                        "supply start, aclose and the rest)" if hasattr(backend, "generate")
+                        else "")
                 raise ConfigError(f"backend {backend!r} is not a Backend, a base URL, a list "
-                                  "of base URLs, or None")
+                                  f"of base URLs, or None{hint}")
             target: Target = (tuple(backend) if isinstance(backend, list | tuple)
                               else backend)
             if isinstance(target, tuple) and len(target) == 1:

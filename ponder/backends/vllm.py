@@ -251,15 +251,21 @@ def _as_error(exc: Exception, model: str) -> BackendError:
 def _completions(output: Any, prompt_tokens: int, top_k: int | None,
                  window: int) -> list[Completion]:
     """Completions from one finished `RequestOutput`: the prompt charged once, on the first
-    sample."""
+    sample, with the prompt tokens the engine's prefix cache served (`num_cached_tokens`,
+    where this vLLM has it)."""
     prompt_ids = getattr(output, "prompt_token_ids", None)
     prompt = len(prompt_ids) if prompt_ids is not None else prompt_tokens
+    cached = getattr(output, "num_cached_tokens", None)
+    # None before vLLM counted them; anything but a count within the prompt is not one.
+    if isinstance(cached, bool) or not isinstance(cached, int) or not 0 <= cached <= prompt:
+        cached = 0
     return [
         Completion(
             text=sample.text, finish_reason=sample.finish_reason,
             confidence=_confidence(sample, top_k, window),
             usage=Usage(prompt_tokens=prompt if i == 0 else 0,
-                        completion_tokens=len(sample.token_ids)),
+                        completion_tokens=len(sample.token_ids),
+                        cached_prompt_tokens=cached if i == 0 else 0),
         )
         for i, sample in enumerate(output.outputs)
     ]

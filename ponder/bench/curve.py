@@ -26,7 +26,7 @@ def write_csv(points: Sequence[CurvePoint], path: Path) -> None:
             row = point.row()
             for key in ("accuracy", "ci_low", "ci_high"):
                 row[key] = round(row[key], 4)
-            for key in ("mean_tokens", "mean_calls"):
+            for key in ("mean_tokens", "mean_calls", "mean_cached_prompt_tokens"):
                 row[key] = round(row[key], 1)
             writer.writerow(row)
 

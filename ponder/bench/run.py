@@ -71,6 +71,9 @@ class CurvePoint:
     errors: int
     run: str
     model_params: float | None = None  # the model's parameter count, where known
+    # Prompt tokens per problem the server said its prefix cache served: part of mean_tokens,
+    # charged as any. A subsampled point's are its whole run's, as its mean_calls are.
+    mean_cached_prompt_tokens: float = 0.0
     # Per problem: (id, correct, tokens), for breakdowns by a problem field; not a CSV column.
     outcomes: tuple[tuple[str, bool, int], ...] = field(default=(), repr=False, compare=False)
 
@@ -256,6 +259,7 @@ async def score_run(run: Run, rows: Sequence[Result], scorer: Scorer, *, wall_s:
     among candidates, the same rows' answer without gold (the vote they recorded)."""
     out = []
     votes = [SamplingInfo.of(row) for row in rows]
+    cached = statistics.fmean(r.usage.cached_prompt_tokens for r in rows) if rows else 0.0
     for point in run.points:
         answers: list[tuple[str, str | None, str | None, int, int, bool]] = []
         for row in rows:
@@ -270,21 +274,21 @@ async def score_run(run: Run, rows: Sequence[Result], scorer: Scorer, *, wall_s:
             and point.choice.n < run.pool_n
         out.append(await _point(point, point.selection, answers, scorer, run,
                                 wall_s=None if subsampled else wall_s, subsampled=subsampled,
-                                model=model, model_params=model_params))
+                                model=model, model_params=model_params, cached=cached))
         if point.verifier == GOLD and any(vote is not None for vote in votes):
             honest = [(row.id, None if vote is None else vote.vote_answer, None,
                        row.usage.total_tokens, row.usage.calls, row.error is not None)
                       for row, vote in zip(rows, votes, strict=True)]
             out.append(await _point(point, "no gold (the same run's vote)", honest, scorer,
                                     run, wall_s=wall_s, subsampled=False, model=model,
-                                    model_params=model_params))
+                                    model_params=model_params, cached=cached))
     return out
 
 
 async def _point(point: Point, selection: str,
                  answers: Sequence[tuple[str, str | None, str | None, int, int, bool]],
                  scorer: Scorer, run: Run, *, wall_s: float | None, subsampled: bool,
-                 model: str, model_params: float | None) -> CurvePoint:
+                 model: str, model_params: float | None, cached: float) -> CurvePoint:
     outcomes = tuple([(problem_id, await scorer.correct(problem_id, answer, text), tokens)
                       for problem_id, answer, text, tokens, _, _ in answers])
     correct = sum(ok for _, ok, _ in outcomes)
@@ -298,7 +302,7 @@ async def _point(point: Point, selection: str,
         mean_calls=statistics.fmean(a[4] for a in answers) if answers else 0.0,
         wall_s=wall_s, subsampled=subsampled, pool_n=run.pool_n,
         errors=sum(a[5] for a in answers), run=run.key, model_params=model_params,
-        outcomes=outcomes)
+        mean_cached_prompt_tokens=cached, outcomes=outcomes)
 
 
 def adopt_cached_runs(runs: Sequence[Run], out_dir: Path) -> None:

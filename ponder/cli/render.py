@@ -125,6 +125,12 @@ def summary_table(summary: Summary, results: Path | None = None,
     estimated = " (some estimated)" if summary.usage_estimated else ""
     table.add_row("tokens", f"{summary.total_tokens:,} ({summary.prompt_tokens:,} prompt + "
                             f"{summary.completion_tokens:,} completion){estimated}")
+    if summary.cached_prompt_tokens:
+        # Reported, not discounted: the tokens row and every budget count them in full.
+        table.add_row("cached prompt", f"{summary.cached_prompt_tokens:,} of "
+                                       f"{summary.prompt_tokens:,} prompt tokens "
+                                       f"({summary.cached_share or 0.0:.0%}) served from the "
+                                       "server's prefix cache")
     table.add_row("mean tokens", f"{summary.mean_tokens:,.0f} per problem")
     if summary.done:
         table.add_row("tokens per problem", f"min {summary.tokens_min:,} / median "
@@ -254,7 +260,7 @@ def result_panel(r: Result, shorten: Shorten) -> Table:
     estimated = " (estimated)" if r.usage.estimated else ""
     table.add_row("usage", f"{r.usage.total_tokens:,} tokens ({r.usage.prompt_tokens:,} prompt "
                            f"+ {r.usage.completion_tokens:,} completion) in {r.usage.calls} "
-                           f"call(s){estimated}")
+                           f"call(s){estimated}{_cached(r.usage.cached_prompt_tokens)}")
     if compute := _compute(r):
         table.add_row("compute", plain(compute))
     if (escalations := r.info.get("escalations")) and isinstance(escalations, list):
@@ -272,6 +278,11 @@ def result_panel(r: Result, shorten: Shorten) -> Table:
     if r.text is not None:
         table.add_row("reply", plain(shorten(r.text)))
     return table
+
+
+def _cached(tokens: int) -> str:
+    """The prompt tokens a server's prefix cache served, where it said any."""
+    return f", {tokens:,} prompt cached" if tokens else ""
 
 
 def _compute(r: Result) -> str:
@@ -315,8 +326,8 @@ def _event_detail(e: TraceEvent, shorten: Shorten) -> str:
     lines: list[str] = []
     if e.kind == "generate":
         head = [f"n={e.data.get('n', 1)}", f"max_tokens={e.data.get('max_tokens', '?')}",
-                f"{e.usage.prompt_tokens}+{e.usage.completion_tokens} tok",
-                f"{e.latency_s:.2f}s"]
+                f"{e.usage.prompt_tokens}+{e.usage.completion_tokens} tok"
+                + _cached(e.usage.cached_prompt_tokens), f"{e.latency_s:.2f}s"]
         if e.retries:
             head.append(f"{e.retries} retries")
         if e.data.get("replayed"):

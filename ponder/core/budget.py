@@ -73,6 +73,7 @@ class Reservation:
     n: int
     max_tokens: int
     released: bool = False
+    prompt_copies: int = 1  # of the prompt bound, within `tokens`
 
 
 @dataclass
@@ -143,7 +144,8 @@ class BudgetMeter:
             if cap >= floor:
                 capped = max_tokens if cap == math.inf else min(max_tokens, int(cap))
                 cost = shared_prompt + n * (per_sample_prompt + capped)
-                res = Reservation(tokens=cost, n=n, max_tokens=capped)
+                res = Reservation(tokens=cost, n=n, max_tokens=capped,
+                                  prompt_copies=n if per_sample_prompt else 1)
                 self.reserved_tokens += cost
                 self.reserved_calls += 1
                 if self.parent is not None:

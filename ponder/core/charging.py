@@ -9,6 +9,7 @@ import math
 from collections.abc import Sequence
 
 from ponder.core.budget import Reservation
+from ponder.core.calibration import PromptBound, PromptCalibration, per_copy_prompt
 from ponder.core.types import Completion, Message, Usage
 
 # No tokenizer spells a token in more characters than this; a longer reply did not come from
@@ -48,9 +49,7 @@ def checked_usage(usage: Usage, reservation: Reservation, least: Usage) -> tuple
     reported = f"the backend reported {fields[0]} prompt + {fields[1]} completion tokens"
     floor = Usage(prompt_tokens=max(fields[0], least.prompt_tokens),
                   completion_tokens=max(fields[1], least.completion_tokens), estimated=True)
-    most_completion = min(reservation.tokens, reservation.n * reservation.max_tokens)
-    bound = Usage(prompt_tokens=reservation.tokens - most_completion,
-                  completion_tokens=most_completion, estimated=True)
+    bound = reserved_usage(reservation)
     if min(fields) < 0 or usage.total_tokens > reservation.tokens:
         return bound, (f"{reported}; the call could cost at most {reservation.tokens}, "
                        f"which is charged")
@@ -62,3 +61,37 @@ def checked_usage(usage: Usage, reservation: Reservation, least: Usage) -> tuple
         return bound, f"{reported}; {need}, so the call's bound, {reservation.tokens}, is charged"
     return floor, (f"{reported}; {need}, so {floor.prompt_tokens} + "
                    f"{floor.completion_tokens} are charged")
+
+
+def reserved_usage(reservation: Reservation) -> Usage:
+    """The most a call may be charged: its whole reservation, marked estimated."""
+    most_completion = min(reservation.tokens, reservation.n * reservation.max_tokens)
+    return Usage(prompt_tokens=reservation.tokens - most_completion,
+                 completion_tokens=most_completion, estimated=True)
+
+
+def charged(messages: Sequence[Message], completions: Sequence[Completion],
+            reservation: Reservation, prompt: PromptBound,
+            calibration: PromptCalibration) -> tuple[Usage, str | None]:
+    """What a finished call is charged (`checked_usage`), and why not what was reported.
+
+    `prompt` is the bound reserved for each of the reservation's prompt copies. Where that
+    bound was learned (a tokenizer's count, a calibration) rather than the byte bound, a
+    reported prompt above it is charged as a lying server's is, at the
+    reservation: the charge stays within what was reserved, and `calibration` widens. Every
+    reply teaches `calibration` its prompt count, where the count was trusted."""
+    reported = sum((c.usage for c in completions), Usage())
+    copies = reservation.prompt_copies
+    usage, doubt = checked_usage(reported, reservation,
+                                 least_usage(messages, completions, reservation))
+    one_copy = per_copy_prompt([c.usage.prompt_tokens for c in completions], copies)
+    trusted = doubt is None and not reported.estimated
+    if calibration.observe(prompt, one_copy, trusted=trusted) \
+            and reported.prompt_tokens > prompt.tokens * copies:
+        by = "the tokenizer's count" if prompt.source == "tokenizer" else \
+            "the calibrated bound"
+        why = (f"the backend reported {reported.prompt_tokens} prompt tokens, above "
+               f"{by} of {prompt.tokens} reserved for each of {copies} prompt copies, so the "
+               f"call's bound, {reservation.tokens}, is charged")
+        return reserved_usage(reservation), why if doubt is None else f"{doubt}; {why}"
+    return usage, doubt

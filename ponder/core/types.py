@@ -29,12 +29,28 @@ class Message(BaseModel):
 
 
 class Usage(BaseModel):
-    """Tokens and calls, as the backend reported them (or estimated, and then marked)."""
+    """Tokens and calls, as the backend reported them (or estimated, and then marked).
+
+    `cached_prompt_tokens` are those of `prompt_tokens` the server said it served from its
+    prefix cache (OpenAI's `prompt_tokens_details.cached_tokens`, vLLM's, llama.cpp's
+    `timings.cache_n`): a report of what a cache saved, not a discount. Budgets charge every
+    prompt token, cached or not. 0 where the server says nothing, as in rows written before
+    ponder recorded it; the results file's key is `cached_prompt_tokens`."""
 
     prompt_tokens: int = 0
     completion_tokens: int = 0
     calls: int = 0
     estimated: bool = False
+    cached_prompt_tokens: int = 0
+
+    @model_validator(mode="after")
+    def _cached_within_prompt(self) -> Self:
+        # A count of cached tokens outside [0, prompt_tokens] (a hand-edited row, a server's
+        # slip) could make a share above 100%: it is held to what the prompt could have had.
+        cached = min(max(0, self.cached_prompt_tokens), max(0, self.prompt_tokens))
+        if cached != self.cached_prompt_tokens:
+            self.cached_prompt_tokens = cached
+        return self
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -47,6 +63,7 @@ class Usage(BaseModel):
             completion_tokens=self.completion_tokens + other.completion_tokens,
             calls=self.calls + other.calls,
             estimated=self.estimated or other.estimated,
+            cached_prompt_tokens=self.cached_prompt_tokens + other.cached_prompt_tokens,
         )
 
 

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 from ponder.backends.spec import BackendSpec
 from ponder.core.budget import Budget
 from ponder.core.types import Problem, Result, TraceEvent
-from ponder.runs.solve_many import Solver
+from ponder.runs.solve_many import Solver, run_all
 from ponder.session import Session
 from ponder.strategies.base import StrategyConfig, StrategySpec
 
@@ -70,9 +70,11 @@ class SolverWorker:
         return result, events
 
     async def solve_all(self, problems: Sequence[Problem], concurrency: int) -> list[Result]:
-        """Every result of `problems`, `concurrency` at a time: the local runner, here."""
-        session, solver = await self._ready()
-        return await session.run(problems, solver, concurrency=concurrency)
+        """Every result of `problems`, `concurrency` at a time: the local runner, here. A
+        batch of Ray Data comes back whole, so a refusing backend is each row's error here
+        rather than a stopped run (`ponder.runs.refusals`)."""
+        _, solver = await self._ready()
+        return await run_all(problems, solver, concurrency=concurrency, refusals=False)
 
     async def close(self) -> None:
         if self._made is not None:

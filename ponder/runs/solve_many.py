@@ -21,13 +21,14 @@ from typing import Any, NamedTuple
 
 from ponder.backends.base import Backend
 from ponder.core.budget import Budget, RunMeter
+from ponder.core.calibration import PromptCalibration
 from ponder.core.errors import OutputError, PonderError
 from ponder.core.redact import redact_secrets
 from ponder.core.replay import Replay
 from ponder.core.tracing import START_STEP, JsonlTraceWriter, TraceSink
 from ponder.core.types import Problem, Result, TraceEvent
 from ponder.prompts import PromptLibrary
-from ponder.runs.refusals import RefusalWatch
+from ponder.runs.refusals import BackendRefused, RefusalWatch
 from ponder.runs.results import ResultsWriter, problem_hash, rewrite_results
 from ponder.runs.results_reader import read_results
 from ponder.runs.solve_one import run_problem
@@ -54,7 +55,9 @@ class Solver:
     verifier each problem calls for, a per-problem budget, and the run's total (`run_meter`,
     which every problem's calls spend as well; see `ponder.runs.allocation`). `replay_for` gives a
     problem the replies an earlier run of it paid for, which its calls take before the
-    backend's (`ponder.core.replay`; a total budget's second pass)."""
+    backend's (`ponder.core.replay`; a total budget's second pass). `calibration`, the prompt
+    bounds every problem's calls learn and share (`ponder.core.calibration`), is the run's
+    own unless its maker shares one (a `Session`'s)."""
 
     spec: StrategySpec[Any]
     config: StrategyConfig
@@ -66,6 +69,7 @@ class Solver:
     trace_sink: TraceSink | None = None
     run_meter: RunMeter | None = None
     replay_for: Callable[[Problem], Replay | None] | None = None
+    calibration: PromptCalibration = field(default_factory=PromptCalibration)
 
     async def solve(self, problem: Problem) -> Result:
         """A result for `problem`, never an exception: a failure is the result's `error`.
@@ -83,7 +87,8 @@ class Solver:
             result = await run_problem(problem, self.spec, self.config, Wiring(
                 self.backend, self.budget, self.prompts, self.verifier_for(problem), self.seed,
                 sink, self.run_meter,
-                None if self.replay_for is None else self.replay_for(problem)))
+                None if self.replay_for is None else self.replay_for(problem),
+                self.calibration))
         except Exception as exc:  # a user's strategy or verifier may fail in any way
             log.debug("problem %s failed", problem.id, exc_info=True)
             result = Result(id=problem.id, answer=None, elapsed_s=time.monotonic() - started,
@@ -111,6 +116,7 @@ async def run_all(
     writer: ResultsWriter | None = None,
     on_result: Callable[[Result], None] | None = None,
     stop: asyncio.Event | None = None,
+    refusals: bool = True,
 ) -> list[Result]:
     """Solve `problems`, at most `concurrency` at a time; each result is written (and passed to
     `on_result`) the moment it is ready. Results come back in the order they finished, every
@@ -127,12 +133,13 @@ async def run_all(
     """
     return await record_rows(
         lambda emit: solve_each(problems, solver, concurrency=concurrency, emit=emit,
-                                stop=stop),
+                                stop=stop, refusals=refusals),
         writer=writer, on_result=on_result)
 
 
 async def solve_each(problems: Sequence[Problem], solver: Solver, *, concurrency: int,
-                     emit: RowSink, stop: asyncio.Event | None = None) -> None:
+                     emit: RowSink, stop: asyncio.Event | None = None,
+                     refusals: bool = True) -> None:
     """The producer of a run on this event loop: solve `problems`, at most `concurrency` at a
     time, and pass each result to `emit` the moment it is ready; none is started once `stop`
     is set. Nor once the first problems to finish all failed with one refusal of the backend
@@ -142,7 +149,7 @@ async def solve_each(problems: Sequence[Problem], solver: Solver, *, concurrency
     if concurrency < 1:
         raise ValueError(f"concurrency must be at least 1, got {concurrency}")
     pending = iter(problems)
-    watch = RefusalWatch(len(problems))
+    watch = RefusalWatch(len(problems) if refusals else 0)
 
     async def worker() -> None:
         # Workers pull from one shared iterator: safe, since `next` never awaits.
@@ -188,7 +195,13 @@ async def record_rows(produce: Producer, *, writer: ResultsWriter | None = None,
         if on_result is not None:
             on_result(result)
 
-    await produce(record)
+    try:
+        await produce(record)
+    except BackendRefused as refused:
+        if writer is not None:
+            await writer.sync()
+        refused.results = finished  # the caller keeps what finished, answers included
+        raise
     if writer is not None:
         await writer.sync()
     return finished

@@ -44,6 +44,12 @@ class Summary(BaseModel):
     prompt_tokens: int = 0
     completion_tokens: int = 0
     total_tokens: int = 0
+    cached_prompt_tokens: int = Field(
+        default=0, description="prompt tokens the server said it served from its prefix "
+                               "cache (counted in prompt_tokens, and charged there as any)")
+    cached_share: float | None = Field(
+        default=None, description="cached_prompt_tokens / prompt_tokens; None without prompt "
+                                  "tokens")
     mean_tokens: float = Field(description="total tokens per done problem")
     tokens_min: int = Field(default=0, description="the fewest tokens a done problem spent")
     tokens_median: float = Field(default=0.0, description="the median tokens per done problem")
@@ -112,7 +118,9 @@ def _beyond(usage: Usage, before: Usage) -> Usage:
     """What `usage` holds beyond `before` (never below zero)."""
     return Usage(prompt_tokens=max(0, usage.prompt_tokens - before.prompt_tokens),
                  completion_tokens=max(0, usage.completion_tokens - before.completion_tokens),
-                 calls=max(0, usage.calls - before.calls), estimated=usage.estimated)
+                 calls=max(0, usage.calls - before.calls), estimated=usage.estimated,
+                 cached_prompt_tokens=max(0, usage.cached_prompt_tokens
+                                          - before.cached_prompt_tokens))
 
 
 def failure_kind(error: str) -> str:
@@ -214,6 +222,9 @@ class RunTally:
             prompt_tokens=usage.prompt_tokens,
             completion_tokens=usage.completion_tokens,
             total_tokens=usage.total_tokens,
+            cached_prompt_tokens=usage.cached_prompt_tokens,
+            cached_share=usage.cached_prompt_tokens / usage.prompt_tokens
+            if usage.prompt_tokens > 0 else None,
             mean_tokens=usage.total_tokens / done if done else 0.0,
             tokens_min=min(spent, default=0),
             tokens_median=statistics.median(spent) if spent else 0.0,

@@ -97,8 +97,8 @@ def create_app(
     `model` is the name clients use for the backend's model; the session's strategy and params
     serve a request for the plain `model`, the params only when a request picks that same
     strategy; `budget` is every request's budget, and the ceiling of one a request asks for: by
-    default `DEFAULT_BUDGET` with a backend and the session's budget with a session (give it
-    one: a `Session`'s own default has no limit), and a limit left None is no limit. A
+    default `DEFAULT_BUDGET` with a backend, and the session's budget with a session (or
+    `DEFAULT_BUDGET`, when the session's sets no limit), and a limit left None is no limit. A
     program's run takes at most `program_seconds`, whatever `timeout_s` a request asks for. The
     last `max_traces` traces are kept, within `max_trace_bytes` of JSON. A request body must
     arrive within `client_timeout_s`. With `api_key`, every route but /health needs
@@ -107,7 +107,12 @@ def create_app(
     """
     served = _session_for(backend, session, strategy=strategy, params=params, budget=budget,
                           templates_dir=templates_dir)
-    service = Service(served, model=model, budget=served.budget if budget is None else budget,
+    # A session with no limit of its own would let a request ask for any amount: the
+    # server's default bounds it then.
+    own = served.budget
+    bounded = own.tokens is not None or own.calls is not None or own.seconds is not None
+    ceiling = budget or (own if bounded else DEFAULT_BUDGET)
+    service = Service(served, model=model, budget=ceiling,
                       max_traces=max_traces, max_trace_bytes=max_trace_bytes,
                       max_body_bytes=max_body_bytes, program_seconds=program_seconds,
                       client_timeout_s=client_timeout_s)

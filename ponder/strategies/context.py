@@ -17,9 +17,9 @@ from typing import TYPE_CHECKING, Any
 from ponder.backends.base import CURRENT_CALL, Backend, CallLabel
 from ponder.core.answers import canonical_answer, extract_answer
 from ponder.core.budget import Budget, RunMeter
-from ponder.core.charging import capped, checked_usage, least_usage
+from ponder.core.calibration import PromptBound, PromptCalibration
+from ponder.core.charging import capped, charged
 from ponder.core.errors import BudgetExhausted, ConfigError
-from ponder.core.tokens import prompt_upper_bound
 from ponder.core.tracing import Trace, TraceSink
 from ponder.core.types import (
     STOP_REASONS,
@@ -70,6 +70,7 @@ class Context:
         trace_sink: TraceSink | None = None,
         run_meter: RunMeter | None = None,
         replay: Replay | None = None,
+        calibration: PromptCalibration | None = None,
     ) -> None:
         self.problem = problem
         self.backend = backend
@@ -78,6 +79,8 @@ class Context:
         # `replay`: replies an earlier run of this problem paid for, taken before the backend
         # is asked (a total budget's second pass; see `ponder.core.replay`).
         self.replay = replay
+        # `calibration`: the run's prompt bounds, shared by its problems (`core.calibration`).
+        self.calibration = calibration or PromptCalibration()
         self.trace = Trace(problem.id, trace_sink)
         self.prompts = prompts or PromptLibrary()
         # Bound to this run, so a verifier that calls a model (the LLM judge) spends this
@@ -95,7 +98,7 @@ class Context:
         return cls(problem, backend=wiring.backend, budget=wiring.budget,
                    prompts=wiring.prompts, verifier=wiring.verifier, seed=wiring.seed,
                    trace_sink=wiring.trace_sink, run_meter=wiring.run_meter,
-                   replay=wiring.replay)
+                   replay=wiring.replay, calibration=wiring.calibration)
 
     def render(self, template: str, **variables: Any) -> list[Message]:
         """Render a template; `problem` is the problem text (gold fields never reach a prompt)."""
@@ -179,9 +182,9 @@ class Context:
                 completions=replayed, data={"n": len(replayed), "max_tokens": max_tokens,
                                             "temperature": temperature, "replayed": True}))
             return replayed
-        prompt_tokens = await self._prompt_bound(backend, messages, n, max_tokens)
+        prompt = await self._prompt_bound(backend, messages, template)
         reservation = self.meter.reserve(
-            prompt_tokens=prompt_tokens, prompt_copies=backend.prompt_copies(n), n=n,
+            prompt_tokens=prompt.tokens, prompt_copies=backend.prompt_copies(n), n=n,
             max_tokens=max_tokens, min_n=min_n,
         )
         seed = None if self.seed is None else self.seed + self._seed_offset
@@ -190,9 +193,8 @@ class Context:
         event = TraceEvent(kind="generate", step=step, template=template, messages=messages,
                            data={"n": reservation.n, "max_tokens": reservation.max_tokens,
                                  "temperature": temperature,
-                                 **({"stop": list(stop)} if stop else {})})
-        label = CURRENT_CALL.set(CallLabel(template=template, step=step,
-                                               confidence=confidence))
+                                 **({"stop": list(stop)} if stop else {}), **prompt.traced()})
+        label = CURRENT_CALL.set(CallLabel(template=template, step=step, confidence=confidence))
         try:
             call = backend.generate(
                 messages, n=reservation.n, max_tokens=reservation.max_tokens,
@@ -217,8 +219,7 @@ class Context:
         finally:
             CURRENT_CALL.reset(label)
         completions = [capped(c, reservation.max_tokens) for c in completions]
-        usage, doubt = checked_usage(sum((c.usage for c in completions), Usage()), reservation,
-                                least_usage(messages, completions, reservation))
+        usage, doubt = charged(messages, completions, reservation, prompt, self.calibration)
         if doubt is not None:
             event.data["usage_rejected"] = doubt
         usage = usage + Usage(calls=1)
@@ -230,16 +231,15 @@ class Context:
         self._record(event)
         return completions
 
-    async def _prompt_bound(self, backend: Backend, messages: list[Message], n: int,
-                            max_tokens: int) -> int:
-        """An upper bound on the prompt's tokens; asks the backend's tokenizer only when the
-        cheap bound would cut this call short, since that costs a round trip."""
-        bound = prompt_upper_bound(messages)
-        copies = backend.prompt_copies(n)
-        if bound * copies + n * max_tokens <= self.meter.remaining_tokens:
-            return bound
-        exact = await backend.count_prompt_tokens(messages)
-        return bound if exact is None else min(bound, exact)
+    async def _prompt_bound(self, backend: Backend, messages: list[Message],
+                            template: str | None) -> PromptBound:
+        """What the call reserves per prompt copy (`core.calibration`). The tokenizer is asked
+        under a token limit: a round trip costs milliseconds, and each token reserved past the
+        prompt's is one a concurrent call cannot have; with no limit, none is cut short."""
+        count = (lambda: backend.count_prompt_tokens(messages)) \
+            if math.isfinite(self.meter.remaining_tokens) else None
+        return await self.calibration.bound((backend.label, template, len(messages)),
+                                            messages, count=count)
 
     async def execute(self, code: str, *, timeout_s: float, step: str = "execute") -> Execution:
         """Run model-written Python in the sandbox `unit_tests` uses (no network, limits,

@@ -12,6 +12,7 @@ from ponder.core.budget import Budget
 if TYPE_CHECKING:
     from ponder.backends.base import Backend
     from ponder.core.budget import RunMeter
+    from ponder.core.calibration import PromptCalibration
     from ponder.core.replay import Replay
     from ponder.core.tracing import TraceSink
     from ponder.prompts import PromptLibrary
@@ -23,7 +24,9 @@ class Wiring:
     """`backend` answers the calls, within `budget` (and the whole run's `run_meter`, when a
     run has one); `prompts` render them; `verifier` judges candidates; `seed` makes sampling
     repeatable; `trace_sink` receives every event; `replay` answers calls an earlier run of
-    the problem already paid for (`ponder.core.replay`)."""
+    the problem already paid for (`ponder.core.replay`); `calibration` is the prompt bounds
+    the run's calls learn (`ponder.core.calibration`), one for all its problems (None: the
+    problem's own)."""
 
     backend: Backend
     budget: Budget = field(default_factory=Budget)
@@ -33,3 +36,4 @@ class Wiring:
     trace_sink: TraceSink | None = None
     run_meter: RunMeter | None = None
     replay: Replay | None = None
+    calibration: PromptCalibration | None = None

@@ -13,10 +13,20 @@ from typing import Any, Literal
 
 from ponder.backends.scripted import apply_stop
 from ponder.testing.quiz import DEFAULT_DISTRACTORS, Quiz, QuizItem
-from ponder.testing.tokens import count_prompt_tokens, message_text, token_logprobs
+from ponder.testing.tokens import (
+    PrefixCache,
+    count_prompt_tokens,
+    message_text,
+    prompt_tokens,
+    token_logprobs,
+)
 
 FAULTS = ("429", "500", "hang", "drop", "malformed")
 LOGPROBS_MODES = ("serve", "refuse", "ignore")
+# How the simulated prefix cache's hits are reported: "openai" in
+# `usage.prompt_tokens_details.cached_tokens` (OpenAI's and vLLM's shape), "llama.cpp" in
+# `timings` (`cache_n` beside `prompt_n`, as llama-server did before it sent OpenAI's too).
+PREFIX_CACHE_MODES = ("off", "openai", "llama.cpp")
 
 Reply = Callable[[list[dict[str, Any]]], str]
 StatusFor = Callable[[dict[str, Any]], int | None]
@@ -59,6 +69,7 @@ class FakeChat:
         quiz: Iterable[QuizItem | Mapping[str, Any]] | None = None,
         distractors: int = DEFAULT_DISTRACTORS,
         quiz_confidence: float = 0.0,
+        prefix_cache: Literal["off", "openai", "llama.cpp"] = "off",
     ) -> None:
         unknown = set(faults) - set(FAULTS)
         if unknown:
@@ -71,6 +82,9 @@ class FakeChat:
             raise ValueError(f"logprobs must be one of {list(LOGPROBS_MODES)}, got {logprobs!r}")
         if not 0.0 <= quiz_confidence < 1.0:
             raise ValueError(f"quiz_confidence must lie in [0, 1), got {quiz_confidence}")
+        if prefix_cache not in PREFIX_CACHE_MODES:
+            raise ValueError(f"prefix_cache must be one of {list(PREFIX_CACHE_MODES)}, "
+                             f"got {prefix_cache!r}")
         self.quiz = Quiz(quiz, seed=seed, distractors=distractors) if quiz is not None else None
         self.quiz_confidence = quiz_confidence
         self.latency_s = latency_s
@@ -86,9 +100,12 @@ class FakeChat:
         self.max_context = max_context
         self.status_for = status_for
         self.logprobs = logprobs
+        self.prefix_cache = prefix_cache
+        self._cache = PrefixCache()
         self.faults_injected: dict[str, int] = dict.fromkeys(FAULTS, 0)
         self.received: list[dict[str, Any]] = []
-        self._served = {"prompt_tokens": 0, "completion_tokens": 0, "replies": 0}
+        self._served = {"prompt_tokens": 0, "completion_tokens": 0, "replies": 0,
+                        "cached_prompt_tokens": 0}
         self._port = port  # where FakeOpenAIServer listens; 0 picks a free port
         self._rng = random.Random(seed)
         self._lock = threading.Lock()
@@ -105,7 +122,8 @@ class FakeChat:
     def usage_served(self) -> dict[str, int]:
         """What the successful chat replies so far charged: `prompt_tokens` and
         `completion_tokens` summed over them, and how many `replies` (each one request,
-        whatever its `n`); faulted and refused requests charge nothing."""
+        whatever its `n`); faulted and refused requests charge nothing. With `prefix_cache`
+        on, `cached_prompt_tokens` sums the prompt tokens the replies said were cached."""
         with self._lock:
             return dict(self._served)
 
@@ -173,20 +191,28 @@ class FakeChat:
                 if serve_logprobs else None
             choices.append({"index": i, "message": {"role": "assistant", "content": text},
                             "finish_reason": finish, "logprobs": logprobs})
-        prompt_tokens = count_prompt_tokens(messages)
+        prompt_count = count_prompt_tokens(messages)
         with self._lock:
             serial = self._requests
-            self._served["prompt_tokens"] += prompt_tokens
+            cached = self._cache.serve(prompt_tokens(messages)) \
+                if self.prefix_cache != "off" else 0
+            self._served["prompt_tokens"] += prompt_count
             self._served["completion_tokens"] += completion_tokens
             self._served["replies"] += 1
+            self._served["cached_prompt_tokens"] += cached
         reply: dict[str, Any] = {
             "id": f"chatcmpl-fake-{serial}", "object": "chat.completion",
             "created": int(time.time()), "model": self.model, "choices": choices,
         }
         if self.include_usage:
-            reply["usage"] = {"prompt_tokens": prompt_tokens,
+            reply["usage"] = {"prompt_tokens": prompt_count,
                               "completion_tokens": completion_tokens,
-                              "total_tokens": prompt_tokens + completion_tokens}
+                              "total_tokens": prompt_count + completion_tokens}
+            if self.prefix_cache == "openai":
+                reply["usage"]["prompt_tokens_details"] = {"cached_tokens": cached}
+        if self.prefix_cache == "llama.cpp":
+            reply["timings"] = {"cache_n": cached, "prompt_n": prompt_count - cached,
+                                "predicted_n": completion_tokens}
         return reply
 
 

@@ -40,7 +40,7 @@ from collections.abc import Sequence
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from ponder.testing.chat import FAULTS, LOGPROBS_MODES, FakeChat
+from ponder.testing.chat import FAULTS, LOGPROBS_MODES, PREFIX_CACHE_MODES, FakeChat
 from ponder.testing.quiz import DEFAULT_DISTRACTORS, QuizItem
 from ponder.testing.tokens import count_prompt_tokens, message_text
 
@@ -63,6 +63,13 @@ class FakeOpenAIServer(FakeChat):
     get `reply` as before. Log-probs are served as for any reply, except that a right quiz
     reply's words are surer by `quiz_confidence` (`token_logprobs`'s `lift`; 0 by default,
     when confidence says nothing about rightness). Usage is counted the same way in quiz mode.
+
+    `prefix_cache` simulates a server's prefix cache (unbounded, token by token: a prompt's
+    cached tokens are its longest prefix an earlier successful request's prompt began with, all
+    but its last token at most) and reports the hits as OpenAI and vLLM do ("openai":
+    `usage.prompt_tokens_details.cached_tokens`) or as llama.cpp's server does ("llama.cpp":
+    `timings.cache_n`); "off", the default, reports nothing. `prompt_tokens` is the whole
+    prompt either way.
     """
 
     _httpd: _HTTPServer | None = None
@@ -280,6 +287,9 @@ def main(argv: Sequence[str] | None = None) -> None:
                         help="wrong answers per quiz problem")
     parser.add_argument("--quiz-confidence", type=float, default=0.0,
                         help="how much surer a right quiz reply's log-probs are, in [0, 1)")
+    parser.add_argument("--prefix-cache", choices=PREFIX_CACHE_MODES, default="off",
+                        help="simulate a prefix cache and report its hits in this server's "
+                             "shape")
     parser.add_argument("--exit-with-parent", action="store_true",
                         help="stop when the process that started this one ends (no leaked "
                              "servers when a benchmark is killed)")
@@ -293,7 +303,7 @@ def main(argv: Sequence[str] | None = None) -> None:
             native_n=not args.no_native_n, include_usage=not args.no_usage, hang_s=args.hang,
             retry_after_s=args.retry_after, model=args.model, logprobs=args.logprobs,
             port=args.port, quiz=quiz, distractors=args.distractors,
-            quiz_confidence=args.quiz_confidence,
+            quiz_confidence=args.quiz_confidence, prefix_cache=args.prefix_cache,
         )
     except (OSError, ValueError) as exc:
         parser.error(str(exc))

@@ -28,6 +28,41 @@ def count_prompt_tokens(messages: Sequence[dict[str, Any]]) -> int:
     return words + PER_MESSAGE_OVERHEAD * len(messages) + PER_PROMPT_OVERHEAD
 
 
+def prompt_tokens(messages: Sequence[dict[str, Any]]) -> list[str]:
+    """The prompt as the fake's tokens, `count_prompt_tokens` of them: each message's words
+    inside its template markers, then the generation prompt, as a chat template lays them out
+    (so two prompts sharing their first messages share a prefix, and one that differs only
+    in its last message shares all before it)."""
+    tokens: list[str] = []
+    for m in messages:
+        tokens += ["<|start|>", str(m.get("role")), "<|sep|>", *message_text(m).split(),
+                   "<|end|>"]
+    return [*tokens, "<|start|>", "assistant", "<|sep|>"]
+
+
+class PrefixCache:
+    """A simulated server prefix cache, of unbounded size: `serve(tokens)` is how many of the
+    prompt's leading tokens an earlier prompt already held, then remembers this one. At most
+    all but the last token are reused, as vLLM and llama.cpp compute the last one again to
+    sample from it. Not thread-safe: the fake calls it under its lock."""
+
+    def __init__(self) -> None:
+        # The hash of every prefix seen, chained token by token, so a lookup costs the
+        # prompt's length whatever the number of earlier prompts.
+        self._prefixes: set[int] = set()
+
+    def serve(self, tokens: Sequence[str]) -> int:
+        hit, chain, hits = True, 0, 0
+        for token in tokens:
+            chain = hash((chain, token))
+            if hit and chain in self._prefixes:
+                hits += 1
+            else:
+                hit = False
+                self._prefixes.add(chain)
+        return min(hits, max(0, len(tokens) - 1))
+
+
 def token_logprobs(word: str, top_logprobs: int, *, lift: float = 0.0) -> dict[str, Any]:
     """The log-probs the fake gives one word, in OpenAI's shape: the word has probability
     0.5-0.99 (from its hash) and ranks first; `top_logprobs` candidates follow it, the rest

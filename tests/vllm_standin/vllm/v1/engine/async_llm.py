@@ -9,6 +9,10 @@ is cancelled or closed is aborted, as vLLM does (`abort(request_id, internal=Tru
 For tests: `requests` holds each request's `SamplingParams` by id, in the order they came;
 `running` the ids still decoding; `finished` the ids in the order they finished; `aborted`
 each `abort` call as (request id, internal).
+
+With prefix caching on (V1's default), each `RequestOutput` says in `num_cached_tokens` how
+many of its prompt's tokens an earlier request's prompt had already computed, in whole blocks
+of `BLOCK_SIZE` tokens and never the last token, as vLLM's block cache reuses them.
 """
 
 from __future__ import annotations
@@ -25,6 +29,8 @@ from vllm.outputs import CompletionOutput, RequestOutput
 from vllm.sampling_params import RequestOutputKind, SamplingParams
 from vllm.v1.engine.exceptions import EngineDeadError
 
+BLOCK_SIZE = 16  # vLLM's default KV cache block: only whole blocks are reused
+
 
 class AsyncLLM:
     def __init__(self, vllm_config: VllmConfig, **kwargs: Any) -> None:
@@ -36,6 +42,7 @@ class AsyncLLM:
         self.finished: list[str] = []
         self.aborted: list[tuple[str, bool]] = []
         self._tokenizer = Tokenizer()
+        self._blocks: set[tuple[int, ...]] = set()  # every block-aligned prefix computed
 
     @classmethod
     def from_engine_args(cls, engine_args: AsyncEngineArgs, start_engine_loop: bool = True,
@@ -57,8 +64,10 @@ class AsyncLLM:
         self._check(prompt_ids, sampling_params, request_id)
         self.requests[request_id] = sampling_params
         self.running.add(request_id)
+        cached = self._cache(prompt_ids)
         try:
-            async for output in self._decode(request_id, text, prompt_ids, sampling_params):
+            async for output in self._decode(request_id, text, prompt_ids, sampling_params,
+                                             cached):
                 yield output
         except (asyncio.CancelledError, GeneratorExit):
             await self.abort(request_id, internal=True)
@@ -80,6 +89,18 @@ class AsyncLLM:
         text = prompt["prompt"] if isinstance(prompt, dict) else prompt
         return text, self._tokenizer.encode(text)  # vLLM adds special tokens to text prompts
 
+    def _cache(self, prompt_ids: list[int]) -> int:
+        """The prompt's tokens the prefix cache holds, then caches its whole blocks."""
+        if not self.vllm_config.cache_config.enable_prefix_caching:
+            return 0
+        hit = 0
+        while hit + BLOCK_SIZE < len(prompt_ids) and \
+                tuple(prompt_ids[:hit + BLOCK_SIZE]) in self._blocks:
+            hit += BLOCK_SIZE
+        for end in range(BLOCK_SIZE, len(prompt_ids) + 1, BLOCK_SIZE):
+            self._blocks.add(tuple(prompt_ids[:end]))
+        return hit
+
     def _check(self, prompt_ids: list[int], params: SamplingParams, request_id: str) -> None:
         """vLLM's checks of a request, made before it starts."""
         if request_id in self.running:
@@ -98,7 +119,7 @@ class AsyncLLM:
                 f"no smaller than the number of text tokens.")
 
     async def _decode(self, request_id: str, text: str | None, prompt_ids: list[int],
-                      params: SamplingParams) -> AsyncGenerator[RequestOutput, None]:
+                      params: SamplingParams, cached: int) -> AsyncGenerator[RequestOutput, None]:
         samples = [reply(prompt_ids, params, i, self._tokenizer) for i in range(params.n)]
         steps = max(1, *(len(s.token_ids) for s in samples))
         delay = self.vllm_config.engine_args.seconds_per_token
@@ -119,7 +140,7 @@ class AsyncLLM:
                 self.finished.append(request_id)
             yield RequestOutput(request_id=request_id, prompt=text, prompt_token_ids=prompt_ids,
                                 prompt_logprobs=None, outputs=outputs, finished=done,
-                                num_cached_tokens=0)
+                                num_cached_tokens=cached)
             if done:
                 return
 
