@@ -139,6 +139,10 @@ def summary_table(summary: Summary, results: Path | None = None,
     if summary.total_budget is not None:
         table.add_row("total budget", f"{summary.total_tokens:,} of {summary.total_budget:,} "
                                       f"spent ({summary.total_tokens / summary.total_budget:.0%})")
+    if summary.budget_split is not None:
+        from ponder.runs.budget_split import split_line  # pydantic: not for `--help`
+
+        table.add_row("budget split", split_line(summary.budget_split))
     if summary.total_budget is not None or summary.got_extra:
         table.add_row("got extra", f"{summary.got_extra} problems (solved again by a second "
                                    "pass)")

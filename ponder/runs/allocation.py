@@ -53,6 +53,17 @@ from ponder.core.errors import ConfigError
 from ponder.core.replay import Replay
 from ponder.core.types import Problem, Result, SamplingInfo
 from ponder.runs.results import ResultsWriter, problem_hash
+from ponder.runs.run_plan import (
+    PLAN_KEY,
+    FirstPassPlan,
+    Rung,
+    below_strategy,
+    cheap,
+    plan_first_pass,
+    prompt_bound,
+    step_cost,
+    unpriced,
+)
 from ponder.runs.solve_many import Solver, record_rows, solve_each
 
 # Of the total, spread evenly over the first pass. 1.0 (an equal split first, then what it
@@ -61,13 +72,21 @@ from ponder.runs.solve_many import Solver, record_rows, solve_each
 # (benchmarks/results/total_budget_fake.md); 0.5 lost to it at 1000, and a first cap below
 # what one step of the strategy costs (tier 0 of `auto`) wastes the first pass.
 FIRST_SHARE = 1.0
+# Passes in all: later passes go on while problems remain unsettled, tokens are left and the
+# last pass bought something; each continues where the one before stopped, so a few suffice.
+MAX_PASSES = 5
+# Problems solved first, one at a time, to price a call when the byte bound prices the
+# strategy out: after two replies the calibration's margin is 1.28, after one 1.5.
+PROBES = 2
 
 
 def unsettled(row: Result) -> bool:
-    """Whether more tokens might change `row`'s answer: the budget stopped it, no verifier
-    passed it, and it did not fail."""
+    """Whether more tokens might change `row`'s answer: the budget stopped it, or its first
+    pass ran below the strategy for want of tokens (`ponder.runs.run_plan`); no verifier passed
+    it, and it did not fail."""
     passed = row.verdict is not None and row.verdict.passed
-    return row.stop_reason == "budget" and not passed and row.error is None
+    cut = row.stop_reason == "budget" or (below_strategy(row) and passes(row) < 2)
+    return cut and not passed and row.error is None
 
 
 def promise(row: Result) -> tuple[float, str]:
@@ -128,34 +147,95 @@ async def solve_within(
         raise ConfigError(f"problem ids must be unique for a total budget (each problem's last "
                           f"row counts); repeated: {', '.join(twice[:5])}")
     state = _Allocation(total_tokens, [r for r in previous if r.id in set(ids)])
-    per_problem = solver.budget.tokens
-    cap = first_cap(total_tokens, len(problems), first_share, per_problem)
-    first = _FirstPass(**_fields(solver, budget=solver.budget.model_copy(update={"tokens": cap}),
-                                 run_meter=state.run))
-    second = _SecondPass(**_fields(solver, run_meter=state.run,
-                                   replay_for=state.replay if reuse else None), state=state)
+    later = _SecondPass(**_fields(solver, run_meter=state.run,
+                                  replay_for=state.replay if reuse else None), state=state)
 
     async def produce(emit: Callable[[Result], None]) -> None:
         def keep(row: Result) -> None:
-            if row is not state.latest.get(row.id):  # a second pass skipped returns the first
+            if row is not state.latest.get(row.id):  # a later pass skipped returns the row
                 state.record(row)
                 emit(row)
 
+        def stopped() -> bool:
+            return stop is not None and stop.is_set()
+
         todo = [p for p in problems if p.id not in state.latest]
+        plan = await _plan(todo, solver, state.run.remaining, first_share)
+        if plan.probed and len(todo) > PROBES and not stopped():
+            # The first problems one at a time, cheaply: their replies teach the prompt
+            # calibration (its margin shrinks with each), and the rest are priced again.
+            probe = _FirstPass(**_fields(solver, spec=plan.rung.spec, config=plan.rung.config,
+                                         budget=_capped(solver, state.run.remaining),
+                                         run_meter=state.run), plan=plan, probe=True)
+            probed, todo = todo[:PROBES], todo[PROBES:]
+            await solve_each(probed, probe, concurrency=1, emit=keep, stop=stop)
+            plan = await _plan(todo, solver, state.run.remaining, first_share, probed=True)
+        state.plan = plan
+        first = _FirstPass(**_fields(solver, spec=plan.rung.spec, config=plan.rung.config,
+                                     budget=_capped(solver, plan.cap), run_meter=state.run),
+                           plan=plan, skip=frozenset(p.id for p in todo[plan.afforded:]))
         await solve_each(todo, first, concurrency=concurrency, emit=keep, stop=stop)
-        if stop is not None and stop.is_set():
-            return
-        rows = state.latest
-        again = sorted((p for p in problems if passes(rows[p.id]) < 2 and unsettled(rows[p.id])),
-                       key=lambda p: promise(rows[p.id]))
-        if on_second_pass is not None:
-            on_second_pass(len(again))
-        state.order = {p.id: i for i, p in enumerate(again)}
-        state.cutoff = len(again)
-        await solve_each(again, second, concurrency=concurrency, emit=keep, stop=stop)
+        # What the first pass left unspent goes first to the problems it could afford no call,
+        # at the same tier and cap, in order, while a call is affordable.
+        while not stopped():
+            waiting = [p for p in todo if _no_call(state.latest[p.id])]
+            afford = min(len(waiting), state.available() // plan.cap)
+            if not afford:
+                break
+            await solve_each(waiting[:afford], dataclasses.replace(first, skip=frozenset()),
+                             concurrency=concurrency, emit=keep, stop=stop)
+        for _ in range(MAX_PASSES - 1):
+            rows = state.latest
+            again = sorted((p for p in problems if unsettled(rows[p.id])),
+                           key=lambda p: promise(rows[p.id]))
+            spent_before = state.recorded
+            if stopped() or not again or state.available() < 1:
+                return
+            if on_second_pass is not None:
+                on_second_pass(len(again))
+            state.order = {p.id: i for i, p in enumerate(again)}
+            state.cutoff = len(again)
+            await solve_each(again, later, concurrency=concurrency, emit=keep, stop=stop)
+            if state.recorded == spent_before:
+                return  # nothing more could be bought
 
     await record_rows(produce, writer=writer, on_result=on_result)
     return [state.latest[p.id] for p in problems if p.id in state.latest]
+
+
+async def _plan(todo: Sequence[Problem], solver: Solver, tokens: int, first_share: float, *,
+                probed: bool = False) -> FirstPassPlan:
+    """The first pass of `todo` within `tokens` (`ponder.runs.run_plan`). `probed` once the
+    first problem taught the calibration; before, a plan whose own step does not fit at the
+    byte bound asks for that probe instead (`FirstPassPlan.probed`)."""
+    per_problem = solver.budget.tokens
+    share = first_cap(tokens, len(todo), first_share, per_problem)
+    if not todo:
+        return unpriced(solver.spec, solver.config, share, 0)
+    prompt = await prompt_bound(todo, solver.prompts, solver.calibration, solver.backend.label)
+    plan = plan_first_pass(solver.spec, solver.config, tokens=int(first_share * tokens),
+                           problems=len(todo), share=share, prompt=prompt,
+                           copies=solver.backend.prompt_copies,
+                           min_completion=solver.budget.min_completion_tokens,
+                           per_problem=per_problem)
+    if plan.rung.own or probed or len(todo) < 2:
+        return dataclasses.replace(plan, probed=probed)
+    # The byte bound priced the strategy out: probe with the cheapest call first.
+    return dataclasses.replace(plan, rung=cheap(solver.config, solver.config.max_tokens),
+                               probed=True)
+
+
+def _no_call(row: Result) -> bool:
+    """Whether the plan could afford `row`'s problem no call in the first pass."""
+    plan = row.info.get(PLAN_KEY)
+    return isinstance(plan, dict) and bool(plan.get("no_call"))
+
+
+def _capped(solver: Solver, tokens: int) -> Any:
+    """`solver`'s budget with its tokens capped at `tokens` (its own cap, if lower)."""
+    own = solver.budget.tokens
+    return solver.budget.model_copy(update={"tokens": max(1, tokens if own is None
+                                                          else min(own, tokens))})
 
 
 def _fields(solver: Solver, **changes: Any) -> dict[str, Any]:
@@ -178,6 +258,7 @@ class _Allocation:
         self.order: dict[str, int] = {}
         self.cutoff = 0
         self.in_flight = 0
+        self.plan: FirstPassPlan | None = None
 
     def record(self, row: Result) -> None:
         replaced = self.latest.get(row.id)
@@ -206,14 +287,29 @@ class _Allocation:
 
 @dataclass(frozen=True)
 class _FirstPass(Solver):
-    """The first pass: the caller's solver at the first-pass cap; once the run's total is
-    spent, a problem gets its budget row without a model call."""
+    """The first pass: what the plan chose, at its cap (`ponder.runs.run_plan`); a problem the
+    plan could not afford a call (`skip`), or one begun once the run's total is spent, gets its
+    budget row without a model call. Each row's `info[PLAN_KEY]` says what its pass ran."""
+
+    plan: FirstPassPlan | None = None
+    skip: frozenset[str] = frozenset()
+    probe: bool = False
 
     async def solve(self, problem: Problem) -> Result:
-        assert self.run_meter is not None
+        assert self.run_meter is not None and self.plan is not None
+        note = self.plan.note(probe=self.probe)
+        if problem.id in self.skip:
+            row = spent_row(problem, self, self.run_meter.tokens)
+            why = (f"the run's total budget of {self.run_meter.tokens} tokens could afford one "
+                   f"call for {self.plan.afforded} of {self.plan.planned} problems in the first "
+                   "pass; this one came after them")
+            return row.model_copy(update={"info": {"budget_note": why,
+                                                   PLAN_KEY: {**note, "no_call": True}}})
         if self.run_meter.remaining < self.budget.min_completion_tokens:
-            return spent_row(problem, self, self.run_meter.tokens)
-        return await super().solve(problem)
+            row = spent_row(problem, self, self.run_meter.tokens)
+        else:
+            row = await super().solve(problem)
+        return row.model_copy(update={"info": {**row.info, PLAN_KEY: note}})
 
 
 @dataclass(frozen=True)
@@ -231,6 +327,12 @@ class _SecondPass(Solver):
         place = state.order[problem.id]  # every problem before it has begun
         floor = max(state.least_worth(first, reuse=self.replay_for is not None),
                     self.budget.min_completion_tokens)
+        plan = state.plan
+        if below_strategy(first) and plan is not None and plan.prompt is not None:
+            # Its first pass ran below the strategy: the next step is the strategy's own,
+            # whose first call of a template not yet calibrated pays more than any call so far.
+            floor = max(floor, step_cost(Rung(self.spec, self.config, own=True), plan.prompt,
+                                         self.backend.prompt_copies))
         # What is left, shared equally with those still waiting; the least promising drop out
         # while the share would be no more than this problem's floor.
         while state.cutoff - place > 1 and state.available() // (state.cutoff - place) <= floor:
@@ -256,16 +358,22 @@ def merged(first: Result, second: Result) -> Result:
     the first's answer with both passes' usage."""
     usage = first.usage + second.usage
     elapsed = first.elapsed_s + second.elapsed_s
-    before = {"answer": first.answer, "stop_reason": first.stop_reason,
-              "tokens": first.usage.total_tokens}
+    # After a third pass the first pass is still the first: what later passes added is the
+    # usage beyond its tokens.
+    before = first.info.get("first_pass") or {"answer": first.answer,
+                                               "stop_reason": first.stop_reason,
+                                               "tokens": first.usage.total_tokens}
     if second.error is not None or (second.answer is None and first.answer is not None):
         after = {"answer": second.answer, "stop_reason": second.stop_reason,
                  "tokens": second.usage.total_tokens, "error": second.error}
-        info = {**first.info, "passes": 2, "first_pass": before, "second_pass": after,
+        info = {**first.info, "passes": passes(first) + 1, "first_pass": before,
+                "second_pass": after,
                 "kept": "first pass (the second " +
                         ("failed)" if second.error is not None else "found no answer)")}
         return first.model_copy(update={"usage": usage, "elapsed_s": elapsed, "info": info})
-    info = {**second.info, "passes": 2, "first_pass": before}
+    info = {**second.info, "passes": passes(first) + 1, "first_pass": before}
+    if PLAN_KEY in first.info:
+        info[PLAN_KEY] = first.info[PLAN_KEY]
     return second.model_copy(update={"usage": usage, "elapsed_s": elapsed, "info": info})
 
 

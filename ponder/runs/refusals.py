@@ -14,6 +14,8 @@ picks them up; `retry_errors` solves the refused ones again.
 
 from __future__ import annotations
 
+import asyncio
+
 from ponder.backends.base import Backend
 from ponder.backends.noting import NotingBackend
 from ponder.core.errors import BackendError, PonderError
@@ -51,6 +53,19 @@ class RefusalWatch:
         self.alike: list[BackendError] = []
         self.decided = self.needed == 0
         self.refused: BackendRefused | None = None
+        self._decision = asyncio.Event()
+
+    async def after_failure(self) -> None:
+        """Where a worker whose problem just failed waits before starting another, while the
+        rule is undecided and its first problems have all started: so that a refusing
+        backend costs at most one row per worker, not a row per problem started while the
+        slowest of the first few was still on its way."""
+        if not self.decided and self.watched >= self.needed:
+            await self._decision.wait()
+
+    def _decide(self) -> None:
+        self.decided = True
+        self._decision.set()
 
     def notes(self, backend: Backend) -> NotingBackend | None:
         """What the next problem calls instead of `backend`; None once the first few have
@@ -64,18 +79,18 @@ class RefusalWatch:
         if self.decided:
             return
         if result.error is None:  # one problem answered: the backend is not refusing all
-            self.decided = True
+            self._decide()
             return
         if notes is None:
             return
         refusals = [f for f in notes.failures if f.status in REFUSALS]
         refusal = refusals[-1] if refusals else None
         if refusal is None or (self.alike and _same(refusal) != _same(self.alike[0])):
-            self.decided = True  # a problem went otherwise: the backend is not refusing all
+            self._decide()  # a problem went otherwise: the backend is not refusing all
             return
         self.alike.append(refusal)
         if len(self.alike) == self.needed:
-            self.decided = True
+            self._decide()
             assert refusal.status is not None  # one of REFUSALS
             self.refused = BackendRefused(refusal.status, redact_secrets(str(refusal)),
                                           len(self.alike))

@@ -162,6 +162,8 @@ async def solve_each(problems: Sequence[Problem], solver: Solver, *, concurrency
                             else replace(solver, backend=notes)).solve(problem)
             emit(result)
             watch.finished(result, notes)
+            if result.error is not None:
+                await watch.after_failure()
 
     try:
         async with asyncio.TaskGroup() as group:

@@ -11,6 +11,7 @@ from collections.abc import Iterable
 from pydantic import BaseModel, Field
 
 from ponder.core.types import Result, SamplingInfo, Selection, Usage
+from ponder.runs.budget_split import BudgetSplit, describe_split
 
 
 class Summary(BaseModel):
@@ -56,8 +57,10 @@ class Summary(BaseModel):
     tokens_max: int = Field(default=0, description="the most tokens a done problem spent")
     total_budget: int | None = Field(default=None,
                                      description="the run's total token budget, if it had one")
-    got_extra: int = Field(default=0, description="problems a total budget's second pass "
-                                                  "solved again (info.passes == 2)")
+    got_extra: int = Field(default=0, description="problems a total budget's later passes "
+                                                  "solved again (info.passes >= 2)")
+    budget_split: BudgetSplit | None = Field(
+        default=None, description="how a total budget was split over its passes")
     calls: int = 0
     usage_estimated: bool = Field(default=False, description="some usage was estimated")
     unsandboxed: int = Field(default=0, description="results whose verdict ran model-written "
@@ -230,10 +233,17 @@ class RunTally:
             tokens_median=statistics.median(spent) if spent else 0.0,
             tokens_max=max(spent, default=0),
             total_budget=self.total_budget,
-            got_extra=sum(1 for r in rows if r.info.get("passes") == 2),
+            got_extra=sum(1 for r in rows if _passes(r) >= 2),
+            budget_split=None if self.total_budget is None
+            else describe_split(rows, self.total_budget),
             calls=usage.calls,
             usage_estimated=usage.estimated,
             wall_s=self.elapsed_s,
             tokens_per_s=self.tokens_per_s,
             interrupted=interrupted,
         )
+
+
+def _passes(row: Result) -> int:
+    count = row.info.get("passes")
+    return count if isinstance(count, int) and not isinstance(count, bool) else 1
