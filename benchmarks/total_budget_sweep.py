@@ -89,6 +89,12 @@ def scored(arm: str, total: int | None, results: list[Result], gold: dict[str, A
             "wall_s": round(wall_s, 1)}
 
 
+def _which(args: argparse.Namespace, table: list[dict[str, Any]]) -> str:
+    if args.problems is None:
+        return f"the first {args.limit}"
+    return f"problems {args.problems} (of the first {args.limit}; {table[0]['n']} problems)"
+
+
 def _count(values: Any) -> dict[str, int]:
     out: dict[str, int] = {}
     for value in values:
@@ -99,11 +105,20 @@ def _count(values: Any) -> dict[str, int]:
 def main(argv: list[str]) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--limit", type=int, default=300, help="problems of the public file")
+    parser.add_argument("--problems", metavar="START:END", default=None,
+                        help="only these problems of the --limit (difficulty as in the full "
+                             "file): e.g. 0:150 to tune, 150:300 held out")
+    parser.add_argument("--multiples", default=",".join(map(str, MULTIPLES)),
+                        help="the multiples of S to run auto at, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
     rows = quiz_rows(GSM8K, 0, args.limit)
+    if args.problems is not None:
+        start, _, end = args.problems.partition(":")
+        rows = rows[int(start or 0):int(end) if end else None]
+    multiples = [float(m) for m in args.multiples.split(",") if m.strip()]
     gold = {r["id"]: r for r in rows}
     table: list[dict[str, Any]] = []
     raw: list[str] = []
@@ -123,7 +138,7 @@ def main(argv: list[str]) -> int:
 
     go("best_of_n n=3", "best_of_n", {**PARAMS, "n": 3}, None)
     base = table[0]["tokens"]
-    for multiple in MULTIPLES:
+    for multiple in multiples:
         go(f"auto T={multiple}S", "auto", PARAMS, int(multiple * base))
     command = ("python benchmarks/total_budget_sweep.py " + " ".join(argv)).strip()
     args.out.parent.mkdir(parents=True, exist_ok=True)
@@ -137,11 +152,11 @@ def markdown(command: str, args: argparse.Namespace, table: list[dict[str, Any]]
     lines = [f"`{command}`", "",
              "# `auto` under a total budget T, swept against best_of_n n=3's spend S", "",
              f"Fake server in quiz mode, no `/tokenize` (the client is never given a "
-             f"tokenizer), the first {args.limit} public GSM8K problems with "
+             f"tokenizer), {_which(args, table)} public GSM8K problems with "
              f"make_quiz.py's difficulty mix (easy 0.9 / medium 0.5 / hard 0.1), seed "
              f"{args.seed}, concurrency {args.concurrency}, {json.dumps(PARAMS)}; no verifier, "
              "scored against gold after the run. Raw rows (traces and reply texts left out): "
-             "total_budget_sweep.ndjson.", "",
+             f"{args.out.with_suffix('.ndjson').name}.", "",
              "| run | T | accuracy | 95% CI | tokens spent | of T | calls | no call | "
              "stop reasons |", "|---|---|---|---|---|---|---|---|---|"]
     for row in table:
