@@ -115,28 +115,33 @@ class DefaultSessions:
         self.make_backend = make_backend
 
     def solve(self, problem: ProblemLike, **kwargs: Any) -> Result:
-        return self.portal.run(lambda: self._call("asolve", problem, kwargs), name="solve")
+        async def call() -> Result:
+            if kwargs.get("backend") is not None:
+                return await asolve(problem, **kwargs)
+            return await (await self._default_for(kwargs)).asolve(problem, **kwargs)
+
+        return self.portal.run(call, name="solve")
 
     def solve_many(self, problems: Iterable[ProblemLike], **kwargs: Any) -> list[Result]:
-        return self.portal.run(lambda: self._call("asolve_many", problems, kwargs),
-                               name="solve_many")
+        async def call() -> list[Result]:
+            if kwargs.get("backend") is not None:
+                return await asolve_many(problems, **kwargs)
+            return await (await self._default_for(kwargs)).asolve_many(problems, **kwargs)
+
+        return self.portal.run(call, name="solve_many")
 
     def verify(self, problem: ProblemLike, candidate: str | Candidate,
                verifier: VerifierLike | None = None, **kwargs: Any) -> Verdict:
         return self.portal.run(lambda: averify(problem, candidate, verifier, **kwargs),
                                name="verify")
 
-    async def _call(self, method: str, first: Any, kwargs: dict[str, Any]) -> Any:
-        backend = kwargs.pop("backend", None)
+    async def _default_for(self, kwargs: dict[str, Any]) -> Session:
+        """The portal's default session for the embedded model a call's `kwargs` name,
+        taking those options out of them."""
+        kwargs.pop("backend", None)
         model_path = kwargs.pop("model_path", None)
-        local_model = kwargs.pop("local_model", None)
-        if backend is not None:
-            call = asolve if method == "asolve" else asolve_many
-            return await call(first, backend=backend, model_path=model_path,
-                              local_model=local_model, **kwargs)
-        key = _default_key(model_path, local_model)
-        session = await self.portal.shared(key, lambda: self._default(model_path, key[1] or None))
-        return await getattr(session, method)(first, **kwargs)
+        key = _default_key(model_path, kwargs.pop("local_model", None))
+        return await self.portal.shared(key, lambda: self._default(model_path, key[1] or None))
 
     def _default(self, model_path: PathLike | None, local_model: str | None) -> Session:
         if self.make_backend is None:

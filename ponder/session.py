@@ -200,8 +200,8 @@ class Session:
         judge = self._judge(prob, verifier)
         cand = _candidate(candidate, judge)
         await self.start()
-        ctx = Context(prob, backend=self.backend, budget=budget or self.budget,
-                      verifier=judge, prompts=self.prompts)
+        ctx = Context.wired(prob, Wiring(self.backend, budget or self.budget, self.prompts,
+                                         judge, self.seed, calibration=self.calibration))
         verdict = await ctx.verify(cand)
         assert verdict is not None  # the context has a verifier
         return verdict

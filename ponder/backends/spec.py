@@ -148,10 +148,6 @@ class BackendSpec:
                           for f in fields(self) if (value := getattr(self, f.name)) is not None)
         return redact_secrets(f"BackendSpec({shown})")
 
-    def options(self) -> dict[str, Any]:
-        """The options that were set, by name (for a worker's or a log's view of the spec)."""
-        return {f.name: getattr(self, f.name) for f in fields(self)
-                if getattr(self, f.name) is not None}
 
 
 def make_backend(backend: Backend | BackendSpec | str | Sequence[str] | None,

@@ -48,7 +48,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
-from ponder.core.budget import RunMeter
+from ponder.core.budget import Budget, RunMeter
 from ponder.core.errors import ConfigError
 from ponder.core.replay import Replay
 from ponder.core.types import Problem, Result, SamplingInfo
@@ -231,7 +231,7 @@ def _no_call(row: Result) -> bool:
     return isinstance(plan, dict) and bool(plan.get("no_call"))
 
 
-def _capped(solver: Solver, tokens: int) -> Any:
+def _capped(solver: Solver, tokens: int) -> Budget:
     """`solver`'s budget with its tokens capped at `tokens` (its own cap, if lower)."""
     own = solver.budget.tokens
     return solver.budget.model_copy(update={"tokens": max(1, tokens if own is None

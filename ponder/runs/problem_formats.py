@@ -90,12 +90,8 @@ def _jsonl_rows(path: Path, file: IO[bytes], limit: int,
         except json.JSONDecodeError as exc:
             errors.append(f"{path}:{number}: malformed JSON: {exc.msg} (column {exc.colno})")
             continue
-        except ValueError as exc:  # an integer of more digits than Python converts
+        except (ValueError, RecursionError) as exc:
             errors.append(f"{path}:{number}: malformed JSON: {_reason(exc)}")
-            continue
-        except RecursionError:
-            errors.append(f"{path}:{number}: malformed JSON: nested too deeply "
-                          f"(at most {MAX_DEPTH} levels are allowed)")
             continue
         yield number, str(number), row
 
@@ -130,14 +126,9 @@ def _json_array_rows(path: Path, text: str, errors: list[str]) -> Iterator[tuple
         except json.JSONDecodeError as exc:
             errors.append(f"{path}:{exc.lineno}: malformed JSON: {exc.msg} (column {exc.colno})")
             return
-        except ValueError as exc:  # an integer of more digits than Python converts
+        except (ValueError, RecursionError) as exc:
             line = text.count("\n", 0, pos) + 1
             errors.append(f"{path}:{line}: malformed JSON: {_reason(exc)}")
-            return
-        except RecursionError:
-            line = text.count("\n", 0, pos) + 1
-            errors.append(f"{path}:{line}: malformed JSON: nested too deeply "
-                          f"(at most {MAX_DEPTH} levels are allowed)")
             return
         index += 1
         yield text.count("\n", 0, pos) + 1, str(index), row
@@ -183,12 +174,8 @@ def _yaml_rows(path: Path, text: str, errors: list[str]) -> Iterator[tuple[int, 
         reason = getattr(exc, "problem", None) or str(exc)
         errors.append(f"{path}{line}: malformed YAML: {reason}")
         return
-    except ValueError as exc:  # an integer of more digits than Python converts
+    except (ValueError, RecursionError) as exc:
         errors.append(f"{path}: malformed YAML: {_reason(exc)}")
-        return
-    except RecursionError:
-        errors.append(f"{path}: malformed YAML: nested too deeply "
-                      f"(at most {MAX_DEPTH} levels are allowed)")
         return
     finally:
         loader.dispose()
@@ -243,6 +230,10 @@ def _duplicate_key(root: yaml.Node) -> tuple[yaml.Node, yaml.Node] | None:
     return None
 
 
-def _reason(exc: ValueError) -> str:
+def _reason(exc: ValueError | RecursionError) -> str:
+    """Why a parser gave up on a value that is well formed: an integer of more digits than
+    Python converts, or nesting past the interpreter's stack."""
+    if isinstance(exc, RecursionError):
+        return f"nested too deeply (at most {MAX_DEPTH} levels are allowed)"
     # Python's own advice after the ';' (set_int_max_str_digits) is not the user's to follow.
     return str(exc).split(";")[0]

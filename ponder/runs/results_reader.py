@@ -38,12 +38,6 @@ def read_results(path: str | Path) -> list[Result]:
     return rows
 
 
-def done_ids(path: str | Path) -> set[str]:
-    """The ids a results file already holds (empty when there is no file)."""
-    path = Path(path)
-    return {row.id for row in read_results(path)} if path.is_file() else set()
-
-
 def _first_error(exc: ValidationError) -> str:
     err = exc.errors()[0]
     where = ".".join(str(part) for part in err["loc"])

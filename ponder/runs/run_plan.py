@@ -97,13 +97,7 @@ def below_strategy(row: Result) -> bool:
 def step_cost(rung: Rung, prompt: int, copies: Callable[[int], int]) -> int:
     """What one problem's first step costs at `prompt` tokens a prompt copy: `copies(n)` is
     how many copies of the prompt the backend charges for n samples."""
-    cfg = rung.config
-    if rung.spec.name == "auto":  # tier 0: the program and the prose answer, at once
-        calls = 2 if getattr(cfg, "program", False) else 1
-        return calls * (prompt + cfg.max_tokens)
-    # A sampling strategy's first request is cut to the samples that fit (the meter lowers
-    # its n), so one sample is what it must afford.
-    return prompt * int(copies(1)) + cfg.max_tokens
+    return rung.config.first_step_calls() * (prompt * copies(1) + rung.config.max_tokens)
 
 
 def cheap(config: StrategyConfig, max_tokens: int) -> Rung:

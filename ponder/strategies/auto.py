@@ -62,6 +62,9 @@ class AutoConfig(StrategyConfig):
                              description="repairs of tier 0's program")
     timeout_s: float = Field(default=5.0, gt=0, description="wall clock per program run")
 
+    def first_step_calls(self) -> int:
+        return 2 if self.program else 1  # tier 0: the program and the prose answer at once
+
 
 async def auto(ctx: Context, cfg: AutoConfig) -> Outcome:
     """Start cheap and escalate tier by tier, only while the answers leave it unsure.

@@ -28,6 +28,12 @@ class StrategyConfig(BaseModel):
     max_tokens: int = Field(default=512, gt=0, description="completion tokens per call, at most")
     temperature: float = Field(default=0.0, ge=0.0, le=2.0, description="sampling temperature")
 
+    def first_step_calls(self) -> int:
+        """Calls the strategy's first step makes at once, each of up to `max_tokens`: what a
+        total budget's plan must afford a problem (`ponder.runs.run_plan`). A sampling
+        strategy's first request is cut by the budget to the samples that fit, so one."""
+        return 1
+
     @classmethod
     def __pydantic_init_subclass__(cls, **kwargs: Any) -> None:
         # Checked where the class is written, not on a server's first n>1 request.
