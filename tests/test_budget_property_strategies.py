@@ -109,3 +109,48 @@ def test_a_strategy_never_overspends(case: str, data: st.DataObject) -> None:
         notes = [e for e in result.trace if e.step == "confidence_unavailable"]
         assert len(notes) == isinstance(said, str)
 
+
+
+# A coding problem (no gold: as `ponder bench` solves one), whose strategies run candidates
+# on its examples in the real sandbox: fewer cases, as each runs programs.
+CODE_PROBLEM = ponder.Problem(
+    id="inc", entry_point="inc",
+    problem='def inc(x: int) -> int:\n    """Add one.\n    >>> inc(1)\n    2\n    """\n')
+code_replies = st.lists(
+    st.tuples(st.integers(min_value=0, max_value=80),
+              st.sampled_from(["", "```python\ndef inc(x):\n    return x + 1\n```",
+                               "```python\ndef inc(x):\n    return x\n```",
+                               "```python\nassert inc(3) == 4\nassert inc(0) == 2\n```",
+                               "```python\ndef inc(x):\n    while True: pass\n```",
+                               "Correct: B"])),
+    min_size=1, max_size=5,
+).map(lambda items: [" ".join(["word"] * n + [tail]).strip() for n, tail in items])
+CODE_PARAMS = {
+    "best_of_n": st.fixed_dictionaries({
+        "n": st.integers(1, 4), "selector": st.sampled_from(["auto", "vote", "behaviour"]),
+        "write_tests": st.integers(0, 4), "per_call_s": st.just(0.5)}),
+    "self_refine": st.fixed_dictionaries({"max_iters": st.integers(0, 3),
+                                          "write_tests": st.integers(0, 3),
+                                          "per_call_s": st.just(0.5)}),
+    "auto": st.fixed_dictionaries({
+        "batch_size": st.integers(1, 3), "max_samples": st.integers(1, 4),
+        "debug_rounds": st.integers(0, 2), "distinguish": st.booleans(),
+        "write_tests": st.integers(0, 4), "per_call_s": st.just(0.5)}),
+}
+
+
+@pytest.mark.parametrize("strategy", sorted(CODE_PARAMS))
+@settings(max_examples=12, deadline=None, derandomize=True,
+          suppress_health_check=[HealthCheck.too_slow])
+@given(data=st.data())
+def test_a_coding_strategy_never_overspends(strategy: str, data: st.DataObject) -> None:
+    budget = data.draw(budgets, label="budget")
+    texts = data.draw(code_replies, label="replies")
+    params = data.draw(CODE_PARAMS[strategy], label="params")
+    result = ponder.solve(CODE_PROBLEM, strategy=strategy, backend=cycling(texts),
+                          budget=budget, **params)
+    assert result.usage.total_tokens <= budget.tokens  # type: ignore[operator]
+    assert budget.calls is None or result.usage.calls <= budget.calls
+    assert result.error is None
+    if result.answer is None:
+        assert result.budget_exhausted

@@ -81,7 +81,7 @@ def _names_import(func: ast.expr) -> bool:
 LAYERS: list[tuple[str, ...]] = [
     ("ponder.core",),
     ("ponder.backends", "ponder.prompts", "ponder.sandbox"),
-    ("ponder.verifiers",),
+    ("ponder.verifiers", "ponder.code"),
     ("ponder.strategies",),
     ("ponder.runs",),
     ("ponder.portal", "ponder.session", "ponder.api"),

@@ -25,6 +25,8 @@ BUILTINS = {
                              "stop_marker": "NO ISSUES"},
     "self_refine/refine": {"solution": "4 + 4 = 8", "feedback": "recount",
                            "verifier_feedback": None},
+    "self_refine/debug": {"solution": "def f(x):\n    return x",
+                          "failures": "- f(2)\n  expected 4; it returned 2"},
     "best_of_n/generate": {},
     "best_of_n/judge": {"candidates": [OWN, Candidate(text="4 + 5 = 9", answer="9")]},
     "ice/answer": {"persona": "You are terse."},
@@ -44,6 +46,36 @@ def test_every_builtin_renders_a_system_and_a_user_message(name: str):
                                       **BUILTINS[name])
     assert [m.role for m in messages] == ["system", "user"]
     assert "What is 4 + 4?" in messages[-1].content
+
+
+CODE = {
+    "code/tests": {"count": 5},
+    "code/derive": {},
+    "code/judge": {"call": "f(0)", "first": "0", "second": "1"},
+}
+
+
+@pytest.mark.parametrize("name", sorted(CODE))
+@pytest.mark.parametrize("starter", [True, False])
+def test_the_coding_templates_render_the_problem_and_name_the_entry_point(name: str,
+                                                                           starter: bool):
+    problem = "def f(x):\n    \"\"\"Twice x.\"\"\"\n" if starter else "Write f(x), twice x."
+    messages = PromptLibrary().render(name, problem=problem, entry_point="f", code=True,
+                                      starter=starter, **CODE[name])
+    assert [m.role for m in messages] == ["system", "user"]
+    assert problem.rstrip() in messages[-1].content
+    assert "f(" in messages[-1].content
+
+
+@pytest.mark.parametrize("name", sorted(n for n in BUILTINS if not n.startswith("program/")))
+def test_a_coding_problem_is_asked_for_code_by_every_strategy(name: str):
+    problem = "def f(x):\n    \"\"\"Twice x.\"\"\"\n"
+    messages = PromptLibrary().render(name, problem=problem, entry_point="f", code=True,
+                                      starter=True, **BUILTINS[name])
+    text = "\n".join(m.content for m in messages)
+    assert "Final answer" not in text
+    if name.split("/")[1] in ("answer", "generate", "refine", "revise", "rollout", "debug"):
+        assert "```python" in text
 
 
 def test_every_strategy_template_is_covered_above():

@@ -33,6 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from ponder.bench.spec import CHOICE_KEYS, GOLD, GOLD_SELECTION, Choice, Point, Run
+from ponder.code.behaviour import choose as choose_by_behaviour
 from ponder.core.errors import ConfigError
 from ponder.core.types import Candidate, Problem, Result, SamplingInfo
 from ponder.runs.results import ResultsWriter
@@ -154,25 +155,40 @@ class Scorer:
         return self._seen[key]
 
 
-def rechoose(row: Result, choice: Choice) -> tuple[str | None, int]:
+def rechoose(row: Result, choice: Choice, *, code: bool = False) -> tuple[str | None, int]:
     """The answer and total tokens `row`'s run would have had with `choice`: its first
     `choice.n` recorded samples, chosen as `best_of_n` chooses. The tokens are the row's own
-    beyond its samples (nothing, for `best_of_n`) plus what those samples cost."""
+    beyond its samples (nothing, for `best_of_n`) plus what those samples cost.
+
+    On a coding problem (`code`) the vote groups programs by syntax, and the behaviour rule
+    (`behaviour`, or `auto` where the pool recorded behaviours) ranks the first n samples'
+    clusters as `best_of_n` does; the calls that wrote the model's tests count only for it,
+    and only where n > 1 (with one sample there is nothing to choose)."""
     sampled = SamplingInfo.of(row)
     records = sampled.pool if sampled is not None else []
     if not records:
         return row.answer, row.usage.total_tokens
-    overhead = row.usage.total_tokens - sum(r.tokens for r in records)
+    checked = row.info.get("behaviour")
+    checks_tokens = int(checked.get("tokens", 0)) if isinstance(checked, dict) else 0
+    by_behaviour = choice.selector in ("behaviour", "auto") and any(
+        r.behaviour is not None for r in records)
+    overhead = row.usage.total_tokens - sum(r.tokens for r in records) - checks_tokens
     drawn = records[:choice.n]
+    if by_behaviour and len(drawn) > 1:
+        overhead += checks_tokens
     tokens = overhead + sum(r.tokens for r in drawn)
     samples = pool_samples(drawn)
-    canon = PlainCanonical()
+    canon = PlainCanonical(code=code)
     # The same rule as best_of_n's: the vote (else the first sample), then, by confidence, the
-    # weighted vote of the surest samples where it names a winner.
+    # weighted vote of the surest samples where it names a winner; by behaviour, the first of
+    # the best cluster.
     winner = tally(canon, samples).winner or samples[0]
     if choice.selector == "confidence":
         weighed = confidence_vote(canon, samples, keep=choice.keep, metric=choice.metric)
         winner = weighed.votes.winner or winner
+    if by_behaviour and (picked := choose_by_behaviour([r.behaviour for r in drawn])) \
+            is not None:
+        winner = samples[picked]
     return winner.answer, tokens
 
 
@@ -264,7 +280,8 @@ async def score_run(run: Run, rows: Sequence[Result], scorer: Scorer, *, wall_s:
         answers: list[tuple[str, str | None, str | None, int, int, bool]] = []
         for row in rows:
             if point.choice is not None:
-                answer, tokens = rechoose(row, point.choice)
+                answer, tokens = rechoose(row, point.choice,
+                                          code=scorer.problems[row.id].is_code)
                 text = None
             else:
                 answer, tokens = row.answer, row.usage.total_tokens

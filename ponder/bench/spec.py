@@ -37,7 +37,8 @@ POOLED = ("best_of_n",)
 GOLD = "gold"
 GOLD_SELECTION = "gold (pass@k)"  # a point's selection where gold picked the answer
 
-Selector = Literal["vote", "confidence"]
+# "auto": by behaviour where the pool recorded it (a coding problem), else the vote.
+Selector = Literal["vote", "confidence", "behaviour", "auto"]
 
 
 @dataclass(frozen=True)
@@ -187,9 +188,7 @@ def _choice(point: Point, config: dict[str, Any]) -> Choice | None:
     if point.strategy not in POOLED or point.verifier is not None or config.get("adaptive"):
         return None
     selector = config.get("selector")
-    if selector == "auto":  # with no verifier, `auto` is the vote
-        selector = "vote"
-    if selector not in ("vote", "confidence"):
+    if selector not in ("vote", "confidence", "behaviour", "auto"):
         return None
     metric = config.get("confidence_metric", "lowest_group")
     if metric not in METRICS:

@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any, Literal, get_args, get_origin
 from rich.markup import escape
 from rich.table import Table
 
+from ponder.cli.cluster_view import cluster_lines
 from ponder.cli.tree_view import tree_lines
 from ponder.core.redact import redact_secrets
 
@@ -350,12 +351,18 @@ def _event_detail(e: TraceEvent, shorten: Shorten) -> str:
                      + (f" · answer {plain(shorten(str(answer)))}" if answer is not None else ""))
         if e.verdict.feedback:
             lines.append(plain(shorten(e.verdict.feedback)))
+    elif e.kind == "execute" and "calls" in e.data:  # a candidate run on a problem's inputs
+        lines.append(f"ran {e.data['calls']} calls in {e.latency_s:.2f}s, "
+                     f"{e.data.get('failed', 0)} failed")
+        lines.append(f"[dim]program:[/dim] {plain(shorten(str(e.data.get('code', ''))))}")
     elif e.kind == "execute":
         lines.append(f"ran {e.latency_s:.2f}s")
         lines.append(f"[dim]program:[/dim] {plain(shorten(str(e.data.get('code', ''))))}")
         lines.append(f"[cyan]output:[/cyan] {plain(shorten(str(e.data.get('output', ''))))}")
     elif e.kind == "note" and e.step == "mcts_tree":
         lines.extend(plain(line) for line in tree_lines(e.data.get("nodes")))
+    elif e.kind == "note" and e.step == "clusters" and (drawn := cluster_lines(e.data)):
+        lines.extend(plain(line) for line in drawn)
     elif e.data:
         lines.append(plain(shorten(json.dumps(e.data, default=str))))
     if e.error:

@@ -9,7 +9,11 @@ few regular expressions have no nested or overlapping quantifiers that could bac
 
 from __future__ import annotations
 
+import ast
+import functools
+import hashlib
 import re
+import textwrap
 from decimal import Decimal, InvalidOperation
 
 MAX_SCAN_CHARS = 16_384
@@ -278,3 +282,36 @@ def canonical_answer(answer: str) -> str | None:
             return number
     key = "".join(answer.split()).lower()
     return key or None
+
+
+def canonical_code(answer: str) -> str | None:
+    """A voting key for code: programs that differ only in layout and comments share it;
+    None when it does not parse (it gets no vote)."""
+    try:
+        tree = ast.parse(textwrap.dedent(answer))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return None
+    return hashlib.sha1(ast.dump(tree).encode()).hexdigest()[:16]
+
+
+def read_answer(text: str, *, code: bool) -> str:
+    """A reply's answer when no verifier reads it: its code on a coding problem (whether or
+    not gold is there to test it), else its final answer."""
+    return extract_code(text) if code else extract_answer(text)
+
+
+def answer_key(answer: str, *, code: bool) -> str | None:
+    """The voting key `read_answer`'s answers group under when no verifier offers one."""
+    return canonical_code(answer) if code else canonical_answer(answer)
+
+
+@functools.lru_cache(maxsize=256)
+def is_python(text: str) -> bool:
+    """Whether a problem's text is itself Python (a signature and docstring to complete, as
+    HumanEval's are) rather than prose: a prompt shows it as code."""
+    try:
+        compile(text, "<problem>", "exec", dont_inherit=True)
+    except (SyntaxError, ValueError, MemoryError, RecursionError, OverflowError):
+        return False
+    return True
+

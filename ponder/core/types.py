@@ -10,9 +10,11 @@ from pydantic import (
     BaseModel,
     ConfigDict,
     Field,
+    SerializerFunctionWrapHandler,
     ValidationError,
     computed_field,
     field_validator,
+    model_serializer,
     model_validator,
 )
 
@@ -221,6 +223,7 @@ StopReason = Literal[
     "max_rounds",      # ice: out of rounds
     "max_depth",       # tree_search: out of depth
     "scattered",       # auto: the answers stay scattered, so more samples would hardly settle them
+    "examples_pass",   # a coding problem: its own examples (and the model's tests) pass
     "budget",          # tokens, calls or time ran out; the best answer so far is kept
     "error",           # a backend or strategy failed; see Result.error
 ]
@@ -287,6 +290,32 @@ class InfoPart(BaseModel):
             return None
 
 
+class Behaviour(BaseModel):
+    """What one candidate program did on a coding problem's inputs, as `ponder.code.behaviour`
+    reads it from a sandbox run: enough to cluster and rank candidates again later without
+    running them (`ponder bench` re-chooses smaller pools from it).
+
+    `key` names its outputs over every input (equal outputs, equal keys); `public` says, per
+    example the problem states (its public tests, or those read from its prompt), whether the
+    candidate passed it, and `model` the same per test the model wrote, trusted less;
+    `errors` counts inputs it raised on or hung on."""
+
+    model_config = ConfigDict(frozen=True)
+
+    key: str
+    public: list[bool] = Field(default_factory=list)
+    model: list[bool] = Field(default_factory=list)
+    errors: int = 0
+
+    @property
+    def public_passed(self) -> int:
+        return sum(self.public)
+
+    @property
+    def model_passed(self) -> int:
+        return sum(self.model)
+
+
 class PoolRecord(BaseModel):
     """One sample as a sampling strategy's `pool` keeps it: what choosing among the samples
     again needs (its answer, what it cost, its confidence), so that `ponder bench` computes a
@@ -297,11 +326,20 @@ class PoolRecord(BaseModel):
     answer: str
     tokens: int
     confidence: Confidence | None = None
+    behaviour: Behaviour | None = None  # on a coding problem, what it did on the inputs
+
+    @model_serializer(mode="wrap")
+    def _without_absent_behaviour(self, handler: SerializerFunctionWrapHandler) -> Any:
+        # Rows keep their shape where there is no behaviour (every non-coding sample).
+        data = handler(self)
+        if isinstance(data, dict) and data.get("behaviour") is None:
+            data.pop("behaviour", None)
+        return data
 
     @classmethod
-    def of(cls, sample: Candidate) -> PoolRecord:
+    def of(cls, sample: Candidate, behaviour: Behaviour | None = None) -> PoolRecord:
         return cls(answer=sample.answer, tokens=sample.usage.total_tokens,
-                   confidence=sample.confidence)
+                   confidence=sample.confidence, behaviour=behaviour)
 
 
 class SamplingInfo(InfoPart):

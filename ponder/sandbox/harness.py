@@ -41,6 +41,17 @@ statements (imports, assignments, helpers, `def check`) are setup.
 Names a problem's own code defines (a HumanEval prompt's helpers, such as `poly` beside
 `find_zero`) come from that code, run here, never from the candidate: a candidate that
 redefines `poly` changes only its own calls.
+
+MODE `probe` (`ponder.code.probe`): isolated mode's two processes, but instead of tests the
+secret carries `calls` (`{"calls": [src, ...], "entry_point", "problem_code", "nonce",
+"per_call_s"}`, and optionally `margin_s` and `load_s`), and the report says what each did:
+`{"value": data}`, `{"error": "TypeName: message", "where": ...}` or `{"timeout": true}`. A
+`src` is an expression (its value is the result) or else a block of statements (result
+None), evaluated like a test: the judge's builtins, the problem's own code, the candidate's
+names as proxies. Each call gets a copy of that namespace and, on the candidate's side, a
+forked process of its own (so one call's side effects never reach another, and a call that
+hangs is killed alone after `per_call_s`); the judge keeps its own deadlines too, so a
+candidate that ignores its time cannot stall the report (see `_judge_probe`).
 """
 
 from __future__ import annotations
@@ -52,7 +63,10 @@ import inspect
 import json
 import linecache
 import os
+import select
+import signal
 import sys
+import time
 import traceback
 import types
 from collections.abc import Iterable
@@ -81,10 +95,11 @@ def main() -> None:
     with open(__file__, encoding="utf-8") as f:
         _remember(__file__, f.read())
     tests = _read_tests(secret_fd)
-    if mode == "isolated":
+    if mode in ("isolated", "probe"):
         link = _Link.attach()
         link.send({"go": True})  # only now may the candidate's code run
-        report = _judge_isolated(link, tests)
+        report = (_judge_isolated(link, tests) if mode == "isolated"
+                  else _judge_probe(link, tests))
         link.close()
     else:
         with open("solution.py", encoding="utf-8") as f:
@@ -123,12 +138,24 @@ def _judge_isolated(link: _Link, tests: dict[str, Any]) -> dict[str, Any]:
         loaded = link.receive()
     except CandidateGone as exc:  # it died while loading: the verifier says how
         return {"phase": "load", "error": str(exc), "candidate": link.fate}
+    candidate, failure = _proxies(link, loaded)
+    if failure is not None:
+        return failure
+    report = _judge(candidate, tests)
+    if link.fate is not None:  # it died mid-tests: the verifier says how (a CPU limit, say)
+        report["candidate"] = link.fate
+    return report
+
+
+def _proxies(link: _Link, loaded: dict[str, Any]) -> tuple[dict[str, Any], dict[str, Any] | None]:
+    """The candidate's names from its process's first reply: its plain values as data, its
+    functions as `_Remote`s; or the report of how loading failed."""
     if "phase" in loaded:  # the code did not compile or raised while it loaded
-        return {"phase": str(loaded["phase"]), "error": _clip(str(loaded.get("error", "")))}
+        return {}, {"phase": str(loaded["phase"]), "error": _clip(str(loaded.get("error", "")))}
     names = loaded.get("functions")
     values = loaded.get("values")
     if not isinstance(names, list) or not isinstance(values, dict):
-        return {"phase": "load", "error": "the program's process sent no list of its names"}
+        return {}, {"phase": "load", "error": "the program's process sent no list of its names"}
     candidate: dict[str, Any] = {}
     for name, value in values.items():
         try:
@@ -136,10 +163,7 @@ def _judge_isolated(link: _Link, tests: dict[str, Any]) -> dict[str, Any]:
         except ValueError:
             continue
     candidate.update({name: _Remote(link, name) for name in names if isinstance(name, str)})
-    report = _judge(candidate, tests)
-    if link.fate is not None:  # it died mid-tests: the verifier says how (a CPU limit, say)
-        report["candidate"] = link.fate
-    return report
+    return candidate, None
 
 
 def _judge_in_process(code: str, tests: dict[str, Any]) -> dict[str, Any]:
@@ -152,6 +176,24 @@ def _judge_in_process(code: str, tests: dict[str, Any]) -> dict[str, Any]:
 def _judge(candidate: dict[str, Any], tests: dict[str, Any]) -> dict[str, Any]:
     """Run the tests as a script of their own (`__main__`, with the judge's builtins), after
     the problem's own code, with the candidate's names the problem names."""
+    script, own, entry_point = _script(tests)
+    namespace = script.__dict__
+    chunks = [(kind, f"<tests {kind} {index + 1}>", chunk)
+              for kind in ("public", "private") for index, chunk in enumerate(tests.get(kind, []))]
+    trees = [_parse(chunk, filename) for _, filename, chunk in chunks]
+    _expose(script, candidate, own, entry_point,
+            (tree for tree in trees if isinstance(tree, ast.Module)))
+    sys.argv = ["<tests>"]
+    results: list[dict[str, Any]] = []
+    for (kind, filename, chunk), tree in zip(chunks, trees, strict=True):
+        for result in _run_chunk(chunk, filename, tree, namespace, entry_point):
+            results.append({**result, "public": kind == "public"})
+    return {"phase": "tests", "results": results}
+
+
+def _script(tests: dict[str, Any]) -> tuple[types.ModuleType, set[str], str | None]:
+    """The tests' `__main__`: the judge's builtins and what the problem's own code defines
+    (those names, returned too), never the problem's own entry point."""
     script = types.ModuleType("__main__")
     namespace = script.__dict__
     namespace["__builtins__"] = builtins
@@ -160,23 +202,21 @@ def _judge(candidate: dict[str, Any], tests: dict[str, Any]) -> dict[str, Any]:
     # The problem's own entry point (a reference a prompt shows) never stands in for the
     # candidate's: without one of its own, the tests find none.
     namespace.pop(entry_point or "", None)
-    chunks = [(kind, f"<tests {kind} {index + 1}>", chunk)
-              for kind in ("public", "private") for index, chunk in enumerate(tests.get(kind, []))]
-    trees = [_parse(chunk, filename) for _, filename, chunk in chunks]
-    exposed = (_exposed(tree for tree in trees if isinstance(tree, ast.Module)) - own) | (
-        {entry_point} if entry_point else set())
+    return script, own, entry_point
+
+
+def _expose(script: types.ModuleType, candidate: dict[str, Any], own: set[str],
+            entry_point: str | None, trees: Iterable[ast.AST]) -> None:
+    """Give the tests' `__main__` the candidate's names they use (and its entry point), and
+    make them importable as `solution`."""
+    namespace = script.__dict__
+    exposed = (_exposed(trees) - own) | ({entry_point} if entry_point else set())
     namespace.update({name: value for name, value in candidate.items() if name in exposed})
     solution = types.ModuleType("solution")
     solution.__dict__.update({name: namespace[name] for name in own | exposed
                               if name in namespace})
     sys.modules["solution"] = solution
     sys.modules["__main__"] = script  # unittest.main() and pickle look for the tests here
-    sys.argv = ["<tests>"]
-    results: list[dict[str, Any]] = []
-    for (kind, filename, chunk), tree in zip(chunks, trees, strict=True):
-        for result in _run_chunk(chunk, filename, tree, namespace, entry_point):
-            results.append({**result, "public": kind == "public"})
-    return {"phase": "tests", "results": results}
 
 
 def _parse(chunk: str, filename: str) -> ast.Module | str:
@@ -244,7 +284,7 @@ def _names_bound(statement: ast.stmt) -> set[str]:
             for node in ast.walk(target) if isinstance(node, ast.Name)}
 
 
-def _exposed(trees: Iterable[ast.Module]) -> set[str]:
+def _exposed(trees: Iterable[ast.AST]) -> set[str]:
     """The candidate's names the tests use that are no builtins (`from solution import x`,
     `solution.x` and `s.x` after `import solution as s` count as using x)."""
     used: set[str] = set()
@@ -426,6 +466,147 @@ def _left_name(node: ast.Assert) -> str:
     return f"{LEFT}{node.lineno}_{node.col_offset}__"
 
 
+# -- probing: what the candidate does with each of many inputs ----------------------------------
+
+
+def _judge_probe(link: _Link, secret: dict[str, Any]) -> dict[str, Any]:
+    """Evaluate each of `secret["calls"]` as the tests would be, each within `per_call_s`.
+
+    Two deadlines bound a call. The candidate's process runs each request in a forked child
+    and kills it when the call's time is up (`_apart`), so an honest candidate that hangs on
+    one input answers `timeout` and goes on to the next. The judge waits for a reply only
+    until that time and a margin (`_Link.receive_by`), and an alarm bounds the call's own
+    evaluation here (`_bounded`). A candidate that missed the judge's deadline has a reply
+    owing, so the line is out of step: that call and every later one time out, and the
+    report is written."""
+    per_call_s = _seconds(secret.get("per_call_s"), 2.0)
+    margin = _seconds(secret.get("margin_s"), 0.5 + per_call_s / 4)
+    load_s = _seconds(secret.get("load_s"), 10.0)
+    link.margin = margin
+    try:
+        loaded = link.receive_by(time.monotonic() + load_s)
+    except CandidateGone as exc:
+        return {"phase": "load", "error": str(exc), "candidate": link.fate}
+    except Overdue:
+        return {"phase": "load", "timeout": True,
+                "error": f"Timeout: the program did not finish loading within {load_s:g}s"}
+    candidate, failure = _proxies(link, loaded)
+    if failure is not None:
+        return failure
+    raw = secret.get("calls")
+    calls = [src if isinstance(src, str) else "" for src in (raw if isinstance(raw, list) else [])]
+    compiled = [_compile_call(src, f"<call {index + 1}>") for index, src in enumerate(calls)]
+    script, own, entry_point = _script(secret)
+    _expose(script, candidate, own, entry_point,
+            (tree for _, tree in compiled if tree is not None))
+    sys.argv = ["<calls>"]
+    signal.signal(signal.SIGALRM, _on_alarm)
+    results: list[dict[str, Any]] = []
+    for code, _ in compiled:
+        if link.stalled:
+            results.append({"timeout": True})
+        elif isinstance(code, str):
+            results.append({"error": _clip(code), "where": None})
+        else:
+            results.append(_probe_call(code, dict(script.__dict__), link, per_call_s))
+    report: dict[str, Any] = {"phase": "probe", "results": results}
+    if link.fate is not None:
+        report["candidate"] = link.fate
+    return report
+
+
+def _seconds(value: Any, default: float) -> float:
+    ok = isinstance(value, int | float) and not isinstance(value, bool) and 0 < value < 1e6
+    return float(value) if ok else default
+
+
+def _compile_call(src: str, filename: str) -> tuple[types.CodeType | str, ast.AST | None]:
+    """A call's code (an expression's, else a block's) and its tree; or why it does not
+    compile."""
+    _remember(filename, src)
+    try:
+        expression = ast.parse(src, filename, mode="eval")
+        return compile(expression, filename, "eval", dont_inherit=True), expression
+    except SyntaxError:
+        pass  # not an expression: a block of statements, then
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return type(exc).__name__, None
+    try:
+        block = ast.parse(src, filename)
+        return compile(block, filename, "exec", dont_inherit=True), block
+    except SyntaxError as exc:
+        return _syntax_error(exc), None
+    except (ValueError, RecursionError, MemoryError) as exc:
+        return type(exc).__name__, None
+
+
+def _probe_call(code: types.CodeType, scope: dict[str, Any], link: _Link,
+                budget: float) -> dict[str, Any]:
+    link.deadline = time.monotonic() + budget
+    try:
+        # Past the link's own deadline: the alarm is for time spent here, not waiting.
+        outcome = _bounded(lambda: _evaluate(code, scope), budget + 2 * link.margin)
+    finally:
+        link.deadline = None
+    if outcome is None:  # the alarm: a request still owed a reply puts the line out of step
+        link.stalled = link.stalled or link.awaiting
+        return {"timeout": True}
+    return outcome
+
+
+def _evaluate(code: types.CodeType, scope: dict[str, Any]) -> dict[str, Any]:
+    try:
+        value = eval(code, scope)  # an "exec" code object gives None
+    except (CallTimedOut, Overdue):
+        return {"timeout": True}
+    except _Overrun:
+        raise
+    except BaseException as exc:
+        return {"error": _error_text(exc), "where": getattr(exc, "ponder_where", None)}
+    try:
+        return {"value": encode(value, loose=True)}
+    except ValueError as exc:
+        return {"error": f"{NotPlainData.__name__}: the call's value is {exc}, not {_PLAIN}",
+                "where": None}
+
+
+def _error_text(exc: BaseException) -> str:
+    """`TypeName: message`; a `CandidateError` already reads so, with the candidate's own
+    exception's name."""
+    if isinstance(exc, CandidateError):
+        return _clip(str(exc))
+    message = _clip(str(exc))
+    return f"{type(exc).__name__}: {message}" if message else type(exc).__name__
+
+
+class _Overrun(BaseException):
+    """The judge's alarm: a call's evaluation here ran past its time."""
+
+
+_ALARM = {"armed": False}
+
+
+def _on_alarm(signum: int, frame: Any) -> None:
+    if _ALARM["armed"]:
+        _ALARM["armed"] = False  # once per arming: never again in `_bounded`'s cleanup
+        raise _Overrun
+
+
+def _bounded(run: Any, seconds: float) -> Any:
+    """`run()`, or None when it takes more than `seconds` (the alarm interrupts Python code
+    and blocking reads and writes, not one long C call such as `10 ** 10 ** 9`)."""
+    _ALARM["armed"] = True
+    signal.setitimer(signal.ITIMER_REAL, seconds)
+    try:
+        try:
+            return run()
+        finally:
+            _ALARM["armed"] = False
+            signal.setitimer(signal.ITIMER_REAL, 0)
+    except _Overrun:  # also when it struck in the `finally`, before the alarm was disarmed
+        return None
+
+
 # -- the candidate's process, and the judge's line to it ---------------------------------------
 
 
@@ -472,6 +653,15 @@ class CandidateGone(Exception):
     """The candidate's process exited or broke the protocol; every later call fails too."""
 
 
+class CallTimedOut(BaseException):
+    """A probe call's time ran out (the candidate's process said so, or none was left to
+    ask). No `Exception`, so a call's own `except Exception` does not take it for a result."""
+
+
+class Overdue(BaseException):
+    """No reply came by the judge's deadline: the line to the candidate is out of step."""
+
+
 class _Link:
     """The judge's end of two pipes to the candidate's process: one JSON line each way."""
 
@@ -481,6 +671,13 @@ class _Link:
         self.writer = writer
         self.gone: str | None = None
         self.fate: dict[str, int | None] | None = None
+        # Probe mode only: the current call's deadline (each request carries the time left,
+        # and replies are awaited until it and `margin`), and the line's state.
+        self.deadline: float | None = None
+        self.margin = 0.0
+        self.awaiting = False  # a request sent and its reply not yet read
+        self.stalled = False  # a reply missed its deadline, so any later line may be stale
+        self._pending = bytearray()
 
     @classmethod
     def attach(cls) -> _Link:
@@ -491,13 +688,24 @@ class _Link:
 
     def call(self, name: str, args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         try:
-            request = {"call": name, "args": [encode(a) for a in args],
-                       "kwargs": {str(k): encode(v) for k, v in kwargs.items()}}
+            request: dict[str, Any] = {
+                "call": name, "args": [encode(a) for a in args],
+                "kwargs": {str(k): encode(v) for k, v in kwargs.items()}}
         except ValueError as exc:
             raise NotPlainData(f"isolated tests pass only {_PLAIN} to the candidate: {exc}; "
                             "use mode='in_process' for trusted code") from None
+        if self.deadline is not None:
+            left = self.deadline - time.monotonic()
+            if left <= 0:
+                raise CallTimedOut("the call's time ran out")
+            request["budget_s"] = left
         self.send(request)
-        reply = self.receive()
+        if self.deadline is None:
+            reply = self.receive()
+        else:
+            reply = self.receive_by(self.deadline + self.margin)
+            if reply.get("timeout") is True:
+                raise CallTimedOut(_clip(str(reply.get("message", ""))))
         if "value" in reply:
             try:
                 return decode(reply["value"])
@@ -509,6 +717,7 @@ class _Link:
     def send(self, message: dict[str, Any]) -> None:
         if self.gone:
             raise CandidateGone(self.gone)
+        self.awaiting = True
         try:
             self.writer.write(json.dumps(message).encode() + b"\n")
             self.writer.flush()
@@ -524,6 +733,30 @@ class _Link:
             self.gone = (self._reap() if not line
                          else "the program's process sent a reply too long to read")
             raise CandidateGone(self.gone)
+        return self._message(line)
+
+    def receive_by(self, deadline: float) -> dict[str, Any]:
+        """`receive`, waiting no later than `deadline` (`time.monotonic()`): past it, raise
+        `Overdue` and mark the line stalled. Reads the pipe itself, never through `reader`,
+        whose buffer a `select` cannot see."""
+        if self.gone:
+            raise CandidateGone(self.gone)
+        state = _fill(self.reader.fileno(), self._pending, deadline)
+        if state == "late":
+            self.stalled = True
+            raise Overdue
+        if state != "line":
+            # A process that shut its end but lives on must not hold the judge in waitpid.
+            self.gone = (self._reap(until=time.monotonic() + 1.0) if state == "eof"
+                         else "the program's process sent a reply too long to read")
+            raise CandidateGone(self.gone)
+        end = self._pending.index(b"\n") + 1
+        line = bytes(self._pending[:end])
+        del self._pending[:end]
+        self.awaiting = False
+        return self._message(line)
+
+    def _message(self, line: bytes) -> dict[str, Any]:
         try:
             message = json.loads(line)
         except (ValueError, RecursionError):
@@ -534,10 +767,19 @@ class _Link:
             raise CandidateGone(self.gone)
         return message
 
-    def _reap(self) -> str:
-        """How the candidate's process ended, once it closed its end of the line."""
+    def _reap(self, until: float | None = None) -> str:
+        """How the candidate's process ended, once it closed its end of the line (waiting
+        for it no later than `until`, when given)."""
         try:
-            _, status = os.waitpid(self.pid, 0)
+            if until is None:
+                _, status = os.waitpid(self.pid, 0)
+            else:
+                pid, status = os.waitpid(self.pid, os.WNOHANG)
+                while pid == 0 and time.monotonic() < until:
+                    time.sleep(0.01)
+                    pid, status = os.waitpid(self.pid, os.WNOHANG)
+                if pid == 0:
+                    return "the program's process closed its line to the judge"
         except ChildProcessError:
             return "the program's process exited"
         code = os.waitstatus_to_exitcode(status)
@@ -611,18 +853,109 @@ def _serve(code: str, requests: Any, replies: Any) -> None:
     reply({"functions": functions, "values": values})
     for line in requests:
         request = json.loads(line)
+        budget = request.get("budget_s")  # probe mode's requests: each call in a child
+        if isinstance(budget, int | float) and not isinstance(budget, bool):
+            reply(_apart(module, request, float(budget), (requests, replies)))
+        else:
+            reply(_answer(module, request))
+
+
+def _answer(module: types.ModuleType, request: dict[str, Any]) -> dict[str, Any]:
+    """The reply to one call of the candidate's code."""
+    try:
+        fn = getattr(module, request["call"])
+        result = fn(*[decode(a) for a in request["args"]],
+                    **{k: decode(v) for k, v in request["kwargs"].items()})
+    except BaseException as exc:  # SystemExit too: the judge decides what a failure is
+        return {"raise": type(exc).__name__, "message": str(exc)[:_TEXT_LIMIT],
+                "where": _where(exc)}
+    try:
+        return {"value": encode(result, loose=True)}
+    except ValueError as exc:
+        return {"raise": NotPlainData.__name__, "message": f"returned {exc}: return {_PLAIN}"}
+
+
+def _apart(module: types.ModuleType, request: dict[str, Any], budget: float,
+           link: tuple[Any, ...]) -> dict[str, Any]:
+    """`_answer`, in a forked child that is killed (with its process group) once `budget`
+    seconds pass: a call that hangs costs only itself, the code is loaded once, and RLIMIT_CPU
+    counts each call's own CPU time. The child is always killed and reaped before the reply,
+    so no call leaves a process running into the next."""
+    try:
+        read_end, write_end = os.pipe()
+    except OSError as exc:
+        return {"raise": type(exc).__name__, "message": f"could not start the call: {exc}"}
+    try:
+        pid = os.fork()
+    except OSError as exc:
+        os.close(read_end)
+        os.close(write_end)
+        return {"raise": type(exc).__name__, "message": f"could not start the call: {exc}"}
+    if pid == 0:
+        failed = True
         try:
-            fn = getattr(module, request["call"])
-            result = fn(*[decode(a) for a in request["args"]],
-                        **{k: decode(v) for k, v in request["kwargs"].items()})
-        except BaseException as exc:  # SystemExit too: the judge decides what a failure is
-            reply({"raise": type(exc).__name__, "message": str(exc)[:_TEXT_LIMIT],
-                   "where": _where(exc)})
-            continue
-        try:
-            reply({"value": encode(result, loose=True)})
-        except ValueError as exc:
-            reply({"raise": NotPlainData.__name__, "message": f"returned {exc}: return {_PLAIN}"})
+            os.close(read_end)
+            with contextlib.suppress(OSError):
+                os.setpgid(0, 0)
+            for stream in link:  # the call's code has no business on the judge's line
+                with contextlib.suppress(OSError):
+                    os.close(stream.fileno())
+            data = memoryview(json.dumps(_answer(module, request)).encode() + b"\n")
+            while data:
+                data = data[os.write(write_end, data):]
+            failed = False
+        finally:
+            os._exit(1 if failed else 0)
+    os.close(write_end)
+    with contextlib.suppress(OSError):  # the child does it too; whichever runs first
+        os.setpgid(pid, pid)
+    pending = bytearray()
+    state = _fill(read_end, pending, time.monotonic() + budget)
+    os.close(read_end)
+    for kill in (os.killpg, os.kill):  # before the reap: the pid is not yet free for reuse
+        with contextlib.suppress(OSError):
+            kill(pid, signal.SIGKILL)
+    status: int | None
+    try:
+        _, status = os.waitpid(pid, 0)
+    except ChildProcessError:  # the code ignored SIGCHLD: its children reap themselves
+        status = None
+    code = None if status is None else os.waitstatus_to_exitcode(status)
+    if state == "line":
+        with contextlib.suppress(ValueError, RecursionError):
+            message = json.loads(pending[:pending.index(b"\n")])
+            if isinstance(message, dict) and ("value" in message or "raise" in message):
+                return message
+        return {"raise": "ProtocolError", "message": "the call's process wrote something "
+                                                     "other than its answer to its reply"}
+    if state == "late" or code == -signal.SIGXCPU:
+        return {"timeout": True, "message": f"the call took more than {budget:.3g}s"}
+    if state == "long":
+        return {"raise": NotPlainData.__name__, "message": "returned a value too long to send"}
+    if code is not None and code < 0:
+        return {"raise": "ProcessKilled",
+                "message": f"the call's process was killed by signal {-code}"}
+    return {"raise": "ProcessExit",
+            "message": f"the call's process exited with code {code} and no reply"}
+
+
+def _fill(fd: int, pending: bytearray, deadline: float) -> str:
+    """Read `fd` into `pending` until it holds a whole line ("line"), the writer closes
+    ("eof"), `deadline` (`time.monotonic()`) passes ("late") or it outgrows a reply
+    ("long")."""
+    scanned = 0
+    while b"\n" not in pending[scanned:]:
+        scanned = len(pending)
+        if scanned > _LINE_LIMIT:
+            return "long"
+        left = deadline - time.monotonic()
+        if left <= 0 or not select.select([fd], [], [], left)[0]:
+            return "late"
+        chunk = os.read(fd, 1 << 16)
+        if not chunk:
+            return "eof"
+        pending += chunk
+    return "line"
 
 
 def _where(exc: BaseException) -> str | None:

@@ -18,6 +18,8 @@ from pydantic import Field
 
 from ponder.core.errors import BudgetExhausted
 from ponder.core.types import Candidate, Outcome, StopReason
+from ponder.strategies.auto_code import CodePlan, auto_code
+from ponder.strategies.code_checks import CodeChecks
 from ponder.strategies.context import Context
 from ponder.strategies.program import MAX_REPAIRS, ProgramRuns
 from ponder.strategies.sampling import (
@@ -32,7 +34,7 @@ from ponder.strategies.spec import StrategyConfig
 from ponder.strategies.voting import gather_within_budget, tally
 
 
-class AutoConfig(StrategyConfig):
+class AutoConfig(CodeChecks, StrategyConfig):
     """`auto`'s parameters. The thresholds' defaults are reasoned from the rules below, not
     tuned on a curve, and were fixed before the held-out check, so that check measures them
     rather than fits them (`benchmarks/curves_gsm8k.py --held-out`; the figures are in
@@ -61,6 +63,14 @@ class AutoConfig(StrategyConfig):
     max_repairs: int = Field(default=1, ge=0, le=MAX_REPAIRS,
                              description="repairs of tier 0's program")
     timeout_s: float = Field(default=5.0, gt=0, description="wall clock per program run")
+    debug_rounds: int = Field(default=2, ge=0, le=MAX_REPAIRS,
+                              description="coding problems: rewrites of the best program on "
+                                          "its failing examples")
+    distinguish: bool = Field(default=True,
+                              description="coding problems: the model judges an input the "
+                                          "two best clusters disagree on (S*)")
+    judge_max_tokens: int = Field(default=384, gt=0,
+                                  description="coding problems: completion tokens to judge")
 
     def first_step_calls(self) -> int:
         return 2 if self.program else 1  # tier 0: the program and the prose answer at once
@@ -94,6 +104,11 @@ async def auto(ctx: Context, cfg: AutoConfig) -> Outcome:
     `max_samples` were drawn and the answers do not agree; `budget` when the budget cut a tier
     short (the best so far is kept).
 
+    On a coding problem with no verifier, execution decides instead of the vote
+    (`ponder.strategies.auto_code`): a greedy solution run on the problem's examples and the
+    model's tests; samples clustered by behaviour only while no program passes them; the S*
+    judgement between the two best clusters; the best program debugged.
+
     Winner: the verifier's best where there is a verifier, else the vote over all answers
     (ties to the earlier: the program's, then the prose answer's).
 
@@ -106,6 +121,11 @@ async def auto(ctx: Context, cfg: AutoConfig) -> Outcome:
     `escalation` note per decision: escalate or stop, and why.
     """
     use_verifier = ctx.verifier is not None
+    if ctx.problem.is_code and not use_verifier:
+        return await auto_code(ctx, cfg, CodePlan(
+            max_tokens=cfg.max_tokens, temperature=cfg.temperature, batch_size=cfg.batch_size,
+            max_samples=cfg.max_samples, debug_rounds=cfg.debug_rounds,
+            distinguish=cfg.distinguish, judge_max_tokens=cfg.judge_max_tokens))
     run = _Run(ctx, cfg, use_verifier)
     reason: StopReason
     try:

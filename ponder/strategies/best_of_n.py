@@ -11,7 +11,8 @@ from pydantic import Field
 from ponder.core.confidence import Metric
 from ponder.core.errors import BudgetExhausted
 from ponder.core.replies import parse_choice
-from ponder.core.types import Candidate, Outcome, StopReason
+from ponder.core.types import Behaviour, Candidate, Outcome, StopReason
+from ponder.strategies.code_checks import CodeChecks, select_by_behaviour
 from ponder.strategies.context import Context
 from ponder.strategies.sampling import (
     ConfidenceVote,
@@ -26,13 +27,16 @@ from ponder.strategies.sampling import (
 from ponder.strategies.voting import Votes, tally
 
 
-class BestOfNConfig(SamplingConfig):
+class BestOfNConfig(CodeChecks, SamplingConfig):
     temperature: float = Field(default=0.7, ge=0.0, le=2.0, description="sampling temperature")
-    selector: Literal["auto", "vote", "judge", "confidence"] = Field(
+    selector: Literal["auto", "vote", "judge", "confidence", "behaviour"] = Field(
         default="auto",
-        description="auto: verifier score if there is a verifier, else vote; vote: majority of "
-                    "canonical answers; judge: the model picks among the distinct answers; "
-                    "confidence: vote of the most confident samples, weighted by confidence")
+        description="auto: verifier score if there is a verifier, else behaviour on a coding "
+                    "problem, else vote; vote: majority of canonical answers; judge: the "
+                    "model picks among the distinct answers; confidence: vote of the most "
+                    "confident samples, weighted by confidence; behaviour (coding problems): "
+                    "candidates clustered by their outputs on the problem's examples and the "
+                    "model's tests")
     keep: float = Field(default=0.5, gt=0.0, le=1.0,
                         description="confidence: share of samples kept, most confident first")
     confidence_metric: Metric = Field(
@@ -74,6 +78,13 @@ async def best_of_n(ctx: Context, cfg: BestOfNConfig) -> Outcome:
     `consensus` stops early, as a sample yet to come could weigh any amount; without
     confidence the plain rule applies.
 
+    Behaviour rule (a coding problem with no verifier in use, or `selector="behaviour"`;
+    CodeT and MBR-exec): every distinct program runs once on the problem's stated examples
+    and `write_tests` tests the model writes (one more call), the samples are clustered by
+    their outputs, and the first drawn of the best cluster answers: most stated examples
+    passed first, then cluster size × (1 + half the model's tests passed)
+    (`ponder.code.behaviour`). No gold is used; without any input to run, the vote decides.
+
     `info`: the `SamplingInfo` (`samples`, how many were drawn; `votes`, canonical answer →
     votes, every sample one; `vote_answer`, the plain vote's winner: with gold as the verifier
     the result is pass@k, this is the answer without it; `answers`, `agreement`, `pool`), and
@@ -81,10 +92,18 @@ async def best_of_n(ctx: Context, cfg: BestOfNConfig) -> Outcome:
     None), and with `selector="confidence"` `confidence`: `measure` ("top_k" or "sampled"),
     `metric`, `keep`, `kept` and `dropped` (0-based sample numbers, in draw order), `scores`
     (each sample's metric), `weights` (canonical answer → summed weight of its kept samples)
-    and `answer` (the weighted winner); or "unavailable: <why>".
+    and `answer` (the weighted winner); or "unavailable: <why>"; with the behaviour rule,
+    `behaviour`: `examples` (stated, written) and `clusters` (each one's size and tests
+    passed, best first), and each pool record's `behaviour`.
     """
     use_verifier = cfg.selector == "auto" and ctx.verifier is not None
     by_confidence = cfg.selector == "confidence"
+    # On a coding problem with nothing else to judge by, every sample's behaviour is found
+    # and recorded (so that `ponder bench` re-chooses a pool by it), whatever the selector;
+    # it picks the winner under `auto` and `behaviour`.
+    checks_code = ctx.problem.is_code and (
+        cfg.selector == "behaviour" or not use_verifier)
+    by_behaviour = checks_code and cfg.selector in ("auto", "behaviour")
 
     async def draw(k: int) -> list[Candidate]:
         replies = await ctx.generate("best_of_n/generate", n=k, max_tokens=cfg.max_tokens,
@@ -101,9 +120,17 @@ async def best_of_n(ctx: Context, cfg: BestOfNConfig) -> Outcome:
     samples, reason = await sample_until_settled(ctx, cfg, draw, use_verifier=use_verifier,
                                                  settle=settle)
     votes = tally(ctx, samples)
-    sampled = vote_info(ctx, samples, votes)
     extra: dict[str, Any] = {}
     winner = choose(ctx, samples, votes, use_verifier)
+    behaviours: list[Behaviour | None] | None = None
+    if checks_code and len(samples) > 1:
+        try:
+            picked, behaviours, extra["behaviour"] = await select_by_behaviour(ctx, cfg, samples)
+            if by_behaviour and picked is not None:
+                winner = picked
+        except BudgetExhausted:
+            reason = "budget"
+    sampled = vote_info(ctx, samples, votes, behaviours)
     if by_confidence and samples:
         weighed = confidence_vote(ctx, samples, keep=cfg.keep, metric=cfg.confidence_metric)
         extra["confidence"] = weighed.info(cfg.confidence_metric, cfg.keep)

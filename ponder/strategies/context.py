@@ -15,7 +15,7 @@ from contextvars import ContextVar
 from typing import TYPE_CHECKING, Any
 
 from ponder.backends.base import CURRENT_CALL, Backend, CallLabel
-from ponder.core.answers import canonical_answer, extract_answer
+from ponder.core.answers import answer_key, is_python, read_answer
 from ponder.core.budget import Budget, RunMeter
 from ponder.core.calibration import PromptBound, PromptCalibration
 from ponder.core.charging import capped, charged
@@ -41,6 +41,7 @@ from ponder.strategies.wiring import Wiring
 from ponder.verifiers.base import Verifier, judge
 
 if TYPE_CHECKING:  # the sandbox loads when a program first runs, not with every strategy
+    from ponder.code.probe import ProbeRun
     from ponder.core.replay import Replay
 
 
@@ -104,6 +105,9 @@ class Context:
         """Render a template; `problem` is the problem text (gold fields never reach a prompt)."""
         variables.setdefault("problem", self.problem.problem)
         variables.setdefault("entry_point", self.problem.entry_point)
+        # A coding problem is asked for code whether or not gold is there to test it.
+        variables.setdefault("code", self.problem.is_code)
+        variables.setdefault("starter", self.problem.is_code and is_python(self.problem.problem))
         return self.prompts.render(template, **variables)
 
     async def generate(
@@ -274,6 +278,32 @@ class Context:
                                 data={"code": code, "output": execution.output[-2000:]}))
         return execution
 
+    async def probe(self, code: str, calls: Sequence[str], *, per_call_s: float = 2.0,
+                    step: str = "probe") -> ProbeRun:
+        """Run a candidate program on `calls` (a coding problem's inputs) in one sandbox run,
+        each call with `per_call_s` of its own (`ponder.code.probe`). Like `execute`, its time
+        counts against the budget's seconds and a run the budget's end overtakes is stopped
+        (`BudgetExhausted`); the trace records the code, the calls, and how it ended."""
+        from ponder.code.probe import run_calls
+
+        left = self.meter.remaining_seconds
+        started = time.monotonic()
+        run = run_calls(self.problem, code, calls, per_call_s=per_call_s)
+        try:
+            probed = await (run if math.isinf(left) else asyncio.wait_for(run, left))
+        except TimeoutError:
+            error = f"time limit of {self.meter.budget.seconds}s reached running candidates"
+            self._record(TraceEvent(kind="execute", step=step, error=error,
+                                    data={"code": code, "calls": len(calls)}))
+            self.meter.exhausted_reason = error
+            raise BudgetExhausted(error) from None
+        self._record(TraceEvent(kind="execute", step=step,
+                                latency_s=round(time.monotonic() - started, 3),
+                                error=probed.load_error,
+                                data={"code": code, "calls": len(calls),
+                                      "failed": sum(1 for r in probed.results if not r.ok)}))
+        return probed
+
     # -- candidates and verification -----------------------------------------------------------
 
     def candidate(self, text: str, *, source: str = "", usage: Usage | None = None,
@@ -283,7 +313,9 @@ class Context:
         `answer_given`: verifiers judge it as it is and never read another out of `text`."""
         given = answer is not None
         if answer is None:
-            answer = self.verifier.extract(text) if self.verifier else extract_answer(text)
+            reads = self.verifier is not None and self._verifier_reads("extract")
+            answer = self.verifier.extract(text) if reads and self.verifier is not None \
+                else read_answer(text, code=self.problem.is_code)
         cand = Candidate(text=text, answer=answer, source=source, usage=usage or Usage(),
                          confidence=confidence, answer_given=given)
         self.seen.append(cand)
@@ -310,7 +342,16 @@ class Context:
 
     def canonical(self, answer: str) -> str | None:
         """A key under which equal answers group, for voting and consensus."""
-        return self.verifier.canonical(answer) if self.verifier else canonical_answer(answer)
+        if self._verifier_reads("canonical"):
+            assert self.verifier is not None
+            return self.verifier.canonical(answer)
+        return answer_key(answer, code=self.problem.is_code)
+
+    def _verifier_reads(self, method: str) -> bool:
+        """Whether the verifier's `method` reads answers here: on a coding problem only its
+        own (a judge's default reading is the maths one, which would lose the code)."""
+        return self.verifier is not None and (
+            not self.problem.is_code or self.verifier.offers(method))
 
     async def best(self) -> Candidate | None:
         """The best candidate seen so far, for a run cut short: every candidate not yet judged

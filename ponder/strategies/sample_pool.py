@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-from ponder.core.answers import canonical_answer
+from ponder.core.answers import answer_key
 from ponder.core.types import Candidate, PoolRecord
 
 
@@ -19,7 +19,11 @@ def pool_samples(records: Sequence[PoolRecord]) -> list[Candidate]:
 
 class PlainCanonical:
     """The grouping a strategy with no verifier votes under (`Context.canonical` then), for
-    re-voting recorded samples outside a run."""
+    re-voting recorded samples outside a run: code by its syntax tree on a coding problem
+    (`code`), else answers by value."""
+
+    def __init__(self, *, code: bool = False) -> None:
+        self.code = code
 
     def canonical(self, answer: str) -> str | None:
-        return canonical_answer(answer)
+        return answer_key(answer, code=self.code)

@@ -18,7 +18,7 @@ from pydantic import Field
 
 from ponder.core.confidence import Metric, score, weight
 from ponder.core.errors import BudgetExhausted
-from ponder.core.types import Candidate, PoolRecord, SamplingInfo, StopReason
+from ponder.core.types import Behaviour, Candidate, PoolRecord, SamplingInfo, StopReason
 from ponder.strategies.context import Context
 from ponder.strategies.spec import StrategyConfig
 from ponder.strategies.voting import Canonicalizer, Votes, pick_best, tally
@@ -161,19 +161,22 @@ def choose(ctx: Context, samples: list[Candidate], votes: Votes,
     return votes.winner or samples[0]
 
 
-def vote_info(ctx: Context, samples: list[Candidate], votes: Votes) -> SamplingInfo:
+def vote_info(ctx: Context, samples: list[Candidate], votes: Votes,
+              behaviours: Sequence[Behaviour | None] | None = None) -> SamplingInfo:
     """What every sampling strategy records, and notes in the trace: how many samples, the
     votes, one answer per distinct answer (so a caller can show the runners-up, as `ponder
     serve` does for `n`), the vote's own answer and its share of the votes (`agreement`), and
     `pool`: every sample in draw order, from which `ponder bench` computes a smaller `n` (or
-    another selector) without new calls. Its fields go into `info` as they are
+    another selector) without new calls, with each sample's `behaviour` on a coding problem's
+    inputs where it was run (`behaviours`, one per sample). Its fields go into `info` as they are
     (`ctx.finish(winner, reason, **vote_info(...).model_dump())`)."""
     ctx.note("votes", samples=len(samples), counts=votes.counts(), share=votes.share)
     return SamplingInfo(samples=len(samples), votes=votes.counts(),
                         answers={g.key: g.members[0].answer for g in votes.groups},
                         vote_answer=votes.winner.answer if votes.winner else None,
                         agreement=round(votes.share, 4),
-                        pool=[PoolRecord.of(s) for s in samples])
+                        pool=[PoolRecord.of(s, None if behaviours is None else behaviours[i])
+                              for i, s in enumerate(samples)])
 
 
 def _batch(cfg: SamplingConfig, drawn: int) -> int:

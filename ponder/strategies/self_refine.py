@@ -11,7 +11,9 @@ from ponder.core.errors import BudgetExhausted
 from ponder.core.replies import has_marker
 from ponder.core.types import Candidate, Outcome, StopReason, Verdict
 from ponder.strategies.base import StrategyConfig
+from ponder.strategies.code_checks import CodeChecks, gather_examples
 from ponder.strategies.context import Context
+from ponder.strategies.self_debug import debug
 from ponder.strategies.voting import pick_best, tally
 
 # Rewrites of one draft: two calls each, with the critique and the whole draft in every prompt;
@@ -19,7 +21,7 @@ from ponder.strategies.voting import pick_best, tally
 MAX_ITERS = 20
 
 
-class SelfRefineConfig(StrategyConfig):
+class SelfRefineConfig(CodeChecks, StrategyConfig):
     max_iters: int = Field(default=3, ge=0, le=MAX_ITERS,
                            description="rewrites after the first draft, at most")
     stop_marker: str = Field(default="NO ISSUES", min_length=1,
@@ -41,6 +43,13 @@ async def self_refine(ctx: Context, cfg: SelfRefineConfig) -> Outcome:
     twice and ties go to the earlier version. A small model's critique often talks a right
     draft into a wrong rewrite, so an unverified change must win a vote to replace the draft.
 
+    On a coding problem with no verifier it is self-debugging (`ponder.strategies.self_debug`,
+    Chen et al. 2023): the draft runs on the problem's stated examples and `write_tests`
+    tests the model writes; the feedback is the failing examples (call, expected value, what
+    came back), never a hidden test; a rewrite that does no better than its parent never
+    replaces it; it stops when the examples pass and the model's tests do not contradict
+    them (`examples_pass`). Without any example to run, it critiques as below.
+
     `info`: `iterations` (rewrites made), `versions` (each version's source, answer and
     score), `approved` (the version the feedback approved, or None), `unverified_changes`
     (rewrites that changed the answer with no verifier to check them), `votes` (without a
@@ -53,6 +62,14 @@ async def self_refine(ctx: Context, cfg: SelfRefineConfig) -> Outcome:
         [draft] = await ctx.generate("self_refine/generate", max_tokens=cfg.max_tokens,
                                      temperature=cfg.temperature, step="generate")
         current = ctx.candidate(draft.text, source="draft")
+        if ctx.problem.is_code and ctx.verifier is None:
+            examples = await gather_examples(ctx, cfg)
+            if examples:
+                debugged = await debug(ctx, current, examples, cfg, rounds=cfg.max_iters,
+                                       max_tokens=cfg.max_tokens, temperature=cfg.temperature)
+                return ctx.finish(debugged.best, debugged.reason,
+                                  iterations=len(debugged.versions) - 1,
+                                  versions=debugged.versions, debugging=True)
         versions.append(current)
         for iteration in range(cfg.max_iters + 1):
             verdict = await ctx.verify(current)

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import ast
 import doctest
-import hashlib
 import json
 import re
 import secrets
@@ -36,7 +35,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Literal
 
-from ponder.core.answers import extract_code
+from ponder.core.answers import canonical_code, extract_code
 from ponder.core.errors import ConfigError, PonderError
 from ponder.core.types import Candidate, Problem, Verdict
 from ponder.sandbox import HARNESS, Limits, Sandbox, SandboxResult, shared_sandbox
@@ -81,13 +80,7 @@ class UnitTestVerifier(Verifier):
         return extract_code(text)
 
     def canonical(self, answer: str) -> str | None:
-        """Programs that differ only in layout and comments share a key; None if it does
-        not parse."""
-        try:
-            tree = ast.parse(textwrap.dedent(answer))
-        except (SyntaxError, ValueError, RecursionError, MemoryError):
-            return None
-        return hashlib.sha1(ast.dump(tree).encode()).hexdigest()[:16]
+        return canonical_code(answer)
 
     async def verify(self, problem: Problem, candidate: Candidate) -> Verdict:
         code = candidate.answer if candidate.answer.strip() or candidate.answer_given \
@@ -149,23 +142,38 @@ def build_program(problem: Problem, code: str) -> tuple[str, Tests, str]:
     if not private and not public:
         raise ConfigError(f"the unit_tests verifier needs `test`, `tests` or `tests_public`; "
                           f"problem {problem.id!r} has none")
-    prompt = problem.problem if _compiles(problem.problem) else None
-    tests = Tests(public=public, private=private, problem_code=prompt)
+    prompt = problem_code(problem)
+    program, shape = _program(problem, code, prompt)
+    return program, Tests(public=public, private=private, problem_code=prompt), shape
+
+
+def program_for(problem: Problem, code: str) -> tuple[str, str]:
+    """The code to run and which shape the candidate had ("code", "function" or "body"), as
+    `build_program` makes them, for a problem with or without tests."""
+    return _program(problem, code, problem_code(problem))
+
+
+def problem_code(problem: Problem) -> str | None:
+    """The problem's text when it is code (a HumanEval prompt): what it defines, the tests
+    take from it."""
+    return problem.problem if _compiles(problem.problem) else None
+
+
+def _program(problem: Problem, code: str, prompt: str | None) -> tuple[str, str]:
     if not problem.entry_point:
-        return code, tests, "code"
+        return code, "code"
     # [ \t], not \s: \s* after ^ in MULTILINE spans blank lines, quadratic in a reply of them.
     defines = re.search(rf"^[ \t]*(?:async[ \t]+)?def[ \t]+{re.escape(problem.entry_point)}"
                         r"[ \t]*\(", code, re.MULTILINE)
     if defines:
-        return (code if prompt is None else f"{_definitions(prompt)}\n\n{code}"), tests, \
-            "function"
+        return (code if prompt is None else f"{_definitions(prompt)}\n\n{code}"), "function"
     if prompt is None:
-        return code, tests, "code"
+        return code, "code"
     body = code.strip("\n")
     first = next((line for line in body.splitlines() if line.strip()), "")
     if first and not first[0].isspace():
         body = textwrap.indent(body, "    ")
-    return f"{prompt.rstrip()}\n{body}\n", tests, "body"
+    return f"{prompt.rstrip()}\n{body}\n", "body"
 
 
 def _definitions(source: str) -> str:

@@ -1,0 +1,217 @@
+"""`auto` on a coding problem with no verifier: escalate only while execution leaves it unsure.
+
+Tier 0: one greedy solution, run on the problem's stated examples and on tests the model
+writes (one more call). If it passes them all and the model's tests do not contradict it,
+the run ends (`examples_pass`).
+
+Tier 1 on: samples from one `n=` request, `batch_size` at a time up to `max_samples`, every
+program run once on the same inputs and clustered by behaviour (`ponder.code.behaviour`),
+until the best cluster's program is settled. Then:
+
+- where the two best clusters pass the same stated examples but disagree on an input, the
+  model reads the specification and says which output is right for it (S*, Li et al. 2025;
+  `distinguish`), and its choice goes first;
+- a best program that still fails an example is debugged on the failures
+  (`ponder.strategies.self_debug`, `debug_rounds` rewrites).
+
+No gold is read: the examples are those the problem states (`tests_public` or its text).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from ponder.code.behaviour import Cluster, rank
+from ponder.code.examples import Example
+from ponder.code.probe import CallResult
+from ponder.core.errors import BudgetExhausted
+from ponder.core.replies import has_marker
+from ponder.core.types import Behaviour, Candidate, Outcome, StopReason
+from ponder.strategies.code_checks import (
+    CodeChecks,
+    behaviours,
+    gather_examples,
+    note_clusters,
+    run_examples,
+    settled,
+)
+from ponder.strategies.context import Context
+from ponder.strategies.sampling import vote_info
+from ponder.strategies.self_debug import debug
+from ponder.strategies.voting import tally
+
+
+@dataclass(frozen=True)
+class CodePlan:
+    """What `auto`'s config says of its escalation on a coding problem."""
+
+    max_tokens: int
+    temperature: float
+    batch_size: int
+    max_samples: int
+    debug_rounds: int
+    distinguish: bool
+    judge_max_tokens: int
+
+
+async def auto_code(ctx: Context, checks: CodeChecks, plan: CodePlan) -> Outcome:
+    """See the module. `info`: `tier`, `tiers` (per tier: `kind`, `drawn`), `stopped` (why,
+    in words), `examples` (stated, written), `clusters` (the final ranking's first eight),
+    `distinguished` (the S* judgement, where one was made), `debugging` (the versions), and
+    the vote's fields as `best_of_n` records them, with each sample's `behaviour`."""
+    run = _CodeRun(ctx, checks, plan)
+    reason: StopReason = "done"
+    try:
+        reason = await run.solve()
+    except BudgetExhausted:
+        reason = "budget"
+        run.stopped = run.stopped or "the budget ran out"
+    winner = run.winner()
+    votes = tally(ctx, run.answers)
+    sampled = vote_info(ctx, run.answers, votes, run.found)
+    return ctx.finish(winner, reason, **sampled.model_dump(), tier=len(run.tiers) - 1,
+                      tiers=run.tiers, stopped=run.stopped, **run.info)
+
+
+class _CodeRun:
+    def __init__(self, ctx: Context, checks: CodeChecks, plan: CodePlan) -> None:
+        self.ctx, self.checks, self.cfg = ctx, checks, plan
+        self.answers: list[Candidate] = []
+        self.found: list[Behaviour | None] = []
+        self.examples: list[Example] = []
+        self.results: dict[int, list[CallResult]] = {}
+        self.tiers: list[dict[str, Any]] = []
+        self.info: dict[str, Any] = {}
+        self.stopped = ""
+        self.chosen: Candidate | None = None
+
+    def decide(self, escalate: bool, why: str) -> None:
+        if not escalate:
+            self.stopped = why
+        self.ctx.note("escalation", tier=len(self.tiers) - 1, escalate=escalate, why=why)
+
+    def winner(self) -> Candidate | None:
+        if self.chosen is not None:
+            return self.chosen
+        clusters = rank(self.found)
+        if clusters:
+            return self.answers[clusters[0].members[0]]
+        return self.answers[0] if self.answers else None
+
+    async def solve(self) -> StopReason:
+        ctx, cfg = self.ctx, self.cfg
+        self.tiers.append({"tier": 0, "kind": "greedy", "drawn": 1})
+        [reply] = await ctx.generate("single/answer", max_tokens=cfg.max_tokens,
+                                     temperature=0.0, step="tier 0")
+        self.answers.append(ctx.candidate(reply.text, source="greedy", usage=reply.usage))
+        self.examples = await gather_examples(ctx, self.checks)
+        stated = sum(1 for e in self.examples if e.origin != "model")
+        self.info["examples"] = {"stated": stated, "written": len(self.examples) - stated}
+        if not self.examples:
+            self.decide(False, "no example to run and no test written: the greedy answer stands")
+            return "done"
+        behaviour, results = await run_examples(ctx, self.answers[0], self.examples,
+                                                self.checks)
+        self.found.append(behaviour)
+        self.results[0] = results
+        if settled(behaviour):
+            self.decide(False, "the greedy solution passes the examples")
+            return "examples_pass"
+        while len(self.answers) - 1 < cfg.max_samples:
+            self.decide(True, "no program passes the examples yet")
+            await self._sample(min(cfg.batch_size, cfg.max_samples - len(self.answers) + 1))
+            if settled(self._top_behaviour()):
+                break
+        clusters = rank(self.found)
+        note_clusters(ctx, self.examples, clusters)
+        self.info["clusters"] = [_summary(c) for c in clusters[:8]]
+        if cfg.distinguish and len(clusters) > 1:
+            await self._distinguish(clusters[0], clusters[1])
+        best = self.winner()
+        assert best is not None
+        if settled(self.found[self.answers.index(best)]):
+            self.decide(False, "the best cluster's program passes the examples")
+            return "examples_pass"
+        if cfg.debug_rounds == 0:
+            self.decide(False, "no program passes the examples; no debugging asked for")
+            return "done"
+        self.decide(False, "debugging the best cluster's program")
+        debugged = await debug(ctx, best, self.examples, self.checks, rounds=cfg.debug_rounds,
+                               max_tokens=cfg.max_tokens,
+                               behaviour=self.found[self.answers.index(best)])
+        self.info["debugging"] = debugged.versions
+        self.chosen = debugged.best
+        return debugged.reason
+
+    def _top_behaviour(self) -> Behaviour | None:
+        clusters = rank(self.found)
+        return self.found[clusters[0].members[0]] if clusters else None
+
+    async def _sample(self, k: int) -> None:
+        ctx, cfg = self.ctx, self.cfg
+        tier = len(self.tiers)
+        replies = await ctx.generate("best_of_n/generate", n=k, max_tokens=cfg.max_tokens,
+                                     temperature=cfg.temperature, step=f"tier {tier}")
+        batch = ctx.candidates(replies, source=f"tier {tier}")
+        self.tiers.append({"tier": tier, "kind": "samples", "drawn": len(batch)})
+        self.answers.extend(batch)
+        self.found.extend(await behaviours(ctx, batch, self.examples, self.checks))
+        if len(batch) < k:
+            raise BudgetExhausted("the budget gave fewer samples than asked")
+
+    async def _distinguish(self, first: Cluster, second: Cluster) -> None:
+        """S*: where the two best clusters pass the same stated examples and disagree on an
+        input, the model says which output is right; its pick goes first."""
+        if first.public_passed != second.public_passed:
+            return
+        a, b = self.answers[first.members[0]], self.answers[second.members[0]]
+        runs = [await self._results(first.members[0]), await self._results(second.members[0])]
+        split = next((i for i, (x, y) in enumerate(zip(*runs, strict=True))
+                      if x.key() != y.key()), None)
+        if split is None:
+            return
+        shown = [_shown(r[split]) for r in runs]
+        [reply] = await self.ctx.generate(
+            "code/judge", max_tokens=self.cfg.judge_max_tokens, temperature=0.0,
+            step="distinguish", call=self.examples[split].call, first=shown[0],
+            second=shown[1])
+        pick = _choice(reply.text)
+        self.info["distinguished"] = {"call": self.examples[split].call, "outputs": shown,
+                                      "choice": pick}
+        self.ctx.note("distinguish", call=self.examples[split].call, outputs=shown,
+                      choice=pick)
+        if pick == "B":
+            self.chosen = b
+        elif pick == "A":
+            self.chosen = a
+
+    async def _results(self, index: int) -> list[CallResult]:
+        if index not in self.results:
+            _, self.results[index] = await run_examples(self.ctx, self.answers[index],
+                                                        self.examples, self.checks)
+        return self.results[index]
+
+
+def _shown(result: CallResult) -> str:
+    if result.timed_out:
+        return "(does not finish)"
+    if result.error is not None:
+        return f"raises {result.error}"[:300]
+    return repr(result.value)[:300]
+
+
+def _choice(text: str) -> str | None:
+    """The judge's "Correct: A" or "Correct: B", read from its last such line."""
+    for line in reversed(text.strip().splitlines()):
+        if has_marker(line, "Correct:"):
+            tail = line.rsplit(":", 1)[-1].strip().strip("*.` ").upper()
+            if tail in ("A", "B"):
+                return tail
+    return None
+
+
+def _summary(cluster: Cluster) -> dict[str, Any]:
+    return {"size": len(cluster.members), "public_passed": cluster.public_passed,
+            "public_total": cluster.public_total, "model_passed": cluster.model_passed,
+            "model_total": cluster.model_total, "score": cluster.score}

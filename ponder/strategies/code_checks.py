@@ -1,0 +1,195 @@
+"""A coding problem's checks, as strategies use them: the inputs every candidate runs on (the
+examples the problem states, and tests the model writes), each candidate's behaviour on them,
+and the clusters that choose among candidates (`ponder.code.behaviour`).
+
+No gold reaches any of it: the examples come from `tests_public` or the problem's text
+(`ponder.code.examples.public_examples` never reads `test` or `tests`), and what the model
+sees is the problem's text alone.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from typing import Any
+
+from pydantic import BaseModel, Field
+
+from ponder.code.behaviour import STATED, Cluster, behaviour_of, passed, rank
+from ponder.code.examples import Example, examples_from_asserts, grounded, public_examples
+from ponder.code.probe import CallResult
+from ponder.core.answers import extract_code
+from ponder.core.errors import BudgetExhausted
+from ponder.core.types import Behaviour, Candidate
+from ponder.strategies.context import Context
+
+# Inputs a candidate runs on, at most: a prompt's examples and the model's tests are a dozen
+# or two; the cap keeps one sandbox run's worst case (each call timing out) bounded.
+MAX_CALLS = 32
+
+
+class CodeChecks(BaseModel):
+    """How a coding strategy checks candidates (a part of its config)."""
+
+    write_tests: int = Field(
+        default=6, ge=0, le=20,
+        description="coding problems: tests the model writes (one call), trusted below the "
+                    "problem's own examples; 0: none")
+    derive_examples: bool = Field(
+        default=True,
+        description="coding problems whose examples ponder cannot read: one call turns them "
+                    "into asserts, kept only where every value is in the problem's text")
+    tests_max_tokens: int = Field(default=384, gt=0,
+                                  description="completion tokens for the tests call")
+    per_call_s: float = Field(default=2.0, gt=0, le=60,
+                              description="seconds each input may run")
+
+
+async def gather_examples(ctx: Context, checks: CodeChecks,
+                          spent: list[int] | None = None) -> list[Example]:
+    """The problem's stated examples (its `tests_public`, else those its text states; where
+    there are none, the model's rewriting of them, if grounded in the text) and then up to
+    `write_tests` tests the model writes. A call the budget cannot pay for is skipped: the
+    checks then have what was found before it. The calls' tokens are added to `spent`."""
+    stated = public_examples(ctx.problem)
+    entry = ctx.problem.entry_point
+    try:
+        if not stated and checks.derive_examples and entry:
+            derived = await _asserts(ctx, "code/derive", checks, "derived", spent)
+            stated = [e for e in derived if grounded(e, ctx.problem.problem)]
+            ctx.note("derived_examples", offered=len(derived), kept=len(stated))
+        written: list[Example] = []
+        if checks.write_tests and entry:
+            written = await _asserts(ctx, "code/tests", checks, "model", spent,
+                                     count=checks.write_tests)
+            seen = {e.call for e in stated}
+            written = [e for e in written if e.call not in seen][:checks.write_tests]
+    except BudgetExhausted:
+        written = []
+    examples = (stated + written)[:MAX_CALLS]
+    ctx.note("examples", examples=[e.model_dump() for e in examples])
+    return examples
+
+
+async def _asserts(ctx: Context, template: str, checks: CodeChecks, origin: str,
+                   spent: list[int] | None, **variables: Any) -> list[Example]:
+    [reply] = await ctx.generate(template, max_tokens=checks.tests_max_tokens,
+                                 temperature=0.0, step=template.replace("code/", "tests/"),
+                                 **variables)
+    if spent is not None:
+        spent.append(reply.usage.total_tokens)
+    entry = ctx.problem.entry_point or ""
+    found = examples_from_asserts(extract_code(reply.text), origin)  # type: ignore[arg-type]
+    # Only value tests of the entry point: a check block the model wrote could be anything.
+    return [e for e in found if e.expected is not None and entry in e.call]
+
+
+async def behaviours(ctx: Context, candidates: Sequence[Candidate], examples: Sequence[Example],
+                     checks: CodeChecks) -> list[Behaviour | None]:
+    """Each candidate's behaviour on `examples`, one sandbox run per distinct program (run at
+    once, as the sandbox's slots allow); None for a candidate with no code, or when there are
+    no examples to run."""
+    if not examples:
+        return [None] * len(candidates)
+    calls = [e.call for e in examples]
+    programs: dict[str, int] = {}
+    for candidate in candidates:
+        if candidate.answer.strip():
+            programs.setdefault(candidate.answer, len(programs))
+    runs = await asyncio.gather(*(ctx.probe(code, calls, per_call_s=checks.per_call_s)
+                                  for code in programs))
+    by_code = {code: behaviour_of(runs[i].results, examples) for code, i in programs.items()}
+    return [by_code.get(c.answer) if c.answer.strip() else None for c in candidates]
+
+
+def note_clusters(ctx: Context, examples: Sequence[Example], clusters: Sequence[Cluster]) -> None:
+    """The clusters in the trace, best first, with the tests each passed: what `ponder show`
+    draws."""
+    ctx.note("clusters", tests=[{"call": e.call, "expected": e.expected, "origin": e.origin}
+                                for e in examples],
+             clusters=[c.model_dump() for c in clusters])
+
+
+def stated_count(examples: Sequence[Example]) -> int:
+    return sum(1 for e in examples if e.origin in STATED)
+
+
+__all__ = ["CodeChecks", "behaviours", "gather_examples", "note_clusters", "rank",
+           "stated_count"]
+
+
+async def select_by_behaviour(ctx: Context, checks: CodeChecks, samples: Sequence[Candidate],
+                              ) -> tuple[Candidate | None, list[Behaviour | None], dict[str, Any]]:
+    """The sample the best behaviour cluster puts first (None: nothing ran), every sample's
+    behaviour, and what `info` records of the choice."""
+    spent: list[int] = []
+    examples = await gather_examples(ctx, checks, spent)
+    found = await behaviours(ctx, samples, examples, checks)
+    clusters = rank(found)
+    note_clusters(ctx, examples, clusters)
+    info: dict[str, Any] = {
+        "tokens": sum(spent),
+        "examples": {"stated": stated_count(examples),
+                     "written": len(examples) - stated_count(examples)},
+        "clusters": [{"size": len(c.members), "public_passed": c.public_passed,
+                      "public_total": c.public_total, "model_passed": c.model_passed,
+                      "model_total": c.model_total, "score": c.score} for c in clusters[:8]]}
+    winner = samples[clusters[0].members[0]] if clusters else None
+    return winner, found, info
+
+
+async def run_examples(ctx: Context, candidate: Candidate, examples: Sequence[Example],
+                       checks: CodeChecks) -> tuple[Behaviour | None, list[CallResult]]:
+    """One candidate run on `examples`: its behaviour (None with no code or no examples) and
+    each call's result, for feedback."""
+    if not examples or not candidate.answer.strip():
+        return None, []
+    probed = await ctx.probe(candidate.answer, [e.call for e in examples],
+                             per_call_s=checks.per_call_s)
+    return behaviour_of(probed.results, examples), probed.results
+
+
+def settled(behaviour: Behaviour | None, *, model_share: float = 0.5) -> bool:
+    """Whether a candidate needs no more work: it passes every stated example (there must be
+    one, or a model-written test), and the model's tests do not contradict it, which with
+    tests often wrong means it passes at least `model_share` of them."""
+    if behaviour is None or not (behaviour.public or behaviour.model):
+        return False
+    if not all(behaviour.public):
+        return False
+    if not behaviour.model:
+        return True
+    return behaviour.model_passed >= model_share * len(behaviour.model)
+
+
+def failures(examples: Sequence[Example], results: Sequence[CallResult], *,
+             stated_only: bool, limit: int = 3) -> str:
+    """The failed examples as the model reads them: the call, the value expected, and what
+    came back (a value, an exception, a timeout). Stated examples first; the model's own
+    tests only where `stated_only` is off, and labelled as possibly wrong."""
+    lines: list[str] = []
+    order = sorted(range(len(examples)), key=lambda i: examples[i].origin not in STATED)
+    for i in order:
+        example, result = examples[i], results[i]
+        if passed(result, example):
+            continue
+        if stated_only and example.origin not in STATED:
+            continue
+        label = "" if example.origin in STATED else \
+            " (a test you wrote earlier: it may itself be wrong)"
+        if result.timed_out:
+            got = "it did not finish in time (an infinite loop, or too slow)"
+        elif result.error is not None:
+            got = f"it raised {result.error}"
+        else:
+            got = f"it returned {_clip(repr(result.value))}"
+        want = "to run without an error" if example.expected is None \
+            else f"expected {_clip(example.expected)}"
+        lines.append(f"- {_clip(example.call)}{label}\n  {want}; {got}")
+        if len(lines) == limit:
+            break
+    return "\n".join(lines)
+
+
+def _clip(text: str, limit: int = 300) -> str:
+    return text if len(text) <= limit else text[:limit - 1] + "…"

@@ -1,0 +1,196 @@
+"""Choosing among programs by what they do (ponder.code.behaviour), and the coding paths of
+best_of_n, self_refine and auto on scripted models, with the real sandbox."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import pytest
+
+import ponder
+from ponder import ScriptedBackend
+from ponder.backends.scripted import by_step
+from ponder.bench.run import without_gold
+from ponder.code.behaviour import behaviour_of, choose, rank
+from ponder.code.examples import Example
+from ponder.code.probe import CallResult
+from ponder.core.types import Message, Problem
+
+PROMPT = '''def double(x: int) -> int:
+    """Return twice x.
+    >>> double(2)
+    4
+    >>> double(5)
+    10
+    """
+'''
+# Private: values that appear nowhere in the prompt, so a prompt holding one leaked it.
+PRIVATE = "def check(candidate):\n    assert candidate(31337) == 62674\n"
+PROBLEM = Problem(id="double", problem=PROMPT, entry_point="double", test=PRIVATE)
+BLIND = without_gold(PROBLEM)  # as `ponder bench` solves it
+
+RIGHT = "```python\ndef double(x: int) -> int:\n    return 2 * x\n```"
+WRONG = "```python\ndef double(x: int) -> int:\n    return x + 2\n```"  # right at 2 only
+SQUARE = "```python\ndef double(x: int) -> int:\n    return x * x\n```"  # right at 2 only
+TESTS_RIGHT = "```python\nassert double(0) == 0\nassert double(-3) == -6\n```"
+# The model's own tests, wrong: they agree with `WRONG`, never with the right program.
+TESTS_WRONG = "```python\nassert double(0) == 2\nassert double(7) == 9\nassert double(1) == 3\n```"
+
+
+def stated(call: str, expected: str) -> Example:
+    return Example(call=call, expected=expected, origin="prompt")
+
+
+def written(call: str, expected: str) -> Example:
+    return Example(call=call, expected=expected, origin="model")
+
+
+def value(v: object) -> CallResult:
+    return CallResult(value=v)
+
+
+# -- clustering on scripted candidates --------------------------------------------------------
+
+
+def test_candidates_that_behave_alike_share_a_cluster_and_the_largest_passing_one_wins():
+    examples = [stated("f(1)", "2"), written("f(3)", "6")]
+    runs = [[value(2), value(6)], [value(2), value(5)], [value(2), value(6)],
+            [CallResult(error="TypeError: boom"), CallResult(timed_out=True)]]
+    behaviours = [behaviour_of(r, examples) for r in runs]
+    clusters = rank(behaviours)
+    assert [c.members for c in clusters] == [[0, 2], [1], [3]]
+    assert clusters[0].public == [True] and clusters[0].model == [True]
+    assert clusters[2].errors == 2
+    assert choose(behaviours) == 0
+
+
+def test_a_wrong_model_test_cannot_flip_a_candidate_that_passes_the_prompts_examples():
+    examples = [stated("f(2)", "4"), stated("f(5)", "10"),
+                written("f(0)", "2"), written("f(7)", "9")]
+    right = behaviour_of([value(4), value(10), value(0), value(14)], examples)
+    # Three alike, passing every model test (wrong ones) and one of the prompt's examples.
+    wrong = behaviour_of([value(4), value(7), value(2), value(9)], examples)
+    assert choose([wrong, wrong, wrong, right]) == 3
+
+
+def test_nothing_ran_means_no_choice_and_a_candidate_without_code_joins_no_cluster():
+    assert choose([None, None]) is None
+    only = behaviour_of([value(1)], [stated("f(0)", "1")])
+    assert choose([None, only]) == 1
+
+
+def test_results_and_examples_must_pair_up():
+    with pytest.raises(ValueError):
+        behaviour_of([value(1)], [])
+
+
+# -- the strategies on coding problems --------------------------------------------------------
+
+
+def seen_text(backend: ScriptedBackend) -> str:
+    out = []
+    for request in backend.requests:
+        messages = request["messages"]
+        assert isinstance(messages, Sequence)
+        out += [m.content for m in messages if isinstance(m, Message)]
+    return "\n".join(out)
+
+
+def test_best_of_n_picks_by_behaviour_over_a_wrong_majority():
+    backend = ScriptedBackend(by_step({"best_of_n/generate": [WRONG, WRONG, RIGHT],
+                                       "code/tests": TESTS_WRONG}))
+    result = ponder.solve(BLIND, strategy="best_of_n", backend=backend, n=3)
+    assert "2 * x" in (result.answer or "")
+    info = result.info["behaviour"]
+    assert info["examples"] == {"stated": 2, "written": 3}
+    assert [c["size"] for c in info["clusters"]] == [1, 2]
+    pool = result.info["pool"]
+    assert [p["behaviour"] is not None for p in pool] == [True, True, True]
+    clusters = [e for e in result.trace if e.step == "clusters"]
+    assert len(clusters) == 1 and clusters[0].data["tests"][0]["call"] == "double(2)"
+
+
+def test_the_plain_vote_on_code_groups_programs_by_syntax():
+    spaced = WRONG.replace("x + 2", "x+2  # the same program")
+    backend = ScriptedBackend(by_step({"best_of_n/generate": [WRONG, spaced, RIGHT],
+                                       "code/tests": TESTS_RIGHT}))
+    result = ponder.solve(BLIND, strategy="best_of_n", backend=backend, n=3, selector="vote")
+    assert "x + 2" in (result.answer or "")
+    assert max(result.info["votes"].values()) == 2
+
+
+def test_self_refine_debugs_on_the_failing_example_and_stops_when_the_examples_pass():
+    backend = ScriptedBackend(by_step({"self_refine/generate": SQUARE, "code/tests": TESTS_RIGHT,
+                                       "self_refine/debug": RIGHT}))
+    result = ponder.solve(BLIND, strategy="self_refine", backend=backend, max_iters=3)
+    assert "2 * x" in (result.answer or "")
+    assert result.stop_reason == "examples_pass"
+    [debug] = backend.requests_for("self_refine/debug")
+    shown = debug["messages"][-1].content  # type: ignore[index]
+    assert "double(5)" in shown and "expected 10" in shown and "returned 25" in shown
+
+
+def test_a_rewrite_that_passes_fewer_examples_never_replaces_its_parent():
+    backend = ScriptedBackend(by_step({"self_refine/generate": SQUARE, "code/tests": TESTS_RIGHT,
+                                       "self_refine/debug": "```python\ndef double(x):\n"
+                                                            "    return None\n```"}))
+    result = ponder.solve(BLIND, strategy="self_refine", backend=backend, max_iters=3)
+    assert "x * x" in (result.answer or "")
+    assert result.stop_reason == "no_improvement"
+    assert len(backend.requests_for("self_refine/debug")) == 2
+
+
+def test_auto_stops_at_the_greedy_solution_when_it_passes_the_examples():
+    backend = ScriptedBackend(by_step({"single/answer": RIGHT, "code/tests": TESTS_RIGHT}))
+    result = ponder.solve(BLIND, strategy="auto", backend=backend)
+    assert result.stop_reason == "examples_pass"
+    assert result.usage.calls == 2  # the greedy solution and the tests
+    assert "2 * x" in (result.answer or "")
+
+
+def test_auto_samples_and_judges_between_two_clusters_that_pass_the_same_examples():
+    # WRONG passes double(2) only; a program right on the prompt's examples but not on 0 is
+    # told apart from RIGHT on the model's input double(0), and the model judges.
+    odd = "```python\ndef double(x):\n    return 2 * x if x else 1\n```"
+    backend = ScriptedBackend(by_step({
+        "single/answer": WRONG, "code/tests": TESTS_RIGHT,
+        "best_of_n/generate": [odd, odd, RIGHT], "code/judge": "It must be 0.\nCorrect: B"}))
+    result = ponder.solve(BLIND, strategy="auto", backend=backend, batch_size=3,
+                          max_samples=3)
+    assert result.info["distinguished"]["call"] == "double(0)"
+    # `odd` is the bigger cluster, but fails the model's test double(0) == 0; either way the
+    # judge is asked, and its choice answers.
+    assert "2 * x\n" in (result.answer or "") or result.answer.endswith("2 * x")
+
+
+def test_no_private_test_or_unstated_value_reaches_the_model():
+    backend = ScriptedBackend(by_step({
+        "single/answer": WRONG, "best_of_n/generate": [WRONG, SQUARE, RIGHT],
+        "self_refine/generate": SQUARE, "self_refine/debug": WRONG,
+        "code/tests": TESTS_WRONG, "code/judge": "Correct: A"}))
+    for strategy in ("single", "best_of_n", "self_refine", "auto"):
+        ponder.solve(BLIND, strategy=strategy, backend=backend)
+    assert BLIND.entry_point == "double" and BLIND.test is None
+    text = seen_text(backend)
+    assert "31337" not in text and "62674" not in text and "check(" not in text
+
+
+def test_ponder_show_draws_the_clusters_and_the_tests_each_passed():
+    from rich.console import Console
+
+    from ponder.cli.cluster_view import cluster_lines
+    from ponder.cli.render import shortener, timeline_table
+
+    backend = ScriptedBackend(by_step({"best_of_n/generate": [WRONG, WRONG, RIGHT],
+                                       "code/tests": TESTS_WRONG}))
+    result = ponder.solve(BLIND, strategy="best_of_n", backend=backend, n=3)
+    [note] = [e for e in result.trace if e.step == "clusters"]
+    lines = cluster_lines(note.data)
+    assert lines[0] == "test 1 [prompt]: double(2) == 4"
+    assert "cluster 1: 1 candidate (#3) · stated 2/2 · model 0/3" in lines[5]
+    assert lines[5].endswith("✓✓ | ✗✗✗")
+    assert lines[6].startswith("cluster 2: 2 candidates (#1, #2) · stated 1/2 · model 3/3")
+    console = Console(width=200, record=True)
+    console.print(timeline_table(result.trace, shortener(400)))
+    drawn = console.export_text()
+    assert "cluster 1: 1 candidate" in drawn and "ran 5 calls" in drawn
