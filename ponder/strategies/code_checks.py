@@ -47,28 +47,46 @@ class CodeChecks(BaseModel):
 
 async def gather_examples(ctx: Context, checks: CodeChecks,
                           spent: list[int] | None = None) -> list[Example]:
-    """The problem's stated examples (its `tests_public`, else those its text states; where
-    there are none, the model's rewriting of them, if grounded in the text) and then up to
-    `write_tests` tests the model writes. A call the budget cannot pay for is skipped: the
-    checks then have what was found before it. The calls' tokens are added to `spent`."""
+    """The problem's stated examples, then up to `write_tests` tests the model writes. The
+    calls' tokens are added to `spent`."""
+    stated = await stated_examples(ctx, checks, spent)
+    return stated + await written_tests(ctx, checks, stated, spent)
+
+
+async def stated_examples(ctx: Context, checks: CodeChecks,
+                          spent: list[int] | None = None) -> list[Example]:
+    """The examples the problem states: its `tests_public`, else those its text states, else
+    (`derive_examples`) the model's rewriting of them as asserts, kept only where every value
+    is in the text. A call the budget cannot pay for leaves none."""
     stated = public_examples(ctx.problem)
-    entry = ctx.problem.entry_point
-    try:
-        if not stated and checks.derive_examples and entry:
+    if not stated and checks.derive_examples and ctx.problem.entry_point:
+        try:
             derived = await _asserts(ctx, "code/derive", checks, "derived", spent)
-            stated = [e for e in derived if grounded(e, ctx.problem.problem)]
-            ctx.note("derived_examples", offered=len(derived), kept=len(stated))
-        written: list[Example] = []
-        if checks.write_tests and entry:
-            written = await _asserts(ctx, "code/tests", checks, "model", spent,
-                                     count=checks.write_tests)
-            seen = {e.call for e in stated}
-            written = [e for e in written if e.call not in seen][:checks.write_tests]
+        except BudgetExhausted:
+            return []
+        stated = [e for e in derived if grounded(e, ctx.problem.problem)]
+        ctx.note("derived_examples", offered=len(derived), kept=len(stated))
+    stated = stated[:MAX_CALLS]
+    ctx.note("examples", origin="stated", examples=[e.model_dump() for e in stated])
+    return stated
+
+
+async def written_tests(ctx: Context, checks: CodeChecks, stated: Sequence[Example],
+                        spent: list[int] | None = None) -> list[Example]:
+    """Up to `write_tests` tests the model writes (one call), none calling what a stated
+    example calls; none when the budget cannot pay for the call."""
+    if not checks.write_tests or not ctx.problem.entry_point:
+        return []
+    try:
+        written = await _asserts(ctx, "code/tests", checks, "model", spent,
+                                 count=checks.write_tests)
     except BudgetExhausted:
-        written = []
-    examples = (stated + written)[:MAX_CALLS]
-    ctx.note("examples", examples=[e.model_dump() for e in examples])
-    return examples
+        return []
+    seen = {e.call for e in stated}
+    written = [e for e in written if e.call not in seen]
+    written = written[:min(checks.write_tests, MAX_CALLS - len(stated))]
+    ctx.note("examples", origin="model", examples=[e.model_dump() for e in written])
+    return written
 
 
 async def _asserts(ctx: Context, template: str, checks: CodeChecks, origin: str,
