@@ -290,3 +290,11 @@ async def test_a_right_solution_passes_however_the_problem_and_its_tests_are_wri
     verdict = await UnitTestVerifier(mode=mode, private_feedback="full").verify(  # type: ignore[arg-type]
         problem, Candidate(text=code, answer=code))
     assert verdict.passed, verdict.feedback
+
+
+async def test_examples_the_prompt_writes_in_other_forms_are_public_tests() -> None:
+    problem = Problem(problem='def inc(x):\n    """Add one.\n    inc(1) ➞ 2\n    """\n',
+                      entry_point="inc", tests=["assert inc(5) == 6"])
+    verdict = await run(problem, "def inc(x):\n    return x\n")
+    assert "1 of 1 examples from the problem failed" in verdict.feedback
+    assert "inc(1) == 2" in verdict.feedback

@@ -485,3 +485,18 @@ class _Reader:
         else:
             return None
         return f"{self.target}({', '.join(args)})"
+
+
+def as_assert(example: Example) -> str:
+    """`example` as a test the unit-test judge runs: `assert call == expected` (a float
+    within 1e-6, as a prompt prints it rounded), or the check block itself."""
+    if example.expected is None:
+        return example.call
+    try:
+        expected = ast.literal_eval(example.expected)
+    except (ValueError, TypeError, SyntaxError, MemoryError, RecursionError):
+        expected = None
+    if isinstance(expected, float):
+        return f"assert abs({example.call} - {example.expected}) <= 1e-6"
+    return f"assert {example.call} == {example.expected}"
+

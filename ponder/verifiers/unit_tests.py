@@ -26,7 +26,6 @@ both in one process, for tests that need the candidate's own objects (see docs/t
 from __future__ import annotations
 
 import ast
-import doctest
 import json
 import re
 import secrets
@@ -35,6 +34,7 @@ import textwrap
 from dataclasses import dataclass
 from typing import Any, Literal
 
+from ponder.code.examples import as_assert, prompt_examples
 from ponder.core.answers import canonical_code, extract_code
 from ponder.core.errors import ConfigError, PonderError
 from ponder.core.types import Candidate, Problem, Verdict
@@ -138,7 +138,7 @@ def build_program(problem: Problem, code: str) -> tuple[str, Tests, str]:
                               "`entry_point` to pass to check()")
         private.append(f"{problem.test}\n\ncheck({problem.entry_point})\n")
     private.extend(_chunks(problem.tests))
-    public = _chunks(problem.tests_public) or examples_as_tests(problem.problem)
+    public = _chunks(problem.tests_public) or examples_as_tests(problem)
     if not private and not public:
         raise ConfigError(f"the unit_tests verifier needs `test`, `tests` or `tests_public`; "
                           f"problem {problem.id!r} has none")
@@ -195,31 +195,10 @@ def _chunks(tests: str | list[str] | None) -> list[str]:
     return [tests] if isinstance(tests, str) else list(tests)
 
 
-def examples_as_tests(text: str) -> list[str]:
-    """The `>>> call` / expected-value examples in a problem's text as asserts (a float is
-    compared to 6 decimal places, as it was printed); examples that print or define
-    nothing comparable are left out."""
-    try:
-        examples = doctest.DocTestParser().get_examples(text)
-    except ValueError:  # inconsistent indentation in the prose
-        return []
-    asserts = []
-    for example in examples:
-        source, want = example.source.strip(), example.want.strip()
-        if not want or "\n" in source:
-            continue
-        try:
-            call = ast.parse(source, mode="eval").body
-            wanted = ast.parse(want, mode="eval").body
-            expected = ast.literal_eval(wanted)
-        except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
-            continue
-        if isinstance(expected, float):
-            call = ast.Call(ast.Name("abs"), [ast.BinOp(call, ast.Sub(), wanted)], [])
-            test = ast.Compare(call, [ast.LtE()], [ast.Constant(1e-6)])
-        else:
-            test = ast.Compare(call, [ast.Eq()], [wanted])
-        asserts.append(ast.unparse(ast.Assert(test)))
+def examples_as_tests(problem: Problem) -> list[str]:
+    """The examples the problem's text states (`ponder.code.examples.prompt_examples`: `>>>`
+    doctests and the other forms prompts write them in) as one chunk of asserts."""
+    asserts = [as_assert(e) for e in prompt_examples(problem.problem, problem.entry_point)]
     return ["\n".join(asserts)] if asserts else []
 
 
