@@ -204,10 +204,18 @@ def test_gold_is_never_read() -> None:
 def test_grounded_accepts_what_the_prompt_states() -> None:
     text = 'f([1,2, 3.0]) == -4 and f("ab c") returns 0.50; also f(x) ➞ True'
     for call, expected in [("f([1, 2, 3])", "-4"), ("f('ab c')", "0.5"), ("f(1)", "True"),
-                           ("f([3.0, 2])", "[1, 0]"), ("f(0, 1)", "None")]:
+                           ("f([3.0, 2])", "[1, 0]"), ("f(0, 1)", "True")]:
         assert grounded(Example(call=call, expected=expected, origin="derived"), text)
     check = Example(call="x = f(3)\nassert x == -4", expected=None, origin="derived")
     assert grounded(check, text)
+
+
+def test_an_expected_true_false_none_0_or_1_must_be_written_in_the_prompt() -> None:
+    text = "Note that 4 is not prime, and 7 is."
+    assert not grounded(Example(call="is_prime(4)", expected="True", origin="derived"), text)
+    assert not grounded(Example(call="is_prime(7)", expected="1", origin="derived"), text)
+    said = "is_prime(4) returns false"
+    assert grounded(Example(call="is_prime(4)", expected="False", origin="derived"), said)
 
 
 def test_grounded_rejects_invented_values() -> None:

@@ -15,6 +15,7 @@ from ponder.code.behaviour import behaviour_of, choose, rank
 from ponder.code.examples import Example
 from ponder.code.probe import CallResult
 from ponder.core.types import Message, Problem
+from ponder.strategies.context import Context
 
 PROMPT = '''def double(x: int) -> int:
     """Return twice x.
@@ -137,7 +138,10 @@ def test_a_rewrite_that_passes_fewer_examples_never_replaces_its_parent():
     result = ponder.solve(BLIND, strategy="self_refine", backend=backend, max_iters=3)
     assert "x * x" in (result.answer or "")
     assert result.stop_reason == "no_improvement"
-    assert len(backend.requests_for("self_refine/debug")) == 2
+    # Greedy, the same prompt would bring the same rewrite: one miss ends it; sampled, two.
+    assert len(backend.requests_for("self_refine/debug")) == 1
+    ponder.solve(BLIND, strategy="self_refine", backend=backend, max_iters=3, temperature=0.7)
+    assert len(backend.requests_for("self_refine/debug")) == 3
 
 
 def test_auto_stops_at_the_greedy_solution_when_it_passes_the_examples():
@@ -163,16 +167,33 @@ def test_auto_samples_and_judges_between_two_clusters_that_pass_the_same_example
     assert "2 * x\n" in (result.answer or "") or result.answer.endswith("2 * x")
 
 
-def test_no_private_test_or_unstated_value_reaches_the_model():
+@pytest.mark.parametrize("strategy", ["single", "best_of_n", "self_refine", "auto", "ice",
+                                      "tree_search"])
+async def test_no_private_test_or_unstated_value_reaches_the_model(strategy: str):
+    # Gold on the problem itself, as a bench holds it, and no verifier, as a bench solves:
+    # neither the private test (`test`), nor plain private tests, nor an answer may reach a
+    # message the model is sent.
+    problem = PROBLEM.model_copy(update={
+        "tests": ["assert double(4242) == 8484"], "answer": "SECRET-ANSWER-99"})
     backend = ScriptedBackend(by_step({
         "single/answer": WRONG, "best_of_n/generate": [WRONG, SQUARE, RIGHT],
         "self_refine/generate": SQUARE, "self_refine/debug": WRONG,
+        "ice/answer": SQUARE, "ice/revise": WRONG,
+        "tree_search/step": "Handle zero first.", "tree_search/value": "Score: 5",
+        "tree_search/rollout": WRONG,
         "code/tests": TESTS_WRONG, "code/judge": "Correct: A"}))
-    for strategy in ("single", "best_of_n", "self_refine", "auto"):
-        ponder.solve(BLIND, strategy=strategy, backend=backend)
-    assert BLIND.entry_point == "double" and BLIND.test is None
+    ctx = Context(problem, backend=backend, verifier=None)
+    await ctx.run(strategy)
     text = seen_text(backend)
-    assert "31337" not in text and "62674" not in text and "check(" not in text
+    assert "double(2)" in text  # the prompt, with its examples, was sent
+    for private in ("31337", "62674", "4242", "8484", "SECRET-ANSWER", "check("):
+        assert private not in text, private
+    # The debugging feedback quotes the prompt's examples, or the model's own tests.
+    for request in backend.requests_for("self_refine/debug"):
+        feedback = request["messages"][-1].content  # type: ignore[index]
+        for line in feedback.splitlines():
+            if line.startswith("- "):
+                assert line[2:].split(" (")[0] in PROMPT + TESTS_WRONG, line
 
 
 def test_ponder_show_draws_the_clusters_and_the_tests_each_passed():
@@ -194,3 +215,33 @@ def test_ponder_show_draws_the_clusters_and_the_tests_each_passed():
     console.print(timeline_table(result.trace, shortener(400)))
     drawn = console.export_text()
     assert "cluster 1: 1 candidate" in drawn and "ran 5 calls" in drawn
+
+
+def test_a_reply_with_no_code_ends_debugging_without_an_error():
+    backend = ScriptedBackend(by_step({"self_refine/generate": "```python\n```",
+                                       "code/tests": TESTS_RIGHT}))
+    result = ponder.solve(BLIND, strategy="self_refine", backend=backend)
+    assert result.error is None and result.stop_reason == "no_improvement"
+
+
+def test_programs_that_all_fail_rank_below_one_that_returns_a_value():
+    examples = [stated("f(1)", "2"), written("f(3)", "6")]
+    broken = behaviour_of([CallResult(error="SyntaxError: x")] * 2, examples)
+    running = behaviour_of([value(3), value(5)], examples)
+    assert choose([broken, broken, broken, running]) == 3
+
+
+def test_only_literal_calls_of_the_entry_point_are_kept_from_the_models_tests():
+    from ponder.strategies.code_checks import literal_call
+
+    assert literal_call("double(2, y=[1, (2, 3)])", "double")
+    assert not literal_call("double(sum(range(10**10)))", "double")
+    assert not literal_call("double(__import__('os').getpid())", "double")
+    assert not literal_call("other(2)", "double")
+    assert not literal_call("double(**{'x': 1})", "double")
+
+
+def test_a_tests_only_problem_stays_a_coding_problem_without_its_gold():
+    problem = Problem(problem="Write add(a, b).", tests=["assert add(1, 2) == 3"])
+    assert without_gold(problem).is_code and without_gold(problem).tests == None  # noqa: E711
+    assert not without_gold(Problem(problem="2+2?", answer="4")).is_code

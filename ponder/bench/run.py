@@ -118,9 +118,14 @@ def check_gold(problems: Sequence[Problem], source: str) -> None:
 
 
 def without_gold(problem: Problem) -> Problem:
-    """What a strategy that may not see gold is given: the problem, minus what scores it."""
+    """What a strategy that may not see gold is given: the problem, minus what scores it. A
+    coding problem stays one (`is_code`): where only its private tests said so, it keeps an
+    empty `tests_public`, which marks it without adding a test."""
+    public = problem.tests_public
+    if public is None and problem.is_code:
+        public = []
     return problem.model_copy(update={"answer": None, "test": None, "tests": None,
-                                      "verifier": None})
+                                      "verifier": None, "tests_public": public})
 
 
 class Scorer:
@@ -162,8 +167,9 @@ def rechoose(row: Result, choice: Choice, *, code: bool = False) -> tuple[str | 
 
     On a coding problem (`code`) the vote groups programs by syntax, and the behaviour rule
     (`behaviour`, or `auto` where the pool recorded behaviours) ranks the first n samples'
-    clusters as `best_of_n` does; the calls that wrote the model's tests count only for it,
-    and only where n > 1 (with one sample there is nothing to choose)."""
+    clusters as `best_of_n` does. `best_of_n` runs its samples on a coding problem whatever
+    its selector, so the calls that wrote the model's tests count for every point with
+    n > 1, and for none with n = 1 (one sample: nothing to choose, and nothing is run)."""
     sampled = SamplingInfo.of(row)
     records = sampled.pool if sampled is not None else []
     if not records:
@@ -174,7 +180,7 @@ def rechoose(row: Result, choice: Choice, *, code: bool = False) -> tuple[str | 
         r.behaviour is not None for r in records)
     overhead = row.usage.total_tokens - sum(r.tokens for r in records) - checks_tokens
     drawn = records[:choice.n]
-    if by_behaviour and len(drawn) > 1:
+    if len(drawn) > 1:
         overhead += checks_tokens
     tokens = overhead + sum(r.tokens for r in drawn)
     samples = pool_samples(drawn)

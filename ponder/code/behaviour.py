@@ -11,6 +11,10 @@ The signals and their trust, in order (CodeT, Chen et al. 2022; MBR-exec, Shi et
    it passes, each weighed `model_weight` (below 1: trusted less than the prompt's);
 3. fewer inputs it raised or hung on; then the earliest drawn.
 
+A cluster that raised or hung on every input ranks below every cluster that returned a value
+and passes as many stated examples: programs that do not compile all share one behaviour,
+and their number says nothing.
+
 The same ranking serves a strategy (`best_of_n`, `auto`) and `ponder bench`, which re-chooses
 from the first k of a recorded pool: both read only `Behaviour`s, so a pool ranks offline.
 """
@@ -91,8 +95,15 @@ def rank(behaviours: Sequence[Behaviour | None], *,
             model_total=len(first.model), errors=first.errors, public=first.public,
             model=first.model,
             score=round(len(members) * (1 + model_weight * first.model_passed), 6)))
-    clusters.sort(key=lambda c: (-c.public_passed, -c.score, c.errors, c.members[0]))
+    # A cluster that returned nothing on any input (every call raised or hung: programs that do
+    # not compile share one such key) goes below any that returned a value, whatever its size.
+    clusters.sort(key=lambda c: (-c.public_passed, _all_failed(c), -c.score, c.errors,
+                                 c.members[0]))
     return clusters
+
+
+def _all_failed(cluster: Cluster) -> bool:
+    return cluster.errors > 0 and cluster.errors == len(cluster.public) + len(cluster.model)
 
 
 def choose(behaviours: Sequence[Behaviour | None], *,

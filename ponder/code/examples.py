@@ -14,8 +14,10 @@ import builtins
 import keyword
 import math
 import re
+import warnings
+from collections.abc import Callable
 from decimal import Decimal, InvalidOperation
-from typing import Literal
+from typing import Literal, ParamSpec, TypeVar
 
 from pydantic import BaseModel, ConfigDict
 
@@ -68,6 +70,25 @@ class Example(BaseModel):
     line: str = ""
 
 
+P = ParamSpec("P")
+R = TypeVar("R")
+
+
+def _quiet(read: Callable[P, R]) -> Callable[P, R]:
+    """`read` without the warnings Python's parser gives for text a model or a prompt wrote
+    (an invalid escape such as "\\:" in a string): the text is data, and its warnings would
+    only reach the user's console."""
+    def quietly(*args: P.args, **kwargs: P.kwargs) -> R:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", SyntaxWarning)
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return read(*args, **kwargs)
+
+    quietly.__doc__, quietly.__name__ = read.__doc__, read.__name__
+    return quietly
+
+
+@_quiet
 def prompt_examples(text: str, entry_point: str | None) -> list[Example]:
     """Every example `text` states, origin "prompt", once each, in order of appearance.
     Deterministic, linear in the text (its first 100,000 characters) and never raising: it
@@ -78,6 +99,7 @@ def prompt_examples(text: str, entry_point: str | None) -> list[Example]:
         return []
 
 
+@_quiet
 def examples_from_asserts(source: str, origin: Origin) -> list[Example]:
     """A tests string as examples. Bare asserts give one each: `assert CALL == LITERAL` keeps
     both (feedback can say what was expected), `assert not X` expects X False, any other
@@ -109,6 +131,7 @@ def public_examples(problem: Problem) -> list[Example]:
     return found or prompt_examples(problem.problem, problem.entry_point)
 
 
+@_quiet
 def grounded(example: Example, text: str) -> bool:
     """Whether every value the example uses appears in `text`: a model may restate the
     prompt's examples as asserts, but a value it invents is as likely wrong as its code.
@@ -131,9 +154,21 @@ def grounded(example: Example, text: str) -> bool:
                     return False
             elif repr(value) not in text:  # bytes, complex, Ellipsis: as written
                 return False
+        if example.expected is not None and not _trivial_written(example.expected, text):
+            return False
     except (*_ERRORS, InvalidOperation):
         return False
     return True
+
+
+def _trivial_written(expected: str, text: str) -> bool:
+    """Whether an expected True, False, None, 0 or 1 (the values `_constants` skips) is
+    written in `text` as a word: an answer the model made up is not grounded by a prompt
+    that merely mentions the inputs."""
+    value = ast.literal_eval(expected)
+    if not (value is None or isinstance(value, bool) or (type(value) is int and value in (0, 1))):
+        return True
+    return re.search(rf"\b{re.escape(str(value))}\b", text, re.IGNORECASE) is not None
 
 
 def matches(value: object, expected: str) -> bool:

@@ -30,8 +30,8 @@ from ponder.core.replies import has_marker
 from ponder.core.types import Behaviour, Candidate, Outcome, StopReason
 from ponder.strategies.code_checks import (
     CodeChecks,
-    behaviours,
     note_clusters,
+    run_all,
     run_examples,
     settled,
     stated_examples,
@@ -172,8 +172,12 @@ class _CodeRun:
                                      temperature=cfg.temperature, step=f"tier {tier}")
         batch = ctx.candidates(replies, source=f"tier {tier}")
         self.tiers.append({"tier": tier, "kind": "samples", "drawn": len(batch)})
+        start = len(self.answers)
         self.answers.extend(batch)
-        self.found.extend(await behaviours(ctx, batch, self.examples, self.checks))
+        for i, (behaviour, results) in enumerate(
+                await run_all(ctx, batch, self.examples, self.checks), start=start):
+            self.found.append(behaviour)
+            self.results[i] = results
         if len(batch) < k:
             raise BudgetExhausted("the budget gave fewer samples than asked")
 
@@ -184,8 +188,13 @@ class _CodeRun:
             return
         a, b = self.answers[first.members[0]], self.answers[second.members[0]]
         runs = [await self._results(first.members[0]), await self._results(second.members[0])]
+        if len(runs[0]) != len(self.examples) or len(runs[1]) != len(self.examples):
+            return
+        # Only an input the problem states no answer for is worth the model's judgement (a
+        # stated example's answer is known), and only where one of them returned a value.
         split = next((i for i, (x, y) in enumerate(zip(*runs, strict=True))
-                      if x.key() != y.key()), None)
+                      if self.examples[i].origin == "model" and x.key() != y.key()
+                      and (x.ok or y.ok)), None)
         if split is None:
             return
         shown = [_shown(r[split]) for r in runs]

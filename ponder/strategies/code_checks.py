@@ -9,6 +9,7 @@ sees is the problem's text alone.
 
 from __future__ import annotations
 
+import ast
 import asyncio
 from collections.abc import Sequence
 from typing import Any
@@ -98,17 +99,39 @@ async def _asserts(ctx: Context, template: str, checks: CodeChecks, origin: str,
         spent.append(reply.usage.total_tokens)
     entry = ctx.problem.entry_point or ""
     found = examples_from_asserts(extract_code(reply.text), origin)  # type: ignore[arg-type]
-    # Only value tests of the entry point: a check block the model wrote could be anything.
-    return [e for e in found if e.expected is not None and entry in e.call]
+    # Only the entry point applied to literals: a call the model wrote runs in the judge,
+    # which never runs the model's code (an argument such as sum(range(10**10)) would stall
+    # it, and __import__ would reach it).
+    return [e for e in found if e.expected is not None and literal_call(e.call, entry)]
+
+
+def literal_call(call: str, entry: str) -> bool:
+    """Whether `call` is `entry(...)` with only literal arguments."""
+    try:
+        node = ast.parse(call, mode="eval").body
+        if not (isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                and node.func.id == entry):
+            return False
+        for arg in [*node.args, *(k.value for k in node.keywords)]:
+            ast.literal_eval(arg.value if isinstance(arg, ast.Starred) else arg)
+    except (SyntaxError, ValueError, TypeError, MemoryError, RecursionError):
+        return False
+    return all(k.arg is not None for k in node.keywords)
 
 
 async def behaviours(ctx: Context, candidates: Sequence[Candidate], examples: Sequence[Example],
                      checks: CodeChecks) -> list[Behaviour | None]:
-    """Each candidate's behaviour on `examples`, one sandbox run per distinct program (run at
-    once, as the sandbox's slots allow); None for a candidate with no code, or when there are
-    no examples to run."""
+    """Each candidate's behaviour on `examples` (see `run_all`)."""
+    return [behaviour for behaviour, _ in await run_all(ctx, candidates, examples, checks)]
+
+
+async def run_all(ctx: Context, candidates: Sequence[Candidate], examples: Sequence[Example],
+                  checks: CodeChecks) -> list[tuple[Behaviour | None, list[CallResult]]]:
+    """Each candidate's behaviour on `examples` and its calls' results, one sandbox run per
+    distinct program (run at once, as the sandbox's slots allow); (None, []) for a candidate
+    with no code, or when there are no examples to run."""
     if not examples:
-        return [None] * len(candidates)
+        return [(None, [])] * len(candidates)
     calls = [e.call for e in examples]
     programs: dict[str, int] = {}
     for candidate in candidates:
@@ -116,8 +139,10 @@ async def behaviours(ctx: Context, candidates: Sequence[Candidate], examples: Se
             programs.setdefault(candidate.answer, len(programs))
     runs = await asyncio.gather(*(ctx.probe(code, calls, per_call_s=checks.per_call_s)
                                   for code in programs))
-    by_code = {code: behaviour_of(runs[i].results, examples) for code, i in programs.items()}
-    return [by_code.get(c.answer) if c.answer.strip() else None for c in candidates]
+    by_code = {code: (behaviour_of(runs[i].results, examples), runs[i].results)
+               for code, i in programs.items()}
+    return [by_code.get(c.answer, (None, [])) if c.answer.strip() else (None, [])
+            for c in candidates]
 
 
 def note_clusters(ctx: Context, examples: Sequence[Example], clusters: Sequence[Cluster]) -> None:
@@ -185,6 +210,8 @@ def failures(examples: Sequence[Example], results: Sequence[CallResult], *,
     """The failed examples as the model reads them: the call, the value expected, and what
     came back (a value, an exception, a timeout). Stated examples first; the model's own
     tests only where `stated_only` is off, and labelled as possibly wrong."""
+    if len(results) != len(examples):
+        return ""
     lines: list[str] = []
     order = sorted(range(len(examples)), key=lambda i: examples[i].origin not in STATED)
     for i in order:
@@ -193,12 +220,12 @@ def failures(examples: Sequence[Example], results: Sequence[CallResult], *,
             continue
         if stated_only and example.origin not in STATED:
             continue
-        label = "" if example.origin in STATED else \
-            " (a test you wrote earlier: it may itself be wrong)"
+        label = {"model": " (a test you wrote earlier: it may itself be wrong)",
+                 "derived": " (rewritten from the problem's examples)"}.get(example.origin, "")
         if result.timed_out:
             got = "it did not finish in time (an infinite loop, or too slow)"
         elif result.error is not None:
-            got = f"it raised {result.error}"
+            got = f"it raised {result.error}" + (f" ({result.where})" if result.where else "")
         else:
             got = f"it returned {_clip(repr(result.value))}"
         want = "to run without an error" if example.expected is None \

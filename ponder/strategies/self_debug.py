@@ -39,9 +39,10 @@ async def debug(ctx: Context, start: Candidate, examples: list[Example], checks:
                 rounds: int, max_tokens: int, temperature: float = 0.0,
                 behaviour: Behaviour | None = None) -> Debugged:
     """Debug `start` for at most `rounds` rewrites. Stops when it is `settled`
-    (`examples_pass`), when a rewrite fails to do better twice running or there is nothing
-    to show the model (`no_improvement`), after `rounds` (`max_iters`) or when the budget
-    ends (`budget`). `behaviour`: `start`'s, where it was run already."""
+    (`examples_pass`); when a rewrite fails to do better twice running (once, greedy) or
+    there is nothing to show the model, as for a reply with no code (`no_improvement`);
+    after `rounds` (`max_iters`); or when the budget ends (`budget`). `behaviour`: `start`'s,
+    where it was run already."""
     best = start
     results = None
     if behaviour is None:
@@ -73,7 +74,8 @@ async def debug(ctx: Context, start: Candidate, examples: list[Example], checks:
             ctx.note("debug_rejected", attempt=attempt, parent=_standing(behaviour),
                      rewrite=_standing(new_behaviour))
             misses += 1
-            if misses == 2:
+            # Greedy, the same prompt would bring the same rewrite: one miss ends it.
+            if misses == (1 if temperature == 0 else 2):
                 reason = "no_improvement"
                 break
         else:

@@ -162,7 +162,8 @@ def spec_for(problem: Problem) -> str | None:
     tests and `math` for a gold answer, else none."""
     if problem.verifier:
         return problem.verifier
-    if any(t is not None for t in (problem.test, problem.tests, problem.tests_public)):
+    # An empty `tests_public` only marks a coding problem whose gold was taken away.
+    if any(t is not None for t in (problem.test, problem.tests)) or problem.tests_public:
         return "unit_tests"
     if problem.answer is not None:
         return "math"
