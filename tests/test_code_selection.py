@@ -104,6 +104,7 @@ def test_best_of_n_picks_by_behaviour_over_a_wrong_majority():
     assert "2 * x" in (result.answer or "")
     info = result.info["behaviour"]
     assert info["examples"] == {"stated": 2, "written": 3}
+    assert 0 < info["probe_s"] < result.elapsed_s  # the wall time candidates ran
     assert [c["size"] for c in info["clusters"]] == [1, 2]
     pool = result.info["pool"]
     assert [p["behaviour"] is not None for p in pool] == [True, True, True]

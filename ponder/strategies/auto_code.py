@@ -74,7 +74,8 @@ async def auto_code(ctx: Context, checks: CodeChecks, plan: CodePlan) -> Outcome
     found = run.found + [None] * (len(run.answers) - len(run.found))
     sampled = vote_info(ctx, run.answers, votes, found)
     return ctx.finish(winner, reason, **sampled.model_dump(), tier=len(run.tiers) - 1,
-                      tiers=run.tiers, stopped=run.stopped, **run.info)
+                      tiers=run.tiers, stopped=run.stopped, probe_s=round(ctx.probe_s, 3),
+                      **run.info)
 
 
 class _CodeRun:

@@ -177,6 +177,7 @@ async def select_by_behaviour(ctx: Context, checks: CodeChecks, samples: Sequenc
         "clusters": [{"size": len(c.members), "public_passed": c.public_passed,
                       "public_total": c.public_total, "model_passed": c.model_passed,
                       "model_total": c.model_total, "score": c.score} for c in clusters[:8]]}
+    info["probe_s"] = round(ctx.probe_s, 3)
     winner = samples[clusters[0].members[0]] if clusters else None
     return winner, found, info
 

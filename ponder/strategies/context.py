@@ -90,6 +90,11 @@ class Context:
         self.seed = seed
         self.seen: list[Candidate] = []
         self._seed_offset = 0
+        # Wall time with at least one candidate program running on inputs (`probe`): runs at
+        # once count once, so it is a share of the problem's time, as the issue measures it.
+        self.probe_s = 0.0
+        self._probing = 0
+        self._probing_since = 0.0
 
     # -- model calls -------------------------------------------------------------------------
 
@@ -289,6 +294,9 @@ class Context:
         left = self.meter.remaining_seconds
         started = time.monotonic()
         run = run_calls(self.problem, code, calls, per_call_s=per_call_s)
+        if self._probing == 0:
+            self._probing_since = started
+        self._probing += 1
         try:
             probed = await (run if math.isinf(left) else asyncio.wait_for(run, left))
         except TimeoutError:
@@ -297,6 +305,10 @@ class Context:
                                     data={"code": code, "calls": len(calls)}))
             self.meter.exhausted_reason = error
             raise BudgetExhausted(error) from None
+        finally:
+            self._probing -= 1
+            if self._probing == 0:
+                self.probe_s += time.monotonic() - self._probing_since
         self._record(TraceEvent(kind="execute", step=step,
                                 latency_s=round(time.monotonic() - started, 3),
                                 error=probed.load_error,

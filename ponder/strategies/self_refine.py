@@ -69,7 +69,8 @@ async def self_refine(ctx: Context, cfg: SelfRefineConfig) -> Outcome:
                                        max_tokens=cfg.max_tokens, temperature=cfg.temperature)
                 return ctx.finish(debugged.best, debugged.reason,
                                   iterations=len(debugged.versions) - 1,
-                                  versions=debugged.versions, debugging=True)
+                                  versions=debugged.versions, debugging=True,
+                                  probe_s=round(ctx.probe_s, 3))
         versions.append(current)
         for iteration in range(cfg.max_iters + 1):
             verdict = await ctx.verify(current)
