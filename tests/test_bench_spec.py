@@ -119,3 +119,24 @@ def test_the_confidence_choice_keeps_the_surest_share() -> None:
 def test_a_row_without_a_pool_keeps_its_own_answer() -> None:
     row = Result(id="p", answer="4", usage=Usage(prompt_tokens=5, completion_tokens=5, calls=1))
     assert rechoose(row, Choice(2, "vote", 0.5, "lowest_group")) == ("4", 10)
+
+
+def test_a_coding_pool_is_chosen_again_by_behaviour_and_pays_for_the_tests_from_n_2() -> None:
+    from ponder.core.types import Behaviour
+
+    right = Behaviour(key="r", public=[True, True], model=[True])
+    wrong = Behaviour(key="w", public=[True, False], model=[True])
+    codes = ["def f(): return 2", "def f(): return 3", "def f():  return 3", "def f(): return 1"]
+    pool = [PoolRecord(answer=a, tokens=10, behaviour=b)
+            for a, b in zip(codes, [wrong, wrong, right, right], strict=True)]
+    info = SamplingInfo(samples=4, vote_answer=None, pool=pool).model_dump()
+    info["behaviour"] = {"tokens": 7}
+    row = Result(id="p", answer=None, info=info,
+                 usage=Usage(prompt_tokens=0, completion_tokens=47, calls=2))
+    # One sample: nothing to choose and nothing run, so the tests' call is not paid for.
+    assert rechoose(row, Choice(1, "auto", 0.5, "lowest_group"), code=True) == (codes[0], 10)
+    # Two alike, wrong on a stated example: the first drawn answers, and the tests are paid.
+    assert rechoose(row, Choice(2, "auto", 0.5, "lowest_group"), code=True) == (codes[0], 27)
+    assert rechoose(row, Choice(3, "auto", 0.5, "lowest_group"), code=True) == (codes[2], 37)
+    # The text vote groups programs by syntax (2 and 3 are one program), and pays the same.
+    assert rechoose(row, Choice(3, "vote", 0.5, "lowest_group"), code=True) == (codes[1], 37)
