@@ -168,6 +168,13 @@ async def test_through_the_public_api() -> None:
 # -- configuration, extraction, voting ---------------------------------------------------------
 
 
+async def test_a_problem_with_no_test_at_all_fails_every_candidate_without_an_error() -> None:
+    verdict = await UnitTestVerifier().verify(
+        Problem(problem="Write f(x), twice x.", entry_point="f"),
+        Candidate(text="", answer="def f(x):\n    return 2 * x\n"))
+    assert not verdict.passed and verdict.details["stage"] == "no_tests"
+
+
 def test_problems_without_tests_are_refused() -> None:
     with pytest.raises(ConfigError, match="needs `test`, `tests` or `tests_public`"):
         build_program(Problem(problem="?"), "pass")

@@ -85,6 +85,12 @@ class UnitTestVerifier(Verifier):
     async def verify(self, problem: Problem, candidate: Candidate) -> Verdict:
         code = candidate.answer if candidate.answer.strip() or candidate.answer_given \
             else self.extract(candidate.text)
+        if not has_tests(problem):
+            # A coding problem whose gold was taken away and whose prompt states no example
+            # (as `ponder bench` solves one): nothing here can pass it, and nothing is wrong
+            # with the problem. The strategies' own checks (ponder.code) still run it.
+            return Verdict(passed=False, score=0.0, details={"stage": "no_tests"},
+                           feedback="There are no tests to run for this problem.")
         program, tests, shape = build_program(problem, code)
         nonce = secrets.token_hex(16)
         result = await self.sandbox.run(
@@ -174,6 +180,13 @@ def _program(problem: Problem, code: str, prompt: str | None) -> tuple[str, str]
     if first and not first[0].isspace():
         body = textwrap.indent(body, "    ")
     return f"{prompt.rstrip()}\n{body}\n", "body"
+
+
+def has_tests(problem: Problem) -> bool:
+    """Whether `problem` has any test `unit_tests` can run: private, public, or an example
+    its text states."""
+    return any(t for t in (problem.test, problem.tests, problem.tests_public)) \
+        or bool(examples_as_tests(problem))
 
 
 def _definitions(source: str) -> str:
