@@ -48,3 +48,35 @@ async def test_a_strategy_runs_end_to_end_on_the_embedded_model(backend: LocalBa
     assert result.usage.calls == len(calls) >= 1
     assert result.usage.completion_tokens > 0 and not result.usage.estimated
     assert result.usage.total_tokens == sum(e.usage.total_tokens for e in calls)
+
+
+# A HumanEval-shaped problem, its gold stripped as `ponder bench` strips it: the coding paths
+# (examples read from the prompt, candidates run in the sandbox, clusters, debugging) with the
+# real model's replies, whatever they are.
+CODING = Problem(id="inc_all", entry_point="inc_all", tests_public=[], problem=(
+    "from typing import List\n\n\ndef inc_all(xs: List[int]) -> List[int]:\n"
+    '    """Return the list with every element increased by one.\n'
+    "    >>> inc_all([1, 2, 3])\n    [2, 3, 4]\n    >>> inc_all([])\n    []\n"
+    '    """\n'))
+CODING_RUNS: dict[str, dict[str, Any]] = {
+    "best_of_n": {"n": 2, "write_tests": 2},
+    "self_refine": {"max_iters": 1, "write_tests": 0},
+    "auto": {"batch_size": 2, "max_samples": 2, "debug_rounds": 1, "write_tests": 2},
+}
+
+
+@pytest.mark.parametrize("strategy", sorted(CODING_RUNS))
+async def test_a_coding_strategy_runs_end_to_end_on_the_embedded_model(backend: LocalBackend,
+                                                                         strategy: str) -> None:
+    result = await ponder.asolve(CODING, strategy=strategy, backend=backend, seed=0,
+                                 **{"max_tokens": 192, **CODING_RUNS[strategy]})
+    assert result.error is None
+    assert result.answer is not None and "Final answer" not in result.answer
+    calls = [e for e in result.trace if e.kind == "generate"]
+    assert result.usage.calls == len(calls) >= 1
+    assert "```python" in calls[0].messages[-1].content  # asked for code
+    runs = [e for e in result.trace if e.kind == "execute"]
+    if strategy == "best_of_n":
+        assert runs and result.info["behaviour"]["examples"]["stated"] == 2
+        assert len(result.info["pool"]) == 2
+    assert all(e.data["calls"] >= 2 for e in runs)  # the prompt's two examples, at least
