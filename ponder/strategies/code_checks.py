@@ -157,10 +157,6 @@ def stated_count(examples: Sequence[Example]) -> int:
     return sum(1 for e in examples if e.origin in STATED)
 
 
-__all__ = ["CodeChecks", "behaviours", "gather_examples", "note_clusters", "rank",
-           "stated_count"]
-
-
 async def select_by_behaviour(ctx: Context, checks: CodeChecks, samples: Sequence[Candidate],
                               ) -> tuple[Candidate | None, list[Behaviour | None], dict[str, Any]]:
     """The sample the best behaviour cluster puts first (None: nothing ran), every sample's
