@@ -246,3 +246,18 @@ def test_a_tests_only_problem_stays_a_coding_problem_without_its_gold():
     problem = Problem(problem="Write add(a, b).", tests=["assert add(1, 2) == 3"])
     assert without_gold(problem).is_code and without_gold(problem).tests == None  # noqa: E711
     assert not without_gold(Problem(problem="2+2?", answer="4")).is_code
+
+
+def test_the_models_tests_are_kept_when_it_writes_its_function_above_them():
+    from ponder.strategies.code_checks import only_asserts
+
+    reply = ("def double(x):\n    return 2 * x\n\nassert double(0) == 0\n"
+             "assert double(-3) == -6\nprint('ok')\n")
+    assert only_asserts(reply) == "assert double(0) == 0\nassert double(-3) == -6"
+    cut = "def double(x):\n    return 2 * x\nassert double(1) == 2\nassert double(4) =="
+    assert only_asserts(cut) == "assert double(1) == 2"
+    written = "```python\n" + reply + "```"
+    backend = ScriptedBackend(by_step({"best_of_n/generate": [WRONG, RIGHT],
+                                       "code/tests": written}))
+    result = ponder.solve(BLIND, strategy="best_of_n", backend=backend, n=2)
+    assert result.info["behaviour"]["examples"] == {"stated": 2, "written": 2}

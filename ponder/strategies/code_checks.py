@@ -98,11 +98,33 @@ async def _asserts(ctx: Context, template: str, checks: CodeChecks, origin: str,
     if spent is not None:
         spent.append(reply.usage.total_tokens)
     entry = ctx.problem.entry_point or ""
-    found = examples_from_asserts(extract_code(reply.text), origin)  # type: ignore[arg-type]
+    found = examples_from_asserts(only_asserts(extract_code(reply.text)),
+                                  origin)  # type: ignore[arg-type]
     # Only the entry point applied to literals: a call the model wrote runs in the judge,
     # which never runs the model's code (an argument such as sum(range(10**10)) would stall
     # it, and __import__ would reach it).
     return [e for e in found if e.expected is not None and literal_call(e.call, entry)]
+
+
+def only_asserts(code: str) -> str:
+    """The top-level asserts of a reply's code, one per line: a model often writes its own
+    function above its tests, and a block with other statements would be read as one check.
+    Code that does not parse (a reply cut at max_tokens) is read line by line."""
+    try:
+        tree = ast.parse(code)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        lines = [line.strip() for line in code.splitlines()]
+        return "\n".join(line for line in lines if line.startswith("assert ")
+                         and _parses(line))
+    return "\n".join(ast.unparse(node) for node in tree.body if isinstance(node, ast.Assert))
+
+
+def _parses(line: str) -> bool:
+    try:
+        ast.parse(line)
+    except (SyntaxError, ValueError, MemoryError, RecursionError):
+        return False
+    return True
 
 
 def literal_call(call: str, entry: str) -> bool:
