@@ -24,7 +24,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Sequence
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, Field, computed_field
 
 from ponder.code.examples import Example, matches
 from ponder.code.probe import CallResult
@@ -43,14 +43,31 @@ class Cluster(BaseModel):
 
     members: list[int]
     key: str
-    public_passed: int = 0
-    public_total: int = 0
-    model_passed: int = 0
-    model_total: int = 0
     errors: int = 0
     public: list[bool] = Field(default_factory=list, description="each stated example: passed")
     model: list[bool] = Field(default_factory=list, description="each model-written test: passed")
     score: float = Field(default=0.0, description="CodeT's: size × (1 + weighed model passes)")
+
+    # Counts read from the marks, and kept in its dump (the trace's `clusters` note).
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def public_passed(self) -> int:
+        return sum(self.public)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def public_total(self) -> int:
+        return len(self.public)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def model_passed(self) -> int:
+        return sum(self.model)
+
+    @computed_field  # type: ignore[prop-decorator]
+    @property
+    def model_total(self) -> int:
+        return len(self.model)
 
 
 def passed(result: CallResult, example: Example) -> bool:
@@ -90,9 +107,7 @@ def rank(behaviours: Sequence[Behaviour | None], *,
         first = behaviours[members[0]]
         assert first is not None
         clusters.append(Cluster(
-            members=members, key=key, public_passed=first.public_passed,
-            public_total=len(first.public), model_passed=first.model_passed,
-            model_total=len(first.model), errors=first.errors, public=first.public,
+            members=members, key=key, errors=first.errors, public=first.public,
             model=first.model,
             score=round(len(members) * (1 + model_weight * first.model_passed), 6)))
     # A cluster that returned nothing on any input (every call raised or hung: programs that do

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import ast
 import builtins
+import functools
 import keyword
 import math
 import re
@@ -78,13 +79,13 @@ def _quiet(read: Callable[P, R]) -> Callable[P, R]:
     """`read` without the warnings Python's parser gives for text a model or a prompt wrote
     (an invalid escape such as "\\:" in a string): the text is data, and its warnings would
     only reach the user's console."""
+    @functools.wraps(read)
     def quietly(*args: P.args, **kwargs: P.kwargs) -> R:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", SyntaxWarning)
             warnings.simplefilter("ignore", DeprecationWarning)
             return read(*args, **kwargs)
 
-    quietly.__doc__, quietly.__name__ = read.__doc__, read.__name__
     return quietly
 
 

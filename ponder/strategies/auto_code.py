@@ -22,7 +22,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from ponder.code.behaviour import Cluster, rank
+from ponder.code.behaviour import Cluster, behaviour_of, rank
 from ponder.code.examples import Example
 from ponder.code.probe import CallResult
 from ponder.core.errors import BudgetExhausted
@@ -30,6 +30,8 @@ from ponder.core.replies import has_marker
 from ponder.core.types import Behaviour, Candidate, Outcome, StopReason
 from ponder.strategies.code_checks import (
     CodeChecks,
+    cluster_summary,
+    example_counts,
     note_clusters,
     run_all,
     run_examples,
@@ -84,7 +86,7 @@ class _CodeRun:
         self.answers: list[Candidate] = []
         self.found: list[Behaviour | None] = []
         self.examples: list[Example] = []
-        self.results: dict[int, list[CallResult]] = {}
+        self.results: list[list[CallResult]] = []  # each answer's calls, as `found`
         self.tiers: list[dict[str, Any]] = []
         self.info: dict[str, Any] = {}
         self.stopped = ""
@@ -113,22 +115,23 @@ class _CodeRun:
         # a greedy solution that passed them passed the hidden tests 33 times in 34, and the
         # model's tests (a call's tokens) are written only for a problem that goes on.
         self.examples = await stated_examples(ctx, self.checks)
-        if self.examples:
-            behaviour, results = await run_examples(ctx, self.answers[0], self.examples,
-                                                    self.checks)
-            if behaviour is not None and all(behaviour.public):
-                self._count()
-                self.decide(False, "the greedy solution passes the problem's examples")
-                return "examples_pass"
-        self.examples += await written_tests(ctx, self.checks, self.examples)
-        self._count()
+        greedy = self.answers[0]
+        behaviour, results = await run_examples(ctx, greedy, self.examples, self.checks)
+        if behaviour is not None and all(behaviour.public):
+            self.info["examples"] = example_counts(self.examples)
+            self.decide(False, "the greedy solution passes the problem's examples")
+            return "examples_pass"
+        written = await written_tests(ctx, self.checks, self.examples)
+        self.examples += written
+        self.info["examples"] = example_counts(self.examples)
         if not self.examples:
             self.decide(False, "no example to run and no test written: the greedy answer stands")
             return "done"
-        behaviour, results = await run_examples(ctx, self.answers[0], self.examples,
-                                                self.checks)
+        if greedy.answer.strip():  # only the model's tests are new to it
+            results += (await run_examples(ctx, greedy, written, self.checks))[1]
+            behaviour = behaviour_of(results, self.examples)
         self.found.append(behaviour)
-        self.results[0] = results
+        self.results.append(results)
         if settled(behaviour):
             self.decide(False, "the greedy solution passes the model's tests")
             return "examples_pass"
@@ -139,12 +142,13 @@ class _CodeRun:
                 break
         clusters = rank(self.found)
         note_clusters(ctx, self.examples, clusters)
-        self.info["clusters"] = [_summary(c) for c in clusters[:8]]
+        self.info["clusters"] = cluster_summary(clusters)
         if cfg.distinguish and len(clusters) > 1:
             await self._distinguish(clusters[0], clusters[1])
         best = self.winner()
         assert best is not None
-        if settled(self.found[self.answers.index(best)]):
+        at = self.answers.index(best)
+        if settled(self.found[at]):
             self.decide(False, "the best cluster's program passes the examples")
             return "examples_pass"
         if cfg.debug_rounds == 0:
@@ -152,15 +156,10 @@ class _CodeRun:
             return "done"
         self.decide(False, "debugging the best cluster's program")
         debugged = await debug(ctx, best, self.examples, self.checks, rounds=cfg.debug_rounds,
-                               max_tokens=cfg.max_tokens,
-                               behaviour=self.found[self.answers.index(best)])
+                               max_tokens=cfg.max_tokens, ran=(self.found[at], self.results[at]))
         self.info["debugging"] = debugged.versions
         self.chosen = debugged.best
         return debugged.reason
-
-    def _count(self) -> None:
-        stated = sum(1 for e in self.examples if e.origin != "model")
-        self.info["examples"] = {"stated": stated, "written": len(self.examples) - stated}
 
     def _top_behaviour(self) -> Behaviour | None:
         clusters = rank(self.found)
@@ -173,12 +172,10 @@ class _CodeRun:
                                      temperature=cfg.temperature, step=f"tier {tier}")
         batch = ctx.candidates(replies, source=f"tier {tier}")
         self.tiers.append({"tier": tier, "kind": "samples", "drawn": len(batch)})
-        start = len(self.answers)
         self.answers.extend(batch)
-        for i, (behaviour, results) in enumerate(
-                await run_all(ctx, batch, self.examples, self.checks), start=start):
+        for behaviour, results in await run_all(ctx, batch, self.examples, self.checks):
             self.found.append(behaviour)
-            self.results[i] = results
+            self.results.append(results)
         if len(batch) < k:
             raise BudgetExhausted("the budget gave fewer samples than asked")
 
@@ -188,7 +185,7 @@ class _CodeRun:
         if first.public_passed != second.public_passed:
             return
         a, b = self.answers[first.members[0]], self.answers[second.members[0]]
-        runs = [await self._results(first.members[0]), await self._results(second.members[0])]
+        runs = [self.results[first.members[0]], self.results[second.members[0]]]
         if len(runs[0]) != len(self.examples) or len(runs[1]) != len(self.examples):
             return
         # Only an input the problem states no answer for is worth the model's judgement (a
@@ -213,13 +210,6 @@ class _CodeRun:
         elif pick == "A":
             self.chosen = a
 
-    async def _results(self, index: int) -> list[CallResult]:
-        if index not in self.results:
-            _, self.results[index] = await run_examples(self.ctx, self.answers[index],
-                                                        self.examples, self.checks)
-        return self.results[index]
-
-
 def _shown(result: CallResult) -> str:
     if result.timed_out:
         return "(does not finish)"
@@ -237,8 +227,3 @@ def _choice(text: str) -> str | None:
                 return tail
     return None
 
-
-def _summary(cluster: Cluster) -> dict[str, Any]:
-    return {"size": len(cluster.members), "public_passed": cluster.public_passed,
-            "public_total": cluster.public_total, "model_passed": cluster.model_passed,
-            "model_total": cluster.model_total, "score": cluster.score}

@@ -175,8 +175,17 @@ def note_clusters(ctx: Context, examples: Sequence[Example], clusters: Sequence[
              clusters=[c.model_dump() for c in clusters])
 
 
-def stated_count(examples: Sequence[Example]) -> int:
-    return sum(1 for e in examples if e.origin in STATED)
+def example_counts(examples: Sequence[Example]) -> dict[str, int]:
+    """How many examples the problem stated and how many the model wrote, for `info`."""
+    stated = sum(1 for e in examples if e.origin in STATED)
+    return {"stated": stated, "written": len(examples) - stated}
+
+
+def cluster_summary(clusters: Sequence[Cluster]) -> list[dict[str, Any]]:
+    """The first eight clusters as `info` records them: size, tests passed, score."""
+    return [{"size": len(c.members), "public_passed": c.public_passed,
+             "public_total": c.public_total, "model_passed": c.model_passed,
+             "model_total": c.model_total, "score": c.score} for c in clusters[:8]]
 
 
 async def select_by_behaviour(ctx: Context, checks: CodeChecks, samples: Sequence[Candidate],
@@ -190,12 +199,8 @@ async def select_by_behaviour(ctx: Context, checks: CodeChecks, samples: Sequenc
     note_clusters(ctx, examples, clusters)
     info: dict[str, Any] = {
         "tokens": sum(spent),
-        "examples": {"stated": stated_count(examples),
-                     "written": len(examples) - stated_count(examples)},
-        "clusters": [{"size": len(c.members), "public_passed": c.public_passed,
-                      "public_total": c.public_total, "model_passed": c.model_passed,
-                      "model_total": c.model_total, "score": c.score} for c in clusters[:8]]}
-    info["probe_s"] = round(ctx.probe_s, 3)
+        "examples": example_counts(examples), "clusters": cluster_summary(clusters),
+        "probe_s": round(ctx.probe_s, 3)}
     winner = samples[clusters[0].members[0]] if clusters else None
     return winner, found, info
 

@@ -10,9 +10,9 @@ from __future__ import annotations
 import asyncio
 import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from contextvars import ContextVar
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from ponder.backends.base import CURRENT_CALL, Backend, CallLabel
 from ponder.core.answers import answer_key, is_python, read_answer
@@ -39,6 +39,8 @@ from ponder.strategies.registry import REGISTRY
 from ponder.strategies.spec import Returned, StrategyConfig, StrategySpec
 from ponder.strategies.wiring import Wiring
 from ponder.verifiers.base import Verifier, judge
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:  # the sandbox loads when a program first runs, not with every strategy
     from ponder.code.probe import ProbeRun
@@ -262,19 +264,7 @@ class Context:
         limits = Limits(timeout_s=seconds, cpu_s=max(1, math.ceil(seconds)), memory_mb=512,
                         processes=8, output_bytes=8192)
         run = shared_sandbox().run({"main.py": code}, "main.py", limits=limits)
-        # The wait for one of the sandbox's few slots counts too: programs queued behind each
-        # other (n of them at once) must not hold the slots, which every problem and every
-        # `ponder serve` request share, past the budget's time.
-        left = self.meter.remaining_seconds
-        try:
-            result = await (run if math.isinf(left) else asyncio.wait_for(run, left))
-        except TimeoutError:
-            error = f"time limit of {self.meter.budget.seconds}s reached waiting for or " \
-                    "running a program"
-            self._record(TraceEvent(kind="execute", step=step, error=error,
-                                    data={"code": code}))
-            self.meter.exhausted_reason = error
-            raise BudgetExhausted(error) from None
+        result = await self._in_time(run, step, {"code": code}, "running a program")
         execution = Execution(code=code, output=result.output, exit_code=result.exit_code,
                               timed_out=result.timed_out, seconds=round(result.seconds, 3),
                               error=program_error(result, limits))
@@ -291,20 +281,14 @@ class Context:
         (`BudgetExhausted`); the trace records the code, the calls, and how it ended."""
         from ponder.code.probe import run_calls
 
-        left = self.meter.remaining_seconds
         started = time.monotonic()
         run = run_calls(self.problem, code, calls, per_call_s=per_call_s)
         if self._probing == 0:
             self._probing_since = started
         self._probing += 1
         try:
-            probed = await (run if math.isinf(left) else asyncio.wait_for(run, left))
-        except TimeoutError:
-            error = f"time limit of {self.meter.budget.seconds}s reached running candidates"
-            self._record(TraceEvent(kind="execute", step=step, error=error,
-                                    data={"code": code, "calls": len(calls)}))
-            self.meter.exhausted_reason = error
-            raise BudgetExhausted(error) from None
+            probed = await self._in_time(run, step, {"code": code, "calls": len(calls)},
+                                         "running candidates")
         finally:
             self._probing -= 1
             if self._probing == 0:
@@ -315,6 +299,21 @@ class Context:
                                 data={"code": code, "calls": len(calls),
                                       "failed": sum(1 for r in probed.results if not r.ok)}))
         return probed
+
+    async def _in_time(self, run: Awaitable[T], step: str, data: dict[str, Any],
+                       doing: str) -> T:
+        """`run` (a sandbox run), stopped when the budget's seconds end: the wait for one of
+        the sandbox's few slots counts too, so runs queued behind each other (n of them at
+        once) do not hold the slots, which every problem and every `ponder serve` request
+        share, past the budget's time. A stopped run is traced and is `BudgetExhausted`."""
+        left = self.meter.remaining_seconds
+        try:
+            return await (run if math.isinf(left) else asyncio.wait_for(run, left))
+        except TimeoutError:
+            error = f"time limit of {self.meter.budget.seconds}s reached waiting for or {doing}"
+            self._record(TraceEvent(kind="execute", step=step, error=error, data=data))
+            self.meter.exhausted_reason = error
+            raise BudgetExhausted(error) from None
 
     # -- candidates and verification -----------------------------------------------------------
 

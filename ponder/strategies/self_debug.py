@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ponder.code.examples import Example
+from ponder.code.probe import CallResult
 from ponder.core.errors import BudgetExhausted
 from ponder.core.types import Behaviour, Candidate, StopReason
 from ponder.strategies.code_checks import CodeChecks, failures, run_examples, settled
@@ -37,16 +38,15 @@ def _standing(behaviour: Behaviour | None) -> tuple[int, int]:
 
 async def debug(ctx: Context, start: Candidate, examples: list[Example], checks: CodeChecks, *,
                 rounds: int, max_tokens: int, temperature: float = 0.0,
-                behaviour: Behaviour | None = None) -> Debugged:
+                ran: tuple[Behaviour | None, list[CallResult]] | None = None) -> Debugged:
     """Debug `start` for at most `rounds` rewrites. Stops when it is `settled`
     (`examples_pass`); when a rewrite fails to do better twice running (once, greedy) or
     there is nothing to show the model, as for a reply with no code (`no_improvement`);
-    after `rounds` (`max_iters`); or when the budget ends (`budget`). `behaviour`: `start`'s,
-    where it was run already."""
+    after `rounds` (`max_iters`); or when the budget ends (`budget`). `ran`: `start`'s
+    behaviour and call results, where it was run already."""
     best = start
-    results = None
-    if behaviour is None:
-        behaviour, results = await run_examples(ctx, start, examples, checks)
+    behaviour, results = ran if ran is not None else \
+        await run_examples(ctx, start, examples, checks)
     versions = [_record(start, behaviour)]
     reason: StopReason = "max_iters"
     misses = 0
@@ -55,8 +55,6 @@ async def debug(ctx: Context, start: Candidate, examples: list[Example], checks:
             if settled(behaviour):
                 reason = "examples_pass"
                 break
-            if results is None:  # the caller gave the behaviour: the values are needed now
-                behaviour, results = await run_examples(ctx, best, examples, checks)
             shown = failures(examples, results, stated_only=not all(
                 behaviour.public if behaviour else []))
             if not shown:

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from ponder.code.examples import as_assert, prompt_examples
-from ponder.core.answers import canonical_code, extract_code
+from ponder.core.answers import canonical_code, extract_code, is_python
 from ponder.core.errors import ConfigError, PonderError
 from ponder.core.types import Candidate, Problem, Verdict
 from ponder.sandbox import HARNESS, Limits, Sandbox, SandboxResult, shared_sandbox
@@ -162,7 +162,7 @@ def program_for(problem: Problem, code: str) -> tuple[str, str]:
 def problem_code(problem: Problem) -> str | None:
     """The problem's text when it is code (a HumanEval prompt): what it defines, the tests
     take from it."""
-    return problem.problem if _compiles(problem.problem) else None
+    return problem.problem if is_python(problem.problem) else None
 
 
 def _program(problem: Problem, code: str, prompt: str | None) -> tuple[str, str]:
@@ -213,14 +213,6 @@ def examples_as_tests(problem: Problem) -> list[str]:
     doctests and the other forms prompts write them in) as one chunk of asserts."""
     asserts = [as_assert(e) for e in prompt_examples(problem.problem, problem.entry_point)]
     return ["\n".join(asserts)] if asserts else []
-
-
-def _compiles(source: str) -> bool:
-    try:
-        compile(source, "<prompt>", "exec")
-    except (SyntaxError, ValueError, MemoryError, RecursionError, OverflowError):
-        return False
-    return True
 
 
 def judge(result: SandboxResult, limits: Limits, *, full: bool = False,
