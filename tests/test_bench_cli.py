@@ -141,6 +141,22 @@ def test_a_bad_spec_names_itself(problems: Path, tmp_path: Path) -> None:
     assert done.exit_code == 2 and "best_of_n" in done.output
 
 
+def test_paired_with_names_a_run_label(problems: Path, tmp_path: Path) -> None:
+    with FakeOpenAIServer(quiz=QUIZ, seed=3) as server:
+        done = bench(server, problems, tmp_path / "a", "single",
+                     "single temperature=0.3 label=other", extra=("--paired-with", "nobody"))
+        assert done.exit_code == 2 and server.requests == 0
+        assert "--paired-with 'nobody'" in done.output and "single, other" in done.output
+        done = bench(server, problems, tmp_path / "b", "single",
+                     "single temperature=0.3 label=other", "best_of_n n=3 temperature=0.7",
+                     extra=("--paired-with", "other"))
+    assert done.exit_code == 0, done.output
+    text = (tmp_path / "b" / "curve.md").read_text()
+    assert "## Paired against single" in text and "## Paired against other" in text
+    against_other = text.split("## Paired against other")[1]
+    assert "| single |" in against_other and "| best_of_n |" in against_other
+
+
 def test_the_plot_is_drawn(problems: Path, tmp_path: Path) -> None:
     pytest.importorskip("matplotlib")
     with FakeOpenAIServer(quiz=QUIZ, seed=4) as server:

@@ -106,3 +106,17 @@ def test_the_paired_table_leaves_out_what_gold_chose_and_says_how_many_it_compar
     assert cells[4] == "6" and cells[5].startswith("+33.3 (")
     assert cells[6:] == ["2", "0", "0.5", "4.0"]
     assert paired_markdown([gold, single]) == ""  # nothing honest to compare with
+
+
+def test_a_named_baseline_compares_every_other_point_with_it() -> None:
+    single = point("single", [True, False, False, False, True, False])
+    vote = point("vote", [True, True, True, False, True, False], tokens=400)
+    big = point("1.5B", [True, True, False, True, True, True], tokens=90)
+    table = paired_markdown([single, vote, big], against="1.5B")
+    assert "Paired against 1.5B" in table
+    rows = {line.split("|")[1].strip(): [c.strip() for c in line.strip("|").split("|")]
+            for line in table.splitlines() if line.startswith("| ") and "---" not in line}
+    assert set(rows) == {"strategy", "single", "vote"}  # the header, and both others
+    # vote against 1.5B: only vote right on p2, only 1.5B right on p3 and p5.
+    assert rows["vote"][6:9] == ["1", "2", "1"]
+    assert paired_markdown([single, vote], against="nobody") == ""

@@ -74,13 +74,15 @@ def group_rows(points: Sequence[CurvePoint], groups: Mapping[str, str]
     return out
 
 
-def paired_markdown(points: Sequence[CurvePoint]) -> str:
-    """Every point against the first one gold did not choose, problem by problem (see
-    `ponder.bench.paired`); a point gold chose is pass@k, not comparable with an accuracy."""
+def paired_markdown(points: Sequence[CurvePoint], against: str | None = None) -> str:
+    """Every point against a baseline, problem by problem (see `ponder.bench.paired`): the
+    first point labelled `against`, else the first point; only points gold did not choose,
+    as a point gold chose is pass@k, not comparable with an accuracy."""
     honest = [p for p in points if not p.gold_chose and p.outcomes]
-    if len(honest) < 2:
+    named = [p for p in honest if against is None or p.label == against]
+    if len(honest) < 2 or not named:
         return ""
-    base = honest[0]
+    base = named[0]
     baseline = {problem_id: ok for problem_id, ok, _ in base.outcomes}
     lines = [
         f"## Paired against {base.label}",
@@ -95,7 +97,7 @@ def paired_markdown(points: Sequence[CurvePoint]) -> str:
         f"only {base.label} right | p | × tokens |",
         "|---|---|---|---|---|---|---|---|---|---|",
     ]
-    for p in honest[1:]:
+    for p in honest:
         if (p.run, p.params, p.selection) == (base.run, base.params, base.selection):
             continue
         paired = pair({problem_id: ok for problem_id, ok, _ in p.outcomes}, baseline)
@@ -203,14 +205,17 @@ def plot(points: Sequence[CurvePoint], path: Path, *, title: str, x: str = "toke
 
 def write_all(points: Sequence[CurvePoint], out_dir: Path, *, title: str, command: str,
               x: str = "tokens", by: str | None = None,
-              groups: Mapping[str, str] | None = None) -> list[str]:
+              groups: Mapping[str, str] | None = None,
+              paired_with: Sequence[str] = ()) -> list[str]:
     """Write the three files (four with `by`: `groups` maps each problem id to its value of
-    the field `by`); returns warnings (the plot, where matplotlib is missing)."""
+    the field `by`); returns warnings (the plot, where matplotlib is missing). The paired
+    tables compare every point with the first, and with each label in `paired_with`."""
     write_csv(points, out_dir / "curve.csv")
     text = markdown(points, title=title, command=command)
-    paired = paired_markdown(points)
-    if paired:
-        text += "\n" + paired
+    for against in dict.fromkeys((None, *paired_with)):
+        paired = paired_markdown(points, against)
+        if paired:
+            text += "\n" + paired
     if by is not None and groups is not None:
         text += "\n" + breakdown_markdown(points, groups, by)
         write_breakdown_csv(points, groups, by, out_dir / "curve_by.csv")

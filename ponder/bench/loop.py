@@ -89,6 +89,7 @@ async def run_bench(problems: Sequence[Problem], runs: Sequence[Run], out_dir: P
                     backend: BackendSpec, *, title: str, command: str = "",
                     x_axis: str = "tokens", by: str | None = None,
                     groups: Mapping[str, str] | None = None,
+                    paired_with: Sequence[str] = (),
                     model_params: float | None = None, budget: Budget | None = None,
                     prompts: PromptLibrary | None = None, seed: int | None = 0,
                     concurrency: int = DEFAULT_CONCURRENCY,
@@ -99,7 +100,8 @@ async def run_bench(problems: Sequence[Problem], runs: Sequence[Run], out_dir: P
     `check_gold`), caching its rows under `out_dir/runs/` and writing the curve files to
     `out_dir` after each (`ponder.bench.curve.write_all`: `title`, `command` (how the rows were
     made, for a reader), the plot's `x_axis`, the breakdown `by` a field whose value for each
-    problem id `groups` holds). `model_params` is the server model's parameter count (the
+    problem id `groups` holds, the paired tables against each label of `paired_with` beside
+    the first point's). `model_params` is the server model's parameter count (the
     embedded models' are known), for the compute axis.
 
     `concurrency` problems go at once; with `samples_in_flight` (the embedded model's slots),
@@ -140,7 +142,7 @@ async def run_bench(problems: Sequence[Problem], runs: Sequence[Run], out_dir: P
                 model_params=_parameters(session, model_params)))
             # After every run, so that a bench stopped later still leaves the curve so far.
             warnings = write_all(points, out_dir, title=title, command=command, x=x_axis,
-                                 by=by, groups=groups)
+                                 by=by, groups=groups, paired_with=paired_with)
     finally:
         for session in sessions.values():
             await session.aclose()

@@ -76,6 +76,10 @@ def bench(
     by: Annotated[str | None, typer.Option(
         help="a problem field (e.g. difficulty) to break each point's accuracy and tokens "
              "down by, in curve.md and curve_by.csv")] = None,
+    paired_with: Annotated[list[str] | None, typer.Option(
+        "--paired-with", metavar="LABEL",
+        help="also compare every point problem by problem with the --run of this label (the "
+             "first --run always is); repeat for more")] = None,
     cached: Annotated[bool, typer.Option(
         "--cached", help="solve nothing: draw the curve from the rows already cached (after "
                          "a change to scoring, or to look at a bench that is far from done)"
@@ -107,6 +111,11 @@ def bench(
             points = [point for spec in run for point in parse_spec(spec)]
             runs = plan_runs(points)
             prompts = PromptLibrary(templates)
+            labels = list(dict.fromkeys(point.label for point in points))
+            for label in paired_with or ():
+                if label not in labels:
+                    raise PonderError(f"--paired-with {label!r}: no --run has that label "
+                                      f"(the labels: {', '.join(labels)})")
         except PonderError as exc:
             raise UsageError(str(exc)) from None
         try:
@@ -144,6 +153,7 @@ def bench(
                     chosen, runs, out_dir, spec,
                     title=title or f"{problems.name}: {len(chosen)} problems",
                     command=command, x_axis=x_axis, by=by, groups=groups,
+                    paired_with=paired_with or (),
                     model_params=model_params, budget=Budget(tokens=budget_tokens),
                     prompts=prompts, seed=seed, concurrency=in_flight(base_url, concurrency),
                     # The embedded model's slots are shared by a call's samples; a server's,
