@@ -209,7 +209,7 @@ def _chunks(tests: str | list[str] | None) -> list[str]:
 
 
 def examples_as_tests(problem: Problem) -> list[str]:
-    """The examples the problem's text states (`ponder.code.examples.prompt_examples`: `>>>`
+    """The examples the problem's text states (`ponder.code.prompt_reader.prompt_examples`: `>>>`
     doctests and the other forms prompts write them in) as one chunk of asserts."""
     asserts = [as_assert(e) for e in prompt_examples(problem.problem, problem.entry_point)]
     return ["\n".join(asserts)] if asserts else []
