@@ -4,7 +4,7 @@ One seed of `total_budget_sweep.py` moves by 3-9 problems from the next (which r
 seeded stream meets which problem), as much as the differences the sweep is read for. So:
 
     for s in 0 1 2 3 4; do
-        python benchmarks/total_budget_sweep.py --seed $s --out /tmp/sweep/s$s
+        python benchmarks/total_budget_sweep.py --seed $s --no-total --out /tmp/sweep/s$s
     done
     python benchmarks/total_budget_seeds.py /tmp/sweep/s*.ndjson
 
@@ -73,7 +73,7 @@ def main(argv: list[str]) -> int:
     hull = budget_bound.frontier(prompt, completion)
     base_mean = statistics.fmean(table[BASELINE][s][0] for s in seeds)
     lines = [f"`python benchmarks/total_budget_seeds.py {' '.join(p.name for p in args.sweeps)}`"
-             " (the sweeps: `python benchmarks/total_budget_sweep.py --seed S`)", "",
+             " (the sweeps: `python benchmarks/total_budget_sweep.py --seed S --no-total`)", "",
              f"# `auto` under a total budget, {len(seeds)} seeds of the fake quiz", "",
              f"{n} problems; S is {BASELINE}'s spend ({spend:.0f} tokens a problem, mean over "
              f"seeds; a request charged {prompt} prompt tokens and {completion} a reply). "
@@ -91,9 +91,11 @@ def main(argv: list[str]) -> int:
             f"{statistics.fmean(t / T for t, T in zip(spent, totals, strict=True) if T):.0%}"
         if arm == BASELINE:
             bound = f"expected {budget_bound.solve_fixed(3) * n:.1f}"
-        else:
-            multiple = float(arm.split("T=")[1].rstrip("S"))
-            bound = f"{budget_bound.best_at(hull, multiple * spend) * n:.1f}"
+        else:  # at T, or (no total) at what the arm spent
+            mean_spent = statistics.fmean(spent) / n
+            at = float(arm.split("T=")[1].rstrip("S")) * spend if "T=" in arm else mean_spent
+            bound = f"{budget_bound.best_at(hull, at) * n:.1f}" + \
+                ("" if "T=" in arm else f" (at {mean_spent / spend:.2f}S)")
         lines.append(f"| {arm} | " + " | ".join(str(c) for c in counts)
                      + f" | {statistics.fmean(counts):.1f} | {ratio} | "
                      f"{statistics.fmean(by_seed[s][3] for s in seeds if s in by_seed):.0f} | "

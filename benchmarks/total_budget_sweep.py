@@ -111,6 +111,8 @@ def main(argv: list[str]) -> int:
     parser.add_argument("--multiples", default=",".join(map(str, MULTIPLES)),
                         help="the multiples of S to run auto at, comma-separated")
     parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--no-total", action="store_true",
+                        help="also run auto with no total: what it spends and reaches alone")
     parser.add_argument("--concurrency", type=int, default=16)
     parser.add_argument("--out", type=Path, default=OUT)
     args = parser.parse_args(argv)
@@ -140,6 +142,8 @@ def main(argv: list[str]) -> int:
     base = table[0]["tokens"]
     for multiple in multiples:
         go(f"auto T={multiple}S", "auto", PARAMS, int(multiple * base))
+    if args.no_total:
+        go("auto, no total", "auto", PARAMS, None)
     command = ("python benchmarks/total_budget_sweep.py " + " ".join(argv)).strip()
     args.out.parent.mkdir(parents=True, exist_ok=True)
     args.out.with_suffix(".ndjson").write_text("\n".join(raw) + "\n")
