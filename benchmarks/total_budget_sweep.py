@@ -121,7 +121,7 @@ def main(argv: list[str]) -> int:
         start, _, end = args.problems.partition(":")
         rows = rows[int(start or 0):int(end) if end else None]
     multiples = [float(m) for m in args.multiples.split(",") if m.strip()]
-    gold = {r["id"]: r for r in rows}
+    gold: dict[str, Any] = {str(r["id"]): r for r in rows}
     table: list[dict[str, Any]] = []
     raw: list[str] = []
 
