@@ -147,6 +147,10 @@ def test_paired_with_names_a_run_label(problems: Path, tmp_path: Path) -> None:
                      "single temperature=0.3 label=other", extra=("--paired-with", "nobody"))
         assert done.exit_code == 2 and server.requests == 0
         assert "--paired-with 'nobody'" in done.output and "single, other" in done.output
+        done = bench(server, problems, tmp_path / "g", "single",
+                     "best_of_n n=2 temperature=0.7 verifier=gold label=oracle",
+                     extra=("--paired-with", "oracle"))
+        assert done.exit_code == 2 and server.requests == 0 and "verifier=gold" in done.output
         done = bench(server, problems, tmp_path / "b", "single",
                      "single temperature=0.3 label=other", "best_of_n n=3 temperature=0.7",
                      extra=("--paired-with", "other"))

@@ -4,10 +4,11 @@ hand, and an interval that covers the true difference about 95% of the time."""
 from __future__ import annotations
 
 import random
+from pathlib import Path
 
 import pytest
 
-from ponder.bench.curve import paired_markdown
+from ponder.bench.curve import baseline, paired_markdown, write_all
 from ponder.bench.paired import Paired, pair
 from ponder.bench.run import CurvePoint
 from ponder.bench.spec import GOLD_SELECTION
@@ -120,3 +121,22 @@ def test_a_named_baseline_compares_every_other_point_with_it() -> None:
     # vote against 1.5B: only vote right on p2, only 1.5B right on p3 and p5.
     assert rows["vote"][6:9] == ["1", "2", "1"]
     assert paired_markdown([single, vote], against="nobody") == ""
+
+
+def test_naming_the_first_point_or_a_gold_chosen_one_adds_no_table(tmp_path: Path) -> None:
+    gold = point("oracle", [True] * 6, selection=GOLD_SELECTION, tokens=800)
+    single = point("single", [True, False, False, False, True, False])
+    vote = point("vote", [True, True, True, False, True, False], tokens=400)
+    write_all([gold, single, vote], tmp_path, title="t", command="c",
+              paired_with=["single", "oracle", "vote", "vote"])
+    text = (tmp_path / "curve.md").read_text()
+    assert text.count("## Paired against single") == 1
+    assert text.count("## Paired against vote") == 1 and "Paired against oracle" not in text
+
+
+def test_a_label_shared_by_a_sweep_names_its_first_point() -> None:
+    small = point("sweep", [True, False, False, False, True, False])
+    large = point("sweep", [True, True, True, False, True, False], tokens=400)
+    other = point("other", [False] * 6)
+    assert baseline([other, small, large], "sweep") is small
+    assert baseline([other, small, large]) is other

@@ -3,7 +3,8 @@ README) and `curve.png` (accuracy against mean tokens per problem, log x, a line
 and model, 95% intervals as bars; needs matplotlib, the `plot` extra). With a problem field to
 break it down by (`ponder bench --by difficulty`), also `curve_by.csv` and a section of
 curve.md: each point's accuracy and tokens per group, which shows where a strategy spends.
-curve.md also compares every point with the first on the same problems (`ponder.bench.paired`)."""
+curve.md also compares every point with the first on the same problems, and with the first of
+each label `ponder bench --paired-with` names (`ponder.bench.paired`)."""
 
 from __future__ import annotations
 
@@ -74,16 +75,26 @@ def group_rows(points: Sequence[CurvePoint], groups: Mapping[str, str]
     return out
 
 
+def _honest(points: Sequence[CurvePoint]) -> list[CurvePoint]:
+    """The points gold did not choose: a point gold chose is pass@k, not comparable with an
+    accuracy."""
+    return [p for p in points if not p.gold_chose and p.outcomes]
+
+
+def baseline(points: Sequence[CurvePoint], against: str | None = None) -> CurvePoint | None:
+    """The point a paired table compares with: the first labelled `against` (a sweep's
+    first, where several share the label), else the first; never one gold chose."""
+    return next((p for p in _honest(points) if against is None or p.label == against), None)
+
+
 def paired_markdown(points: Sequence[CurvePoint], against: str | None = None) -> str:
-    """Every point against a baseline, problem by problem (see `ponder.bench.paired`): the
-    first point labelled `against`, else the first point; only points gold did not choose,
-    as a point gold chose is pass@k, not comparable with an accuracy."""
-    honest = [p for p in points if not p.gold_chose and p.outcomes]
-    named = [p for p in honest if against is None or p.label == against]
-    if len(honest) < 2 or not named:
+    """Every point gold did not choose against `baseline(points, against)`, problem by
+    problem (see `ponder.bench.paired`)."""
+    honest = _honest(points)
+    base = baseline(points, against)
+    if len(honest) < 2 or base is None:
         return ""
-    base = named[0]
-    baseline = {problem_id: ok for problem_id, ok, _ in base.outcomes}
+    base_right = {problem_id: ok for problem_id, ok, _ in base.outcomes}
     lines = [
         f"## Paired against {base.label}",
         "",
@@ -100,7 +111,7 @@ def paired_markdown(points: Sequence[CurvePoint], against: str | None = None) ->
     for p in honest:
         if (p.run, p.params, p.selection) == (base.run, base.params, base.selection):
             continue
-        paired = pair({problem_id: ok for problem_id, ok, _ in p.outcomes}, baseline)
+        paired = pair({problem_id: ok for problem_id, ok, _ in p.outcomes}, base_right)
         low, high = paired.interval
         ratio = p.mean_tokens / base.mean_tokens if base.mean_tokens else float("nan")
         lines.append(
@@ -212,10 +223,13 @@ def write_all(points: Sequence[CurvePoint], out_dir: Path, *, title: str, comman
     tables compare every point with the first, and with each label in `paired_with`."""
     write_csv(points, out_dir / "curve.csv")
     text = markdown(points, title=title, command=command)
-    for against in dict.fromkeys((None, *paired_with)):
-        paired = paired_markdown(points, against)
-        if paired:
-            text += "\n" + paired
+    written: list[CurvePoint] = []
+    for against in (None, *paired_with):
+        base = baseline(points, against)
+        if base is None or any(base is done for done in written):
+            continue  # no such point, or the same point as a table already written
+        written.append(base)
+        text += "\n" + paired_markdown(points, against)
     if by is not None and groups is not None:
         text += "\n" + breakdown_markdown(points, groups, by)
         write_breakdown_csv(points, groups, by, out_dir / "curve_by.csv")

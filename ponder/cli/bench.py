@@ -78,8 +78,8 @@ def bench(
              "down by, in curve.md and curve_by.csv")] = None,
     paired_with: Annotated[list[str] | None, typer.Option(
         "--paired-with", metavar="LABEL",
-        help="also compare every point problem by problem with the --run of this label (the "
-             "first --run always is); repeat for more")] = None,
+        help="also compare every point problem by problem with the first point of this label "
+             "(the first point always is); repeat for more")] = None,
     cached: Annotated[bool, typer.Option(
         "--cached", help="solve nothing: draw the curve from the rows already cached (after "
                          "a change to scoring, or to look at a bench that is far from done)"
@@ -96,7 +96,7 @@ def bench(
 
     from ponder.bench.loop import backend_for, run_bench
     from ponder.bench.run import check_gold
-    from ponder.bench.spec import parse_spec, plan_runs
+    from ponder.bench.spec import GOLD, parse_spec, plan_runs
     from ponder.core.budget import Budget
     from ponder.prompts import PromptLibrary
     from ponder.runs.interrupt import first_interrupt_drains
@@ -111,11 +111,13 @@ def bench(
             points = [point for spec in run for point in parse_spec(spec)]
             runs = plan_runs(points)
             prompts = PromptLibrary(templates)
-            labels = list(dict.fromkeys(point.label for point in points))
+            # Gold-chosen points are pass@k, never a baseline for an accuracy.
+            labels = list(dict.fromkeys(p.label for p in points if p.verifier != GOLD))
             for label in paired_with or ():
                 if label not in labels:
-                    raise PonderError(f"--paired-with {label!r}: no --run has that label "
-                                      f"(the labels: {', '.join(labels)})")
+                    raise PonderError(f"--paired-with {label!r}: no --run without "
+                                      f"verifier=gold has that label (the labels: "
+                                      f"{', '.join(labels)})")
         except PonderError as exc:
             raise UsageError(str(exc)) from None
         try:

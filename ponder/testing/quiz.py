@@ -252,10 +252,16 @@ class Quiz:
                                      counter))
         right = rng.random() < item.p_correct
         answer = item.answer.strip() if right else \
-            rng.choices(wrong, weights=[0.5 ** k for k in range(len(wrong))])[0]
+            rng.choices(wrong, weights=distractor_weights(len(wrong)))[0]
         words = _filler(rng)
         return QuizDraw(_program_reply(words, answer) if program else _prose_reply(words, answer),
                         right, answer)
+
+
+def distractor_weights(count: int) -> list[float]:
+    """How often each of `count` wrong answers comes up among the wrong replies, relative to
+    one another: the k-th with weight 2^-k (see `Quiz`)."""
+    return [0.5 ** k for k in range(count)]
 
 
 def wrong_answers(problem: str, answer: str, count: int) -> tuple[str, ...]:
