@@ -52,8 +52,8 @@ def quiet(read: Callable[P, R]) -> Callable[P, R]:
     return quietly
 
 
-
 def is_literal(node: ast.AST) -> bool:
+    """Whether `node` is a Python literal (what `ast.literal_eval` takes)."""
     try:
         ast.literal_eval(node)
     except PARSE_ERRORS:
@@ -61,8 +61,8 @@ def is_literal(node: ast.AST) -> bool:
     return True
 
 
-
 def clip(text: str) -> str:
+    """`text` stripped and cut to 200 characters, for a message or a trace."""
     text = text.strip()
     return text if len(text) <= 200 else text[:199] + "…"
 

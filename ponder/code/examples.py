@@ -42,7 +42,6 @@ def examples_from_asserts(source: str, origin: Origin) -> list[Example]:
         return []
 
 
-
 def public_examples(problem: Problem) -> list[Example]:
     """What a candidate may be judged on in the open: `tests_public` where they hold any
     example, else what the prompt states. No gold field (`test`, `tests`, `answer`) is read,
@@ -51,7 +50,6 @@ def public_examples(problem: Problem) -> list[Example]:
     chunks = [] if public is None else [public] if isinstance(public, str) else list(public)
     found = [example for chunk in chunks for example in examples_from_asserts(chunk, "public")]
     return found or prompt_examples(problem.problem, problem.entry_point)
-
 
 
 @quiet
@@ -135,7 +133,6 @@ def _split_assert(test: ast.expr) -> tuple[str, str]:
     return ast.unparse(test), "True"
 
 
-
 def _constants(tree: ast.AST) -> list[object]:
     """The values a tree writes (a negative number as one), less the trivial ones."""
     values: list[object] = []
@@ -152,7 +149,6 @@ def _constants(tree: ast.AST) -> list[object]:
                 (type(node.value) is int and node.value in (0, 1))):
             values.append(node.value)
     return values
-
 
 
 def as_assert(example: Example) -> str:

@@ -52,7 +52,6 @@ def prompt_examples(text: str, entry_point: str | None) -> list[Example]:
         return []
 
 
-
 def _balanced(text: str, i: int) -> int:
     """The index after the bracket that closes the one at `i` (strings skipped), or -1."""
     stack: list[str] = []
