@@ -33,7 +33,7 @@ from ponder.testing.quiz import DEFAULT_DISTRACTORS, distractor_weights
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "budget_bound.md"
-MIX = ((0.3, 0.9), (0.4, 0.5), (0.3, 0.1))  # make_quiz.py: (share of problems, p_correct)
+MIX = ((0.3, 0.9), (0.4, 0.5), (0.3, 0.1))  # make_quiz.py LEVELS and PATTERN: (share, p_correct)
 WRONG = DEFAULT_DISTRACTORS
 LABELS = WRONG + 1
 # No policy near the budgets quoted asks for more than this (test_budget_bound checks that

@@ -18,35 +18,20 @@ import json
 import statistics
 import sys
 from pathlib import Path
+from typing import Any
 
 from make_quiz import GSM8K, quiz_rows
-from total_budget_sweep import PARAMS, NoTokenizer, right
-
-from ponder.core.types import Problem
-from ponder.runs.allocation import solve_within
-from ponder.runs.solve_many import Solver
-from ponder.strategies import REGISTRY
-from ponder.testing import FakeOpenAIServer, QuizItem
+from total_budget_sweep import PARAMS, one_run, right
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "benchmarks" / "results" / "first_share_sweep"
 S = 331  # best_of_n n=3's spend a problem on this quiz (total_budget_seeds.md)
 
 
-async def correct(rows: list[dict[str, object]], *, seed: int, total: int,
-                  share: float) -> int:
-    items = [QuizItem.model_validate(r) for r in rows]
-    problems = [Problem(id=str(r["id"]), problem=str(r["problem"])) for r in rows]
-    spec = REGISTRY.get("auto")
+async def correct(rows: list[dict[str, Any]], *, seed: int, total: int, share: float) -> int:
+    done = await one_run(rows, strategy="auto", params=PARAMS, total=total, seed=seed,
+                         concurrency=16, first_share=share)
     gold = {str(r["id"]): r for r in rows}
-    with FakeOpenAIServer(quiz=items, seed=seed) as server:
-        backend = NoTokenizer(base_url=server.base_url, model=server.model, max_retries=0)
-        try:
-            solver = Solver(spec, spec.make_config(PARAMS), backend, seed=seed)
-            done = await solve_within(problems, solver, total_tokens=total, concurrency=16,
-                                      first_share=share)
-        finally:
-            await backend.aclose()
     return sum(right(r, gold[r.id]) for r in done)
 
 

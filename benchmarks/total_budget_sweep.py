@@ -30,7 +30,7 @@ from ponder.backends.openai import OpenAIBackend
 from ponder.bench.run import wilson
 from ponder.core.answers import canonical_answer
 from ponder.core.types import Message, Problem, Result
-from ponder.runs.allocation import solve_within
+from ponder.runs.allocation import FIRST_SHARE, solve_within
 from ponder.runs.budget_split import describe_split, split_line
 from ponder.runs.solve_many import Solver, run_all
 from ponder.strategies import REGISTRY
@@ -55,7 +55,8 @@ def right(row: Result, gold: dict[str, Any]) -> bool:
 
 
 async def one_run(rows: list[dict[str, Any]], *, strategy: str, params: dict[str, Any],
-                  total: int | None, seed: int, concurrency: int) -> list[Result]:
+                  total: int | None, seed: int, concurrency: int,
+                  first_share: float = FIRST_SHARE) -> list[Result]:
     items = [QuizItem.model_validate(r) for r in rows]
     problems = [Problem(id=r["id"], problem=r["problem"]) for r in rows]  # no gold
     spec = REGISTRY.get(strategy)
@@ -68,7 +69,7 @@ async def one_run(rows: list[dict[str, Any]], *, strategy: str, params: dict[str
                                                        concurrency=concurrency)}
                 return [done[p.id] for p in problems]
             return await solve_within(problems, solver, total_tokens=total,
-                                      concurrency=concurrency)
+                                      concurrency=concurrency, first_share=first_share)
         finally:
             await backend.aclose()
 

@@ -11,6 +11,7 @@ from collections.abc import Callable, Iterator
 import pytest
 
 from benchmarks import budget_bound as bb
+from benchmarks import make_quiz
 from ponder.testing import Quiz, QuizItem
 
 
@@ -20,6 +21,11 @@ def plurality_right(votes: tuple[object, ...], right: object = 0) -> float:
     top = max(counts.values())
     leaders = [label for label, count in counts.items() if count == top]
     return (right in leaders) / len(leaders)
+
+
+def test_the_bounds_skill_mix_is_the_quiz_files() -> None:
+    shares = Counter(make_quiz.LEVELS[level] for level in make_quiz.PATTERN)
+    assert sorted(bb.MIX) == sorted((n / len(make_quiz.PATTERN), p) for p, n in shares.items())
 
 
 def test_one_sample_is_right_at_the_mean_skill() -> None:

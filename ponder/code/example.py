@@ -65,4 +65,3 @@ def clip(text: str) -> str:
     """`text` stripped and cut to 200 characters, for a message or a trace."""
     text = text.strip()
     return text if len(text) <= 200 else text[:199] + "…"
-
