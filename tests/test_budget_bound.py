@@ -103,3 +103,19 @@ def test_the_sample_cap_moves_no_figure_quoted_up_to_best_of_n_n3s_spend(
         return [bb.best_at(hull, m * (82 + 3 * 83)) for m in (0.25, 0.5, 0.9, 1.0)]
 
     assert figures(10) == pytest.approx(figures(14), abs=1e-4)
+
+
+def test_a_close_vote_gains_most_from_more_samples_whatever_its_agreement() -> None:
+    # What the total budget's later passes rank by (`ponder.runs.allocation.promise`): the
+    # lead of the top answer over the runner-up, not the top answer's share.
+    def gain(counts: tuple[int, ...]) -> float:
+        return sum(w * bb.answer_value(s) for w, s in bb.after(counts, 3)) - \
+            bb.answer_value(counts)
+
+    ties = [(1, 1), (2, 2), (3, 3), (1, 1, 1), (2, 2, 1)]
+    lead_one = [(2, 1), (3, 2), (4, 3), (2, 1, 1)]
+    lead_two = [(2,), (3, 1), (4, 2), (3, 1, 1), (4, 2, 1)]
+    assert min(map(gain, ties)) > 0.09 > 0.05 > max(map(gain, lead_one))
+    assert min(map(gain, lead_one)) > 0.025 > 0.01 > max(map(gain, lead_two))
+    # (2, 2, 1) shares 0.4 and gains more than (2, 1), which shares 0.67.
+    assert gain((2, 2, 1)) > gain((2, 1))

@@ -105,10 +105,15 @@ def vote(samples: int = 3, **fields: Any) -> SamplingInfo:
 
 
 def test_readers_read_the_part_by_field() -> None:
-    # The total budget's second pass: the highest agreement first, none counting as 0.
-    rows = [row("a", vote(agreement=0.5)), row("b"), row("c", vote(agreement=0.9)),
-            row("d", None, samples=3, vote_answer="7", agreement=math.nan)]
-    assert [r.id for r in sorted(rows, key=promise)] == ["c", "a", "b", "d"]
+    # The total budget's second pass: no answer first, then the smallest lead of the top
+    # answer (a row that did not vote leads by one), then the fewest votes, then the id.
+    rows = [row("a", vote(votes={"7": 3.0, "8": 1.0}, agreement=0.75)), row("b"),
+            row("c", vote(votes={"7": 2.0, "8": 2.0}, agreement=0.5)),
+            row("d", vote(votes={"7": 1.0, "8": 1.0, "9": 1.0}, agreement=1 / 3)),
+            row("e", vote(votes={"7": 2.0, "8": 1.0}, agreement=2 / 3)),
+            row("f", None, samples=3, vote_answer="7", agreement=math.nan),
+            row("g").model_copy(update={"answer": None})]
+    assert [r.id for r in sorted(rows, key=promise)] == ["g", "d", "c", "b", "f", "e", "a"]
     # ponder serve: the runners-up of the vote.
     served = row("s", vote(answers={"7": "7", "8": "8.0", "9": "9"}))
     assert distinct_answers(served, 2, None) == ["7", "8.0"]

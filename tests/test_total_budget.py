@@ -26,7 +26,7 @@ from ponder.core.types import Message, Problem, Result, Usage
 from ponder.runs.allocation import first_cap, solve_within
 from ponder.runs.results import ResultsWriter
 from ponder.runs.results_reader import read_results
-from ponder.runs.solve_many import Solver, resume_plan
+from ponder.runs.solve_many import Solver, resume_plan, run_all
 from ponder.runs.summary import RunTally
 from ponder.strategies import REGISTRY
 from ponder.testing import FakeOpenAIServer, QuizItem
@@ -55,9 +55,10 @@ def test_problems_sharing_a_run_meter_cannot_overspend_it_together() -> None:
     a, b = Budget(tokens=800).start(run), Budget(tokens=800).start(run)
     first = a.reserve(prompt_tokens=100, prompt_copies=1, n=1, max_tokens=500)
     assert (first.tokens, run.reserved, run.remaining) == (600, 600, 400)
-    # b's own budget would allow 700 more tokens; the run has 400 left: max_tokens is capped.
+    # b's own budget would allow 700 more tokens; the run has 400 left: not one sample fits
+    # whole, so one, its max_tokens capped (two would share it, cut to 150 each).
     second = b.reserve(prompt_tokens=100, prompt_copies=1, n=2, max_tokens=500)
-    assert (second.n, second.max_tokens, second.tokens) == (2, 150, 400)
+    assert (second.n, second.max_tokens, second.tokens) == (1, 300, 400)
     assert run.remaining == 0 and b.exhausted
     with pytest.raises(BudgetExhausted, match="run's total budget of 1000"):
         b.reserve(prompt_tokens=10, prompt_copies=1, n=1, max_tokens=50)
@@ -65,6 +66,33 @@ def test_problems_sharing_a_run_meter_cannot_overspend_it_together() -> None:
     b.release(second)
     assert (run.spent, run.reserved, run.remaining) == (200, 0, 800)
     assert a.remaining_tokens == 600 and b.remaining_tokens == 800
+
+
+def test_under_a_run_meter_samples_are_dropped_whole_before_any_is_cut() -> None:
+    # 300 tokens after the prompt: alone, four samples share them (75 each); under a total,
+    # three whole samples of 100, and what they leave goes to other problems.
+    alone = Budget(tokens=400).start()
+    res = alone.reserve(prompt_tokens=100, prompt_copies=1, n=4, max_tokens=100)
+    assert (res.n, res.max_tokens) == (4, 75)
+    shared = Budget(tokens=400).start(RunMeter(tokens=10_000))
+    res = shared.reserve(prompt_tokens=100, prompt_copies=1, n=4, max_tokens=100)
+    assert (res.n, res.max_tokens, res.tokens) == (3, 100, 400)
+    # min_n samples are kept, cut alike, where that many do not fit whole.
+    shared = Budget(tokens=400).start(RunMeter(tokens=10_000))
+    res = shared.reserve(prompt_tokens=100, prompt_copies=1, n=5, max_tokens=100, min_n=4)
+    assert (res.n, res.max_tokens) == (4, 75)
+    # A prompt charged per sample is counted per sample: two whole of (100 + 100).
+    shared = Budget(tokens=500).start(RunMeter(tokens=10_000))
+    res = shared.reserve(prompt_tokens=100, prompt_copies=4, n=4, max_tokens=100)
+    assert (res.n, res.max_tokens, res.tokens, res.prompt_copies) == (2, 100, 400, 2)
+    # Not one whole: one sample, cut, but never below half of what it asked for.
+    shared = Budget(tokens=160).start(RunMeter(tokens=10_000))
+    res = shared.reserve(prompt_tokens=100, prompt_copies=1, n=4, max_tokens=100)
+    assert (res.n, res.max_tokens) == (1, 60)
+    alone, shared = Budget(tokens=140).start(), Budget(tokens=140).start(RunMeter(tokens=10_000))
+    assert alone.reserve(prompt_tokens=100, prompt_copies=1, n=1, max_tokens=100).max_tokens == 40
+    with pytest.raises(BudgetExhausted, match="too few for a prompt of up to 100 tokens and 50"):
+        shared.reserve(prompt_tokens=100, prompt_copies=1, n=1, max_tokens=100)
 
 
 def test_a_resumed_run_meter_starts_from_what_was_spent() -> None:
@@ -160,6 +188,29 @@ def test_a_run_never_spends_more_than_its_total_even_killed_and_resumed(
                           cut=cut))
 
 
+def test_under_a_total_no_sample_is_cut_before_its_answer() -> None:
+    # Each reply is 153 tokens after a prompt of about 230; 432 tokens a problem fit one
+    # sample whole, or three cut to 66 tokens, which end before their answer line.
+    reply = " ".join(["step"] * 150) + "\nFinal answer: 7"
+    spec = REGISTRY.get("best_of_n")
+    config = spec.make_config({"n": 3, "max_tokens": 200})
+    problems = [Problem(id=f"p{i}", problem=f"Problem {i}: what is it?") for i in range(3)]
+
+    alone = ScriptedBackend(reply)
+    cut = asyncio.run(run_all(problems, Solver(spec, config, alone, budget=Budget(tokens=432)),
+                              concurrency=1))
+    assert [(r["n"], r["max_tokens"]) for r in alone.requests] == [(3, 66)] * 3
+    assert all(r.answer != "7" for r in cut)  # a per-problem budget makes the cut call
+
+    shared = ScriptedBackend(reply)
+    rows = asyncio.run(solve_within(problems, Solver(spec, config, shared),
+                                    total_tokens=3 * 432, concurrency=1))
+    # Under a total no sample is cut below half its max_tokens: fewer samples, each whole.
+    assert [(r["n"], r["max_tokens"]) for r in shared.requests] == [(1, 200)] * 3
+    assert [r.answer for r in rows] == ["7"] * 3
+    assert sum(r.usage.total_tokens for r in rows) <= 3 * 432
+
+
 def test_when_the_total_is_spent_the_rest_get_budget_rows_without_a_model_call() -> None:
     with FakeOpenAIServer(quiz=QUIZ) as server:
         rows = ponder.solve_many(PROBLEMS, strategy="best_of_n", backend=server.base_url,
@@ -200,14 +251,16 @@ async def two_passes(total: int, *, reuse: bool = True) -> tuple[list[Result], S
     return rows, backend
 
 
-def test_the_second_pass_goes_to_the_unsettled_most_promising_first() -> None:
+def test_the_second_pass_goes_to_the_unsettled_closest_vote_first() -> None:
     rows, _ = asyncio.run(two_passes(2400))
-    first, second = rows[:3], rows[3:]
+    first, second = rows[:3], rows[3:5]
     assert [(r.id, r.stop_reason) for r in first] == \
         [("gamma", "budget"), ("beta", "budget"), ("alpha", "consensus")]
-    assert first[1].info["agreement"] > first[0].info["agreement"]  # beta leads gamma
-    # alpha is settled; beta (agreement 2/3) goes before gamma (1/3).
-    assert [r.id for r in second] == ["beta", "gamma"]
+    assert first[1].info["votes"] == {"2": 2.0, "3": 1.0}
+    assert first[0].info["votes"] == {"4": 1.0, "5": 1.0, "6": 1.0}
+    # alpha is settled; gamma's three-way tie (a lead of 0) has more to gain than beta's
+    # lead of one, however much higher beta's agreement (2/3 against 1/3).
+    assert [r.id for r in second] == ["gamma", "beta"]
     before = {r.id: r for r in first}
     for row in second:
         assert row.info["passes"] == 2
@@ -217,7 +270,7 @@ def test_the_second_pass_goes_to_the_unsettled_most_promising_first() -> None:
         assert row.usage.total_tokens > before[row.id].usage.total_tokens
         # It went on from the first pass's three samples rather than drawing them again.
         assert row.info["samples"] > 3
-    assert second[0].stop_reason == "consensus"
+    assert second[1].stop_reason == "consensus"
     assert sum(r.usage.total_tokens for r in last_rows(rows).values()) <= 2400
 
 

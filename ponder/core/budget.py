@@ -128,6 +128,12 @@ class BudgetMeter:
         `prompt_tokens` must be an upper bound; `prompt_copies` is how many times the backend
         will charge the prompt for these `n` samples. Raises `BudgetExhausted` when fewer than
         `min_n` samples of `min_completion_tokens` each still fit.
+
+        Under a run's total (a `parent`) samples are dropped whole before any is cut, and none
+        is cut below half the `max_tokens` asked for: what a call does not spend goes to other
+        problems, and a reply cut short often ends before its answer, a vote for a stray
+        number. Alone, a problem's budget has no other use for what is left, so the `n`
+        samples share it.
         """
         if self.remaining_calls < 1:
             self._exhaust(f"call limit of {self.budget.calls} reached")
@@ -138,6 +144,11 @@ class BudgetMeter:
         # Fewer samples may fit where n do not; each sample may carry its own prompt copy.
         per_sample_prompt = prompt_tokens if prompt_copies > 1 else 0
         shared_prompt = prompt_tokens if prompt_copies <= 1 else 0
+        if self.parent is not None and left != math.inf:
+            floor = max(floor, max_tokens // 2)
+            whole = [k for k in range(n, max(1, min_n) - 1, -1)
+                     if left - shared_prompt - per_sample_prompt * k >= k * max_tokens]
+            n = whole[0] if whole else min(n, max(1, min_n))
         while n >= min_n and n >= 1:
             room = left - shared_prompt - per_sample_prompt * n
             cap = room / n if room != math.inf else math.inf

@@ -13,14 +13,18 @@ two passes:
    of it (`first_share=1.0`), an equal split; a smaller share holds tokens back for the second
    pass. An adaptive strategy (`auto`, `best_of_n` with `adaptive=True`) stops early where
    its samples agree, so easy problems leave part of their cap unspent, and a call whose
-   upper bound no longer fits leaves the rest of a cap unspent too.
+   upper bound no longer fits leaves the rest of a cap unspent too: under the run's meter a
+   call asks for fewer samples, each whole, before it cuts any, and cuts none below half its
+   `max_tokens` (`BudgetMeter.reserve`), since a reply cut before its answer line spends
+   tokens another problem could use on a vote for a stray number.
 2. What is left goes to the problems the first pass left unsettled: not verified, and stopped
    by the budget (`stop_reason == "budget"`; `scattered`, `done`, `consensus` and the rest are
-   settled, since more samples are unlikely to change them), the most promising first: the
-   highest agreement (`SamplingInfo.agreement`: the top answer's vote share, which every
-   sampling strategy records), ties by id. Each is solved again with an equal share of what
-   is left among those still waiting, worked out as it starts, so what one leaves unspent goes
-   to those after it.
+   settled, since more samples are unlikely to change them), the most to gain first: no
+   answer yet, then the closest vote (the smallest lead of the top answer over the
+   runner-up in `SamplingInfo.votes`, which every sampling strategy records; see
+   `promise`), ties by id. Each is solved again with an equal share of what is left among
+   those still waiting, worked out as it starts, so what one leaves unspent goes to those
+   after it.
    A second pass continues where the first stopped: the first pass's replies answer its
    first calls, free (`ponder.core.replay`), and only what goes beyond them reaches the backend.
    A share too small to buy one more call (less than the first pass's costliest call; less
@@ -89,12 +93,24 @@ def unsettled(row: Result) -> bool:
     return cut and not passed and row.error is None
 
 
-def promise(row: Result) -> tuple[float, str]:
-    """Sort key, most promising first: the highest agreement of the row's vote (none: 0),
-    ties by id."""
+def promise(row: Result) -> tuple[int, float, float, str]:
+    """Sort key, most to gain from more samples first: a row with no answer (any call buys
+    the most), then the closest vote (the smallest lead of the top answer over the runner-up,
+    in votes; a row that did not vote has one answer, a lead of 1), then the fewest votes
+    (fewer samples settle it), ties by id.
+
+    Only a close vote can change its winner: on the fake quiz's exact model
+    (`benchmarks/budget_bound.py`) three more samples add 0.11-0.13 to the chance of a right
+    answer after a tie (1-1, 2-2, 3-3), 0.03-0.04 after a lead of one, and under 0.01 after
+    a lead of two or more, however high or low the top answer's share."""
+    if row.answer is None:
+        return 0, 0.0, 0.0, row.id
     sampled = SamplingInfo.of(row)
-    share = sampled.agreement if sampled is not None and sampled.agreement is not None else 0.0
-    return -share, row.id
+    votes = sorted(sampled.votes.values(), reverse=True) if sampled is not None else []
+    if not votes:
+        return 1, 1.0, 1.0, row.id
+    runner_up = votes[1] if len(votes) > 1 else 0.0
+    return 1, votes[0] - runner_up, sum(votes), row.id
 
 
 def passes(row: Result) -> int:
