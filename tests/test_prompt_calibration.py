@@ -16,7 +16,13 @@ import ponder
 from ponder.backends.openai import OpenAIBackend
 from ponder.backends.scripted import ScriptedBackend
 from ponder.core.budget import Budget, RunMeter
-from ponder.core.calibration import FLOOR_MARGIN, PromptBound, PromptCalibration
+from ponder.core.calibration import (
+    FLOOR_MARGIN,
+    REPLIES_KEPT,
+    PromptBound,
+    PromptCalibration,
+    ReplyLengths,
+)
 from ponder.core.errors import BudgetExhausted
 from ponder.core.tokens import prompt_upper_bound
 from ponder.core.types import Completion, Message, Problem, TraceEvent, Usage
@@ -270,3 +276,30 @@ def test_a_session_shares_one_calibration_across_its_runs_and_problems() -> None
     with ponder.Session(ScriptedBackend()) as session:
         spec, config = session.plan("single")
         assert session.solver(spec, config).calibration is session.calibration
+
+
+# -- reply lengths -------------------------------------------------------------------------------
+
+
+def reply(tokens: int, finish: str = "stop") -> Completion:
+    return Completion(text="x", finish_reason=finish, usage=Usage(completion_tokens=tokens))
+
+
+def test_what_a_reply_needs_is_the_longest_of_a_few_then_the_ninetieth_percentile() -> None:
+    lengths = ReplyLengths()
+    key = ("model", "single/answer")
+    assert lengths.needed(key) is None
+    lengths.observe(key, [reply(80), reply(120)], max_tokens=512)
+    assert lengths.needed(key) == 120
+    lengths.observe(key, [reply(t) for t in range(1, 99)], max_tokens=512)
+    assert lengths.needed(key) == 89  # of these 100 replies, 90 took at most 89 tokens
+    assert lengths.needed(("model", "other")) is None  # per template
+
+
+def test_a_reply_cut_short_counts_as_long_as_its_call_asked() -> None:
+    lengths = ReplyLengths()
+    key = ("model", None)
+    lengths.observe(key, [reply(40, "length")], max_tokens=200)
+    assert lengths.needed(key) == 200
+    lengths.observe(key, [reply(30)] * REPLIES_KEPT, max_tokens=200)
+    assert lengths.needed(key) == 30  # only the latest replies are kept

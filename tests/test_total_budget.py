@@ -19,7 +19,7 @@ import ponder
 from ponder.backends.openai import OpenAIBackend
 from ponder.backends.scripted import ScriptedBackend
 from ponder.cli import app
-from ponder.core.budget import Budget, RunMeter
+from ponder.core.budget import Budget, BudgetMeter, RunMeter
 from ponder.core.errors import BudgetExhausted, ConfigError
 from ponder.core.replay import Replay
 from ponder.core.types import Message, Problem, Result, Usage
@@ -55,10 +55,11 @@ def test_problems_sharing_a_run_meter_cannot_overspend_it_together() -> None:
     a, b = Budget(tokens=800).start(run), Budget(tokens=800).start(run)
     first = a.reserve(prompt_tokens=100, prompt_copies=1, n=1, max_tokens=500)
     assert (first.tokens, run.reserved, run.remaining) == (600, 600, 400)
-    # b's own budget would allow 700 more tokens; the run has 400 left: not one sample fits
-    # whole, so one, its max_tokens capped (two would share it, cut to 150 each).
-    second = b.reserve(prompt_tokens=100, prompt_copies=1, n=2, max_tokens=500)
-    assert (second.n, second.max_tokens, second.tokens) == (1, 300, 400)
+    # b's own budget would allow 700 more tokens; the run has 400 left: max_tokens is capped,
+    # no lower than the run's replies have needed.
+    second = b.reserve(prompt_tokens=100, prompt_copies=1, n=2, max_tokens=500,
+                       reply_tokens=150)
+    assert (second.n, second.max_tokens, second.tokens) == (2, 150, 400)
     assert run.remaining == 0 and b.exhausted
     with pytest.raises(BudgetExhausted, match="run's total budget of 1000"):
         b.reserve(prompt_tokens=10, prompt_copies=1, n=1, max_tokens=50)
@@ -68,31 +69,56 @@ def test_problems_sharing_a_run_meter_cannot_overspend_it_together() -> None:
     assert a.remaining_tokens == 600 and b.remaining_tokens == 800
 
 
-def test_under_a_run_meter_samples_are_dropped_whole_before_any_is_cut() -> None:
-    # 300 tokens after the prompt: alone, four samples share them (75 each); under a total,
-    # three whole samples of 100, and what they leave goes to other problems.
+def test_under_a_run_meter_no_sample_is_cut_below_what_replies_needed() -> None:
+    def shared(tokens: int) -> BudgetMeter:
+        return Budget(tokens=tokens).start(RunMeter(tokens=10_000))
+
+    # 300 tokens after the prompt. Alone, four samples share them (75 each).
     alone = Budget(tokens=400).start()
-    res = alone.reserve(prompt_tokens=100, prompt_copies=1, n=4, max_tokens=100)
+    res = alone.reserve(prompt_tokens=100, prompt_copies=1, n=4, max_tokens=200)
     assert (res.n, res.max_tokens) == (4, 75)
-    shared = Budget(tokens=400).start(RunMeter(tokens=10_000))
-    res = shared.reserve(prompt_tokens=100, prompt_copies=1, n=4, max_tokens=100)
+    # Under a total, before any reply came back: none cut below half of max_tokens.
+    res = shared(400).reserve(prompt_tokens=100, prompt_copies=1, n=4, max_tokens=200)
     assert (res.n, res.max_tokens, res.tokens) == (3, 100, 400)
-    # min_n samples are kept, cut alike, where that many do not fit whole.
-    shared = Budget(tokens=400).start(RunMeter(tokens=10_000))
-    res = shared.reserve(prompt_tokens=100, prompt_copies=1, n=5, max_tokens=100, min_n=4)
+    # Replies that needed 60 tokens: four at 75 lose nothing; replies of 80 would be cut.
+    res = shared(400).reserve(prompt_tokens=100, prompt_copies=1, n=4, max_tokens=200,
+                              reply_tokens=60)
     assert (res.n, res.max_tokens) == (4, 75)
-    # A prompt charged per sample is counted per sample: two whole of (100 + 100).
-    shared = Budget(tokens=500).start(RunMeter(tokens=10_000))
-    res = shared.reserve(prompt_tokens=100, prompt_copies=4, n=4, max_tokens=100)
-    assert (res.n, res.max_tokens, res.tokens, res.prompt_copies) == (2, 100, 400, 2)
-    # Not one whole: one sample, cut, but never below half of what it asked for.
-    shared = Budget(tokens=160).start(RunMeter(tokens=10_000))
-    res = shared.reserve(prompt_tokens=100, prompt_copies=1, n=4, max_tokens=100)
-    assert (res.n, res.max_tokens) == (1, 60)
-    alone, shared = Budget(tokens=140).start(), Budget(tokens=140).start(RunMeter(tokens=10_000))
-    assert alone.reserve(prompt_tokens=100, prompt_copies=1, n=1, max_tokens=100).max_tokens == 40
+    res = shared(400).reserve(prompt_tokens=100, prompt_copies=1, n=4, max_tokens=200,
+                              reply_tokens=80)
+    assert (res.n, res.max_tokens) == (3, 100)
+    with pytest.raises(BudgetExhausted):  # min_n samples would all be cut short
+        shared(400).reserve(prompt_tokens=100, prompt_copies=1, n=5, max_tokens=200, min_n=4)
+    # A prompt charged per sample is counted per sample: two of (100 + 150).
+    res = shared(500).reserve(prompt_tokens=100, prompt_copies=4, n=4, max_tokens=200)
+    assert (res.n, res.max_tokens, res.tokens, res.prompt_copies) == (2, 150, 500, 2)
+    # A lone sample is cut no shorter either.
     with pytest.raises(BudgetExhausted, match="too few for a prompt of up to 100 tokens and 50"):
-        shared.reserve(prompt_tokens=100, prompt_copies=1, n=1, max_tokens=100)
+        shared(140).reserve(prompt_tokens=100, prompt_copies=1, n=1, max_tokens=100)
+    res = shared(140).reserve(prompt_tokens=100, prompt_copies=1, n=1, max_tokens=100,
+                              reply_tokens=40)
+    assert (res.n, res.max_tokens) == (1, 40)
+    assert Budget(tokens=140).start().reserve(prompt_tokens=100, prompt_copies=1, n=1,
+                                              max_tokens=100).max_tokens == 40
+
+
+def test_replies_shorter_than_max_tokens_keep_a_call_whole_under_a_total() -> None:
+    # The default max_tokens (512) far above replies of about 150: once the first reply has
+    # come back, each problem's five samples come from one call, cut to what fits, as they
+    # would alone, rather than whole samples one call at a time (a prompt each).
+    reply = " ".join(["step"] * 145) + "\nFinal answer: 7"
+    spec = REGISTRY.get("best_of_n")
+    config = spec.make_config({"n": 5})
+    problems = [Problem(id=f"p{i}", problem=f"Problem {i}: what is it?") for i in range(4)]
+    backend = ScriptedBackend(reply)
+    rows = asyncio.run(solve_within(problems, Solver(spec, config, backend),
+                                    total_tokens=4 * 1500, concurrency=1))
+    assert [r.info["samples"] for r in rows] == [5] * 4
+    assert [r.usage.calls for r in rows] == [2, 1, 1, 1]
+    requests = [(r["n"], r["max_tokens"]) for r in backend.requests]
+    assert requests[0][0] < 5  # nothing learned yet: none cut below half of max_tokens
+    assert all(n == 5 and 150 <= int(str(m)) < 512 for n, m in requests[2:])
+    assert all(r.answer == "7" for r in rows)
 
 
 def test_a_resumed_run_meter_starts_from_what_was_spent() -> None:
@@ -205,9 +231,11 @@ def test_under_a_total_no_sample_is_cut_before_its_answer() -> None:
     shared = ScriptedBackend(reply)
     rows = asyncio.run(solve_within(problems, Solver(spec, config, shared),
                                     total_tokens=3 * 432, concurrency=1))
-    # Under a total no sample is cut below half its max_tokens: fewer samples, each whole.
-    assert [(r["n"], r["max_tokens"]) for r in shared.requests] == [(1, 200)] * 3
-    assert [r.answer for r in rows] == ["7"] * 3
+    # Under a total, the first call (nothing learned) cuts no sample below half its
+    # max_tokens: two at 100, still short of these replies, which count as needing all 200.
+    # From then on every sample is whole.
+    assert [(r["n"], r["max_tokens"]) for r in shared.requests] == [(2, 100), (1, 200), (1, 200)]
+    assert [r.answer for r in rows][1:] == ["7", "7"]
     assert sum(r.usage.total_tokens for r in rows) <= 3 * 432
 
 

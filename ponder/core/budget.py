@@ -122,18 +122,20 @@ class BudgetMeter:
         )
 
     def reserve(self, *, prompt_tokens: int, prompt_copies: int, n: int, max_tokens: int,
-                min_n: int = 1) -> Reservation:
+                min_n: int = 1, reply_tokens: int | None = None) -> Reservation:
         """Reserve one call of `n` samples, capping `max_tokens` (and then `n`) to what remains.
 
         `prompt_tokens` must be an upper bound; `prompt_copies` is how many times the backend
         will charge the prompt for these `n` samples. Raises `BudgetExhausted` when fewer than
-        `min_n` samples of `min_completion_tokens` each still fit.
+        `min_n` samples of `min_completion_tokens` each (under a total, of what replies
+        needed) still fit.
 
-        Under a run's total (a `parent`) samples are dropped whole before any is cut, and none
-        is cut below half the `max_tokens` asked for: what a call does not spend goes to other
-        problems, and a reply cut short often ends before its answer, a vote for a stray
-        number. Alone, a problem's budget has no other use for what is left, so the `n`
-        samples share it.
+        Under a run's total (a `parent`) no sample is cut below `reply_tokens`, what the run's
+        replies to such calls have needed (`ponder.core.calibration.ReplyLengths`; half of
+        `max_tokens` before any came back): fewer samples are asked for instead. A reply cut
+        short of its answer line votes for a stray number, and under a total the tokens it
+        would spend can buy another problem a whole one. Alone, a problem's budget has no
+        other use for what is left, so the samples share it down to `min_completion_tokens`.
         """
         if self.remaining_calls < 1:
             self._exhaust(f"call limit of {self.budget.calls} reached")
@@ -144,11 +146,9 @@ class BudgetMeter:
         # Fewer samples may fit where n do not; each sample may carry its own prompt copy.
         per_sample_prompt = prompt_tokens if prompt_copies > 1 else 0
         shared_prompt = prompt_tokens if prompt_copies <= 1 else 0
-        if self.parent is not None and left != math.inf:
-            floor = max(floor, max_tokens // 2)
-            whole = [k for k in range(n, max(1, min_n) - 1, -1)
-                     if left - shared_prompt - per_sample_prompt * k >= k * max_tokens]
-            n = whole[0] if whole else min(n, max(1, min_n))
+        if self.parent is not None:
+            floor = max(floor, max_tokens // 2 if reply_tokens is None
+                        else min(max_tokens, reply_tokens))
         while n >= min_n and n >= 1:
             room = left - shared_prompt - per_sample_prompt * n
             cap = room / n if room != math.inf else math.inf

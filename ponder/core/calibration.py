@@ -20,18 +20,21 @@ then a wider margin). So no count a server reports can push a call's charge past
 reserved, and the budget is never exceeded.
 
 One `PromptCalibration` belongs to whoever owns the backend for a run (a `Session`, a
-`Solver`), shared by the contexts of all its problems; none is global.
+`Solver`), shared by the contexts of all its problems; none is global. It also keeps how long
+the run's replies ran (`ReplyLengths`): under a total budget a sample is cut no shorter than
+replies to the same template have needed (`BudgetMeter.reserve`).
 """
 
 from __future__ import annotations
 
 import math
+from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Literal
 
 from ponder.core.tokens import prompt_upper_bound
-from ponder.core.types import Message
+from ponder.core.types import Completion, Message
 
 # Calls of one backend (its label: the model, hence the tokenizer), rendered from one template
 # (None: messages a strategy built itself) with one number of messages (so the chat template's
@@ -119,6 +122,36 @@ class _Evidence:
         return math.ceil(self.ratio * self.margin * size)
 
 
+# What a sample needs is the length this share of the replies to its template stayed within
+# (a cut at it stops one reply in ten short), from the last REPLIES_KEPT; under ten replies
+# that is the longest.
+REPLY_QUANTILE = 0.9
+REPLIES_KEPT = 256
+ReplyKey = tuple[str, str | None]  # backend label, template (or step)
+
+
+@dataclass
+class ReplyLengths:
+    """How many completion tokens a run's replies took, per backend and template. A reply
+    cut short counts as long as the call asked for (`max_tokens`): it may have needed it."""
+
+    _seen: dict[ReplyKey, deque[int]] = field(default_factory=dict)
+
+    def observe(self, key: ReplyKey, completions: Sequence[Completion], max_tokens: int) -> None:
+        seen = self._seen.setdefault(key, deque(maxlen=REPLIES_KEPT))
+        for completion in completions:
+            cut = completion.finish_reason == "length" or completion.truncated
+            seen.append(max_tokens if cut else completion.usage.completion_tokens)
+
+    def needed(self, key: ReplyKey) -> int | None:
+        """The completion tokens a sample of `key` needs (None: too few replies to say)."""
+        seen = self._seen.get(key)
+        if not seen:
+            return None
+        ordered = sorted(seen)
+        return ordered[min(len(ordered) - 1, math.ceil(REPLY_QUANTILE * len(ordered)) - 1)]
+
+
 @dataclass
 class PromptCalibration:
     """The prompt bounds of one run's calls (see the module's docstring). Owned by whoever
@@ -126,6 +159,7 @@ class PromptCalibration:
     a run's calls share one event loop, and nothing awaits between reading and updating it."""
 
     _evidence: dict[CalibrationKey, _Evidence] = field(default_factory=dict)
+    replies: ReplyLengths = field(default_factory=ReplyLengths)
 
     async def bound(self, key: CalibrationKey, messages: Sequence[Message], *,
                     count: Callable[[], Awaitable[int | None]] | None = None) -> PromptBound:

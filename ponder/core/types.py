@@ -345,7 +345,7 @@ class PoolRecord(BaseModel):
 class SamplingInfo(InfoPart):
     """What every sampling strategy (`best_of_n`, `program`, `auto`) records of its vote, as
     `ponder.strategies.sampling.vote_info` makes it. Read by the total budget's second pass
-    (`agreement`), `ponder serve` (`answers`, for a request's `n`), `ponder bench` (`pool`,
+    (`votes`), `ponder serve` (`answers`, for a request's `n`), `ponder bench` (`pool`,
     `vote_answer`) and the run summary (`samples`)."""
 
     marker: ClassVar[str] = "samples"

@@ -194,9 +194,11 @@ class Context:
                                             "temperature": temperature, "replayed": True}))
             return replayed
         prompt = await self._prompt_bound(backend, messages, template)
+        replies = (backend.label, template or step)
         reservation = self.meter.reserve(
             prompt_tokens=prompt.tokens, prompt_copies=backend.prompt_copies(n), n=n,
             max_tokens=max_tokens, min_n=min_n,
+            reply_tokens=self.calibration.replies.needed(replies),
         )
         seed = None if self.seed is None else self.seed + self._seed_offset
         self._seed_offset += reservation.n
@@ -230,6 +232,7 @@ class Context:
         finally:
             CURRENT_CALL.reset(label)
         completions = [capped(c, reservation.max_tokens) for c in completions]
+        self.calibration.replies.observe(replies, completions, max_tokens)
         usage, doubt = charged(messages, completions, reservation, prompt, self.calibration)
         if doubt is not None:
             event.data["usage_rejected"] = doubt
