@@ -88,6 +88,23 @@ def test_a_total_below_one_call_a_problem_gives_calls_in_order_and_says_how_many
     assert sum(r.usage.total_tokens for r in rows) <= 600
 
 
+def test_problems_get_their_calls_in_order_though_every_reply_is_cut() -> None:
+    # Replies longer than the cheap tier's max_tokens are all cut, so the run learns that a
+    # reply needs all of it; a problem whose prompt is longer than the one the plan priced
+    # (its 90th percentile) still gets its call, a little shorter, rather than none while
+    # the next problem gets one.
+    reply = " ".join(["step"] * 300) + "\nFinal answer: 7"
+    problems = [Problem(id=f"p{i:02d}", problem=f"Problem {i}: " + "word " * (5 + i % 10 * 6)
+                        + "what is it?") for i in range(30)]
+    params = {"n": 5, "max_tokens": 512, "adaptive": True, "min_samples": 3, "batch_size": 2}
+    rows, _ = run("best_of_n", params, ScriptedBackend(reply), 12_000, problems)
+    # The calls go in order (the first pass, then what it left unspent), none skipped.
+    called = [r.usage.calls > 0 for r in rows]
+    k = sum(called)
+    assert 0 < k < len(problems) and called == [True] * k + [False] * (len(problems) - k)
+    assert sum(r.usage.total_tokens for r in rows) <= 12_000
+
+
 def test_a_share_below_autos_first_step_gets_the_cheap_tier_instead_of_nothing() -> None:
     # 250 a problem: auto's tier 0 (two calls of prompt + 160) does not fit; one call does.
     total = 250 * len(PROBLEMS)

@@ -88,16 +88,22 @@ def test_under_a_run_meter_no_sample_is_cut_below_what_replies_needed() -> None:
                               reply_tokens=80)
     assert (res.n, res.max_tokens) == (3, 100)
     with pytest.raises(BudgetExhausted):  # min_n samples would all be cut short
-        shared(400).reserve(prompt_tokens=100, prompt_copies=1, n=5, max_tokens=200, min_n=4)
+        shared(400).reserve(prompt_tokens=100, prompt_copies=1, n=5, max_tokens=200, min_n=4,
+                            reply_tokens=200)
     # A prompt charged per sample is counted per sample: two of (100 + 150).
     res = shared(500).reserve(prompt_tokens=100, prompt_copies=4, n=4, max_tokens=200)
     assert (res.n, res.max_tokens, res.tokens, res.prompt_copies) == (2, 150, 500, 2)
-    # A lone sample is cut no shorter either.
+    # A lone sample is held to what replies needed too...
+    with pytest.raises(BudgetExhausted, match="too few for a prompt of up to 100 tokens and 80"):
+        shared(160).reserve(prompt_tokens=100, prompt_copies=1, n=1, max_tokens=100,
+                            reply_tokens=80)
+    # ...unless replies run to max_tokens anyway: then it may be cut to half, no shorter.
+    res = shared(160).reserve(prompt_tokens=100, prompt_copies=1, n=1, max_tokens=100,
+                              reply_tokens=100)
+    assert (res.n, res.max_tokens) == (1, 60)
     with pytest.raises(BudgetExhausted, match="too few for a prompt of up to 100 tokens and 50"):
-        shared(140).reserve(prompt_tokens=100, prompt_copies=1, n=1, max_tokens=100)
-    res = shared(140).reserve(prompt_tokens=100, prompt_copies=1, n=1, max_tokens=100,
-                              reply_tokens=40)
-    assert (res.n, res.max_tokens) == (1, 40)
+        shared(140).reserve(prompt_tokens=100, prompt_copies=1, n=1, max_tokens=100,
+                            reply_tokens=100)
     assert Budget(tokens=140).start().reserve(prompt_tokens=100, prompt_copies=1, n=1,
                                               max_tokens=100).max_tokens == 40
 

@@ -130,9 +130,11 @@ class BudgetMeter:
         `min_n` samples of `min_completion_tokens` each (under a total, of what replies
         needed) still fit.
 
-        Under a run's total (a `parent`) no sample is cut below `reply_tokens`, what the run's
-        replies to such calls have needed (`ponder.core.calibration.ReplyLengths`; half of
-        `max_tokens` before any came back): fewer samples are asked for instead. A reply cut
+        Under a run's total (a `parent`) samples share what is left no thinner than
+        `reply_tokens`, what the run's replies to such calls have needed
+        (`ponder.core.calibration.ReplyLengths`; half of `max_tokens` before any came back):
+        fewer samples are asked for instead; only where replies run to `max_tokens` anyway
+        may the last `min_n` be cut to half of it, no shorter. A reply cut
         short of its answer line votes for a stray number, and under a total the tokens it
         would spend can buy another problem a whole one. Alone, a problem's budget has no
         other use for what is left, so the samples share it down to `min_completion_tokens`.
@@ -146,13 +148,19 @@ class BudgetMeter:
         # Fewer samples may fit where n do not; each sample may carry its own prompt copy.
         per_sample_prompt = prompt_tokens if prompt_copies > 1 else 0
         shared_prompt = prompt_tokens if prompt_copies <= 1 else 0
+        last_floor = floor
         if self.parent is not None:
-            floor = max(floor, max_tokens // 2 if reply_tokens is None
-                        else min(max_tokens, reply_tokens))
+            needed = max_tokens // 2 if reply_tokens is None else min(max_tokens, reply_tokens)
+            # Samples share what is left no thinner than a reply needs. Where replies run past
+            # max_tokens anyway, whole ones are out of reach: the last resort may then be cut
+            # to half (a problem whose prompt is a little longer than its neighbours' still
+            # gets its call), never to a stub.
+            floor = max(floor, needed)
+            last_floor = max(last_floor, needed // 2 if needed >= max_tokens else needed)
         while n >= min_n and n >= 1:
             room = left - shared_prompt - per_sample_prompt * n
             cap = room / n if room != math.inf else math.inf
-            if cap >= floor:
+            if cap >= (last_floor if n <= max(1, min_n) else floor):
                 capped = max_tokens if cap == math.inf else min(max_tokens, int(cap))
                 cost = shared_prompt + n * (per_sample_prompt + capped)
                 res = Reservation(tokens=cost, n=n, max_tokens=capped,
@@ -169,7 +177,7 @@ class BudgetMeter:
             whose = f"run's total budget of {self.parent.tokens}"
         self._exhaust(
             f"{whose} leaves {max(0, int(left))} tokens, too few for "
-            f"a prompt of up to {prompt_tokens} tokens and {floor} completion tokens"
+            f"a prompt of up to {prompt_tokens} tokens and {last_floor} completion tokens"
         )
         raise AssertionError("unreachable")
 

@@ -14,9 +14,9 @@ two passes:
    pass. An adaptive strategy (`auto`, `best_of_n` with `adaptive=True`) stops early where
    its samples agree, so easy problems leave part of their cap unspent, and a call whose
    upper bound no longer fits leaves the rest of a cap unspent too: under the run's meter a
-   call cuts no sample shorter than the run's replies to its template have needed, and asks
-   for fewer samples instead (`BudgetMeter.reserve`), since a reply cut before its answer
-   line spends tokens another problem could use on a vote for a stray number.
+   call's samples share what is left no thinner than the run's replies to its template have
+   needed (`BudgetMeter.reserve`), since a reply cut before its answer line spends tokens
+   another problem could use on a vote for a stray number.
 2. What is left goes to the problems the first pass left unsettled: not verified, and stopped
    by the budget (`stop_reason == "budget"`; `scattered`, `done`, `consensus` and the rest are
    settled, since more samples are unlikely to change them), the most to gain first: no
