@@ -117,7 +117,7 @@ def main(argv: list[str]) -> int:
                      f"{bound} |")
     lines += ["", f"{BASELINE} averaged {base_mean:.1f} over these seeds.", ""]
     if args.before:
-        lines += paired(table, correct_by_arm(args.before), args.before_label)
+        lines += paired(table, correct_by_arm(before_rows), args.before_label)
     args.out.with_suffix(".ndjson").write_text(
         "".join(json.dumps(row) + "\n" for row in compact + before_rows))
     args.out.with_suffix(".md").write_text("\n".join(lines))
@@ -134,12 +134,11 @@ def brief(path: Path, row: dict[str, Any]) -> dict[str, Any]:
             "stop": row["stop_reason"]}
 
 
-def correct_by_arm(paths: list[Path]) -> dict[str, dict[str, int]]:
-    """arm -> seed file -> correct count, from sweeps' raw rows."""
+def correct_by_arm(rows: list[dict[str, Any]]) -> dict[str, dict[str, int]]:
+    """arm -> seed file -> correct count, from `brief` rows."""
     out: dict[str, dict[str, int]] = defaultdict(dict)
-    for path in paths:
-        for row in load(path):
-            out[row["arm"]][path.stem] = out[row["arm"]].get(path.stem, 0) + int(row["right"])
+    for row in rows:
+        out[row["arm"]][row["sweep"]] = out[row["arm"]].get(row["sweep"], 0) + int(row["right"])
     return out
 
 

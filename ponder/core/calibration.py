@@ -144,7 +144,7 @@ class ReplyLengths:
             seen.append(max_tokens if cut else completion.usage.completion_tokens)
 
     def needed(self, key: ReplyKey) -> int | None:
-        """The completion tokens a sample of `key` needs (None: too few replies to say)."""
+        """The completion tokens a sample of `key` needs (None: no reply yet)."""
         seen = self._seen.get(key)
         if not seen:
             return None
